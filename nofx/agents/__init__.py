@@ -1,0 +1,64 @@
+"""Agent providers: how a registered agent is actually called."""
+
+from __future__ import annotations
+
+from nofx.agents.base import (
+    AgentCall,
+    AgentCallError,
+    AgentFaultError,
+    AgentProvider,
+    AgentResult,
+    ErrorClass,
+    PermanentAgentError,
+    TransientAgentError,
+)
+from nofx.agents.simulated import SimulatedProvider
+from nofx.domain import Agent, ProviderKind
+from nofx.errors import ConfigurationError
+
+__all__ = [
+    "AgentCall",
+    "AgentCallError",
+    "AgentFaultError",
+    "AgentProvider",
+    "AgentResult",
+    "ErrorClass",
+    "PermanentAgentError",
+    "ProviderSet",
+    "SimulatedProvider",
+    "TransientAgentError",
+]
+
+
+class ProviderSet:
+    """Maps each provider kind to the object that performs calls for it."""
+
+    def __init__(self, providers: dict[ProviderKind, AgentProvider] | None = None) -> None:
+        self.providers: dict[ProviderKind, AgentProvider] = dict(providers or {})
+
+    @classmethod
+    def default(cls, *, seed: int = 7, time_scale: float = 1.0) -> ProviderSet:
+        """The simulator, plus every real provider kind whose module is available."""
+        providers: dict[ProviderKind, AgentProvider] = {
+            ProviderKind.SIMULATED: SimulatedProvider(seed=seed, time_scale=time_scale)
+        }
+        try:
+            from nofx.agents.command import CommandProvider
+            from nofx.agents.openai import OpenAIProvider
+            from nofx.agents.python import PythonProvider
+        except ImportError:  # pragma: no cover - all ship with nofx
+            pass
+        else:
+            providers[ProviderKind.OPENAI] = OpenAIProvider()
+            providers[ProviderKind.COMMAND] = CommandProvider()
+            providers[ProviderKind.PYTHON] = PythonProvider()
+        return cls(providers)
+
+    def for_agent(self, agent: Agent) -> AgentProvider:
+        try:
+            return self.providers[agent.provider.kind]
+        except KeyError:
+            raise ConfigurationError(
+                f"no provider is configured for kind {agent.provider.kind.value!r} (agent {agent.name})",
+                hint="use one of: " + ", ".join(k.value for k in self.providers),
+            ) from None

@@ -1,0 +1,86 @@
+"""The provider interface every agent kind implements, and the errors it may raise.
+
+Errors are classified because the retry policy differs: a transient error is
+retried on the same agent after a back-off, an agent fault moves the work to
+another agent, a permanent error fails fast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+from nofx.domain import Agent
+
+
+class ErrorClass(StrEnum):
+    TRANSIENT = "transient"
+    AGENT_FAULT = "agent_fault"
+    PERMANENT = "permanent"
+
+
+class AgentCallError(Exception):
+    """Raised by a provider. ``error_type`` follows OpenTelemetry's ``error.type``."""
+
+    error_class = ErrorClass.AGENT_FAULT
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        error_type: str,
+        latency_ms: float = 0.0,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cost_usd: float = 0.0,
+    ) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+        self.latency_ms = latency_ms
+        self.input_tokens = input_tokens
+        self.output_tokens = output_tokens
+        self.cost_usd = cost_usd
+
+
+class TransientAgentError(AgentCallError):
+    error_class = ErrorClass.TRANSIENT
+
+
+class AgentFaultError(AgentCallError):
+    error_class = ErrorClass.AGENT_FAULT
+
+
+class PermanentAgentError(AgentCallError):
+    error_class = ErrorClass.PERMANENT
+
+
+@dataclass(frozen=True)
+class AgentCall:
+    """One request to one agent. ``call_id`` makes simulated outcomes reproducible."""
+
+    call_id: str
+    capability: str
+    prompt: str
+    input_tokens: int
+    complexity: float = 0.5
+    timeout_s: float = 60.0
+    context: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AgentResult:
+    output: str
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    latency_ms: float
+    quality: float | None = None
+    simulated: bool = False
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class AgentProvider(Protocol):
+    """Anything that can run a call for an agent."""
+
+    async def invoke(self, agent: Agent, call: AgentCall) -> AgentResult: ...

@@ -1,0 +1,156 @@
+"""A seeded simulator of LLM agents: the embedded default, and ground truth for tests.
+
+It is honest about being a simulator (every result says ``simulated=True``) and
+realistic where it matters to a control plane: each agent has a hidden skill per
+capability, a log-normal latency with a heavy tail, token usage that grows with
+the task, a per-token price, and failure modes (agent error, timeout, rate
+limit) plus optional degradation over time. Outcomes depend only on the seed,
+the agent and the call id, so runs are reproducible whatever the scheduling order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+import random
+from dataclasses import dataclass
+
+from nofx.agents.base import (
+    AgentCall,
+    AgentFaultError,
+    AgentResult,
+    PermanentAgentError,
+    TransientAgentError,
+)
+from nofx.domain import Agent
+
+
+@dataclass(frozen=True)
+class SimulatedProfile:
+    """Hidden truth for one agent, read from ``provider.config`` (all optional)."""
+
+    skill: dict[str, float]
+    latency_median_ms: float = 800.0
+    latency_sigma: float = 0.5
+    output_ratio: float = 0.6
+    error_rate: float = 0.02
+    rate_limit_rate: float = 0.01
+    degradation_per_call: float = 0.0
+    dark_after_calls: int | None = None
+
+    @classmethod
+    def from_agent(cls, agent: Agent) -> SimulatedProfile:
+        config = agent.provider.config
+        declared = {c.name: c.proficiency for c in agent.capabilities}
+        skill = {name: 0.55 + 0.08 * level for name, level in declared.items()}
+        skill.update({k: float(v) for k, v in config.get("skill", {}).items()})
+        return cls(
+            skill=skill,
+            latency_median_ms=float(config.get("latency_median_ms", 800.0)),
+            latency_sigma=float(config.get("latency_sigma", 0.5)),
+            output_ratio=float(config.get("output_ratio", 0.6)),
+            error_rate=float(config.get("error_rate", 0.02)),
+            rate_limit_rate=float(config.get("rate_limit_rate", 0.01)),
+            degradation_per_call=float(config.get("degradation_per_call", 0.0)),
+            dark_after_calls=config.get("dark_after_calls"),
+        )
+
+
+def call_rng(seed: int, agent_id: str, call_id: str) -> random.Random:
+    digest = hashlib.sha256(f"{seed}|{agent_id}|{call_id}".encode()).digest()
+    return random.Random(int.from_bytes(digest[:8], "big"))
+
+
+def success_probability(skill: float, complexity: float) -> float:
+    """Harder tasks hurt weaker agents more: p = skill ** (0.5 + 1.5 * complexity)."""
+    return max(0.0, min(1.0, skill)) ** (0.5 + 1.5 * complexity)
+
+
+class SimulatedProvider:
+    """Plays every simulated agent. ``time_scale`` shrinks real sleeping (0 = no sleep)."""
+
+    def __init__(self, seed: int = 7, time_scale: float = 1.0) -> None:
+        self.seed = seed
+        self.time_scale = time_scale
+        self.calls: dict[str, int] = {}
+        self._profiles: dict[tuple[str, int], SimulatedProfile] = {}
+
+    def profile(self, agent: Agent) -> SimulatedProfile:
+        key = (agent.agent_id, agent.version)
+        if key not in self._profiles:
+            self._profiles[key] = SimulatedProfile.from_agent(agent)
+        return self._profiles[key]
+
+    def outcome(self, agent: Agent, call: AgentCall) -> AgentResult | Exception:
+        """Decide the call's fate without sleeping: a pure function of seed, agent and call."""
+        profile = self.profile(agent)
+        n = self.calls.get(agent.agent_id, 0)
+        self.calls[agent.agent_id] = n + 1
+        rng = call_rng(self.seed, agent.agent_id, call.call_id)
+        latency = profile.latency_median_ms * math.exp(rng.gauss(0.0, profile.latency_sigma))
+        latency *= 1.0 + call.complexity
+        input_tokens = call.input_tokens
+        output_tokens = max(1, int(input_tokens * profile.output_ratio * rng.uniform(0.5, 1.5)))
+        cost = agent.pricing.cost(input_tokens, output_tokens)
+        if profile.dark_after_calls is not None and n >= int(profile.dark_after_calls):
+            return TransientAgentError(
+                f"{agent.name} did not answer within {call.timeout_s:.0f}s (simulated outage)",
+                error_type="timeout",
+                latency_ms=call.timeout_s * 1000,
+            )
+        if call.capability not in profile.skill:
+            return PermanentAgentError(
+                f"{agent.name} does not offer {call.capability}", error_type="unsupported_capability"
+            )
+        roll = rng.random()
+        if roll < profile.rate_limit_rate:
+            return TransientAgentError(
+                f"{agent.name} is rate limited (simulated HTTP 429)",
+                error_type="rate_limited",
+                latency_ms=latency * 0.05,
+            )
+        if latency > call.timeout_s * 1000:
+            return TransientAgentError(
+                f"{agent.name} timed out after {call.timeout_s:.1f}s",
+                error_type="timeout",
+                latency_ms=call.timeout_s * 1000,
+                input_tokens=input_tokens,
+            )
+        if roll < profile.rate_limit_rate + profile.error_rate:
+            return AgentFaultError(
+                f"{agent.name} returned a malformed response (simulated)",
+                error_type="agent_error",
+                latency_ms=latency,
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+                cost_usd=cost,
+            )
+        skill = profile.skill[call.capability] - profile.degradation_per_call * n
+        if rng.random() >= success_probability(skill, call.complexity):
+            return AgentFaultError(
+                f"{agent.name} produced output that failed validation (simulated)",
+                error_type="bad_output",
+                latency_ms=latency,
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+                cost_usd=cost,
+            )
+        return AgentResult(
+            output=f"[simulated {agent.name}] {call.capability}: done ({output_tokens} tokens)",
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cost_usd=cost,
+            latency_ms=latency,
+            quality=max(0.0, min(1.0, skill)),
+            simulated=True,
+        )
+
+    async def invoke(self, agent: Agent, call: AgentCall) -> AgentResult:
+        result = self.outcome(agent, call)
+        latency = result.latency_ms
+        if self.time_scale > 0:
+            await asyncio.sleep(latency / 1000 * self.time_scale)
+        if isinstance(result, Exception):
+            raise result
+        return result

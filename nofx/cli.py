@@ -1,0 +1,454 @@
+"""The ``nofx`` command line: demo, agents, sessions, runtime, database and UIs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from pydantic import ValidationError as PydanticValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from nofx.domain import AgentSpec, PatternName, SessionRequest, SessionStatus, Task
+from nofx.errors import NofxError
+from nofx.registry import AgentRegistry
+from nofx.settings import Settings
+from nofx.store import EventStore
+
+app = typer.Typer(
+    help="NOFX: run fleets of AI agents, record every step as an event, learn from every run.\n\n"
+    "State lives under NOFX_HOME (default ./.nofx): SQLite event store, DuckDB warehouse, "
+    "MLflow and Dagster. Set NOFX_DATABASE_URL=postgresql://... to use PostgreSQL.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+agents_app = typer.Typer(help="Register, list, update and remove agents.", no_args_is_help=True)
+sessions_app = typer.Typer(help="Submit, list and inspect sessions.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
+app.add_typer(agents_app, name="agents")
+app.add_typer(sessions_app, name="sessions")
+app.add_typer(db_app, name="db")
+
+console = Console()
+err = Console(stderr=True)
+
+UI_PORTS = {"api": 8000, "dagster": 3000, "streamlit": 8501, "mlflow": 5000}
+
+
+def _open_store(settings: Settings | None = None) -> tuple[Settings, EventStore]:
+    settings = settings or Settings.from_env()
+    settings.ensure_dirs()
+    return settings, EventStore(settings.database_url)
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+def _load_specs(path: str) -> list[dict[str, Any]]:
+    text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    data = yaml.safe_load(text)
+    if isinstance(data, dict) and "agents" in data:
+        data = data["agents"]
+    return data if isinstance(data, list) else [data]
+
+
+# -- agents ----------------------------------------------------------------------------------
+@agents_app.command("register")
+def agents_register(
+    path: Annotated[str, typer.Argument(help="YAML or JSON file with one agent, a list, or {agents: [...]}; - for stdin")],
+) -> None:
+    """Register agents from a spec file. Every spec is checked before any is written."""
+    _, store = _open_store()
+    registry = AgentRegistry(store)
+    try:
+        specs = [AgentSpec.model_validate(raw) for raw in _load_specs(path)]
+    except (OSError, yaml.YAMLError) as exc:
+        raise _fail(f"cannot read {path}: {exc}") from None
+    except PydanticValidationError as exc:
+        lines = [f"  {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+        raise _fail("the agent spec is not valid:\n" + "\n".join(lines)) from None
+    try:
+        for spec in specs:
+            agent = registry.register(spec)
+            console.print(f"registered [bold]{agent.name}[/] as {agent.agent_id} (version {agent.version})")
+    except NofxError as exc:
+        raise _fail(str(exc)) from None
+
+
+@agents_app.command("list")
+def agents_list(
+    capability: Annotated[str | None, typer.Option(help="only agents offering this capability")] = None,
+    tenant: Annotated[str | None, typer.Option(help="only this tenant")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+) -> None:
+    """List registered agents."""
+    _, store = _open_store()
+    agents = AgentRegistry(store).list(tenant_id=tenant, capability=capability)
+    if as_json:
+        console.print_json(json.dumps([a.model_dump(mode="json") for a in agents]))
+        return
+    table = Table(title=f"{len(agents)} agents")
+    for col in ("id", "name", "tenant", "capabilities", "$/1k in", "$/1k out", "provider", "v"):
+        table.add_column(col)
+    for a in agents:
+        table.add_row(
+            a.agent_id,
+            a.name,
+            a.tenant_id,
+            ", ".join(f"{c.name}:{c.proficiency}" for c in a.capabilities),
+            f"{a.pricing.input_per_1k_tokens:.5f}",
+            f"{a.pricing.output_per_1k_tokens:.5f}",
+            a.provider.kind.value,
+            str(a.version),
+        )
+    console.print(table)
+
+
+@agents_app.command("remove")
+def agents_remove(agent_id: str) -> None:
+    """Deregister an agent (its history stays in the event store)."""
+    _, store = _open_store()
+    try:
+        agent = AgentRegistry(store).deregister(agent_id)
+    except NofxError as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"deregistered {agent.name} ({agent_id})")
+
+
+# -- sessions --------------------------------------------------------------------------------
+@sessions_app.command("submit")
+def sessions_submit(
+    capability: Annotated[str, typer.Option(help="capability the task needs, e.g. code.generate")],
+    prompt: Annotated[str, typer.Option(help="what to do")],
+    pattern: Annotated[PatternName, typer.Option(help="orchestration pattern")] = PatternName.SOLO,
+    complexity: Annotated[float, typer.Option(min=0.0, max=1.0, help="0 trivial .. 1 very hard")] = 0.5,
+    budget: Annotated[float | None, typer.Option(help="max USD to spend")] = None,
+    tenant: Annotated[str, typer.Option()] = "default",
+    run: Annotated[bool, typer.Option("--run", help="run it now instead of leaving it for a worker")] = False,
+) -> None:
+    """Request a session. It runs when a runtime picks it up (`nofx run`, a worker, or Dagster)."""
+    _, store = _open_store()
+    from nofx.runtime import Runtime
+
+    runtime = Runtime(store)
+    try:
+        request = SessionRequest(
+            task=Task(prompt=prompt, capability=capability, complexity=complexity),
+            pattern=pattern,
+            budget_usd=budget,
+            tenant_id=tenant,
+        )
+        session = runtime.sessions.submit(request)
+    except PydanticValidationError as exc:
+        raise _fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
+    except NofxError as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"requested session {session.session_id}")
+    if run:
+        session = asyncio.run(runtime.run_session(session.session_id))
+        console.print(f"{session.session_id}: {session.status.value}, ${session.cost_usd:.4f}, {session.output or session.error_type}")
+
+
+@sessions_app.command("list")
+def sessions_list(
+    status: Annotated[SessionStatus | None, typer.Option(help="only this status")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 20,
+) -> None:
+    """The newest sessions."""
+    _, store = _open_store()
+    from nofx.sessions import SessionService
+
+    rows = SessionService(store, AgentRegistry(store)).list(status=status, limit=limit)
+    table = Table(title=f"{len(rows)} newest sessions")
+    for col in ("id", "pattern", "capability", "status", "attempts", "cost $", "created"):
+        table.add_column(col)
+    for s in rows:
+        table.add_row(
+            s.session_id,
+            s.pattern.value,
+            s.task.capability,
+            s.status.value,
+            str(s.attempts),
+            f"{s.cost_usd:.4f}",
+            s.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+        )
+    console.print(table)
+
+
+@sessions_app.command("show")
+def sessions_show(session_id: str) -> None:
+    """A session and its events."""
+    _, store = _open_store()
+    from nofx.sessions import SessionService
+
+    service = SessionService(store, AgentRegistry(store))
+    try:
+        session = service.get(session_id)
+    except NofxError as exc:
+        raise _fail(str(exc)) from None
+    console.print_json(session.model_dump_json())
+    table = Table(title="events")
+    for col in ("seq", "type", "at", "detail"):
+        table.add_column(col)
+    for e in service.events(session_id):
+        detail = e.payload.get("gen_ai.agent.name") or e.payload.get("error.type") or ""
+        table.add_row(str(e.seq), e.type, e.occurred_at.strftime("%H:%M:%S.%f")[:-3], str(detail))
+    console.print(table)
+
+
+# -- runtime ---------------------------------------------------------------------------------
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("ok {task.fields[ok]}  failed {task.fields[failed]}"),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+
+def _make_runtime(store: EventStore, *, time_scale: float, seed: int) -> Any:
+    from nofx.runtime import Runtime, RuntimeConfig
+
+    patterns = None
+    try:
+        from nofx.patterns import default_patterns
+
+        patterns = default_patterns()
+    except ImportError:  # pragma: no cover - patterns ship with nofx
+        pass
+    selector = None
+    try:
+        from nofx.routing.router import SmartRouter
+
+        selector = SmartRouter(seed=seed)
+    except ImportError:  # pragma: no cover
+        pass
+    return Runtime(
+        store,
+        selector=selector,
+        patterns=patterns,
+        config=RuntimeConfig(time_scale=time_scale, seed=seed),
+    )
+
+
+def _run_with_progress(runtime: Any, total: int, label: str) -> Any:
+    with _progress() as progress:
+        bar = progress.add_task(label, total=total, ok=0, failed=0)
+        counts = {"ok": 0, "failed": 0}
+
+        def done(session: Any) -> None:
+            counts["ok" if session.status is SessionStatus.SUCCEEDED else "failed"] += 1
+            progress.update(bar, advance=1, **counts)
+
+        return asyncio.run(runtime.run_pending(on_done=done))
+
+
+@app.command("run")
+def run(
+    time_scale: Annotated[float, typer.Option(help="multiply simulated latencies (0 = no sleeping)")] = 1.0,
+    seed: Annotated[int, typer.Option()] = 7,
+) -> None:
+    """Run every requested session once, then exit."""
+    _, store = _open_store()
+    runtime = _make_runtime(store, time_scale=time_scale, seed=seed)
+    pending = runtime.sessions.requested_count()
+    summary = _run_with_progress(runtime, pending, "sessions")
+    console.print(f"ran {len(summary.sessions)} sessions: {summary.succeeded} succeeded, {summary.failed} failed")
+
+
+@app.command("worker")
+def worker(
+    poll_s: Annotated[float, typer.Option(help="seconds between polls when idle")] = 1.0,
+    time_scale: Annotated[float, typer.Option()] = 1.0,
+    seed: Annotated[int, typer.Option()] = 7,
+    max_idle_polls: Annotated[int | None, typer.Option(help="exit after this many empty polls")] = None,
+) -> None:
+    """Run sessions forever (until SIGTERM), claiming work with leases so several workers can share a store."""
+    _, store = _open_store()
+    runtime = _make_runtime(store, time_scale=time_scale, seed=seed)
+    stop = False
+
+    def _stop(*_: Any) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    idle = 0
+    console.print(f"worker {runtime.config.worker_id} polling {store.dialect} store")
+    while not stop:
+        summary = asyncio.run(runtime.run_pending())
+        if summary.sessions:
+            idle = 0
+            console.print(f"ran {len(summary.sessions)} sessions ({summary.succeeded} ok)")
+        else:
+            idle += 1
+            if max_idle_polls is not None and idle >= max_idle_polls:
+                break
+            time.sleep(poll_s)
+
+
+# -- database --------------------------------------------------------------------------------
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply migrations to the configured store (the embedded default does this on start)."""
+    settings = Settings.from_env()
+    settings.ensure_dirs()
+    from nofx.store.event_store import make_engine
+    from nofx.store.migrate import current_revision, upgrade
+
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    console.print(f"schema at revision {current_revision(engine)} ({engine.dialect.name})")
+
+
+# -- demo ------------------------------------------------------------------------------------
+def _summary_table(sessions_run: int, succeeded: int, cost: float, pipeline: dict[str, Any] | None) -> Table:
+    table = Table(title="NOFX demo summary", show_header=True)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    table.add_row("sessions run", str(sessions_run))
+    rate = succeeded / sessions_run if sessions_run else 0.0
+    table.add_row("success rate (runtime)", f"{rate:.1%}")
+    table.add_row("total cost (simulated)", f"${cost:.4f}")
+    if pipeline:
+        table.add_row("raw events in warehouse", str(pipeline.get("raw_events_rows", "?")))
+        table.add_row("sessions in agent_sessions mart", str(pipeline.get("agent_sessions", "?")))
+        if pipeline.get("success_rate") is not None:
+            table.add_row("success rate (mart)", f"{pipeline['success_rate']:.1%}")
+        model = pipeline.get("model") or {}
+        if model:
+            table.add_row("model", f"{model.get('name')} v{model.get('version')} @{model.get('alias')}")
+            for key, value in sorted((model.get("metrics") or {}).items()):
+                table.add_row(f"  {key}", f"{value:.3f}" if isinstance(value, float) else str(value))
+        checks = pipeline.get("checks") or {}
+        if checks:
+            passed = sum(1 for ok in checks.values() if ok)
+            table.add_row("data-quality checks passed", f"{passed}/{len(checks)}")
+    return table
+
+
+@app.command("demo")
+def demo(
+    sessions: Annotated[int, typer.Option(min=1, max=100_000, help="how many sessions to run")] = 300,
+    seed: Annotated[int, typer.Option()] = 7,
+    time_scale: Annotated[float, typer.Option(help="multiply simulated latencies")] = 0.01,
+    pipeline: Annotated[bool, typer.Option(help="materialize the Dagster assets afterwards")] = True,
+) -> None:
+    """Register a simulated fleet, run a burst of sessions, materialize every asset, print a summary."""
+    settings, store = _open_store()
+    from nofx.fleet import demo_fleet, demo_requests
+
+    registry = AgentRegistry(store)
+    existing = {a.name for a in registry.list()}
+    fleet = [spec for spec in demo_fleet(seed) if spec.name not in existing]
+    for spec in fleet:
+        registry.register(spec)
+    console.print(
+        f"fleet: {len(existing) + len(fleet)} simulated agents ({len(fleet)} new) — "
+        "[italic]simulated: no model service is called[/]"
+    )
+    runtime = _make_runtime(store, time_scale=time_scale, seed=seed)
+    patterns = tuple(p.value for p in runtime.patterns if p is not PatternName.AUTO) or ("solo",)
+    for request in demo_requests(sessions, seed=seed, patterns=patterns):
+        runtime.sessions.submit(request)
+    summary = _run_with_progress(runtime, runtime.sessions.requested_count(), "sessions")
+    cost = sum(s.cost_usd for s in summary.sessions)
+    result: dict[str, Any] | None = None
+    if pipeline:
+        out = settings.home / "demo-summary.json"
+        console.print("[bold]materializing assets[/] (raw_events -> dbt -> checks -> model) ...")
+        proc = subprocess.run(
+            [sys.executable, "-m", "dagster_project.materialize", "--json", str(out)],
+            env={**os.environ, "NOFX_HOME": str(settings.home)},
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise _fail(
+                f"the pipeline failed (exit {proc.returncode}); the sessions are safe in the store. "
+                "Re-run `make demo` or `python -m dagster_project.materialize` to see the error.",
+                code=proc.returncode,
+            )
+        result = json.loads(out.read_text())
+    console.print(_summary_table(len(summary.sessions), summary.succeeded, cost, result))
+    console.print(
+        "open the UIs with [bold]make up[/]: "
+        + ", ".join(f"{name} http://127.0.0.1:{port}" for name, port in UI_PORTS.items())
+    )
+
+
+# -- UIs -------------------------------------------------------------------------------------
+def ui_commands(settings: Settings, python: str = sys.executable) -> dict[str, list[str]]:
+    """The four servers `nofx up` starts, all on loopback."""
+    bindir = Path(python).parent
+    return {
+        "api": [python, "-m", "uvicorn", "nofx.api.app:create_app", "--factory", "--host", "127.0.0.1", "--port", str(UI_PORTS["api"])],
+        "dagster": [str(bindir / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(UI_PORTS["dagster"])],
+        "streamlit": [python, "-m", "streamlit", "run", "dashboards/app.py", "--server.headless", "true", "--server.address", "127.0.0.1", "--server.port", str(UI_PORTS["streamlit"])],
+        "mlflow": [str(bindir / "mlflow"), "server", "--backend-store-uri", settings.mlflow_tracking_uri, "--artifacts-destination", str(settings.mlflow_artifact_root), "--host", "127.0.0.1", "--port", str(UI_PORTS["mlflow"])],
+    }
+
+
+@app.command("up")
+def up() -> None:
+    """Serve the API, Dagster UI, Streamlit dashboards and MLflow UI until Ctrl-C."""
+    settings = Settings.from_env()
+    settings.ensure_dirs()
+    env = {**os.environ, "NOFX_HOME": str(settings.home), "DAGSTER_HOME": str(settings.dagster_home)}
+    procs = {name: subprocess.Popen(cmd, env=env, start_new_session=True) for name, cmd in ui_commands(settings).items()}
+    table = Table(title="NOFX is up (Ctrl-C to stop)")
+    table.add_column("service")
+    table.add_column("url")
+    for name, port in UI_PORTS.items():
+        table.add_row(name, f"http://127.0.0.1:{port}" + ("/docs" if name == "api" else ""))
+    console.print(table)
+    try:
+        while all(p.poll() is None for p in procs.values()):
+            time.sleep(1)
+        dead = [n for n, p in procs.items() if p.poll() is not None]
+        err.print(f"[red]{', '.join(dead)} stopped; shutting the rest down[/]")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in procs.values():
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+
+
+@app.command("where")
+def where() -> None:
+    """Where state lives (store, warehouse, MLflow, Dagster)."""
+    s = Settings.from_env()
+    for key, value in (
+        ("NOFX_HOME", s.home),
+        ("store", s.database_url),
+        ("warehouse", s.warehouse_path),
+        ("mlflow", s.mlflow_tracking_uri),
+        ("DAGSTER_HOME", s.dagster_home),
+    ):
+        console.print(f"{key:10} {value}")
+    if shutil.which("dagster") is None:
+        console.print("[yellow]dagster is not on PATH: run `make demo` or activate .venv[/]")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

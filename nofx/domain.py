@@ -1,0 +1,205 @@
+"""Shared domain models. Pydantic at the edges (API, files, event payloads)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+CAPABILITY_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:20]}"
+
+
+class Strict(BaseModel):
+    """Rejects unknown fields so a typo in a spec is an error, not a silent default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Capability(Strict):
+    """A skill an agent offers, with a declared proficiency from 1 (novice) to 5 (expert)."""
+
+    name: str = Field(examples=["code.generate"])
+    proficiency: int = Field(default=3, ge=1, le=5)
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if not CAPABILITY_NAME.match(value):
+            raise ValueError(
+                f"capability name {value!r} is not valid: use lower-case dotted words such as "
+                "'code.generate' or 'text.summarize'"
+            )
+        return value
+
+
+class Pricing(Strict):
+    """What a call costs, in USD."""
+
+    input_per_1k_tokens: float = Field(default=0.0, ge=0)
+    output_per_1k_tokens: float = Field(default=0.0, ge=0)
+    per_call: float = Field(default=0.0, ge=0)
+
+    def cost(self, input_tokens: int, output_tokens: int) -> float:
+        return (
+            self.per_call
+            + input_tokens / 1000 * self.input_per_1k_tokens
+            + output_tokens / 1000 * self.output_per_1k_tokens
+        )
+
+
+class ProviderKind(StrEnum):
+    SIMULATED = "simulated"
+    OPENAI = "openai"
+    COMMAND = "command"
+    PYTHON = "python"
+
+
+class ProviderSpec(Strict):
+    """How an agent is called. ``config`` is provider-specific (see nofx.agents)."""
+
+    kind: ProviderKind = ProviderKind.SIMULATED
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class AgentSpec(Strict):
+    """What a user registers."""
+
+    name: str = Field(min_length=1, max_length=120, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    capabilities: list[Capability] = Field(min_length=1)
+    provider: ProviderSpec = Field(default_factory=ProviderSpec)
+    pricing: Pricing = Field(default_factory=Pricing)
+    max_concurrency: int = Field(default=4, ge=1, le=10_000)
+    tenant_id: str = Field(default="default", min_length=1, max_length=64)
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _unique_capabilities(self) -> AgentSpec:
+        names = [c.name for c in self.capabilities]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"capability listed twice: {', '.join(dupes)}; list each once")
+        return self
+
+    def proficiency(self, capability: str) -> int:
+        for cap in self.capabilities:
+            if cap.name == capability:
+                return cap.proficiency
+        return 0
+
+
+class AgentStatus(StrEnum):
+    ACTIVE = "active"
+    DEREGISTERED = "deregistered"
+
+
+class Agent(AgentSpec):
+    """A registered agent: the spec plus identity and version."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    agent_id: str
+    version: int = 1
+    status: AgentStatus = AgentStatus.ACTIVE
+    created_at: datetime
+    updated_at: datetime
+
+
+class PatternName(StrEnum):
+    SOLO = "solo"
+    PAIR = "pair"
+    HIERARCHICAL = "hierarchical"
+    SWARM = "swarm"
+    AUTO = "auto"
+
+
+class Task(Strict):
+    """The work a session does."""
+
+    prompt: str = Field(min_length=1, max_length=100_000)
+    capability: str = Field(examples=["code.generate"])
+    complexity: float = Field(default=0.5, ge=0.0, le=1.0, description="0 trivial .. 1 very hard")
+    input_tokens: int = Field(default=800, ge=1, le=2_000_000)
+
+    @field_validator("capability")
+    @classmethod
+    def _valid_capability(cls, value: str) -> str:
+        return Capability(name=value).name
+
+
+class SessionRequest(Strict):
+    task: Task
+    pattern: PatternName = PatternName.SOLO
+    tenant_id: str = Field(default="default", min_length=1, max_length=64)
+    budget_usd: float | None = Field(default=None, gt=0)
+    deadline_s: float | None = Field(default=None, gt=0)
+    optimize: Literal["balanced", "cost", "latency", "success"] = "balanced"
+    max_attempts: int = Field(default=3, ge=1, le=10)
+    idempotency_key: str | None = Field(default=None, max_length=200)
+
+
+class SessionStatus(StrEnum):
+    REQUESTED = "requested"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (SessionStatus.SUCCEEDED, SessionStatus.FAILED, SessionStatus.CANCELLED)
+
+
+class Session(BaseModel):
+    """The projection of a session's events."""
+
+    session_id: str
+    tenant_id: str
+    pattern: PatternName
+    status: SessionStatus
+    task: Task
+    budget_usd: float | None = None
+    deadline_s: float | None = None
+    optimize: str = "balanced"
+    max_attempts: int = 3
+    agent_id: str | None = None
+    attempts: int = 0
+    cost_usd: float = 0.0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    output: str | None = None
+    error_type: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    version: int = 0
+
+
+class Event(BaseModel):
+    """An immutable fact. ``position`` is global order; ``seq`` is the order within its stream."""
+
+    position: int
+    stream_id: str
+    stream_type: str
+    seq: int
+    type: str
+    tenant_id: str
+    occurred_at: datetime
+    idempotency_key: str | None = None
+    payload: dict[str, Any]
+
+
+class NewEvent(BaseModel):
+    type: str
+    payload: dict[str, Any] = Field(default_factory=dict)
+    idempotency_key: str | None = None

@@ -1,0 +1,89 @@
+"""A demo fleet of simulated agents shaped like a real model line-up.
+
+Prices per 1k tokens and latencies are in the range of public model price
+lists (large, mid and small tiers); skills are hidden ground truth for the
+simulator. Every agent is labelled ``simulated`` so nobody mistakes it for a
+real model.
+"""
+
+from __future__ import annotations
+
+import random
+
+from nofx.domain import AgentSpec, SessionRequest, Task
+
+DEMO_CAPABILITIES = (
+    "code.generate",
+    "code.review",
+    "test.write",
+    "text.summarize",
+    "data.analyze",
+    "research.search",
+    "plan.decompose",
+)
+
+# (name, tier skill, input $/1k, output $/1k, median latency ms, capabilities with proficiency)
+_TIERS = [
+    ("atlas-large", 0.93, 0.0025, 0.0100, 1800, 5),
+    ("atlas-mini", 0.80, 0.00015, 0.0006, 600, 3),
+    ("orion-pro", 0.90, 0.0030, 0.0150, 2200, 5),
+    ("orion-haiku", 0.84, 0.0008, 0.0040, 700, 4),
+    ("vega-coder", 0.91, 0.0009, 0.0009, 1200, 4),
+    ("nova-lite", 0.70, 0.0001, 0.0002, 400, 2),
+]
+
+_SPECIALITIES = {
+    "vega-coder": ("code.generate", "code.review", "test.write"),
+    "nova-lite": ("text.summarize", "research.search", "code.review"),
+}
+
+
+def demo_fleet(seed: int = 7, tenant_id: str = "default") -> list[AgentSpec]:
+    rng = random.Random(seed)
+    specs = []
+    for name, skill, price_in, price_out, latency, level in _TIERS:
+        caps = _SPECIALITIES.get(name, DEMO_CAPABILITIES)
+        hidden = {c: round(min(0.99, max(0.3, skill + rng.uniform(-0.06, 0.04))), 3) for c in caps}
+        specs.append(
+            AgentSpec(
+                name=name,
+                tenant_id=tenant_id,
+                capabilities=[{"name": c, "proficiency": level} for c in caps],
+                pricing={"input_per_1k_tokens": price_in, "output_per_1k_tokens": price_out},
+                provider={
+                    "kind": "simulated",
+                    "config": {
+                        "skill": hidden,
+                        "latency_median_ms": latency,
+                        "latency_sigma": 0.45,
+                        "error_rate": 0.02,
+                        "rate_limit_rate": 0.01,
+                    },
+                },
+                max_concurrency=16,
+                labels={"simulated": "true", "tier": name.split("-")[1]},
+            )
+        )
+    return specs
+
+
+def demo_requests(n: int, seed: int = 7, patterns: tuple[str, ...] = ("solo",)) -> list[SessionRequest]:
+    """A realistic burst: mostly small tasks, some hard ones, mixed capabilities and objectives."""
+    rng = random.Random(seed + 1)
+    out = []
+    for i in range(n):
+        capability = rng.choice(DEMO_CAPABILITIES)
+        complexity = round(min(1.0, rng.betavariate(2, 3)), 3)
+        out.append(
+            SessionRequest(
+                task=Task(
+                    prompt=f"demo task {i}: {capability.replace('.', ' ')}",
+                    capability=capability,
+                    complexity=complexity,
+                    input_tokens=int(rng.lognormvariate(6.5, 0.7)) + 50,
+                ),
+                pattern=rng.choice(patterns),
+                optimize=rng.choice(["balanced", "balanced", "cost", "success", "latency"]),
+            )
+        )
+    return out

@@ -1,0 +1,1 @@
+"""Choosing agents: capability matching, scoring, learned estimates, breakers, scaling, retries."""

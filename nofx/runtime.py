@@ -1,0 +1,531 @@
+"""The asyncio runtime: claims requested sessions, runs their pattern, records every step as events.
+
+Execution is durable: every step outcome is an event with an idempotency key,
+and a step that already completed is answered from the event log instead of
+calling the agent again. A runtime that dies mid-session leaves a lease that
+expires; whichever runtime claims the session next resumes it where it stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+
+from nofx.agents import AgentCall, AgentCallError, ErrorClass, ProviderSet
+from nofx.domain import Agent, Event, NewEvent, PatternName, Session, SessionStatus, utcnow
+from nofx.errors import NoEligibleAgentError, NotFoundError
+from nofx.registry import AgentRegistry
+from nofx.routing.retry import RetryAction, RetryPolicy, backoff_delay, next_action
+from nofx.routing.selection import Outcome, ProficiencySelector, SelectionRequest, Selector
+from nofx.sessions import SessionService, append_session_events
+from nofx.store import EventStore
+from nofx.store.schema import sessions
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class StepFailed(Exception):
+    """A step ran out of options; the session fails with this error type."""
+
+    def __init__(self, step_id: str, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.step_id = step_id
+        self.error_type = error_type
+
+
+@dataclass(frozen=True)
+class StepResult:
+    step_id: str
+    agent_id: str
+    agent_name: str
+    output: str
+    cost_usd: float
+    latency_ms: float
+    input_tokens: int
+    output_tokens: int
+    replayed: bool = False
+    quality: float | None = None
+
+
+@dataclass(frozen=True)
+class PatternResult:
+    output: str
+    agent_id: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+PatternRunner = Callable[["SessionExecution"], Awaitable[PatternResult]]
+
+
+@dataclass
+class RuntimeConfig:
+    worker_id: str = field(default_factory=default_worker_id)
+    lease_s: float = 60.0
+    concurrency: int = 256
+    time_scale: float = 1.0
+    call_timeout_s: float = 60.0
+    seed: int = 7
+
+
+class SessionExecution:
+    """What a pattern sees: the session, and a durable ``call_step``."""
+
+    def __init__(self, runtime: Runtime, session: Session, history: list[Event]) -> None:
+        self.runtime = runtime
+        self.session = session
+        self.history = history
+        self.rng = random.Random(f"{runtime.config.seed}/{session.session_id}")
+
+    def _step_events(self, step_id: str) -> list[Event]:
+        return [e for e in self.history if e.payload.get("step_id") == step_id]
+
+    def emit(self, event_type: str, payload: dict[str, Any], key: str | None = None) -> list[Event]:
+        payload = {"session_id": self.session.session_id, **payload}
+        with self.runtime.store.transaction() as tx:
+            written = append_session_events(
+                tx,
+                self.session.session_id,
+                self.session.tenant_id,
+                [NewEvent(type=event_type, payload=payload, idempotency_key=key)],
+            )
+        self.history.extend(written)
+        return written
+
+    def spent_usd(self) -> float:
+        return sum(
+            float(e.payload.get("cost_usd", 0.0))
+            for e in self.history
+            if e.type in ("StepCompleted", "StepFailed")
+        )
+
+    async def call_step(
+        self,
+        step_id: str,
+        capability: str,
+        prompt: str,
+        *,
+        input_tokens: int | None = None,
+        complexity: float | None = None,
+        min_proficiency: int = 1,
+        exclude: frozenset[str] = frozenset(),
+        max_attempts: int | None = None,
+    ) -> StepResult:
+        """Run one step to success or give up; replays a completed step from the log."""
+        sid = self.session.session_id
+        task = self.session.task
+        past = self._step_events(step_id)
+        done = next((e for e in past if e.type == "StepCompleted"), None)
+        if done is not None:
+            return _result_from_event(done, replayed=True)
+        attempt = sum(1 for e in past if e.type in ("StepFailed", "StepAbandoned"))
+        started = {e.payload["attempt"] for e in past if e.type == "StepStarted"}
+        finished = {e.payload["attempt"] for e in past if e.type in ("StepFailed", "StepAbandoned")}
+        for lost in sorted(started - finished):
+            self.emit(
+                "StepAbandoned",
+                {"step_id": step_id, "attempt": lost, "error.type": "worker_lost"},
+                key=f"{sid}/{step_id}/{lost}/abandoned",
+            )
+            attempt += 1
+        failed_agents = {
+            e.payload["agent_id"]
+            for e in past
+            if e.type == "StepFailed" and e.payload.get("error_class") == ErrorClass.AGENT_FAULT
+        }
+        policy = RetryPolicy(max_attempts=max_attempts or self.session.max_attempts)
+        last_agent: Agent | None = None
+        while True:
+            attempt += 1
+            budget_left = (
+                None if self.session.budget_usd is None else self.session.budget_usd - self.spent_usd()
+            )
+            if budget_left is not None and budget_left <= 0:
+                raise StepFailed(step_id, "budget_exhausted", f"budget of ${self.session.budget_usd} spent")
+            request = SelectionRequest(
+                capability=capability,
+                tenant_id=self.session.tenant_id,
+                min_proficiency=min_proficiency,
+                optimize=self.session.optimize,  # type: ignore[arg-type]
+                budget_usd=budget_left,
+                deadline_s=self.session.deadline_s,
+                input_tokens=input_tokens or task.input_tokens,
+                complexity=task.complexity if complexity is None else complexity,
+                exclude=frozenset(exclude | failed_agents),
+            )
+            agent = last_agent or self.runtime.choose(request, self, step_id, attempt)
+            last_agent = None
+            outcome = await self.runtime.invoke(self, agent, step_id, attempt, request, prompt)
+            if isinstance(outcome, StepResult):
+                return outcome
+            action = next_action(outcome.error_class, attempt, policy)
+            if action is RetryAction.FAIL:
+                raise StepFailed(step_id, outcome.error_type, str(outcome))
+            if action is RetryAction.RETRY_SAME:
+                last_agent = agent
+                delay = backoff_delay(attempt, policy, self.rng) * self.runtime.config.time_scale
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            else:
+                failed_agents.add(agent.agent_id)
+
+
+def _result_from_event(event: Event, *, replayed: bool) -> StepResult:
+    p = event.payload
+    return StepResult(
+        step_id=p["step_id"],
+        agent_id=p["agent_id"],
+        agent_name=p.get("gen_ai.agent.name", ""),
+        output=p.get("output", ""),
+        cost_usd=float(p.get("cost_usd", 0.0)),
+        latency_ms=float(p.get("latency_ms", 0.0)),
+        input_tokens=int(p.get("gen_ai.usage.input_tokens", 0)),
+        output_tokens=int(p.get("gen_ai.usage.output_tokens", 0)),
+        replayed=replayed,
+        quality=p.get("quality"),
+    )
+
+
+async def run_solo(execution: SessionExecution) -> PatternResult:
+    """Solo: one step, one capability, the best agent for it."""
+    task = execution.session.task
+    step = await execution.call_step("solo", task.capability, task.prompt)
+    return PatternResult(output=step.output, agent_id=step.agent_id)
+
+
+@dataclass
+class RunSummary:
+    sessions: list[Session] = field(default_factory=list)
+
+    @property
+    def succeeded(self) -> int:
+        return sum(1 for s in self.sessions if s.status is SessionStatus.SUCCEEDED)
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for s in self.sessions if s.status is SessionStatus.FAILED)
+
+
+class Runtime:
+    """Runs sessions. One per process; several may share a store (leases keep them apart)."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        registry: AgentRegistry | None = None,
+        providers: ProviderSet | None = None,
+        selector: Selector | None = None,
+        config: RuntimeConfig | None = None,
+        patterns: dict[PatternName, PatternRunner] | None = None,
+    ) -> None:
+        self.store = store
+        self.registry = registry or AgentRegistry(store)
+        self.config = config or RuntimeConfig()
+        self.providers = providers or ProviderSet.default(
+            seed=self.config.seed, time_scale=self.config.time_scale
+        )
+        self.selector: Selector = selector or ProficiencySelector()
+        self.sessions = SessionService(store, self.registry)
+        self.patterns: dict[PatternName, PatternRunner] = {PatternName.SOLO: run_solo}
+        self.patterns.update(patterns or {})
+        self._agents_cache: dict[tuple[str, str], list[Agent]] = {}
+
+    # -- choosing and calling agents -------------------------------------------------------
+    def candidates(self, tenant_id: str, capability: str) -> list[Agent]:
+        key = (tenant_id, capability)
+        if key not in self._agents_cache:
+            self._agents_cache[key] = self.registry.list(tenant_id=tenant_id, capability=capability)
+        return self._agents_cache[key]
+
+    def refresh_agents(self) -> None:
+        self._agents_cache.clear()
+
+    def choose(
+        self, request: SelectionRequest, execution: SessionExecution, step_id: str, attempt: int
+    ) -> Agent:
+        ranked = self.selector.rank(request, self.candidates(request.tenant_id, request.capability))
+        if not ranked:
+            raise StepFailed(
+                step_id,
+                "no_eligible_agent",
+                str(
+                    NoEligibleAgentError(
+                        f"no agent can take {request.capability!r} "
+                        f"(excluded after failures: {len(request.exclude)})",
+                        hint="register more agents or raise the budget",
+                    )
+                ),
+            )
+        best = ranked[0]
+        execution.emit(
+            "AgentSelected",
+            {
+                "step_id": step_id,
+                "attempt": attempt,
+                "agent_id": best.agent.agent_id,
+                "gen_ai.agent.name": best.agent.name,
+                "capability": request.capability,
+                "score": best.score,
+                "expected_success": best.expected_success,
+                "expected_cost_usd": best.expected_cost_usd,
+                "reasons": list(best.reasons),
+                "candidates": len(ranked),
+            },
+            key=f"{execution.session.session_id}/{step_id}/{attempt}/selected",
+        )
+        return best.agent
+
+    async def invoke(
+        self,
+        execution: SessionExecution,
+        agent: Agent,
+        step_id: str,
+        attempt: int,
+        request: SelectionRequest,
+        prompt: str,
+    ) -> StepResult | AgentCallError:
+        sid = execution.session.session_id
+        base = {
+            "step_id": step_id,
+            "attempt": attempt,
+            "agent_id": agent.agent_id,
+            "agent_version": agent.version,
+            "gen_ai.agent.name": agent.name,
+            "gen_ai.operation.name": "invoke_agent",
+            "gen_ai.provider.name": agent.provider.kind.value,
+            "capability": request.capability,
+        }
+        execution.emit("StepStarted", base, key=f"{sid}/{step_id}/{attempt}/started")
+        call = AgentCall(
+            call_id=f"{sid}/{step_id}/{attempt}",
+            capability=request.capability,
+            prompt=prompt,
+            input_tokens=request.input_tokens,
+            complexity=request.complexity,
+            timeout_s=self.config.call_timeout_s,
+        )
+        provider = self.providers.for_agent(agent)
+        self.selector.acquire(agent.agent_id)
+        try:
+            timeout = self.config.call_timeout_s * max(self.config.time_scale, 1e-3) + 5
+            result = await asyncio.wait_for(provider.invoke(agent, call), timeout=timeout)
+        except AgentCallError as exc:
+            error = exc
+        except TimeoutError:
+            error = AgentCallError(
+                f"{agent.name} did not answer within {self.config.call_timeout_s}s",
+                error_type="timeout",
+                latency_ms=self.config.call_timeout_s * 1000,
+            )
+            error.error_class = ErrorClass.TRANSIENT
+        except Exception as exc:  # a provider bug is the agent's fault, not the session's end
+            error = AgentCallError(f"{type(exc).__name__}: {exc}", error_type=type(exc).__name__)
+        else:
+            self.selector.record(
+                Outcome(agent.agent_id, request.capability, True, result.latency_ms, result.cost_usd)
+            )
+            written = execution.emit(
+                "StepCompleted",
+                {
+                    **base,
+                    "output": result.output,
+                    "gen_ai.usage.input_tokens": result.input_tokens,
+                    "gen_ai.usage.output_tokens": result.output_tokens,
+                    "cost_usd": result.cost_usd,
+                    "latency_ms": result.latency_ms,
+                    "quality": result.quality,
+                    "simulated": result.simulated,
+                },
+                key=f"{sid}/{step_id}/{attempt}/outcome",
+            )
+            return _result_from_event(written[0], replayed=False)
+        finally:
+            self.selector.release(agent.agent_id)
+        self.selector.record(
+            Outcome(
+                agent.agent_id,
+                request.capability,
+                False,
+                error.latency_ms,
+                error.cost_usd,
+                error_class=error.error_class.value,
+            )
+        )
+        execution.emit(
+            "StepFailed",
+            {
+                **base,
+                "error.type": error.error_type,
+                "error_class": error.error_class.value,
+                "message": str(error),
+                "gen_ai.usage.input_tokens": error.input_tokens,
+                "gen_ai.usage.output_tokens": error.output_tokens,
+                "cost_usd": error.cost_usd,
+                "latency_ms": error.latency_ms,
+            },
+            key=f"{sid}/{step_id}/{attempt}/outcome",
+        )
+        return error
+
+    # -- sessions ----------------------------------------------------------------------------
+    def claim(self, limit: int, session_ids: list[str] | None = None) -> list[str]:
+        """Lease up to ``limit`` runnable sessions (requested, or running with an expired lease)."""
+        now = utcnow()
+        free = or_(sessions.c.lease_expires_at.is_(None), sessions.c.lease_expires_at < now)
+        runnable = and_(
+            sessions.c.status.in_([SessionStatus.REQUESTED.value, SessionStatus.RUNNING.value]), free
+        )
+        query = select(sessions.c.session_id).where(runnable)
+        if session_ids is not None:
+            query = query.where(sessions.c.session_id.in_(session_ids))
+        query = query.order_by(sessions.c.created_at).limit(limit).with_for_update(skip_locked=True)
+        with self.store.transaction() as tx:
+            ids = [r[0] for r in tx.conn.execute(query)]
+            if not ids:
+                return []
+            tx.conn.execute(
+                update(sessions)
+                .where(sessions.c.session_id.in_(ids), runnable)
+                .values(
+                    lease_owner=self.config.worker_id,
+                    lease_expires_at=now + timedelta(seconds=self.config.lease_s),
+                )
+            )
+        return ids
+
+    def renew_leases(self, session_ids: list[str]) -> None:
+        if not session_ids:
+            return
+        with self.store.transaction() as tx:
+            tx.conn.execute(
+                update(sessions)
+                .where(
+                    sessions.c.session_id.in_(session_ids),
+                    sessions.c.lease_owner == self.config.worker_id,
+                )
+                .values(lease_expires_at=utcnow() + timedelta(seconds=self.config.lease_s))
+            )
+
+    def release(self, session_id: str) -> None:
+        with self.store.transaction() as tx:
+            tx.conn.execute(
+                update(sessions)
+                .where(
+                    sessions.c.session_id == session_id,
+                    sessions.c.lease_owner == self.config.worker_id,
+                )
+                .values(lease_owner=None, lease_expires_at=None)
+            )
+
+    async def execute(self, session_id: str) -> Session:
+        """Run (or resume) a session this runtime has claimed, to a terminal state."""
+        session = self.sessions.get(session_id)
+        if session.status.terminal:
+            return session
+        history = self.sessions.events(session_id)
+        execution = SessionExecution(self, session, history)
+        pattern = session.pattern
+        runner = self.patterns.get(pattern)
+        terminal_key = f"{session_id}/terminal"
+        if runner is None:
+            execution.emit(
+                "SessionFailed",
+                {
+                    "error.type": "unsupported_pattern",
+                    "message": f"pattern {pattern.value!r} is not available in this runtime",
+                },
+                key=terminal_key,
+            )
+            return self.sessions.get(session_id)
+        execution.emit(
+            "SessionStarted",
+            {"worker_id": self.config.worker_id, "pattern": pattern.value},
+            key=f"{session_id}/started",
+        )
+        try:
+            result = await runner(execution)
+        except StepFailed as exc:
+            execution.emit(
+                "SessionFailed",
+                {"error.type": exc.error_type, "step_id": exc.step_id, "message": str(exc)},
+                key=terminal_key,
+            )
+        else:
+            execution.emit(
+                "SessionCompleted",
+                {
+                    "output": result.output,
+                    "agent_id": result.agent_id,
+                    "cost_usd": execution.spent_usd(),
+                    "details": result.details,
+                },
+                key=terminal_key,
+            )
+        return self.sessions.get(session_id)
+
+    async def run_session(self, session_id: str) -> Session:
+        if not self.claim(1, [session_id]):
+            session = self.sessions.get(session_id)
+            if session.status.terminal:
+                return session
+            raise NotFoundError(
+                f"session {session_id} is leased by another runtime",
+                hint="wait for it to finish or for its lease to expire",
+            )
+        try:
+            return await self.execute(session_id)
+        finally:
+            self.release(session_id)
+
+    async def run_pending(
+        self,
+        *,
+        limit: int | None = None,
+        on_done: Callable[[Session], None] | None = None,
+        batch: int = 500,
+    ) -> RunSummary:
+        """Claim and run runnable sessions until none are left (or ``limit`` ran)."""
+        summary = RunSummary()
+        gate = asyncio.Semaphore(self.config.concurrency)
+        active: set[str] = set()
+
+        async def heartbeat() -> None:
+            while True:
+                await asyncio.sleep(self.config.lease_s / 3)
+                self.renew_leases(sorted(active))
+
+        async def one(session_id: str) -> None:
+            async with gate:
+                active.add(session_id)
+                try:
+                    session = await self.execute(session_id)
+                finally:
+                    active.discard(session_id)
+                    self.release(session_id)
+            summary.sessions.append(session)
+            if on_done is not None:
+                on_done(session)
+
+        beat = asyncio.create_task(heartbeat())
+        try:
+            while limit is None or len(summary.sessions) < limit:
+                want = batch if limit is None else min(batch, limit - len(summary.sessions))
+                ids = self.claim(want)
+                if not ids:
+                    break
+                await asyncio.gather(*(one(sid) for sid in ids))
+        finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
+        return summary

@@ -1,0 +1,248 @@
+"""Sessions: submit, read, list, cancel; the projection of session events into the sessions table.
+
+``apply_event`` is the one place that says how an event changes a session, used
+both when events are written and when a stream is replayed, so replay needs no
+agent calls and always agrees with the live projection.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+
+from nofx.domain import (
+    Event,
+    NewEvent,
+    PatternName,
+    Session,
+    SessionRequest,
+    SessionStatus,
+    new_id,
+    utcnow,
+)
+from nofx.errors import ConflictError, NotFoundError
+from nofx.registry import AgentRegistry
+from nofx.store import EventStore, Transaction
+from nofx.store.event_store import as_utc
+from nofx.store.schema import sessions
+
+STREAM_TYPE = "session"
+TERMINAL_EVENTS = {"SessionCompleted": "succeeded", "SessionFailed": "failed", "SessionCancelled": "cancelled"}
+
+
+def session_stream(session_id: str) -> str:
+    return f"session-{session_id}"
+
+
+def apply_event(state: dict[str, Any] | None, event: Event) -> dict[str, Any]:
+    """Fold one event into a session's row (a plain dict with the sessions table's columns)."""
+    p = event.payload
+    if event.type == "SessionRequested":
+        return {
+            "session_id": p["session_id"],
+            "tenant_id": event.tenant_id,
+            "pattern": p["pattern"],
+            "status": SessionStatus.REQUESTED.value,
+            "request": p["request"],
+            "agent_id": None,
+            "attempts": 0,
+            "cost_usd": 0.0,
+            "input_tokens": 0,
+            "output_tokens": 0,
+            "output": None,
+            "error_type": None,
+            "created_at": event.occurred_at,
+            "updated_at": event.occurred_at,
+            "version": event.seq,
+        }
+    if state is None:
+        raise ValueError(f"{event.type} before SessionRequested in {event.stream_id}")
+    state = dict(state, updated_at=event.occurred_at, version=event.seq)
+    if event.type == "SessionStarted":
+        if state["status"] == SessionStatus.REQUESTED.value:
+            state["status"] = SessionStatus.RUNNING.value
+        if p.get("pattern"):
+            state["pattern"] = p["pattern"]
+    elif event.type in ("StepCompleted", "StepFailed"):
+        state["attempts"] += 1
+        state["agent_id"] = p.get("agent_id", state["agent_id"])
+        state["cost_usd"] += float(p.get("cost_usd", 0.0))
+        state["input_tokens"] += int(p.get("gen_ai.usage.input_tokens", 0))
+        state["output_tokens"] += int(p.get("gen_ai.usage.output_tokens", 0))
+    elif event.type in TERMINAL_EVENTS:
+        state["status"] = TERMINAL_EVENTS[event.type]
+        state["output"] = p.get("output")
+        state["error_type"] = p.get("error.type")
+        if p.get("agent_id"):
+            state["agent_id"] = p["agent_id"]
+    return state
+
+
+def replay(events: list[Event]) -> dict[str, Any] | None:
+    state: dict[str, Any] | None = None
+    for event in events:
+        state = apply_event(state, event)
+    return state
+
+
+def row_to_session(row: Any) -> Session:
+    data = dict(row._mapping) if hasattr(row, "_mapping") else dict(row)
+    request = SessionRequest.model_validate(data["request"])
+    return Session(
+        session_id=data["session_id"],
+        tenant_id=data["tenant_id"],
+        pattern=PatternName(data["pattern"]),
+        status=SessionStatus(data["status"]),
+        task=request.task,
+        budget_usd=request.budget_usd,
+        deadline_s=request.deadline_s,
+        optimize=request.optimize,
+        max_attempts=request.max_attempts,
+        agent_id=data["agent_id"],
+        attempts=data["attempts"],
+        cost_usd=data["cost_usd"],
+        input_tokens=data["input_tokens"],
+        output_tokens=data["output_tokens"],
+        output=data["output"],
+        error_type=data["error_type"],
+        created_at=as_utc(data["created_at"]),
+        updated_at=as_utc(data["updated_at"]),
+        version=data["version"],
+    )
+
+
+_PROJECTED = {c.name for c in sessions.columns} - {"lease_owner", "lease_expires_at"}
+
+
+def project(conn: Connection, written: list[Event]) -> None:
+    """Apply freshly written session events to the sessions table, in the caller's transaction."""
+    for event in written:
+        if event.stream_type != STREAM_TYPE:
+            continue
+        current = conn.execute(
+            select(sessions).where(sessions.c.session_id == event.payload["session_id"])
+        ).first()
+        if current is not None and current.version >= event.seq:
+            continue  # an idempotent re-append handed back an event already projected
+        before = None if current is None else {k: current._mapping[k] for k in _PROJECTED}
+        after = apply_event(before, event)
+        if current is None:
+            conn.execute(insert(sessions).values(**after))
+        else:
+            conn.execute(
+                update(sessions).where(sessions.c.session_id == after["session_id"]).values(**after)
+            )
+
+
+def append_session_events(
+    tx: Transaction, session_id: str, tenant_id: str, new_events: list[NewEvent]
+) -> list[Event]:
+    written = tx.append(session_stream(session_id), STREAM_TYPE, tenant_id, new_events)
+    project(tx.conn, written)
+    return written
+
+
+class SessionService:
+    def __init__(self, store: EventStore, registry: AgentRegistry) -> None:
+        self.store = store
+        self.registry = registry
+
+    def submit(self, request: SessionRequest) -> Session:
+        """Record a requested session; a runtime (or the Dagster sensor) picks it up."""
+        self.registry.require_capability(request.task.capability, request.tenant_id)
+        if request.idempotency_key:
+            existing = self.store.event_by_key(f"submit/{request.tenant_id}/{request.idempotency_key}")
+            if existing is not None:
+                return self.get(existing.payload["session_id"])
+        session_id = new_id("ses")
+        payload = {
+            "session_id": session_id,
+            "pattern": request.pattern.value,
+            "request": request.model_dump(mode="json"),
+            "task.capability": request.task.capability,
+        }
+        key = f"submit/{request.tenant_id}/{request.idempotency_key}" if request.idempotency_key else None
+        with self.store.transaction() as tx:
+            written = append_session_events(
+                tx,
+                session_id,
+                request.tenant_id,
+                [NewEvent(type="SessionRequested", payload=payload, idempotency_key=key)],
+            )
+        return self.get(written[0].payload["session_id"])
+
+    def get(self, session_id: str, *, tenant_id: str | None = None) -> Session:
+        query = select(sessions).where(sessions.c.session_id == session_id)
+        if tenant_id is not None:
+            query = query.where(sessions.c.tenant_id == tenant_id)
+        with self.store.engine.connect() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            raise NotFoundError(f"no session with id {session_id!r}", hint="list sessions to find it")
+        return row_to_session(row)
+
+    def list(
+        self,
+        *,
+        tenant_id: str | None = None,
+        status: SessionStatus | None = None,
+        limit: int = 100,
+        before: tuple[datetime, str] | None = None,
+    ) -> list[Session]:
+        """Newest first; ``before`` is a (created_at, session_id) cursor for the next page."""
+        query = select(sessions)
+        if tenant_id is not None:
+            query = query.where(sessions.c.tenant_id == tenant_id)
+        if status is not None:
+            query = query.where(sessions.c.status == status.value)
+        if before is not None:
+            created, sid = before
+            query = query.where(
+                (sessions.c.created_at < created)
+                | ((sessions.c.created_at == created) & (sessions.c.session_id < sid))
+            )
+        query = query.order_by(sessions.c.created_at.desc(), sessions.c.session_id.desc()).limit(limit)
+        with self.store.engine.connect() as conn:
+            return [row_to_session(r) for r in conn.execute(query)]
+
+    def count_by_status(self) -> dict[str, int]:
+        from sqlalchemy import func
+
+        query = select(sessions.c.status, func.count()).group_by(sessions.c.status)
+        with self.store.engine.connect() as conn:
+            return {status: int(n) for status, n in conn.execute(query)}
+
+    def cancel(self, session_id: str, *, tenant_id: str | None = None, reason: str = "cancelled by user") -> Session:
+        session = self.get(session_id, tenant_id=tenant_id)
+        if session.status.terminal:
+            raise ConflictError(
+                f"session {session_id} is already {session.status.value}",
+                hint="only requested or running sessions can be cancelled",
+            )
+        with self.store.transaction() as tx:
+            append_session_events(
+                tx,
+                session_id,
+                session.tenant_id,
+                [
+                    NewEvent(
+                        type="SessionCancelled",
+                        payload={"session_id": session_id, "reason": reason, "error.type": "cancelled"},
+                        idempotency_key=f"{session_id}/terminal",
+                    )
+                ],
+            )
+        return self.get(session_id)
+
+    def events(self, session_id: str, *, after_seq: int = 0) -> list[Event]:
+        return self.store.read_stream(session_stream(session_id), after_seq=after_seq)
+
+    def rebuild(self, session_id: str) -> dict[str, Any] | None:
+        """Replay a session's events into its state, without calling any agent."""
+        return replay(self.events(session_id))
+
+    def requested_count(self) -> int:
+        return self.count_by_status().get(SessionStatus.REQUESTED.value, 0)
+

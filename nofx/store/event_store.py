@@ -1,0 +1,259 @@
+"""Append-only event store with synchronous projections, on SQLAlchemy Core.
+
+Events and the projection rows they imply are written in one transaction, so a
+crash never leaves a projection ahead of or behind its events. SQLite takes the
+write lock up front (BEGIN IMMEDIATE) so concurrent writers queue instead of
+failing half-way; PostgreSQL relies on the (stream_id, seq) unique constraint.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, func, select
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from nofx.domain import Event, NewEvent, utcnow
+from nofx.errors import ConcurrencyError
+from nofx.store import schema
+
+Listener = Callable[[list[Event]], None]
+
+
+def as_utc(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything we wrote was UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for the store URL; SQLite files get WAL and a write lock taken at BEGIN."""
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, pool_size=5, max_overflow=10)
+        _configure_sqlite(engine)
+        return engine
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def row_to_event(row: Any) -> Event:
+    return Event(
+        position=row.position,
+        stream_id=row.stream_id,
+        stream_type=row.stream_type,
+        seq=row.seq,
+        type=row.type,
+        tenant_id=row.tenant_id,
+        occurred_at=as_utc(row.occurred_at),
+        idempotency_key=row.idempotency_key,
+        payload=row.payload,
+    )
+
+
+class Transaction:
+    """One unit of work: appends events and updates projections atomically."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.appended: list[Event] = []
+
+    def stream_version(self, stream_id: str) -> int:
+        current = self.conn.execute(
+            select(func.max(schema.events.c.seq)).where(schema.events.c.stream_id == stream_id)
+        ).scalar()
+        return int(current or 0)
+
+    def append(
+        self,
+        stream_id: str,
+        stream_type: str,
+        tenant_id: str,
+        new_events: Sequence[NewEvent],
+        *,
+        expected_version: int | None = None,
+    ) -> list[Event]:
+        """Append events to a stream; events whose idempotency key exists are returned, not re-added.
+
+        ``expected_version`` is the stream's last seq the caller saw; a mismatch raises
+        ConcurrencyError so the caller can re-read and decide again.
+        """
+        written: list[Event] = []
+        fresh: list[NewEvent] = []
+        for item in new_events:
+            if item.idempotency_key is not None:
+                existing = self.conn.execute(
+                    select(schema.events).where(
+                        schema.events.c.idempotency_key == item.idempotency_key
+                    )
+                ).first()
+                if existing is not None:
+                    written.append(row_to_event(existing))
+                    continue
+            fresh.append(item)
+        if not fresh:
+            return written
+        version = self.stream_version(stream_id)
+        if expected_version is not None and version != expected_version:
+            raise ConcurrencyError(
+                f"stream {stream_id} is at version {version}, expected {expected_version}",
+                hint="re-read the stream and retry",
+            )
+        now = utcnow()
+        for offset, item in enumerate(fresh, start=1):
+            values = {
+                "stream_id": stream_id,
+                "stream_type": stream_type,
+                "seq": version + offset,
+                "type": item.type,
+                "tenant_id": tenant_id,
+                "occurred_at": now,
+                "idempotency_key": item.idempotency_key,
+                "payload": item.payload,
+            }
+            try:
+                with self.conn.begin_nested():
+                    result = self.conn.execute(schema.events.insert().values(**values))
+            except IntegrityError as exc:
+                raise ConcurrencyError(
+                    f"another writer appended to {stream_id} at the same time",
+                    hint="retry the operation",
+                ) from exc
+            position = result.inserted_primary_key[0] if result.inserted_primary_key else None
+            event_obj = Event(position=int(position or 0), **values)
+            written.append(event_obj)
+            self.appended.append(event_obj)
+        return written
+
+
+class EventStore:
+    """Owns the engine; hands out transactions and ordered reads."""
+
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self._listeners: list[Listener] = []
+        self._lock = threading.Lock()
+        if migrate:
+            from nofx.store.migrate import upgrade
+
+            upgrade(self.engine)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener`` with each batch of committed events (in this process)."""
+        with self._lock:
+            self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+
+        return unsubscribe
+
+    @contextmanager
+    def transaction(self, *, retries: int = 5) -> Iterator[Transaction]:
+        """A write transaction; committed events reach subscribers after commit."""
+        attempt = 0
+        while True:
+            try:
+                with self.engine.begin() as conn:
+                    tx = Transaction(conn)
+                    yield tx
+                break
+            except OperationalError as exc:  # pragma: no cover - depends on lock timing
+                attempt += 1
+                if attempt > retries or "locked" not in str(exc).lower():
+                    raise
+        if tx.appended:
+            with self._lock:
+                listeners = list(self._listeners)
+            for listener in listeners:
+                listener(tx.appended)
+
+    def append(
+        self,
+        stream_id: str,
+        stream_type: str,
+        tenant_id: str,
+        new_events: Sequence[NewEvent],
+        *,
+        expected_version: int | None = None,
+    ) -> list[Event]:
+        with self.transaction() as tx:
+            return tx.append(
+                stream_id, stream_type, tenant_id, new_events, expected_version=expected_version
+            )
+
+    def read_stream(self, stream_id: str, *, after_seq: int = 0) -> list[Event]:
+        query = (
+            select(schema.events)
+            .where(schema.events.c.stream_id == stream_id, schema.events.c.seq > after_seq)
+            .order_by(schema.events.c.seq)
+        )
+        with self.engine.connect() as conn:
+            return [row_to_event(r) for r in conn.execute(query)]
+
+    def read_all(
+        self,
+        *,
+        after_position: int = 0,
+        limit: int = 1000,
+        stream_type: str | None = None,
+        since: datetime | None = None,
+    ) -> list[Event]:
+        """Events in global order after ``after_position`` (optionally from a time)."""
+        query = select(schema.events).where(schema.events.c.position > after_position)
+        if stream_type is not None:
+            query = query.where(schema.events.c.stream_type == stream_type)
+        if since is not None:
+            query = query.where(schema.events.c.occurred_at >= since)
+        query = query.order_by(schema.events.c.position).limit(limit)
+        with self.engine.connect() as conn:
+            return [row_to_event(r) for r in conn.execute(query)]
+
+    def event_by_key(self, idempotency_key: str) -> Event | None:
+        query = select(schema.events).where(schema.events.c.idempotency_key == idempotency_key)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else row_to_event(row)
+
+    def last_position(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.max(schema.events.c.position))).scalar() or 0)
+
+    def count_events(self, stream_id: str | None = None) -> int:
+        query = select(func.count()).select_from(schema.events)
+        if stream_id is not None:
+            query = query.where(schema.events.c.stream_id == stream_id)
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar() or 0)
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,87 @@
+"""Table definitions shared by every query. Alembic migrations create them (see migrations/)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+# BigInteger is INTEGER on SQLite (so it stays the rowid alias) and BIGINT elsewhere.
+Position = BigInteger().with_variant(Integer(), "sqlite")
+
+events = Table(
+    "events",
+    metadata,
+    Column("position", Position, primary_key=True, autoincrement=True),
+    Column("stream_id", String(200), nullable=False),
+    Column("stream_type", String(50), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("type", String(100), nullable=False),
+    Column("tenant_id", String(64), nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("idempotency_key", String(300), nullable=True, unique=True),
+    Column("payload", JSON, nullable=False),
+    UniqueConstraint("stream_id", "seq", name="uq_events_stream_seq"),
+    Index("ix_events_stream_type_position", "stream_type", "position"),
+)
+
+agents = Table(
+    "agents",
+    metadata,
+    Column("agent_id", String(64), primary_key=True),
+    Column("tenant_id", String(64), nullable=False),
+    Column("name", String(120), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("spec", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("tenant_id", "name", name="uq_agents_tenant_name"),
+)
+
+agent_capabilities = Table(
+    "agent_capabilities",
+    metadata,
+    Column("agent_id", String(64), primary_key=True),
+    Column("capability", String(120), primary_key=True),
+    Column("proficiency", Integer, nullable=False),
+    Column("tenant_id", String(64), nullable=False),
+    Index("ix_agent_capabilities_capability", "tenant_id", "capability"),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("session_id", String(64), primary_key=True),
+    Column("tenant_id", String(64), nullable=False),
+    Column("pattern", String(20), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("request", JSON, nullable=False),
+    Column("agent_id", String(64), nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("cost_usd", Float, nullable=False, default=0.0),
+    Column("input_tokens", Integer, nullable=False, default=0),
+    Column("output_tokens", Integer, nullable=False, default=0),
+    Column("output", Text, nullable=True),
+    Column("error_type", String(100), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("version", Integer, nullable=False, default=0),
+    Column("lease_owner", String(100), nullable=True),
+    Column("lease_expires_at", DateTime(timezone=True), nullable=True),
+    Index("ix_sessions_status_created", "status", "created_at"),
+    Index("ix_sessions_tenant_created", "tenant_id", "created_at"),
+)

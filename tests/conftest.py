@@ -1,0 +1,73 @@
+"""Shared fixtures: every test gets its own state directory, so nothing leaks between tests."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from nofx.domain import AgentSpec
+from nofx.registry import AgentRegistry
+from nofx.runtime import Runtime, RuntimeConfig
+from nofx.settings import Settings
+from nofx.store import EventStore
+
+
+@pytest.fixture
+def nofx_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "nofx-home"
+    monkeypatch.setenv("NOFX_HOME", str(home))
+    for var in ("NOFX_DATABASE_URL", "NOFX_WAREHOUSE_PATH", "MLFLOW_TRACKING_URI", "DAGSTER_HOME"):
+        monkeypatch.delenv(var, raising=False)
+    return home
+
+
+@pytest.fixture
+def settings(nofx_home: Path) -> Settings:
+    s = Settings.from_env()
+    s.ensure_dirs()
+    return s
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[EventStore]:
+    s = EventStore(settings.database_url)
+    yield s
+    s.dispose()
+
+
+@pytest.fixture
+def registry(store: EventStore) -> AgentRegistry:
+    return AgentRegistry(store)
+
+
+def fleet_specs(n: int = 6, capabilities: tuple[str, ...] = ("code.generate", "code.review")) -> list[AgentSpec]:
+    """A small simulated fleet: cheaper agents are less skilled, as in real model line-ups."""
+    specs = []
+    for i in range(n):
+        level = 1 + i % 5
+        specs.append(
+            AgentSpec(
+                name=f"sim-{i}",
+                capabilities=[{"name": c, "proficiency": level} for c in capabilities],
+                pricing={"input_per_1k_tokens": 0.0005 * level, "output_per_1k_tokens": 0.0015 * level},
+                provider={"kind": "simulated", "config": {"latency_median_ms": 200 + 100 * level}},
+            )
+        )
+    return specs
+
+
+@pytest.fixture
+def fleet(registry: AgentRegistry) -> list:
+    return [registry.register(spec) for spec in fleet_specs()]
+
+
+@pytest.fixture
+def runtime(store: EventStore, registry: AgentRegistry) -> Runtime:
+    return Runtime(store, registry, config=RuntimeConfig(time_scale=0.0, seed=11))
+
+
+def postgres_url() -> str | None:
+    return os.environ.get("NOFX_TEST_POSTGRES_URL")

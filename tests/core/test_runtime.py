@@ -1,0 +1,244 @@
+"""The runtime: solo sessions end to end, retries, reroutes, durable resume, leases, replay."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select, update
+
+from nofx.domain import AgentSpec, PatternName, SessionRequest, SessionStatus, Task, utcnow
+from nofx.errors import ConflictError, NotFoundError, UnknownCapabilityError
+from nofx.registry import AgentRegistry
+from nofx.runtime import Runtime, RuntimeConfig
+from nofx.sessions import replay
+from nofx.store import EventStore
+from nofx.store.schema import sessions as sessions_table
+
+
+def request(capability: str = "code.generate", **kw) -> SessionRequest:
+    return SessionRequest(task=Task(prompt="write a parser", capability=capability, **kw.pop("task", {})), **kw)
+
+
+def projected_row(store: EventStore, session_id: str) -> dict:
+    with store.engine.connect() as conn:
+        row = conn.execute(select(sessions_table).where(sessions_table.c.session_id == session_id)).first()
+    return dict(row._mapping)
+
+
+async def test_solo_session_runs_end_to_end_and_records_every_step(runtime: Runtime, fleet) -> None:
+    session = runtime.sessions.submit(request())
+    assert session.status is SessionStatus.REQUESTED
+    done = await runtime.run_session(session.session_id)
+    assert done.status in (SessionStatus.SUCCEEDED, SessionStatus.FAILED)
+    types = [e.type for e in runtime.sessions.events(session.session_id)]
+    assert types[0] == "SessionRequested" and types[1] == "SessionStarted"
+    assert types[-1] in ("SessionCompleted", "SessionFailed")
+    assert types.count("StepStarted") == done.attempts
+    completed = [e for e in runtime.sessions.events(session.session_id) if e.type == "StepCompleted"]
+    if done.status is SessionStatus.SUCCEEDED:
+        assert completed[0].payload["simulated"] is True
+        assert completed[0].payload["gen_ai.usage.input_tokens"] == 800
+        assert done.cost_usd > 0 and done.output
+
+
+async def test_unknown_capability_is_refused_before_anything_is_written(runtime: Runtime, fleet, store) -> None:
+    before = store.count_events()
+    with pytest.raises(UnknownCapabilityError):
+        runtime.sessions.submit(request("code.generat"))
+    assert store.count_events() == before
+
+
+async def test_transient_errors_retry_and_agent_faults_reroute(store: EventStore, registry: AgentRegistry) -> None:
+    flaky = registry.register(
+        AgentSpec(
+            name="flaky",
+            capabilities=[{"name": "code.generate", "proficiency": 5}],
+            provider={"config": {"error_rate": 1.0, "rate_limit_rate": 0.0}},
+        )
+    )
+    solid = registry.register(
+        AgentSpec(
+            name="solid",
+            capabilities=[{"name": "code.generate", "proficiency": 2}],
+            provider={"config": {"skill": {"code.generate": 1.0}, "error_rate": 0.0, "rate_limit_rate": 0.0}},
+        )
+    )
+    runtime = Runtime(store, registry, config=RuntimeConfig(time_scale=0.0))
+    session = runtime.sessions.submit(request())
+    done = await runtime.run_session(session.session_id)
+    assert done.status is SessionStatus.SUCCEEDED
+    events = runtime.sessions.events(session.session_id)
+    failed = [e for e in events if e.type == "StepFailed"]
+    assert failed and failed[0].payload["agent_id"] == flaky.agent_id
+    assert failed[0].payload["error_class"] == "agent_fault"
+    assert done.agent_id == solid.agent_id
+
+
+async def test_permanent_failure_ends_the_session_with_its_error_type(store, registry) -> None:
+    registry.register(
+        AgentSpec(
+            name="dark",
+            capabilities=[{"name": "code.generate"}],
+            provider={"config": {"dark_after_calls": 0}},
+        )
+    )
+    runtime = Runtime(store, registry, config=RuntimeConfig(time_scale=0.0))
+    session = runtime.sessions.submit(request(max_attempts=2))
+    done = await runtime.run_session(session.session_id)
+    assert done.status is SessionStatus.FAILED
+    assert done.error_type == "timeout"
+    assert done.attempts == 2
+
+
+async def test_budget_is_respected(runtime: Runtime, fleet) -> None:
+    session = runtime.sessions.submit(request(budget_usd=1e-9))
+    done = await runtime.run_session(session.session_id)
+    assert done.status is SessionStatus.FAILED
+    assert done.error_type in ("no_eligible_agent", "budget_exhausted")
+    assert done.cost_usd == 0
+
+
+async def test_resume_does_not_repeat_a_completed_step(runtime: Runtime, fleet, store) -> None:
+    session = runtime.sessions.submit(request())
+    first = await runtime.run_session(session.session_id)
+    # Simulate a crash after the step completed but before the session completed:
+    events = runtime.sessions.events(session.session_id)
+    terminal = [e for e in events if e.type in ("SessionCompleted", "SessionFailed")]
+    assert len(terminal) == 1
+    with store.transaction() as tx:
+        from nofx.store.schema import events as events_table
+
+        tx.conn.execute(events_table.delete().where(events_table.c.position == terminal[0].position))
+        tx.conn.execute(
+            update(sessions_table)
+            .where(sessions_table.c.session_id == session.session_id)
+            .values(status="running", version=terminal[0].seq - 1)
+        )
+    started_before = sum(1 for e in events if e.type == "StepStarted")
+    again = await Runtime(store, runtime.registry, config=RuntimeConfig(time_scale=0.0)).run_session(
+        session.session_id
+    )
+    after = runtime.sessions.events(session.session_id)
+    assert sum(1 for e in after if e.type == "StepStarted") == started_before
+    assert again.status is first.status
+    assert sum(1 for e in after if e.type in ("SessionCompleted", "SessionFailed")) == 1
+
+
+async def test_a_step_lost_with_its_worker_is_marked_abandoned_then_retried(runtime, fleet, store) -> None:
+    session = runtime.sessions.submit(request())
+    execution_events = [
+        ("SessionStarted", {"worker_id": "dead", "pattern": "solo"}, f"{session.session_id}/started"),
+        ("StepStarted", {"step_id": "solo", "attempt": 1, "agent_id": fleet[0].agent_id}, None),
+    ]
+    from nofx.domain import NewEvent
+    from nofx.sessions import append_session_events
+
+    with store.transaction() as tx:
+        append_session_events(
+            tx,
+            session.session_id,
+            "default",
+            [NewEvent(type=t, payload={"session_id": session.session_id, **p}, idempotency_key=k) for t, p, k in execution_events],
+        )
+    done = await runtime.run_session(session.session_id)
+    types = [e.type for e in runtime.sessions.events(session.session_id)]
+    assert "StepAbandoned" in types
+    assert done.status.terminal
+
+
+async def test_leases_keep_two_runtimes_apart_and_expire(store, registry, fleet) -> None:
+    a = Runtime(store, registry, config=RuntimeConfig(worker_id="a", lease_s=30, time_scale=0.0))
+    b = Runtime(store, registry, config=RuntimeConfig(worker_id="b", lease_s=30, time_scale=0.0))
+    ids = [a.sessions.submit(request()).session_id for _ in range(4)]
+    claimed_a = a.claim(2)
+    claimed_b = b.claim(10)
+    assert len(claimed_a) == 2 and set(claimed_a).isdisjoint(claimed_b)
+    assert set(claimed_a) | set(claimed_b) == set(ids)
+    with pytest.raises(NotFoundError, match="leased by another runtime"):
+        await b.run_session(claimed_a[0])
+    # a dies: its leases expire and b takes the sessions over
+    with store.transaction() as tx:
+        tx.conn.execute(
+            update(sessions_table)
+            .where(sessions_table.c.lease_owner == "a")
+            .values(lease_expires_at=utcnow() - timedelta(seconds=1))
+        )
+    assert set(b.claim(10)) == set(claimed_a)
+
+
+async def test_run_pending_runs_everything_once(runtime: Runtime, fleet, store) -> None:
+    ids = [runtime.sessions.submit(request()).session_id for _ in range(30)]
+    seen = []
+    summary = await runtime.run_pending(on_done=lambda s: seen.append(s.session_id))
+    assert sorted(seen) == sorted(ids)
+    assert summary.succeeded + summary.failed == 30
+    again = await runtime.run_pending()
+    assert again.sessions == []
+    terminal = Counter(
+        e.stream_id for e in store.read_all(limit=100_000) if e.type in ("SessionCompleted", "SessionFailed")
+    )
+    assert set(terminal.values()) == {1}
+    for sid in ids:
+        rebuilt = replay(runtime.sessions.events(sid))
+        row = projected_row(store, sid)
+        for key in ("status", "attempts", "input_tokens", "output_tokens", "agent_id", "error_type"):
+            assert rebuilt[key] == row[key]
+        assert rebuilt["cost_usd"] == pytest.approx(row["cost_usd"])
+
+
+async def test_cancel_wins_over_a_later_completion(runtime: Runtime, fleet) -> None:
+    session = runtime.sessions.submit(request())
+    cancelled = runtime.sessions.cancel(session.session_id)
+    assert cancelled.status is SessionStatus.CANCELLED
+    with pytest.raises(ConflictError):
+        runtime.sessions.cancel(session.session_id)
+    assert (await runtime.run_pending()).sessions == []
+
+
+async def test_submit_with_idempotency_key_creates_one_session(runtime: Runtime, fleet) -> None:
+    a = runtime.sessions.submit(request(idempotency_key="order-42"))
+    b = runtime.sessions.submit(request(idempotency_key="order-42"))
+    assert a.session_id == b.session_id
+    assert len(runtime.sessions.list()) == 1
+
+
+async def test_unsupported_pattern_fails_clearly(runtime: Runtime, fleet) -> None:
+    runtime.patterns.pop(PatternName.SWARM, None)
+    session = runtime.sessions.submit(request(pattern="swarm"))
+    done = await runtime.run_session(session.session_id)
+    assert done.status is SessionStatus.FAILED and done.error_type == "unsupported_pattern"
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(
+    n=st.integers(min_value=1, max_value=6),
+    error_rate=st.floats(min_value=0.0, max_value=0.9),
+    seed=st.integers(min_value=0, max_value=10_000),
+)
+def test_replay_always_equals_the_live_projection(tmp_path_factory, n, error_rate, seed) -> None:
+    store = EventStore(f"sqlite:///{tmp_path_factory.mktemp('rp') / 'e.db'}")
+    registry = AgentRegistry(store)
+    for i in range(3):
+        registry.register(
+            AgentSpec(
+                name=f"a{i}",
+                capabilities=[{"name": "code.generate", "proficiency": 1 + i}],
+                pricing={"input_per_1k_tokens": 0.001 * (i + 1)},
+                provider={"config": {"error_rate": error_rate}},
+            )
+        )
+    runtime = Runtime(store, registry, config=RuntimeConfig(time_scale=0.0, seed=seed))
+    ids = [runtime.sessions.submit(request()).session_id for _ in range(n)]
+    asyncio.run(runtime.run_pending())
+    for sid in ids:
+        rebuilt = replay(runtime.sessions.events(sid))
+        row = projected_row(store, sid)
+        assert {k: rebuilt[k] for k in ("status", "attempts", "agent_id")} == {
+            k: row[k] for k in ("status", "attempts", "agent_id")
+        }
+    store.dispose()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import random
 import socket
@@ -26,9 +27,12 @@ from nofx.errors import NoEligibleAgentError, NotFoundError
 from nofx.registry import AgentRegistry
 from nofx.routing.retry import RetryAction, RetryPolicy, backoff_delay, next_action
 from nofx.routing.selection import Outcome, ProficiencySelector, SelectionRequest, Selector
-from nofx.sessions import SessionService, append_session_events
+from nofx.sessions import STREAM_TYPE as SESSION_STREAM_TYPE
+from nofx.sessions import SessionService, project, replay, session_stream
 from nofx.store import EventStore
 from nofx.store.schema import sessions
+
+log = logging.getLogger(__name__)
 
 
 def default_worker_id() -> str:
@@ -85,21 +89,29 @@ class SessionExecution:
         self.runtime = runtime
         self.session = session
         self.history = history
+        self.state = replay(history)
         self.rng = random.Random(f"{runtime.config.seed}/{session.session_id}")
 
     def _step_events(self, step_id: str) -> list[Event]:
         return [e for e in self.history if e.payload.get("step_id") == step_id]
 
     def emit(self, event_type: str, payload: dict[str, Any], key: str | None = None) -> list[Event]:
+        """Append one event to this session's stream and project it, in one transaction."""
         payload = {"session_id": self.session.session_id, **payload}
+        new = [NewEvent(type=event_type, payload=payload, idempotency_key=key)]
         with self.runtime.store.transaction() as tx:
-            written = append_session_events(
-                tx,
-                self.session.session_id,
+            written = tx.append(
+                session_stream(self.session.session_id),
+                SESSION_STREAM_TYPE,
                 self.session.tenant_id,
-                [NewEvent(type=event_type, payload=payload, idempotency_key=key)],
+                new,
+                known_version=self.history[-1].seq if self.history else None,
             )
-        self.history.extend(written)
+            state = project(tx.conn, written, self.state)
+        if state is not None:
+            self.state = state
+        known = {e.position for e in self.history}
+        self.history.extend(e for e in written if e.position not in known)
         return written
 
     def spent_usd(self) -> float:
@@ -206,6 +218,7 @@ async def run_solo(execution: SessionExecution) -> PatternResult:
 @dataclass
 class RunSummary:
     sessions: list[Session] = field(default_factory=list)
+    interrupted: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def succeeded(self) -> int:
@@ -378,7 +391,9 @@ class Runtime:
         return error
 
     # -- sessions ----------------------------------------------------------------------------
-    def claim(self, limit: int, session_ids: list[str] | None = None) -> list[str]:
+    def claim(
+        self, limit: int, session_ids: list[str] | None = None, exclude: set[str] | None = None
+    ) -> list[str]:
         """Lease up to ``limit`` runnable sessions (requested, or running with an expired lease)."""
         now = utcnow()
         free = or_(sessions.c.lease_expires_at.is_(None), sessions.c.lease_expires_at < now)
@@ -388,6 +403,8 @@ class Runtime:
         query = select(sessions.c.session_id).where(runnable)
         if session_ids is not None:
             query = query.where(sessions.c.session_id.in_(session_ids))
+        if exclude:
+            query = query.where(sessions.c.session_id.not_in(sorted(exclude)))
         query = query.order_by(sessions.c.created_at).limit(limit).with_for_update(skip_locked=True)
         with self.store.transaction() as tx:
             ids = [r[0] for r in tx.conn.execute(query)]
@@ -509,6 +526,12 @@ class Runtime:
                 active.add(session_id)
                 try:
                     session = await self.execute(session_id)
+                except Exception as exc:
+                    # The session stays runnable: its lease is released below and another
+                    # pass (or runtime) resumes it from its events. Nothing is dropped.
+                    log.exception("session %s interrupted; it will be resumed", session_id)
+                    summary.interrupted.append((session_id, f"{type(exc).__name__}: {exc}"))
+                    return
                 finally:
                     active.discard(session_id)
                     self.release(session_id)
@@ -520,7 +543,8 @@ class Runtime:
         try:
             while limit is None or len(summary.sessions) < limit:
                 want = batch if limit is None else min(batch, limit - len(summary.sessions))
-                ids = self.claim(want)
+                # an interrupted session is left for the next pass, not retried in a hot loop
+                ids = self.claim(want, exclude={sid for sid, _ in summary.interrupted})
                 if not ids:
                     break
                 await asyncio.gather(*(one(sid) for sid in ids))

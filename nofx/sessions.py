@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from nofx.domain import (
     Event,
@@ -114,33 +114,49 @@ def row_to_session(row: Any) -> Session:
 
 
 _PROJECTED = {c.name for c in sessions.columns} - {"lease_owner", "lease_expires_at"}
+_INSERT_SESSION = insert(sessions)
+_UPDATE_SESSION = update(sessions).where(sessions.c.session_id == bindparam("b_session_id"))
 
 
-def project(conn: Connection, written: list[Event]) -> None:
-    """Apply freshly written session events to the sessions table, in the caller's transaction."""
+def project(
+    conn: Connection, written: list[Event], known_state: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """Apply freshly written events of one session to the sessions table, in the caller's
+    transaction, and return the new row. ``known_state`` (the row as the caller last saw
+    it) saves a read."""
+    state = known_state
     for event in written:
         if event.stream_type != STREAM_TYPE:
             continue
-        current = conn.execute(
-            select(sessions).where(sessions.c.session_id == event.payload["session_id"])
-        ).first()
-        if current is not None and current.version >= event.seq:
-            continue  # an idempotent re-append handed back an event already projected
-        before = None if current is None else {k: current._mapping[k] for k in _PROJECTED}
-        after = apply_event(before, event)
-        if current is None:
-            conn.execute(insert(sessions).values(**after))
+        if state is None or state["version"] >= event.seq:
+            current = conn.execute(
+                select(sessions).where(sessions.c.session_id == event.payload["session_id"])
+            ).first()
+            state = None if current is None else {k: current._mapping[k] for k in _PROJECTED}
+            if state is not None and state["version"] >= event.seq:
+                continue  # an idempotent re-append handed back an event already projected
+        exists = state is not None
+        state = apply_event(state, event)
+        if not exists:
+            conn.execute(_INSERT_SESSION, state)
         else:
-            conn.execute(
-                update(sessions).where(sessions.c.session_id == after["session_id"]).values(**after)
-            )
+            conn.execute(_UPDATE_SESSION, {"b_session_id": state["session_id"], **state})
+    return state
 
 
 def append_session_events(
-    tx: Transaction, session_id: str, tenant_id: str, new_events: list[NewEvent]
+    tx: Transaction,
+    session_id: str,
+    tenant_id: str,
+    new_events: list[NewEvent],
+    *,
+    known_version: int | None = None,
+    known_state: dict[str, Any] | None = None,
 ) -> list[Event]:
-    written = tx.append(session_stream(session_id), STREAM_TYPE, tenant_id, new_events)
-    project(tx.conn, written)
+    written = tx.append(
+        session_stream(session_id), STREAM_TYPE, tenant_id, new_events, known_version=known_version
+    )
+    project(tx.conn, written, known_state)
     return written
 
 

@@ -23,6 +23,8 @@ from nofx.errors import ConcurrencyError
 from nofx.store import schema
 
 Listener = Callable[[list[Event]], None]
+# Built once: statements with parameters passed at execution are compiled once and cached.
+INSERT_EVENT = schema.events.insert()
 
 
 def as_utc(value: datetime) -> datetime:
@@ -94,12 +96,19 @@ class Transaction:
         new_events: Sequence[NewEvent],
         *,
         expected_version: int | None = None,
+        known_version: int | None = None,
     ) -> list[Event]:
         """Append events to a stream; events whose idempotency key exists are returned, not re-added.
 
         ``expected_version`` is the stream's last seq the caller saw; a mismatch raises
-        ConcurrencyError so the caller can re-read and decide again.
+        ConcurrencyError so the caller can re-read and decide again. ``known_version`` is a
+        hint from a caller that holds the stream (e.g. under a lease): the insert is tried
+        straight away and the careful path runs only if a constraint objects.
         """
+        if known_version is not None:
+            fast = self._append_fast(stream_id, stream_type, tenant_id, new_events, known_version)
+            if fast is not None:
+                return fast
         written: list[Event] = []
         fresh: list[NewEvent] = []
         for item in new_events:
@@ -135,7 +144,7 @@ class Transaction:
             }
             try:
                 with self.conn.begin_nested():
-                    result = self.conn.execute(schema.events.insert().values(**values))
+                    result = self.conn.execute(INSERT_EVENT, values)
             except IntegrityError as exc:
                 raise ConcurrencyError(
                     f"another writer appended to {stream_id} at the same time",
@@ -145,6 +154,40 @@ class Transaction:
             event_obj = Event(position=int(position or 0), **values)
             written.append(event_obj)
             self.appended.append(event_obj)
+        return written
+
+
+    def _append_fast(
+        self,
+        stream_id: str,
+        stream_type: str,
+        tenant_id: str,
+        new_events: Sequence[NewEvent],
+        known_version: int,
+    ) -> list[Event] | None:
+        now = utcnow()
+        rows = [
+            {
+                "stream_id": stream_id,
+                "stream_type": stream_type,
+                "seq": known_version + offset,
+                "type": item.type,
+                "tenant_id": tenant_id,
+                "occurred_at": now,
+                "idempotency_key": item.idempotency_key,
+                "payload": item.payload,
+            }
+            for offset, item in enumerate(new_events, start=1)
+        ]
+        written = []
+        try:
+            with self.conn.begin_nested():
+                for values in rows:
+                    result = self.conn.execute(INSERT_EVENT, values)
+                    written.append(Event(position=int(result.inserted_primary_key[0]), **values))
+        except IntegrityError:
+            return None  # a duplicate key or a moved stream: take the careful path
+        self.appended.extend(written)
         return written
 
 

@@ -242,3 +242,46 @@ def test_replay_always_equals_the_live_projection(tmp_path_factory, n, error_rat
             k: row[k] for k in ("status", "attempts", "agent_id")
         }
     store.dispose()
+
+
+async def test_a_crashing_provider_fails_the_attempt_not_the_runtime(store, registry) -> None:
+    registry.register(
+        AgentSpec(name="buggy", capabilities=[{"name": "code.generate"}], provider={"kind": "python"})
+    )
+
+    class Exploding:
+        async def invoke(self, agent, call):
+            raise ZeroDivisionError("bug in a custom provider")
+
+    from nofx.agents import ProviderSet
+    from nofx.domain import ProviderKind
+
+    runtime = Runtime(
+        store,
+        registry,
+        providers=ProviderSet({ProviderKind.PYTHON: Exploding()}),
+        config=RuntimeConfig(time_scale=0.0),
+    )
+    session = runtime.sessions.submit(request(max_attempts=2))
+    summary = await runtime.run_pending()
+    done = runtime.sessions.get(session.session_id)
+    assert done.status is SessionStatus.FAILED
+    assert summary.interrupted == []
+    failed = [e for e in runtime.sessions.events(session.session_id) if e.type == "StepFailed"]
+    assert failed[0].payload["error.type"] == "ZeroDivisionError"
+
+
+async def test_an_interrupted_session_is_released_for_a_later_pass(runtime: Runtime, fleet, monkeypatch) -> None:
+    session = runtime.sessions.submit(request())
+    original = runtime.execute
+
+    async def broken(session_id: str):
+        raise RuntimeError("store went away")
+
+    monkeypatch.setattr(runtime, "execute", broken)
+    summary = await runtime.run_pending()
+    assert summary.interrupted and summary.interrupted[0][0] == session.session_id
+    assert runtime.sessions.get(session.session_id).status is SessionStatus.REQUESTED
+    monkeypatch.setattr(runtime, "execute", original)
+    again = await runtime.run_pending()
+    assert [s.session_id for s in again.sessions] == [session.session_id]

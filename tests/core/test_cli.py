@@ -1,0 +1,98 @@
+"""The CLI as a user types it: help, clear errors, agents, sessions, run, db, demo."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from nofx.cli import app, ui_commands
+from nofx.settings import Settings
+
+runner = CliRunner()
+
+
+def invoke(*args: str, input: str | None = None):
+    return runner.invoke(app, list(args), input=input)
+
+
+def test_help_explains_every_command(nofx_home: Path) -> None:
+    result = invoke("--help")
+    assert result.exit_code == 0
+    for command in ("demo", "run", "worker", "up", "agents", "sessions", "db"):
+        assert command in result.output
+    assert "NOFX_HOME" in result.output
+
+
+def test_register_list_remove_agents_from_yaml(nofx_home: Path, tmp_path: Path) -> None:
+    spec = tmp_path / "agents.yaml"
+    spec.write_text(
+        "agents:\n"
+        "  - name: coder\n"
+        "    capabilities: [{name: code.generate, proficiency: 4}]\n"
+        "    pricing: {input_per_1k_tokens: 0.001}\n"
+    )
+    result = invoke("agents", "register", str(spec))
+    assert result.exit_code == 0, result.output
+    assert "registered coder" in result.output
+    listed = invoke("agents", "list", "--json")
+    agents = json.loads(listed.output)
+    assert [a["name"] for a in agents] == ["coder"]
+    again = invoke("agents", "register", str(spec))
+    assert again.exit_code == 2 and "already registered" in again.output
+    assert "1 agents" in invoke("agents", "list").output
+    assert invoke("agents", "remove", agents[0]["agent_id"]).exit_code == 0
+    assert invoke("agents", "remove", "agt_missing").exit_code == 2
+
+
+def test_malformed_spec_is_refused_with_the_field_named(nofx_home: Path) -> None:
+    result = invoke("agents", "register", "-", input='{"name": "x", "capabilities": [{"name": "a.b", "proficiency": 7}]}')
+    assert result.exit_code == 2
+    assert "capabilities.0.proficiency" in result.output
+    assert "Agent list" not in result.output
+    missing = invoke("agents", "register", "/no/such/file.yaml")
+    assert missing.exit_code == 2 and "cannot read" in missing.output
+
+
+def test_submit_run_list_show_sessions(nofx_home: Path) -> None:
+    invoke("agents", "register", "-", input='{"name": "c", "capabilities": [{"name": "code.generate"}], "provider": {"config": {"latency_median_ms": 1}}}')
+    result = invoke("sessions", "submit", "--capability", "code.generate", "--prompt", "hello", "--run")
+    assert result.exit_code == 0, result.output
+    session_id = result.output.split("requested session ")[1].split()[0]
+    assert invoke("sessions", "list").exit_code == 0
+    shown = invoke("sessions", "show", session_id)
+    assert "SessionRequested" in shown.output and "StepStarted" in shown.output
+    assert invoke("sessions", "show", "ses_nope").exit_code == 2
+    bad = invoke("sessions", "submit", "--capability", "code.generat", "--prompt", "x")
+    assert bad.exit_code == 2 and "did you mean code.generate" in bad.output
+    invoke("sessions", "submit", "--capability", "code.generate", "--prompt", "later")
+    ran = invoke("run", "--time-scale", "0")
+    assert ran.exit_code == 0 and "ran 1 sessions" in ran.output
+
+
+def test_db_upgrade_and_where(nofx_home: Path) -> None:
+    result = invoke("db", "upgrade")
+    assert result.exit_code == 0 and "revision" in result.output
+    assert str(nofx_home) in invoke("where").output
+
+
+def test_demo_without_pipeline_prints_a_summary(nofx_home: Path) -> None:
+    result = invoke("demo", "--sessions", "20", "--time-scale", "0", "--no-pipeline")
+    assert result.exit_code == 0, result.output
+    assert "sessions run" in result.output and "20" in result.output
+    assert "simulated" in result.output
+    # a second demo reuses the fleet instead of failing on duplicate names
+    assert invoke("demo", "--sessions", "5", "--time-scale", "0", "--no-pipeline").exit_code == 0
+
+
+def test_worker_exits_after_idle_polls(nofx_home: Path) -> None:
+    result = invoke("worker", "--poll-s", "0", "--max-idle-polls", "1", "--time-scale", "0")
+    assert result.exit_code == 0 and "polling sqlite store" in result.output
+
+
+@pytest.mark.parametrize("name", ["api", "dagster", "streamlit", "mlflow"])
+def test_up_serves_every_ui_on_loopback(nofx_home: Path, name: str) -> None:
+    commands = ui_commands(Settings.from_env())
+    assert "127.0.0.1" in commands[name]

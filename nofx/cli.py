@@ -273,14 +273,28 @@ def run(
 
 @app.command("worker")
 def worker(
-    poll_s: Annotated[float, typer.Option(help="seconds between polls when idle")] = 1.0,
-    time_scale: Annotated[float, typer.Option()] = 1.0,
+    poll_s: Annotated[float, typer.Option(help="longest idle wait; PostgreSQL wakes workers at once via LISTEN/NOTIFY")] = 1.0,
+    time_scale: Annotated[float, typer.Option(help="multiply simulated latencies (0 = no sleeping)")] = 1.0,
     seed: Annotated[int, typer.Option()] = 7,
+    lease_s: Annotated[float, typer.Option(help="seconds a claimed session stays ours without a heartbeat")] = 60.0,
+    concurrency: Annotated[int, typer.Option(min=1, help="sessions run at once by this worker")] = 256,
+    worker_id: Annotated[str | None, typer.Option(help="name in events and leases (default host:pid)")] = None,
     max_idle_polls: Annotated[int | None, typer.Option(help="exit after this many empty polls")] = None,
 ) -> None:
-    """Run sessions forever (until SIGTERM), claiming work with leases so several workers can share a store."""
+    """Run sessions until SIGTERM, claiming work with leases so several workers can share a store.
+
+    A worker that dies leaves leases that expire after --lease-s; the others then
+    resume its sessions from their events, without repeating completed steps.
+    """
     _, store = _open_store()
     runtime = _make_runtime(store, time_scale=time_scale, seed=seed)
+    runtime.config.lease_s = lease_s
+    runtime.config.concurrency = concurrency
+    if worker_id:
+        runtime.config.worker_id = worker_id
+    from nofx.store.notify import WorkSignal
+
+    wake = WorkSignal(store.engine)
     stop = False
 
     def _stop(*_: Any) -> None:
@@ -299,7 +313,9 @@ def worker(
             idle += 1
             if max_idle_polls is not None and idle >= max_idle_polls:
                 break
-            time.sleep(poll_s)
+            if wake.wait(poll_s):
+                idle = 0
+    wake.close()
 
 
 # -- database --------------------------------------------------------------------------------

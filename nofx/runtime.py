@@ -464,11 +464,24 @@ class Runtime:
                 key=terminal_key,
             )
             return self.sessions.get(session_id)
-        execution.emit(
-            "SessionStarted",
-            {"worker_id": self.config.worker_id, "pattern": pattern.value},
-            key=f"{session_id}/started",
-        )
+        previous = [e for e in history if e.type in ("SessionStarted", "SessionResumed")]
+        if previous:
+            # another runtime (or an earlier life of this one) began it: say who takes over
+            execution.emit(
+                "SessionResumed",
+                {
+                    "worker_id": self.config.worker_id,
+                    "previous_worker_id": previous[-1].payload.get("worker_id"),
+                    "completed_steps": sum(1 for e in history if e.type == "StepCompleted"),
+                },
+                key=f"{session_id}/resumed/{len(previous)}",
+            )
+        else:
+            execution.emit(
+                "SessionStarted",
+                {"worker_id": self.config.worker_id, "pattern": pattern.value},
+                key=f"{session_id}/started",
+            )
         try:
             result = await runner(execution)
         except StepFailed as exc:

@@ -26,6 +26,7 @@ from nofx.errors import ConflictError, NotFoundError
 from nofx.registry import AgentRegistry
 from nofx.store import EventStore, Transaction
 from nofx.store.event_store import as_utc
+from nofx.store.notify import notify_work
 from nofx.store.schema import sessions
 
 STREAM_TYPE = "session"
@@ -187,6 +188,7 @@ class SessionService:
                 request.tenant_id,
                 [NewEvent(type="SessionRequested", payload=payload, idempotency_key=key)],
             )
+            notify_work(tx.conn)
         return self.get(written[0].payload["session_id"])
 
     def get(self, session_id: str, *, tenant_id: str | None = None) -> Session:

@@ -71,3 +71,27 @@ def runtime(store: EventStore, registry: AgentRegistry) -> Runtime:
 
 def postgres_url() -> str | None:
     return os.environ.get("NOFX_TEST_POSTGRES_URL")
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    import uuid
+
+    from sqlalchemy import create_engine
+
+    base = postgres_url()
+    if not base:
+        pytest.skip("NOFX_TEST_POSTGRES_URL is not set (CI sets it; export it to run PostgreSQL tests)")
+    name = f"nofx_test_{uuid.uuid4().hex[:12]}"
+    admin_url = base.replace("postgresql://", "postgresql+psycopg://", 1)
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    except Exception as exc:  # pragma: no cover - depends on the machine
+        pytest.skip(f"PostgreSQL at {base} is not reachable: {exc}")
+    yield base.rsplit("/", 1)[0] + "/" + name
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()

@@ -68,7 +68,12 @@ def _load_specs(path: str) -> list[dict[str, Any]]:
 # -- agents ----------------------------------------------------------------------------------
 @agents_app.command("register")
 def agents_register(
-    path: Annotated[str, typer.Argument(help="YAML or JSON file with one agent, a list, or {agents: [...]}; - for stdin")],
+    path: Annotated[
+        str,
+        typer.Argument(
+            help="YAML or JSON file with one agent, a list, or {agents: [...]}; - for stdin"
+        ),
+    ],
 ) -> None:
     """Register agents from a spec file. Every spec is checked before any is written."""
     _, store = _open_store()
@@ -83,14 +88,18 @@ def agents_register(
     try:
         for spec in specs:
             agent = registry.register(spec)
-            console.print(f"registered [bold]{agent.name}[/] as {agent.agent_id} (version {agent.version})")
+            console.print(
+                f"registered [bold]{agent.name}[/] as {agent.agent_id} (version {agent.version})"
+            )
     except NofxError as exc:
         raise _fail(str(exc)) from None
 
 
 @agents_app.command("list")
 def agents_list(
-    capability: Annotated[str | None, typer.Option(help="only agents offering this capability")] = None,
+    capability: Annotated[
+        str | None, typer.Option(help="only agents offering this capability")
+    ] = None,
     tenant: Annotated[str | None, typer.Option(help="only this tenant")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
 ) -> None:
@@ -134,10 +143,14 @@ def sessions_submit(
     capability: Annotated[str, typer.Option(help="capability the task needs, e.g. code.generate")],
     prompt: Annotated[str, typer.Option(help="what to do")],
     pattern: Annotated[PatternName, typer.Option(help="orchestration pattern")] = PatternName.SOLO,
-    complexity: Annotated[float, typer.Option(min=0.0, max=1.0, help="0 trivial .. 1 very hard")] = 0.5,
+    complexity: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="0 trivial .. 1 very hard")
+    ] = 0.5,
     budget: Annotated[float | None, typer.Option(help="max USD to spend")] = None,
     tenant: Annotated[str, typer.Option()] = "default",
-    run: Annotated[bool, typer.Option("--run", help="run it now instead of leaving it for a worker")] = False,
+    run: Annotated[
+        bool, typer.Option("--run", help="run it now instead of leaving it for a worker")
+    ] = False,
 ) -> None:
     """Request a session. It runs when a runtime picks it up (`nofx run`, a worker, or Dagster)."""
     _, store = _open_store()
@@ -153,13 +166,18 @@ def sessions_submit(
         )
         session = runtime.sessions.submit(request)
     except PydanticValidationError as exc:
-        raise _fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
+        raise _fail(
+            "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        ) from None
     except NofxError as exc:
         raise _fail(str(exc)) from None
     console.print(f"requested session {session.session_id}")
     if run:
         session = asyncio.run(runtime.run_session(session.session_id))
-        console.print(f"{session.session_id}: {session.status.value}, ${session.cost_usd:.4f}, {session.output or session.error_type}")
+        console.print(
+            f"{session.session_id}: {session.status.value}, ${session.cost_usd:.4f}, "
+            f"{session.output or session.error_type}"
+        )
 
 
 @sessions_app.command("list")
@@ -260,7 +278,9 @@ def _run_with_progress(runtime: Any, total: int, label: str) -> Any:
 
 @app.command("run")
 def run(
-    time_scale: Annotated[float, typer.Option(help="multiply simulated latencies (0 = no sleeping)")] = 1.0,
+    time_scale: Annotated[
+        float, typer.Option(help="multiply simulated latencies (0 = no sleeping)")
+    ] = 1.0,
     seed: Annotated[int, typer.Option()] = 7,
 ) -> None:
     """Run every requested session once, then exit."""
@@ -268,18 +288,34 @@ def run(
     runtime = _make_runtime(store, time_scale=time_scale, seed=seed)
     pending = runtime.sessions.requested_count()
     summary = _run_with_progress(runtime, pending, "sessions")
-    console.print(f"ran {len(summary.sessions)} sessions: {summary.succeeded} succeeded, {summary.failed} failed")
+    console.print(
+        f"ran {len(summary.sessions)} sessions: "
+        f"{summary.succeeded} succeeded, {summary.failed} failed"
+    )
 
 
 @app.command("worker")
 def worker(
-    poll_s: Annotated[float, typer.Option(help="longest idle wait; PostgreSQL wakes workers at once via LISTEN/NOTIFY")] = 1.0,
-    time_scale: Annotated[float, typer.Option(help="multiply simulated latencies (0 = no sleeping)")] = 1.0,
+    poll_s: Annotated[
+        float,
+        typer.Option(help="longest idle wait; PostgreSQL wakes workers at once via LISTEN/NOTIFY"),
+    ] = 1.0,
+    time_scale: Annotated[
+        float, typer.Option(help="multiply simulated latencies (0 = no sleeping)")
+    ] = 1.0,
     seed: Annotated[int, typer.Option()] = 7,
-    lease_s: Annotated[float, typer.Option(help="seconds a claimed session stays ours without a heartbeat")] = 60.0,
-    concurrency: Annotated[int, typer.Option(min=1, help="sessions run at once by this worker")] = 256,
-    worker_id: Annotated[str | None, typer.Option(help="name in events and leases (default host:pid)")] = None,
-    max_idle_polls: Annotated[int | None, typer.Option(help="exit after this many empty polls")] = None,
+    lease_s: Annotated[
+        float, typer.Option(help="seconds a claimed session stays ours without a heartbeat")
+    ] = 60.0,
+    concurrency: Annotated[
+        int, typer.Option(min=1, help="sessions run at once by this worker")
+    ] = 256,
+    worker_id: Annotated[
+        str | None, typer.Option(help="name in events and leases (default host:pid)")
+    ] = None,
+    max_idle_polls: Annotated[
+        int | None, typer.Option(help="exit after this many empty polls")
+    ] = None,
 ) -> None:
     """Run sessions until SIGTERM, claiming work with leases so several workers can share a store.
 
@@ -333,7 +369,9 @@ def db_upgrade() -> None:
 
 
 # -- demo ------------------------------------------------------------------------------------
-def _summary_table(sessions_run: int, succeeded: int, cost: float, pipeline: dict[str, Any] | None) -> Table:
+def _summary_table(
+    sessions_run: int, succeeded: int, cost: float, pipeline: dict[str, Any] | None
+) -> Table:
     table = Table(title="NOFX demo summary", show_header=True)
     table.add_column("what")
     table.add_column("value", justify="right")
@@ -348,9 +386,13 @@ def _summary_table(sessions_run: int, succeeded: int, cost: float, pipeline: dic
             table.add_row("success rate (mart)", f"{pipeline['success_rate']:.1%}")
         model = pipeline.get("model") or {}
         if model:
-            table.add_row("model", f"{model.get('name')} v{model.get('version')} @{model.get('alias')}")
+            table.add_row(
+                "model", f"{model.get('name')} v{model.get('version')} @{model.get('alias')}"
+            )
             for key, value in sorted((model.get("metrics") or {}).items()):
-                table.add_row(f"  {key}", f"{value:.3f}" if isinstance(value, float) else str(value))
+                table.add_row(
+                    f"  {key}", f"{value:.3f}" if isinstance(value, float) else str(value)
+                )
         checks = pipeline.get("checks") or {}
         if checks:
             passed = sum(1 for ok in checks.values() if ok)
@@ -360,12 +402,16 @@ def _summary_table(sessions_run: int, succeeded: int, cost: float, pipeline: dic
 
 @app.command("demo")
 def demo(
-    sessions: Annotated[int, typer.Option(min=1, max=100_000, help="how many sessions to run")] = 300,
+    sessions: Annotated[
+        int, typer.Option(min=1, max=100_000, help="how many sessions to run")
+    ] = 300,
     seed: Annotated[int, typer.Option()] = 7,
     time_scale: Annotated[float, typer.Option(help="multiply simulated latencies")] = 0.01,
-    pipeline: Annotated[bool, typer.Option(help="materialize the Dagster assets afterwards")] = True,
+    pipeline: Annotated[
+        bool, typer.Option(help="materialize the Dagster assets afterwards")
+    ] = True,
 ) -> None:
-    """Register a simulated fleet, run a burst of sessions, materialize every asset, print a summary."""
+    """Register a simulated fleet, run sessions, materialize every asset, print a summary."""
     settings, store = _open_store()
     from nofx.fleet import demo_fleet, demo_requests
 
@@ -395,7 +441,8 @@ def demo(
         )
         if proc.returncode != 0:
             raise _fail(
-                f"the pipeline failed (exit {proc.returncode}); the sessions are safe in the store. "
+                f"the pipeline failed (exit {proc.returncode}); "
+                "the sessions are safe in the store. "
                 "Re-run `make demo` or `python -m dagster_project.materialize` to see the error.",
                 code=proc.returncode,
             )
@@ -412,10 +459,52 @@ def ui_commands(settings: Settings, python: str = sys.executable) -> dict[str, l
     """The four servers `nofx up` starts, all on loopback."""
     bindir = Path(python).parent
     return {
-        "api": [python, "-m", "uvicorn", "nofx.api.app:create_app", "--factory", "--host", "127.0.0.1", "--port", str(UI_PORTS["api"])],
-        "dagster": [str(bindir / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(UI_PORTS["dagster"])],
-        "streamlit": [python, "-m", "streamlit", "run", "dashboards/app.py", "--server.headless", "true", "--server.address", "127.0.0.1", "--server.port", str(UI_PORTS["streamlit"])],
-        "mlflow": [str(bindir / "mlflow"), "server", "--backend-store-uri", settings.mlflow_tracking_uri, "--artifacts-destination", str(settings.mlflow_artifact_root), "--host", "127.0.0.1", "--port", str(UI_PORTS["mlflow"])],
+        "api": [
+            python,
+            "-m",
+            "uvicorn",
+            "nofx.api.app:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(UI_PORTS["api"]),
+        ],
+        "dagster": [
+            str(bindir / "dagster"),
+            "dev",
+            "-w",
+            "workspace.yaml",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(UI_PORTS["dagster"]),
+        ],
+        "streamlit": [
+            python,
+            "-m",
+            "streamlit",
+            "run",
+            "dashboards/app.py",
+            "--server.headless",
+            "true",
+            "--server.address",
+            "127.0.0.1",
+            "--server.port",
+            str(UI_PORTS["streamlit"]),
+        ],
+        "mlflow": [
+            str(bindir / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            settings.mlflow_tracking_uri,
+            "--artifacts-destination",
+            str(settings.mlflow_artifact_root),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(UI_PORTS["mlflow"]),
+        ],
     }
 
 
@@ -424,8 +513,15 @@ def up() -> None:
     """Serve the API, Dagster UI, Streamlit dashboards and MLflow UI until Ctrl-C."""
     settings = Settings.from_env()
     settings.ensure_dirs()
-    env = {**os.environ, "NOFX_HOME": str(settings.home), "DAGSTER_HOME": str(settings.dagster_home)}
-    procs = {name: subprocess.Popen(cmd, env=env, start_new_session=True) for name, cmd in ui_commands(settings).items()}
+    env = {
+        **os.environ,
+        "NOFX_HOME": str(settings.home),
+        "DAGSTER_HOME": str(settings.dagster_home),
+    }
+    procs = {
+        name: subprocess.Popen(cmd, env=env, start_new_session=True)
+        for name, cmd in ui_commands(settings).items()
+    }
     table = Table(title="NOFX is up (Ctrl-C to stop)")
     table.add_column("service")
     table.add_column("url")

@@ -67,7 +67,9 @@ def demo_fleet(seed: int = 7, tenant_id: str = "default") -> list[AgentSpec]:
     return specs
 
 
-def demo_requests(n: int, seed: int = 7, patterns: tuple[str, ...] = ("solo",)) -> list[SessionRequest]:
+def demo_requests(
+    n: int, seed: int = 7, patterns: tuple[str, ...] = ("solo",)
+) -> list[SessionRequest]:
     """A realistic burst: mostly small tasks, some hard ones, mixed capabilities and objectives."""
     rng = random.Random(seed + 1)
     out = []

@@ -94,7 +94,9 @@ class AgentRegistry:
             ) from exc
         return self.get(agent_id)
 
-    def update(self, agent_id: str, spec: AgentSpec, *, expected_version: int | None = None) -> Agent:
+    def update(
+        self, agent_id: str, spec: AgentSpec, *, expected_version: int | None = None
+    ) -> Agent:
         """Replace an agent's spec and bump its version."""
         current = self.get(agent_id)
         if expected_version is not None and expected_version != current.version:
@@ -140,7 +142,9 @@ class AgentRegistry:
         """Remove an agent from selection; its events stay, so history still names it."""
         agent = self.get(agent_id, tenant_id=tenant_id)
         with self.store.transaction() as tx:
-            tx.conn.execute(delete(agent_capabilities).where(agent_capabilities.c.agent_id == agent_id))
+            tx.conn.execute(
+                delete(agent_capabilities).where(agent_capabilities.c.agent_id == agent_id)
+            )
             tx.conn.execute(delete(agents).where(agents.c.agent_id == agent_id))
             tx.append(
                 agent_stream(agent_id),

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, or_, select, update
 
 from nofx.agents import AgentCall, AgentCallError, ErrorClass, ProviderSet
 from nofx.domain import Agent, Event, NewEvent, PatternName, Session, SessionStatus, utcnow
@@ -28,11 +28,19 @@ from nofx.registry import AgentRegistry
 from nofx.routing.retry import RetryAction, RetryPolicy, backoff_delay, next_action
 from nofx.routing.selection import Outcome, ProficiencySelector, SelectionRequest, Selector
 from nofx.sessions import STREAM_TYPE as SESSION_STREAM_TYPE
-from nofx.sessions import SessionService, project, replay, session_stream
+from nofx.sessions import SessionService, project, replay, row_to_session, session_stream
 from nofx.store import EventStore
 from nofx.store.schema import sessions
 
 log = logging.getLogger(__name__)
+_RELEASE = (
+    update(sessions)
+    .where(
+        sessions.c.session_id == bindparam("b_session_id"),
+        sessions.c.lease_owner == bindparam("b_owner"),
+    )
+    .values(lease_owner=None, lease_expires_at=None)
+)
 
 
 def default_worker_id() -> str:
@@ -90,15 +98,30 @@ class SessionExecution:
         self.session = session
         self.history = history
         self.state = replay(history)
+        self._positions = {e.position for e in history}
+        self._deferred: list[NewEvent] = []
         self.rng = random.Random(f"{runtime.config.seed}/{session.session_id}")
 
     def _step_events(self, step_id: str) -> list[Event]:
         return [e for e in self.history if e.payload.get("step_id") == step_id]
 
-    def emit(self, event_type: str, payload: dict[str, Any], key: str | None = None) -> list[Event]:
-        """Append one event to this session's stream and project it, in one transaction."""
+    def defer(self, event_type: str, payload: dict[str, Any], key: str | None = None) -> None:
+        """Queue an event to be written with the next ``emit`` (one transaction instead of two)."""
         payload = {"session_id": self.session.session_id, **payload}
-        new = [NewEvent(type=event_type, payload=payload, idempotency_key=key)]
+        self._deferred.append(NewEvent(type=event_type, payload=payload, idempotency_key=key))
+
+    def emit(
+        self,
+        event_type: str,
+        payload: dict[str, Any],
+        key: str | None = None,
+        *,
+        release_lease: bool = False,
+    ) -> list[Event]:
+        """Append deferred events and this one to the session's stream and project them,
+        in one transaction; ``release_lease`` frees the session in the same transaction."""
+        payload = {"session_id": self.session.session_id, **payload}
+        new = [*self._deferred, NewEvent(type=event_type, payload=payload, idempotency_key=key)]
         with self.runtime.store.transaction() as tx:
             written = tx.append(
                 session_stream(self.session.session_id),
@@ -108,10 +131,14 @@ class SessionExecution:
                 known_version=self.history[-1].seq if self.history else None,
             )
             state = project(tx.conn, written, self.state)
+            if release_lease:
+                self.runtime.release(self.session.session_id, conn=tx.conn)
+        self._deferred.clear()
         if state is not None:
             self.state = state
-        known = {e.position for e in self.history}
-        self.history.extend(e for e in written if e.position not in known)
+        fresh = [e for e in written if e.position not in self._positions]
+        self.history.extend(fresh)
+        self._positions.update(e.position for e in fresh)
         return written
 
     def spent_usd(self) -> float:
@@ -160,10 +187,14 @@ class SessionExecution:
         while True:
             attempt += 1
             budget_left = (
-                None if self.session.budget_usd is None else self.session.budget_usd - self.spent_usd()
+                None
+                if self.session.budget_usd is None
+                else self.session.budget_usd - self.spent_usd()
             )
             if budget_left is not None and budget_left <= 0:
-                raise StepFailed(step_id, "budget_exhausted", f"budget of ${self.session.budget_usd} spent")
+                raise StepFailed(
+                    step_id, "budget_exhausted", f"budget of ${self.session.budget_usd} spent"
+                )
             request = SelectionRequest(
                 capability=capability,
                 tenant_id=self.session.tenant_id,
@@ -280,7 +311,7 @@ class Runtime:
                 ),
             )
         best = ranked[0]
-        execution.emit(
+        execution.defer(
             "AgentSelected",
             {
                 "step_id": step_id,
@@ -345,7 +376,9 @@ class Runtime:
             error = AgentCallError(f"{type(exc).__name__}: {exc}", error_type=type(exc).__name__)
         else:
             self.selector.record(
-                Outcome(agent.agent_id, request.capability, True, result.latency_ms, result.cost_usd)
+                Outcome(
+                    agent.agent_id, request.capability, True, result.latency_ms, result.cost_usd
+                )
             )
             written = execution.emit(
                 "StepCompleted",
@@ -398,7 +431,8 @@ class Runtime:
         now = utcnow()
         free = or_(sessions.c.lease_expires_at.is_(None), sessions.c.lease_expires_at < now)
         runnable = and_(
-            sessions.c.status.in_([SessionStatus.REQUESTED.value, SessionStatus.RUNNING.value]), free
+            sessions.c.status.in_([SessionStatus.REQUESTED.value, SessionStatus.RUNNING.value]),
+            free,
         )
         query = select(sessions.c.session_id).where(runnable)
         if session_ids is not None:
@@ -433,16 +467,13 @@ class Runtime:
                 .values(lease_expires_at=utcnow() + timedelta(seconds=self.config.lease_s))
             )
 
-    def release(self, session_id: str) -> None:
-        with self.store.transaction() as tx:
-            tx.conn.execute(
-                update(sessions)
-                .where(
-                    sessions.c.session_id == session_id,
-                    sessions.c.lease_owner == self.config.worker_id,
-                )
-                .values(lease_owner=None, lease_expires_at=None)
-            )
+    def release(self, session_id: str, *, conn: Connection | None = None) -> None:
+        """Give a session's lease back (inside ``conn``'s transaction when given)."""
+        if conn is None:
+            with self.store.transaction() as tx:
+                self.release(session_id, conn=tx.conn)
+            return
+        conn.execute(_RELEASE, {"b_session_id": session_id, "b_owner": self.config.worker_id})
 
     async def execute(self, session_id: str) -> Session:
         """Run (or resume) a session this runtime has claimed, to a terminal state."""
@@ -462,12 +493,13 @@ class Runtime:
                     "message": f"pattern {pattern.value!r} is not available in this runtime",
                 },
                 key=terminal_key,
+                release_lease=True,
             )
-            return self.sessions.get(session_id)
+            return row_to_session(execution.state)
         previous = [e for e in history if e.type in ("SessionStarted", "SessionResumed")]
         if previous:
             # another runtime (or an earlier life of this one) began it: say who takes over
-            execution.emit(
+            execution.defer(
                 "SessionResumed",
                 {
                     "worker_id": self.config.worker_id,
@@ -477,7 +509,7 @@ class Runtime:
                 key=f"{session_id}/resumed/{len(previous)}",
             )
         else:
-            execution.emit(
+            execution.defer(
                 "SessionStarted",
                 {"worker_id": self.config.worker_id, "pattern": pattern.value},
                 key=f"{session_id}/started",
@@ -489,6 +521,7 @@ class Runtime:
                 "SessionFailed",
                 {"error.type": exc.error_type, "step_id": exc.step_id, "message": str(exc)},
                 key=terminal_key,
+                release_lease=True,
             )
         else:
             execution.emit(
@@ -500,8 +533,9 @@ class Runtime:
                     "details": result.details,
                 },
                 key=terminal_key,
+                release_lease=True,
             )
-        return self.sessions.get(session_id)
+        return row_to_session(execution.state)
 
     async def run_session(self, session_id: str) -> Session:
         if not self.claim(1, [session_id]):
@@ -514,8 +548,9 @@ class Runtime:
             )
         try:
             return await self.execute(session_id)
-        finally:
+        except BaseException:
             self.release(session_id)
+            raise
 
     async def run_pending(
         self,
@@ -540,14 +575,14 @@ class Runtime:
                 try:
                     session = await self.execute(session_id)
                 except Exception as exc:
-                    # The session stays runnable: its lease is released below and another
-                    # pass (or runtime) resumes it from its events. Nothing is dropped.
+                    # The session stays runnable: its lease is released and another pass
+                    # (or runtime) resumes it from its events. Nothing is dropped.
                     log.exception("session %s interrupted; it will be resumed", session_id)
                     summary.interrupted.append((session_id, f"{type(exc).__name__}: {exc}"))
+                    self.release(session_id)
                     return
                 finally:
                     active.discard(session_id)
-                    self.release(session_id)
             summary.sessions.append(session)
             if on_done is not None:
                 on_done(session)

@@ -20,7 +20,6 @@ from nofx.domain import (
     SessionRequest,
     SessionStatus,
     new_id,
-    utcnow,
 )
 from nofx.errors import ConflictError, NotFoundError
 from nofx.registry import AgentRegistry
@@ -30,7 +29,11 @@ from nofx.store.notify import notify_work
 from nofx.store.schema import sessions
 
 STREAM_TYPE = "session"
-TERMINAL_EVENTS = {"SessionCompleted": "succeeded", "SessionFailed": "failed", "SessionCancelled": "cancelled"}
+TERMINAL_EVENTS = {
+    "SessionCompleted": "succeeded",
+    "SessionFailed": "failed",
+    "SessionCancelled": "cancelled",
+}
 
 
 def session_stream(session_id: str) -> str:
@@ -170,7 +173,9 @@ class SessionService:
         """Record a requested session; a runtime (or the Dagster sensor) picks it up."""
         self.registry.require_capability(request.task.capability, request.tenant_id)
         if request.idempotency_key:
-            existing = self.store.event_by_key(f"submit/{request.tenant_id}/{request.idempotency_key}")
+            existing = self.store.event_by_key(
+                f"submit/{request.tenant_id}/{request.idempotency_key}"
+            )
             if existing is not None:
                 return self.get(existing.payload["session_id"])
         session_id = new_id("ses")
@@ -180,7 +185,11 @@ class SessionService:
             "request": request.model_dump(mode="json"),
             "task.capability": request.task.capability,
         }
-        key = f"submit/{request.tenant_id}/{request.idempotency_key}" if request.idempotency_key else None
+        key = (
+            f"submit/{request.tenant_id}/{request.idempotency_key}"
+            if request.idempotency_key
+            else None
+        )
         with self.store.transaction() as tx:
             written = append_session_events(
                 tx,
@@ -198,7 +207,9 @@ class SessionService:
         with self.store.engine.connect() as conn:
             row = conn.execute(query).first()
         if row is None:
-            raise NotFoundError(f"no session with id {session_id!r}", hint="list sessions to find it")
+            raise NotFoundError(
+                f"no session with id {session_id!r}", hint="list sessions to find it"
+            )
         return row_to_session(row)
 
     def list(
@@ -221,7 +232,9 @@ class SessionService:
                 (sessions.c.created_at < created)
                 | ((sessions.c.created_at == created) & (sessions.c.session_id < sid))
             )
-        query = query.order_by(sessions.c.created_at.desc(), sessions.c.session_id.desc()).limit(limit)
+        query = query.order_by(sessions.c.created_at.desc(), sessions.c.session_id.desc()).limit(
+            limit
+        )
         with self.store.engine.connect() as conn:
             return [row_to_session(r) for r in conn.execute(query)]
 
@@ -232,7 +245,9 @@ class SessionService:
         with self.store.engine.connect() as conn:
             return {status: int(n) for status, n in conn.execute(query)}
 
-    def cancel(self, session_id: str, *, tenant_id: str | None = None, reason: str = "cancelled by user") -> Session:
+    def cancel(
+        self, session_id: str, *, tenant_id: str | None = None, reason: str = "cancelled by user"
+    ) -> Session:
         session = self.get(session_id, tenant_id=tenant_id)
         if session.status.terminal:
             raise ConflictError(
@@ -247,7 +262,11 @@ class SessionService:
                 [
                     NewEvent(
                         type="SessionCancelled",
-                        payload={"session_id": session_id, "reason": reason, "error.type": "cancelled"},
+                        payload={
+                            "session_id": session_id,
+                            "reason": reason,
+                            "error.type": "cancelled",
+                        },
                         idempotency_key=f"{session_id}/terminal",
                     )
                 ],
@@ -263,4 +282,3 @@ class SessionService:
 
     def requested_count(self) -> int:
         return self.count_by_status().get(SessionStatus.REQUESTED.value, 0)
-

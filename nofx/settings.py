@@ -1,4 +1,4 @@
-"""Where state lives. Everything embedded sits under one directory (``NOFX_HOME``, default ``.nofx``)."""
+"""Where state lives: everything embedded sits under ``NOFX_HOME`` (default ``.nofx``)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
-        """Read settings from the environment; every path defaults to a place under ``NOFX_HOME``."""
+        """Read settings from the environment; every path defaults to under ``NOFX_HOME``."""
         env = dict(os.environ if env is None else env)
         home = Path(env.get("NOFX_HOME", ".nofx")).expanduser().resolve()
         database_url = env.get("NOFX_DATABASE_URL") or f"sqlite:///{home / 'nofx.db'}"

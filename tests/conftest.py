@@ -43,7 +43,9 @@ def registry(store: EventStore) -> AgentRegistry:
     return AgentRegistry(store)
 
 
-def fleet_specs(n: int = 6, capabilities: tuple[str, ...] = ("code.generate", "code.review")) -> list[AgentSpec]:
+def fleet_specs(
+    n: int = 6, capabilities: tuple[str, ...] = ("code.generate", "code.review")
+) -> list[AgentSpec]:
     """A small simulated fleet: cheaper agents are less skilled, as in real model line-ups."""
     specs = []
     for i in range(n):
@@ -52,7 +54,10 @@ def fleet_specs(n: int = 6, capabilities: tuple[str, ...] = ("code.generate", "c
             AgentSpec(
                 name=f"sim-{i}",
                 capabilities=[{"name": c, "proficiency": level} for c in capabilities],
-                pricing={"input_per_1k_tokens": 0.0005 * level, "output_per_1k_tokens": 0.0015 * level},
+                pricing={
+                    "input_per_1k_tokens": 0.0005 * level,
+                    "output_per_1k_tokens": 0.0015 * level,
+                },
                 provider={"kind": "simulated", "config": {"latency_median_ms": 200 + 100 * level}},
             )
         )
@@ -82,7 +87,9 @@ def pg_url() -> Iterator[str]:
 
     base = postgres_url()
     if not base:
-        pytest.skip("NOFX_TEST_POSTGRES_URL is not set (CI sets it; export it to run PostgreSQL tests)")
+        pytest.skip(
+            "NOFX_TEST_POSTGRES_URL is not set (CI sets it; export it to run PostgreSQL tests)"
+        )
     name = f"nofx_test_{uuid.uuid4().hex[:12]}"
     admin_url = base.replace("postgresql://", "postgresql+psycopg://", 1)
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")

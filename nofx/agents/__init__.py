@@ -59,6 +59,7 @@ class ProviderSet:
             return self.providers[agent.provider.kind]
         except KeyError:
             raise ConfigurationError(
-                f"no provider is configured for kind {agent.provider.kind.value!r} (agent {agent.name})",
+                f"no provider is configured for kind {agent.provider.kind.value!r} "
+                f"(agent {agent.name})",
                 hint="use one of: " + ", ".join(k.value for k in self.providers),
             ) from None

@@ -101,7 +101,8 @@ class SimulatedProvider:
             )
         if call.capability not in profile.skill:
             return PermanentAgentError(
-                f"{agent.name} does not offer {call.capability}", error_type="unsupported_capability"
+                f"{agent.name} does not offer {call.capability}",
+                error_type="unsupported_capability",
             )
         roll = rng.random()
         if roll < profile.rate_limit_rate:

@@ -37,5 +37,7 @@ def next_action(error_class: ErrorClass | str, attempt: int, policy: RetryPolicy
 
 def backoff_delay(attempt: int, policy: RetryPolicy, rng: random.Random) -> float:
     """Exponential back-off with full jitter (AWS style): uniform(0, min(cap, base * m^(n-1)))."""
-    ceiling = min(policy.max_delay_s, policy.base_delay_s * policy.multiplier ** max(0, attempt - 1))
+    ceiling = min(
+        policy.max_delay_s, policy.base_delay_s * policy.multiplier ** max(0, attempt - 1)
+    )
     return rng.uniform(0.0, ceiling)

@@ -98,7 +98,7 @@ class Transaction:
         expected_version: int | None = None,
         known_version: int | None = None,
     ) -> list[Event]:
-        """Append events to a stream; events whose idempotency key exists are returned, not re-added.
+        """Append events to a stream; a known idempotency key returns its event.
 
         ``expected_version`` is the stream's last seq the caller saw; a mismatch raises
         ConcurrencyError so the caller can re-read and decide again. ``known_version`` is a
@@ -155,7 +155,6 @@ class Transaction:
             written.append(event_obj)
             self.appended.append(event_obj)
         return written
-
 
     def _append_fast(
         self,

@@ -27,9 +27,22 @@ def start_worker(url: str, home: Path, name: str, lease_s: float) -> subprocess.
     env = {**os.environ, "NOFX_DATABASE_URL": url, "NOFX_HOME": str(home)}
     return subprocess.Popen(
         [
-            sys.executable, "-m", "nofx.cli", "worker",
-            "--worker-id", name, "--lease-s", str(lease_s), "--time-scale", "0.01",
-            "--poll-s", "0.5", "--max-idle-polls", "12", "--concurrency", "64",
+            sys.executable,
+            "-m",
+            "nofx.cli",
+            "worker",
+            "--worker-id",
+            name,
+            "--lease-s",
+            str(lease_s),
+            "--time-scale",
+            "0.01",
+            "--poll-s",
+            "0.5",
+            "--max-idle-polls",
+            "12",
+            "--concurrency",
+            "64",
         ],
         env=env,
         stdout=subprocess.DEVNULL,
@@ -39,12 +52,16 @@ def start_worker(url: str, home: Path, name: str, lease_s: float) -> subprocess.
 
 
 def terminal_count(store: EventStore) -> int:
-    query = select(func.count()).where(sessions_table.c.status.in_(["succeeded", "failed", "cancelled"]))
+    query = select(func.count()).where(
+        sessions_table.c.status.in_(["succeeded", "failed", "cancelled"])
+    )
     with store.engine.connect() as conn:
         return int(conn.execute(query).scalar() or 0)
 
 
-def test_three_workers_one_killed_every_session_finishes_exactly_once(pg_url: str, tmp_path: Path) -> None:
+def test_three_workers_one_killed_every_session_finishes_exactly_once(
+    pg_url: str, tmp_path: Path
+) -> None:
     store = EventStore(pg_url)
     registry = AgentRegistry(store)
     for spec in fleet_specs(6):
@@ -52,15 +69,23 @@ def test_three_workers_one_killed_every_session_finishes_exactly_once(pg_url: st
     service = SessionService(store, registry)
     total = 1000
     for i in range(total):
-        service.submit(SessionRequest(task=Task(prompt=f"t{i}", capability="code.generate", complexity=(i % 10) / 10)))
+        service.submit(
+            SessionRequest(
+                task=Task(prompt=f"t{i}", capability="code.generate", complexity=(i % 10) / 10)
+            )
+        )
 
-    workers = {name: start_worker(pg_url, tmp_path, name, lease_s=3.0) for name in ("w1", "w2", "w3")}
+    workers = {
+        name: start_worker(pg_url, tmp_path, name, lease_s=3.0) for name in ("w1", "w2", "w3")
+    }
     deadline = time.monotonic() + 240
     while terminal_count(store) < total * 0.25 and time.monotonic() < deadline:
         time.sleep(0.1)
     with store.engine.connect() as conn:
         victim_leases = conn.execute(
-            select(func.count()).where(sessions_table.c.lease_owner == "w1", sessions_table.c.status == "running")
+            select(func.count()).where(
+                sessions_table.c.lease_owner == "w1", sessions_table.c.status == "running"
+            )
         ).scalar()
     os.killpg(workers["w1"].pid, signal.SIGKILL)
     workers["w1"].wait()
@@ -83,8 +108,12 @@ def test_three_workers_one_killed_every_session_finishes_exactly_once(pg_url: st
         by_stream.setdefault(e.stream_id, []).append(e.seq)
     assert all(seqs == list(range(1, len(seqs) + 1)) for seqs in by_stream.values())
     session_events = [e for e in events if e.stream_type == "session"]
-    terminal = Counter(e.stream_id for e in session_events if e.type in ("SessionCompleted", "SessionFailed"))
-    assert len(terminal) == total and set(terminal.values()) == {1}, "exactly one completion per session"
+    terminal = Counter(
+        e.stream_id for e in session_events if e.type in ("SessionCompleted", "SessionFailed")
+    )
+    assert len(terminal) == total and set(terminal.values()) == {1}, (
+        "exactly one completion per session"
+    )
     outcomes = Counter(
         (e.stream_id, e.payload["step_id"], e.payload["attempt"])
         for e in session_events
@@ -92,12 +121,18 @@ def test_three_workers_one_killed_every_session_finishes_exactly_once(pg_url: st
     )
     assert set(outcomes.values()) == {1}, "one outcome per attempt"
     # the survivors took over what w1 held when it died
-    resumed = [e for e in session_events if e.type == "SessionResumed" and e.payload["previous_worker_id"] == "w1"]
+    resumed = [
+        e
+        for e in session_events
+        if e.type == "SessionResumed" and e.payload["previous_worker_id"] == "w1"
+    ]
     assert victim_leases > 0
     assert len(resumed) >= 1
     assert {e.payload["worker_id"] for e in resumed} <= {"w2", "w3"}
     finishers = Counter(
-        e.payload.get("worker_id") for e in session_events if e.type in ("SessionStarted", "SessionResumed")
+        e.payload.get("worker_id")
+        for e in session_events
+        if e.type in ("SessionStarted", "SessionResumed")
     )
     assert finishers["w2"] > 0 and finishers["w3"] > 0
     store.dispose()

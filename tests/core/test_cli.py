@@ -48,7 +48,12 @@ def test_register_list_remove_agents_from_yaml(nofx_home: Path, tmp_path: Path) 
 
 
 def test_malformed_spec_is_refused_with_the_field_named(nofx_home: Path) -> None:
-    result = invoke("agents", "register", "-", input='{"name": "x", "capabilities": [{"name": "a.b", "proficiency": 7}]}')
+    result = invoke(
+        "agents",
+        "register",
+        "-",
+        input='{"name": "x", "capabilities": [{"name": "a.b", "proficiency": 7}]}',
+    )
     assert result.exit_code == 2
     assert "capabilities.0.proficiency" in result.output
     assert "Agent list" not in result.output
@@ -57,8 +62,16 @@ def test_malformed_spec_is_refused_with_the_field_named(nofx_home: Path) -> None
 
 
 def test_submit_run_list_show_sessions(nofx_home: Path) -> None:
-    invoke("agents", "register", "-", input='{"name": "c", "capabilities": [{"name": "code.generate"}], "provider": {"config": {"latency_median_ms": 1}}}')
-    result = invoke("sessions", "submit", "--capability", "code.generate", "--prompt", "hello", "--run")
+    invoke(
+        "agents",
+        "register",
+        "-",
+        input='{"name": "c", "capabilities": [{"name": "code.generate"}], '
+        '"provider": {"config": {"latency_median_ms": 1}}}',
+    )
+    result = invoke(
+        "sessions", "submit", "--capability", "code.generate", "--prompt", "hello", "--run"
+    )
     assert result.exit_code == 0, result.output
     session_id = result.output.split("requested session ")[1].split()[0]
     assert invoke("sessions", "list").exit_code == 0

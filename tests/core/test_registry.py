@@ -33,7 +33,9 @@ def test_register_update_deregister_writes_events_and_bumps_version(
     assert types == ["AgentRegistered", "AgentUpdated", "AgentDeregistered"]
 
 
-def test_duplicate_name_is_refused_and_nothing_is_written(registry: AgentRegistry, store: EventStore) -> None:
+def test_duplicate_name_is_refused_and_nothing_is_written(
+    registry: AgentRegistry, store: EventStore
+) -> None:
     registry.register(spec())
     before = store.count_events()
     with pytest.raises(DuplicateAgentError, match="already registered"):
@@ -70,7 +72,7 @@ def test_filter_by_capability_and_proficiency(registry: AgentRegistry) -> None:
 
 def test_unknown_capability_suggests_the_nearest(registry: AgentRegistry) -> None:
     registry.register(spec())
-    with pytest.raises(UnknownCapabilityError, match="did you mean code.generate"):
+    with pytest.raises(UnknownCapabilityError, match=r"did you mean code\.generate"):
         registry.require_capability("code.generat", "default")
     with pytest.raises(UnknownCapabilityError, match="known: none"):
         registry.require_capability("code.generate", "other-tenant")
@@ -82,7 +84,10 @@ def test_unknown_capability_suggests_the_nearest(registry: AgentRegistry) -> Non
         ({"name": "x", "capabilities": []}, "capabilities"),
         ({"name": "x", "capabilities": [{"name": "Code Gen"}]}, "capabilities"),
         ({"name": "x", "capabilities": [{"name": "a.b", "proficiency": 9}]}, "proficiency"),
-        ({"name": "x", "capabilities": [{"name": "a.b"}], "max_concurrency": "many"}, "max_concurrency"),
+        (
+            {"name": "x", "capabilities": [{"name": "a.b"}], "max_concurrency": "many"},
+            "max_concurrency",
+        ),
         ({"name": "x", "capabilities": [{"name": "a.b"}], "colour": "red"}, "colour"),
         ({"name": "x", "capabilities": [{"name": "a.b"}, {"name": "a.b"}]}, "listed twice"),
     ],

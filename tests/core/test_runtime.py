@@ -21,12 +21,16 @@ from nofx.store.schema import sessions as sessions_table
 
 
 def request(capability: str = "code.generate", **kw) -> SessionRequest:
-    return SessionRequest(task=Task(prompt="write a parser", capability=capability, **kw.pop("task", {})), **kw)
+    return SessionRequest(
+        task=Task(prompt="write a parser", capability=capability, **kw.pop("task", {})), **kw
+    )
 
 
 def projected_row(store: EventStore, session_id: str) -> dict:
     with store.engine.connect() as conn:
-        row = conn.execute(select(sessions_table).where(sessions_table.c.session_id == session_id)).first()
+        row = conn.execute(
+            select(sessions_table).where(sessions_table.c.session_id == session_id)
+        ).first()
     return dict(row._mapping)
 
 
@@ -39,21 +43,27 @@ async def test_solo_session_runs_end_to_end_and_records_every_step(runtime: Runt
     assert types[0] == "SessionRequested" and types[1] == "SessionStarted"
     assert types[-1] in ("SessionCompleted", "SessionFailed")
     assert types.count("StepStarted") == done.attempts
-    completed = [e for e in runtime.sessions.events(session.session_id) if e.type == "StepCompleted"]
+    completed = [
+        e for e in runtime.sessions.events(session.session_id) if e.type == "StepCompleted"
+    ]
     if done.status is SessionStatus.SUCCEEDED:
         assert completed[0].payload["simulated"] is True
         assert completed[0].payload["gen_ai.usage.input_tokens"] == 800
         assert done.cost_usd > 0 and done.output
 
 
-async def test_unknown_capability_is_refused_before_anything_is_written(runtime: Runtime, fleet, store) -> None:
+async def test_unknown_capability_is_refused_before_anything_is_written(
+    runtime: Runtime, fleet, store
+) -> None:
     before = store.count_events()
     with pytest.raises(UnknownCapabilityError):
         runtime.sessions.submit(request("code.generat"))
     assert store.count_events() == before
 
 
-async def test_transient_errors_retry_and_agent_faults_reroute(store: EventStore, registry: AgentRegistry) -> None:
+async def test_transient_errors_retry_and_agent_faults_reroute(
+    store: EventStore, registry: AgentRegistry
+) -> None:
     flaky = registry.register(
         AgentSpec(
             name="flaky",
@@ -65,7 +75,13 @@ async def test_transient_errors_retry_and_agent_faults_reroute(store: EventStore
         AgentSpec(
             name="solid",
             capabilities=[{"name": "code.generate", "proficiency": 2}],
-            provider={"config": {"skill": {"code.generate": 1.0}, "error_rate": 0.0, "rate_limit_rate": 0.0}},
+            provider={
+                "config": {
+                    "skill": {"code.generate": 1.0},
+                    "error_rate": 0.0,
+                    "rate_limit_rate": 0.0,
+                }
+            },
         )
     )
     runtime = Runtime(store, registry, config=RuntimeConfig(time_scale=0.0))
@@ -113,26 +129,34 @@ async def test_resume_does_not_repeat_a_completed_step(runtime: Runtime, fleet, 
     with store.transaction() as tx:
         from nofx.store.schema import events as events_table
 
-        tx.conn.execute(events_table.delete().where(events_table.c.position == terminal[0].position))
+        tx.conn.execute(
+            events_table.delete().where(events_table.c.position == terminal[0].position)
+        )
         tx.conn.execute(
             update(sessions_table)
             .where(sessions_table.c.session_id == session.session_id)
             .values(status="running", version=terminal[0].seq - 1)
         )
     started_before = sum(1 for e in events if e.type == "StepStarted")
-    again = await Runtime(store, runtime.registry, config=RuntimeConfig(time_scale=0.0)).run_session(
-        session.session_id
-    )
+    again = await Runtime(
+        store, runtime.registry, config=RuntimeConfig(time_scale=0.0)
+    ).run_session(session.session_id)
     after = runtime.sessions.events(session.session_id)
     assert sum(1 for e in after if e.type == "StepStarted") == started_before
     assert again.status is first.status
     assert sum(1 for e in after if e.type in ("SessionCompleted", "SessionFailed")) == 1
 
 
-async def test_a_step_lost_with_its_worker_is_marked_abandoned_then_retried(runtime, fleet, store) -> None:
+async def test_a_step_lost_with_its_worker_is_marked_abandoned_then_retried(
+    runtime, fleet, store
+) -> None:
     session = runtime.sessions.submit(request())
     execution_events = [
-        ("SessionStarted", {"worker_id": "dead", "pattern": "solo"}, f"{session.session_id}/started"),
+        (
+            "SessionStarted",
+            {"worker_id": "dead", "pattern": "solo"},
+            f"{session.session_id}/started",
+        ),
         ("StepStarted", {"step_id": "solo", "attempt": 1, "agent_id": fleet[0].agent_id}, None),
     ]
     from nofx.domain import NewEvent
@@ -143,7 +167,10 @@ async def test_a_step_lost_with_its_worker_is_marked_abandoned_then_retried(runt
             tx,
             session.session_id,
             "default",
-            [NewEvent(type=t, payload={"session_id": session.session_id, **p}, idempotency_key=k) for t, p, k in execution_events],
+            [
+                NewEvent(type=t, payload={"session_id": session.session_id, **p}, idempotency_key=k)
+                for t, p, k in execution_events
+            ],
         )
     done = await runtime.run_session(session.session_id)
     types = [e.type for e in runtime.sessions.events(session.session_id)]
@@ -180,13 +207,22 @@ async def test_run_pending_runs_everything_once(runtime: Runtime, fleet, store) 
     again = await runtime.run_pending()
     assert again.sessions == []
     terminal = Counter(
-        e.stream_id for e in store.read_all(limit=100_000) if e.type in ("SessionCompleted", "SessionFailed")
+        e.stream_id
+        for e in store.read_all(limit=100_000)
+        if e.type in ("SessionCompleted", "SessionFailed")
     )
     assert set(terminal.values()) == {1}
     for sid in ids:
         rebuilt = replay(runtime.sessions.events(sid))
         row = projected_row(store, sid)
-        for key in ("status", "attempts", "input_tokens", "output_tokens", "agent_id", "error_type"):
+        for key in (
+            "status",
+            "attempts",
+            "input_tokens",
+            "output_tokens",
+            "agent_id",
+            "error_type",
+        ):
             assert rebuilt[key] == row[key]
         assert rebuilt["cost_usd"] == pytest.approx(row["cost_usd"])
 
@@ -214,7 +250,11 @@ async def test_unsupported_pattern_fails_clearly(runtime: Runtime, fleet) -> Non
     assert done.status is SessionStatus.FAILED and done.error_type == "unsupported_pattern"
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(
     n=st.integers(min_value=1, max_value=6),
     error_rate=st.floats(min_value=0.0, max_value=0.9),
@@ -246,7 +286,9 @@ def test_replay_always_equals_the_live_projection(tmp_path_factory, n, error_rat
 
 async def test_a_crashing_provider_fails_the_attempt_not_the_runtime(store, registry) -> None:
     registry.register(
-        AgentSpec(name="buggy", capabilities=[{"name": "code.generate"}], provider={"kind": "python"})
+        AgentSpec(
+            name="buggy", capabilities=[{"name": "code.generate"}], provider={"kind": "python"}
+        )
     )
 
     class Exploding:
@@ -271,7 +313,9 @@ async def test_a_crashing_provider_fails_the_attempt_not_the_runtime(store, regi
     assert failed[0].payload["error.type"] == "ZeroDivisionError"
 
 
-async def test_an_interrupted_session_is_released_for_a_later_pass(runtime: Runtime, fleet, monkeypatch) -> None:
+async def test_an_interrupted_session_is_released_for_a_later_pass(
+    runtime: Runtime, fleet, monkeypatch
+) -> None:
     session = runtime.sessions.submit(request())
     original = runtime.execute
 

@@ -28,8 +28,12 @@ def test_appends_number_each_stream_from_one(store: EventStore) -> None:
 
 
 def test_idempotency_key_returns_the_first_event(store: EventStore) -> None:
-    first = store.append("s", "t", "default", [NewEvent(type="A", payload={"n": 1}, idempotency_key="k")])
-    again = store.append("s", "t", "default", [NewEvent(type="A", payload={"n": 2}, idempotency_key="k")])
+    first = store.append(
+        "s", "t", "default", [NewEvent(type="A", payload={"n": 1}, idempotency_key="k")]
+    )
+    again = store.append(
+        "s", "t", "default", [NewEvent(type="A", payload={"n": 2}, idempotency_key="k")]
+    )
     assert again[0].position == first[0].position
     assert again[0].payload == {"n": 1}
     assert store.count_events() == 1
@@ -93,7 +97,9 @@ def test_read_all_filters_by_type_and_time(store: EventStore) -> None:
     assert store.last_position() == 2
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     batches=st.lists(
         st.tuples(st.sampled_from(["s1", "s2", "s3"]), st.integers(min_value=1, max_value=4)),
@@ -125,7 +131,12 @@ def test_the_same_store_code_runs_on_postgresql() -> None:
 
     store = EventStore(url)
     stream = f"pg-{uuid.uuid4().hex}"
-    store.append(stream, "t", "default", [NewEvent(type="A", idempotency_key=f"{stream}/a"), NewEvent(type="B")])
+    store.append(
+        stream,
+        "t",
+        "default",
+        [NewEvent(type="A", idempotency_key=f"{stream}/a"), NewEvent(type="B")],
+    )
     store.append(stream, "t", "default", [NewEvent(type="A", idempotency_key=f"{stream}/a")])
     assert [e.type for e in store.read_stream(stream)] == ["A", "B"]
     with pytest.raises(ConcurrencyError):

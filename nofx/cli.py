@@ -271,7 +271,7 @@ def _run_with_progress(runtime: Any, total: int, label: str) -> Any:
 
         def done(session: Any) -> None:
             counts["ok" if session.status is SessionStatus.SUCCEEDED else "failed"] += 1
-            progress.update(bar, advance=1, **counts)
+            progress.update(bar, advance=1, ok=counts["ok"], failed=counts["failed"])
 
         return asyncio.run(runtime.run_pending(on_done=done))
 

@@ -6,6 +6,7 @@ the same transaction as the events.
 
 from __future__ import annotations
 
+import builtins
 import difflib
 from typing import Any
 
@@ -174,7 +175,7 @@ class AgentRegistry:
         min_proficiency: int = 1,
         limit: int | None = None,
         after_id: str | None = None,
-    ) -> list[Agent]:
+    ) -> builtins.list[Agent]:
         query = select(agents)
         if tenant_id is not None:
             query = query.where(agents.c.tenant_id == tenant_id)

@@ -7,6 +7,7 @@ agent calls and always agrees with the live projection.
 
 from __future__ import annotations
 
+import builtins
 from datetime import datetime
 from typing import Any
 
@@ -219,7 +220,7 @@ class SessionService:
         status: SessionStatus | None = None,
         limit: int = 100,
         before: tuple[datetime, str] | None = None,
-    ) -> list[Session]:
+    ) -> builtins.list[Session]:
         """Newest first; ``before`` is a (created_at, session_id) cursor for the next page."""
         query = select(sessions)
         if tenant_id is not None:
@@ -243,7 +244,7 @@ class SessionService:
 
         query = select(sessions.c.status, func.count()).group_by(sessions.c.status)
         with self.store.engine.connect() as conn:
-            return {status: int(n) for status, n in conn.execute(query)}
+            return {str(row[0]): int(row[1]) for row in conn.execute(query)}
 
     def cancel(
         self, session_id: str, *, tenant_id: str | None = None, reason: str = "cancelled by user"
@@ -273,7 +274,7 @@ class SessionService:
             )
         return self.get(session_id)
 
-    def events(self, session_id: str, *, after_seq: int = 0) -> list[Event]:
+    def events(self, session_id: str, *, after_seq: int = 0) -> builtins.list[Event]:
         return self.store.read_stream(session_stream(session_id), after_seq=after_seq)
 
     def rebuild(self, session_id: str) -> dict[str, Any] | None:

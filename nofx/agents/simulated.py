@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from nofx.agents.base import (
     AgentCall,
+    AgentCallError,
     AgentFaultError,
     AgentResult,
     PermanentAgentError,
@@ -82,7 +83,7 @@ class SimulatedProvider:
             self._profiles[key] = SimulatedProfile.from_agent(agent)
         return self._profiles[key]
 
-    def outcome(self, agent: Agent, call: AgentCall) -> AgentResult | Exception:
+    def outcome(self, agent: Agent, call: AgentCall) -> AgentResult | AgentCallError:
         """Decide the call's fate without sleeping: a pure function of seed, agent and call."""
         profile = self.profile(agent)
         n = self.calls.get(agent.agent_id, 0)

@@ -132,7 +132,7 @@ class Transaction:
             )
         now = utcnow()
         for offset, item in enumerate(fresh, start=1):
-            values = {
+            values: dict[str, Any] = {
                 "stream_id": stream_id,
                 "stream_type": stream_type,
                 "seq": version + offset,
@@ -150,7 +150,8 @@ class Transaction:
                     f"another writer appended to {stream_id} at the same time",
                     hint="retry the operation",
                 ) from exc
-            position = result.inserted_primary_key[0] if result.inserted_primary_key else None
+            key = result.inserted_primary_key
+            position = key[0] if key else None
             event_obj = Event(position=int(position or 0), **values)
             written.append(event_obj)
             self.appended.append(event_obj)
@@ -165,7 +166,7 @@ class Transaction:
         known_version: int,
     ) -> list[Event] | None:
         now = utcnow()
-        rows = [
+        rows: list[dict[str, Any]] = [
             {
                 "stream_id": stream_id,
                 "stream_type": stream_type,
@@ -183,7 +184,9 @@ class Transaction:
             with self.conn.begin_nested():
                 for values in rows:
                     result = self.conn.execute(INSERT_EVENT, values)
-                    written.append(Event(position=int(result.inserted_primary_key[0]), **values))
+                    position = result.inserted_primary_key
+                    assert position is not None
+                    written.append(Event(position=int(position[0]), **values))
         except IntegrityError:
             return None  # a duplicate key or a moved stream: take the careful path
         self.appended.extend(written)

@@ -341,7 +341,7 @@ def worker(
     idle = 0
     console.print(f"worker {runtime.config.worker_id} polling {store.dialect} store")
     while not stop:
-        summary = asyncio.run(runtime.run_pending())
+        summary = asyncio.run(runtime.run_pending(should_stop=lambda: stop))
         if summary.sessions:
             idle = 0
             console.print(f"ran {len(summary.sessions)} sessions ({summary.succeeded} ok)")

@@ -15,7 +15,7 @@ import os
 import random
 import socket
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -23,7 +23,7 @@ from sqlalchemy import Connection, and_, bindparam, or_, select, update
 
 from nofx.agents import AgentCall, AgentCallError, ErrorClass, ProviderSet
 from nofx.domain import Agent, Event, NewEvent, PatternName, Session, SessionStatus, utcnow
-from nofx.errors import NoEligibleAgentError, NotFoundError
+from nofx.errors import ConcurrencyError, NoEligibleAgentError, NotFoundError
 from nofx.registry import AgentRegistry
 from nofx.routing.retry import RetryAction, RetryPolicy, backoff_delay, next_action
 from nofx.routing.selection import Outcome, ProficiencySelector, SelectionRequest, Selector
@@ -184,6 +184,7 @@ class SessionExecution:
         }
         policy = RetryPolicy(max_attempts=max_attempts or self.session.max_attempts)
         last_agent: Agent | None = None
+        retried_agents: set[str] = set()
         while True:
             attempt += 1
             budget_left = (
@@ -214,13 +215,33 @@ class SessionExecution:
             action = next_action(outcome.error_class, attempt, policy)
             if action is RetryAction.FAIL:
                 raise StepFailed(step_id, outcome.error_type, str(outcome))
+            if action is RetryAction.RETRY_SAME and self._should_move_on(
+                outcome, agent, retried_agents, request
+            ):
+                action = RetryAction.REROUTE
             if action is RetryAction.RETRY_SAME:
+                retried_agents.add(agent.agent_id)
                 last_agent = agent
-                delay = backoff_delay(attempt, policy, self.rng) * self.runtime.config.time_scale
+                delay = max(
+                    backoff_delay(attempt, policy, self.rng),
+                    min(policy.max_delay_s, getattr(outcome, "retry_after_s", None) or 0.0),
+                )
+                delay *= self.runtime.config.time_scale
                 if delay > 0:
                     await asyncio.sleep(delay)
             else:
                 failed_agents.add(agent.agent_id)
+
+    def _should_move_on(
+        self, error: AgentCallError, agent: Agent, retried: set[str], request: SelectionRequest
+    ) -> bool:
+        """A timeout, or a second transient failure, means the agent is unwell (dark, overloaded):
+        hand the step to another agent when one can take it, instead of waiting on this one."""
+        if error.error_type != "timeout" and agent.agent_id not in retried:
+            return False
+        others = replace(request, exclude=request.exclude | {agent.agent_id})
+        candidates = self.runtime.candidates(request.tenant_id, request.capability)
+        return bool(self.runtime.selector.rank(others, candidates))
 
 
 def _result_from_event(event: Event, *, replayed: bool) -> StepResult:
@@ -558,6 +579,7 @@ class Runtime:
         limit: int | None = None,
         on_done: Callable[[Session], None] | None = None,
         batch: int = 500,
+        should_stop: Callable[[], bool] | None = None,
     ) -> RunSummary:
         """Claim and run runnable sessions until none are left (or ``limit`` ran)."""
         summary = RunSummary()
@@ -566,7 +588,7 @@ class Runtime:
 
         async def heartbeat() -> None:
             while True:
-                await asyncio.sleep(self.config.lease_s / 3)
+                await asyncio.sleep(self.config.lease_s / 4)
                 self.renew_leases(sorted(active))
 
         async def one(session_id: str) -> None:
@@ -574,6 +596,13 @@ class Runtime:
                 active.add(session_id)
                 try:
                     session = await self.execute(session_id)
+                except ConcurrencyError as exc:
+                    # Someone else wrote to the stream: a user cancelled it, or our lease ran
+                    # out and another runtime took over. Step aside; the stream is the truth.
+                    log.info("session %s moved on without us: %s", session_id, exc)
+                    summary.interrupted.append((session_id, f"{type(exc).__name__}: {exc}"))
+                    self.release(session_id)
+                    return
                 except Exception as exc:
                     # The session stays runnable: its lease is released and another pass
                     # (or runtime) resumes it from its events. Nothing is dropped.
@@ -590,6 +619,8 @@ class Runtime:
         beat = asyncio.create_task(heartbeat())
         try:
             while limit is None or len(summary.sessions) < limit:
+                if should_stop is not None and should_stop():
+                    break  # finish what is in flight, claim nothing new
                 want = batch if limit is None else min(batch, limit - len(summary.sessions))
                 # an interrupted session is left for the next pass, not retried in a hot loop
                 ids = self.claim(want, exclude={sid for sid, _ in summary.interrupted})

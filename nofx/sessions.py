@@ -133,7 +133,7 @@ def project(
     for event in written:
         if event.stream_type != STREAM_TYPE:
             continue
-        if state is None or state["version"] >= event.seq:
+        if state is None or state["version"] != event.seq - 1:
             current = conn.execute(
                 select(sessions).where(sessions.c.session_id == event.payload["session_id"])
             ).first()

@@ -101,14 +101,17 @@ class Transaction:
         """Append events to a stream; a known idempotency key returns its event.
 
         ``expected_version`` is the stream's last seq the caller saw; a mismatch raises
-        ConcurrencyError so the caller can re-read and decide again. ``known_version`` is a
-        hint from a caller that holds the stream (e.g. under a lease): the insert is tried
-        straight away and the careful path runs only if a constraint objects.
+        ConcurrencyError so the caller can re-read and decide again. ``known_version`` is the
+        same promise from a caller that holds the stream (e.g. under a lease): the insert is
+        tried straight away, and the careful path runs only if a constraint objects.
         """
         if known_version is not None:
             fast = self._append_fast(stream_id, stream_type, tenant_id, new_events, known_version)
             if fast is not None:
                 return fast
+            # a key that exists, or a stream that moved: repeat carefully, and refuse to write
+            # on top of events this caller has not seen
+            expected_version = known_version
         written: list[Event] = []
         fresh: list[NewEvent] = []
         for item in new_events:

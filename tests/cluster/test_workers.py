@@ -76,7 +76,7 @@ def test_three_workers_one_killed_every_session_finishes_exactly_once(
         )
 
     workers = {
-        name: start_worker(pg_url, tmp_path, name, lease_s=3.0) for name in ("w1", "w2", "w3")
+        name: start_worker(pg_url, tmp_path, name, lease_s=5.0) for name in ("w1", "w2", "w3")
     }
     deadline = time.monotonic() + 240
     while terminal_count(store) < total * 0.25 and time.monotonic() < deadline:

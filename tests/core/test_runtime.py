@@ -329,3 +329,58 @@ async def test_an_interrupted_session_is_released_for_a_later_pass(
     monkeypatch.setattr(runtime, "execute", original)
     again = await runtime.run_pending()
     assert [s.session_id for s in again.sessions] == [session.session_id]
+
+
+async def test_two_runtimes_racing_on_one_session_complete_it_once(store, registry, fleet) -> None:
+    """A lease that ran out while its runtime still worked: both run; the stream decides."""
+    a = Runtime(store, registry, config=RuntimeConfig(worker_id="a", time_scale=0.001, seed=1))
+    b = Runtime(store, registry, config=RuntimeConfig(worker_id="b", time_scale=0.001, seed=2))
+    sids = [a.sessions.submit(request()).session_id for _ in range(8)]
+    assert len(a.claim(8)) == 8
+    with store.transaction() as tx:  # a's leases lapse while it is still working
+        tx.conn.execute(
+            update(sessions_table).values(lease_expires_at=utcnow() - timedelta(seconds=1))
+        )
+    assert len(b.claim(8)) == 8
+
+    async def run_all(runtime: Runtime) -> list:
+        results = []
+        for sid in sids:
+            try:
+                results.append(await runtime.execute(sid))
+            except Exception as exc:  # the loser steps aside with a ConcurrencyError
+                results.append(exc)
+        return results
+
+    await asyncio.gather(run_all(a), run_all(b))
+    for sid in sids:
+        events = a.sessions.events(sid)
+        assert [e.seq for e in events] == list(range(1, len(events) + 1))
+        terminal = [e for e in events if e.type in ("SessionCompleted", "SessionFailed")]
+        assert len(terminal) == 1
+        rebuilt = replay(events)
+        row = projected_row(store, sid)
+        for key in ("status", "attempts", "input_tokens", "output_tokens"):
+            assert rebuilt[key] == row[key]
+
+
+async def test_cancelling_a_running_session_makes_the_runtime_step_aside(store, registry) -> None:
+    registry.register(
+        AgentSpec(
+            name="slow",
+            capabilities=[{"name": "code.generate"}],
+            provider={"config": {"latency_median_ms": 2000, "latency_sigma": 0.01}},
+        )
+    )
+    runtime = Runtime(store, registry, config=RuntimeConfig(time_scale=0.01))
+    session = runtime.sessions.submit(request())
+    task = asyncio.create_task(runtime.run_pending())
+    while not any(e.type == "StepStarted" for e in runtime.sessions.events(session.session_id)):
+        await asyncio.sleep(0.005)
+    runtime.sessions.cancel(session.session_id)
+    summary = await task
+    assert runtime.sessions.get(session.session_id).status is SessionStatus.CANCELLED
+    assert summary.interrupted and "ConcurrencyError" in summary.interrupted[0][1]
+    types = [e.type for e in runtime.sessions.events(session.session_id)]
+    assert types.count("SessionCancelled") == 1
+    assert "SessionCompleted" not in types

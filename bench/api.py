@@ -1,0 +1,247 @@
+"""HTTP API under open-loop load from a second process, against a real uvicorn server.
+
+Requests are sent on a fixed schedule (request i at t0 + i/rate) whatever the
+server does, and latency is measured from the scheduled time, so queueing shows
+instead of being hidden (no coordinated omission). The server runs in its own
+process with realistic data loaded (a simulated fleet and finished sessions).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing as mp
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.report import parse_args, percentile, show, write
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def load_data(home: Path, sessions: int) -> dict[str, Any]:
+    """A simulated fleet and finished sessions, written through the real runtime."""
+    os.environ["NOFX_HOME"] = str(home)
+    from nofx.fleet import demo_fleet, demo_requests
+    from nofx.registry import AgentRegistry
+    from nofx.runtime import Runtime, RuntimeConfig
+    from nofx.settings import Settings
+    from nofx.store import EventStore
+
+    settings = Settings.from_env()
+    settings.ensure_dirs()
+    store = EventStore(settings.database_url)
+    registry = AgentRegistry(store)
+    agents = [registry.register(spec) for spec in demo_fleet()]
+    runtime = Runtime(store, registry, config=RuntimeConfig(time_scale=0.0))
+    ids = [runtime.sessions.submit(r).session_id for r in demo_requests(sessions)]
+    asyncio.run(runtime.run_pending())
+    keys: dict[str, str] = {}
+    try:
+        from nofx.security import ApiKeyService, Scope
+
+        service = ApiKeyService(store)
+        keys["main"] = service.create(
+            "default", "bench", {Scope.WRITE}, rate_per_s=1e6, burst=1e6
+        ).plaintext
+        keys["limited"] = service.create(
+            "default", "limited", {Scope.READ}, rate_per_s=10, burst=10
+        ).plaintext
+    except Exception:  # security not available: the API is open
+        pass
+    store.dispose()
+    return {"agent_ids": [a.agent_id for a in agents], "session_ids": ids, "keys": keys}
+
+
+def start_server(home: Path, port: int, workers: int = 1) -> subprocess.Popen:
+    env = {**os.environ, "NOFX_HOME": str(home)}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "nofx.api.app:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=1).status_code < 500:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(
+        f"API did not start: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}"
+    )
+
+
+async def open_loop(
+    base: str, rate: float, seconds: float, kind: str, data: dict[str, Any], connections: int = 50
+) -> dict[str, Any]:
+    rng = random.Random(1)
+    headers = (
+        {"Authorization": f"Bearer {data['keys']['main']}"} if data["keys"].get("main") else {}
+    )
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    latencies: list[float] = []
+    errors = 0
+    n = int(rate * seconds)
+    async with httpx.AsyncClient(
+        base_url=base, limits=limits, headers=headers, timeout=10
+    ) as client:
+        start = time.perf_counter() + 0.2
+
+        async def one(i: int) -> None:
+            nonlocal errors
+            due = start + i / rate
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            try:
+                if kind == "read":
+                    choice = i % 4
+                    if choice == 0:
+                        r = await client.get("/api/v1/agents", params={"limit": 20})
+                    elif choice == 1:
+                        r = await client.get(
+                            f"/api/v1/orchestration/sessions/{rng.choice(data['session_ids'])}"
+                        )
+                    elif choice == 2:
+                        r = await client.get("/api/v1/orchestration/sessions", params={"limit": 20})
+                    else:
+                        r = await client.get(f"/api/v1/agents/{rng.choice(data['agent_ids'])}")
+                else:
+                    r = await client.post(
+                        "/api/v1/orchestration/sessions",
+                        json={
+                            "task": {
+                                "prompt": f"load {i}",
+                                "capability": "code.generate",
+                                "complexity": 0.3,
+                            }
+                        },
+                    )
+                if r.status_code >= 400:
+                    errors += 1
+            except httpx.HTTPError:
+                errors += 1
+            latencies.append((time.perf_counter() - due) * 1000)
+
+        await asyncio.gather(*(one(i) for i in range(n)))
+    return {
+        "kind": kind,
+        "rate": rate,
+        "requests": n,
+        "p50_ms": percentile(latencies, 50),
+        "p95_ms": percentile(latencies, 95),
+        "p99_ms": percentile(latencies, 99),
+        "errors": errors,
+    }
+
+
+async def rate_limit_probe(base: str, key: str, requests: int = 100) -> dict[str, Any]:
+    """A key limited to 10/s with a burst of 10: send a burst and count who gets 429."""
+    codes = []
+    async with httpx.AsyncClient(
+        base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=10
+    ) as client:
+        start = time.perf_counter()
+        for _ in range(requests):
+            r = await client.get("/api/v1/agents", params={"limit": 1})
+            codes.append((r.status_code, r.headers.get("retry-after")))
+        elapsed = time.perf_counter() - start
+    allowed_budget = int(10 + 10 * elapsed)
+    over = max(0, requests - allowed_budget)
+    refused = sum(1 for code, _ in codes if code == 429)
+    retry_after_ok = all(ra is not None and int(ra) >= 1 for code, ra in codes if code == 429)
+    return {
+        "requests": requests,
+        "over_limit": over,
+        "answered_429": refused,
+        "rate_limit_correct": (min(refused, over) / over) if over else 1.0,
+        "retry_after_present": retry_after_ok,
+    }
+
+
+def client_process(
+    base: str, plan: list[tuple[str, float, float]], data: dict[str, Any], out: Any
+) -> None:
+    results = [
+        asyncio.run(open_loop(base, rate, seconds, kind, data)) for kind, rate, seconds in plan
+    ]
+    probe = (
+        asyncio.run(rate_limit_probe(base, data["keys"]["limited"]))
+        if data["keys"].get("limited")
+        else None
+    )
+    out.put((results, probe))
+
+
+def main() -> None:
+    args = parse_args(__doc__.splitlines()[0])
+    seconds = 3.0 if args.quick else 10.0
+    home = Path(tempfile.mkdtemp(prefix="nofx-bench-api-"))
+    data = load_data(home, 200 if args.quick else 2000)
+    port = free_port()
+    server = start_server(home, port)
+    base = f"http://127.0.0.1:{port}"
+    ladder = [250, 500, 1000] if args.quick else [250, 500, 750, 1000, 1500, 2000]
+    plan = [("read", 500.0, seconds), ("write", 500.0, seconds)] + [
+        ("read", float(r), seconds / 2) for r in ladder
+    ]
+    queue: Any = mp.get_context("spawn").Queue()
+    client = mp.get_context("spawn").Process(target=client_process, args=(base, plan, data, queue))
+    try:
+        client.start()
+        results, probe = queue.get(timeout=900)
+        client.join()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    show("API under open-loop load (latency from the scheduled send time)", results)
+    reads, writes = results[0], results[1]
+    held = [r["rate"] for r in results[2:] if r["p95_ms"] < 200 and r["errors"] == 0]
+    summary = {
+        "read": {k: reads[k] for k in ("p50_ms", "p95_ms", "p99_ms", "errors", "rate", "requests")},
+        "write": {
+            k: writes[k] for k in ("p50_ms", "p95_ms", "p99_ms", "errors", "rate", "requests")
+        },
+        "read_p95_target_ms": 20.0,
+        "read_p95_ratio_to_target": reads["p95_ms"] / 20.0,
+        "max_rps_p95_under_200ms": max(held) if held else 0.0,
+        "rate_limit_correct": probe["rate_limit_correct"] if probe else None,
+        "rate_limit_probe": probe,
+        "connections": 50,
+        "ladder": results[2:],
+    }
+    if probe:
+        show("rate limit probe", [probe])
+    write(args.json, "api", args.quick, summary)
+
+
+if __name__ == "__main__":
+    main()

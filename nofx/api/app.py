@@ -1,0 +1,88 @@
+"""The HTTP API: ``create_app()`` builds it (``uvicorn nofx.api.app:create_app --factory``)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+
+from nofx import __version__
+from nofx.api import problems
+from nofx.api.deps import Services
+from nofx.api.routes import agents, health, sessions
+from nofx.registry import AgentRegistry
+from nofx.routing.selection import ProficiencySelector, Selector
+from nofx.sessions import SessionService
+from nofx.settings import Settings
+from nofx.store import EventStore
+
+MAX_BODY_BYTES = 1024 * 1024
+
+DESCRIPTION = """
+The NOFX control plane: register agents, request sessions, follow their events.
+
+Errors are `application/problem+json` with a stable `type` URI per error and a
+`detail` that says what to do next. Lists are paginated with opaque cursors
+(`limit`, `cursor` → `next_cursor`). The tenant is taken from the caller.
+"""
+
+
+def _default_selector() -> Selector:
+    try:
+        from nofx.routing.router import SmartRouter  # type: ignore[import-not-found]
+
+        return SmartRouter(seed=7)  # type: ignore[no-any-return]
+    except ImportError:
+        return ProficiencySelector()
+
+
+def create_app(settings: Settings | None = None, *, store: EventStore | None = None) -> FastAPI:
+    settings = settings or Settings.from_env()
+    owns_store = store is None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if owns_store:
+            app.state.services.store.dispose()
+
+    app = FastAPI(
+        title="NOFX control plane",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_tags=[
+            {"name": "health", "description": "service status"},
+            {"name": "agents", "description": "the agent registry"},
+            {"name": "orchestration", "description": "sessions and agent selection"},
+        ],
+    )
+    if store is None:
+        settings.ensure_dirs()
+        store = EventStore(settings.database_url)
+    registry = AgentRegistry(store)
+    app.state.services = Services(
+        store=store, registry=registry, sessions=SessionService(store, registry)
+    )
+    app.state.selector = _default_selector()
+    problems.install(app)
+
+    @app.middleware("http")
+    async def limit_body(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
+            return problems.problem(
+                413,
+                "payload-too-large",
+                "Payload too large",
+                f"request bodies are limited to {MAX_BODY_BYTES} bytes; send less",
+                str(request.url.path),
+            )
+        return await call_next(request)
+
+    for module in (health, agents, sessions):
+        app.include_router(module.router, prefix="/api/v1")
+    return app

@@ -1,0 +1,179 @@
+"""Orchestration sessions over HTTP: create, read, list, cancel, and their event stream."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from datetime import datetime
+
+from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
+from fastapi.responses import StreamingResponse
+
+from nofx.api import pagination
+from nofx.api.deps import Principal, Services, current_principal, services
+from nofx.api.schemas import CandidateOut, EventOut, SelectionOut, SessionPage
+from nofx.domain import PatternName, Session, SessionRequest, SessionStatus, Task
+from nofx.routing.selection import SelectionRequest
+
+router = APIRouter(prefix="/orchestration", tags=["orchestration"])
+
+EXAMPLE = {
+    "task": {
+        "prompt": "Add a CSV export to the report page",
+        "capability": "code.generate",
+        "complexity": 0.4,
+    },
+    "pattern": "solo",
+    "budget_usd": 0.5,
+    "optimize": "balanced",
+}
+
+
+@router.post(
+    "/sessions",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Session,
+    summary="Request a session (a runtime or the Dagster sensor runs it)",
+)
+def create_session(
+    response: Response,
+    body: SessionRequest = Body(openapi_examples={"solo": {"value": EXAMPLE}}),
+    principal: Principal = Depends(current_principal),
+    svc: Services = Depends(services),
+) -> Session:
+    request = body.model_copy(update={"tenant_id": principal.tenant_id})
+    session = svc.sessions.submit(request)
+    response.headers["Location"] = f"/api/v1/orchestration/sessions/{session.session_id}"
+    return session
+
+
+@router.get("/sessions", response_model=SessionPage, summary="List sessions, newest first")
+def list_sessions(
+    status_filter: SessionStatus | None = Query(default=None, alias="status"),
+    limit: int = Query(default=50, ge=1, le=500),
+    cursor: str | None = Query(default=None, max_length=500),
+    principal: Principal = Depends(current_principal),
+    svc: Services = Depends(services),
+) -> SessionPage:
+    position = pagination.decode(cursor)
+    before = (datetime.fromisoformat(position["t"]), str(position["id"])) if position else None
+    items = svc.sessions.list(
+        tenant_id=principal.tenant_id, status=status_filter, limit=limit + 1, before=before
+    )
+    more = len(items) > limit
+    items = items[:limit]
+    next_cursor = (
+        pagination.encode({"t": items[-1].created_at.isoformat(), "id": items[-1].session_id})
+        if more
+        else None
+    )
+    return SessionPage(items=items, next_cursor=next_cursor)
+
+
+@router.get("/sessions/{session_id}", response_model=Session, summary="One session")
+def get_session(
+    session_id: str,
+    principal: Principal = Depends(current_principal),
+    svc: Services = Depends(services),
+) -> Session:
+    return svc.sessions.get(session_id, tenant_id=principal.tenant_id)
+
+
+@router.post("/sessions/{session_id}/cancel", response_model=Session, summary="Cancel a session")
+def cancel_session(
+    session_id: str,
+    principal: Principal = Depends(current_principal),
+    svc: Services = Depends(services),
+) -> Session:
+    return svc.sessions.cancel(session_id, tenant_id=principal.tenant_id)
+
+
+@router.get(
+    "/sessions/{session_id}/events",
+    response_model=list[EventOut],
+    summary="The session's events; Server-Sent Events with Accept: text/event-stream",
+)
+async def session_events(
+    session_id: str,
+    request: Request,
+    after_seq: int = Query(default=0, ge=0),
+    timeout_s: float = Query(default=30.0, gt=0, le=300, description="SSE: stop after this long"),
+    principal: Principal = Depends(current_principal),
+    svc: Services = Depends(services),
+) -> Response | list[EventOut]:
+    svc.sessions.get(session_id, tenant_id=principal.tenant_id)
+    if "text/event-stream" not in request.headers.get("accept", ""):
+        return [
+            EventOut(**e.model_dump()) for e in svc.sessions.events(session_id, after_seq=after_seq)
+        ]
+
+    async def stream() -> AsyncIterator[str]:
+        seen = after_seq
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for event in svc.sessions.events(session_id, after_seq=seen):
+                seen = event.seq
+                data = EventOut(**event.model_dump()).model_dump_json()
+                yield f"id: {event.seq}\nevent: {event.type}\ndata: {data}\n\n"
+            if svc.sessions.get(session_id).status.terminal or await request.is_disconnected():
+                return
+            await asyncio.sleep(0.2)
+        yield f"event: timeout\ndata: {json.dumps({'after_seq': seen})}\n\n"
+
+    return StreamingResponse(stream(), media_type="text/event-stream")
+
+
+@router.get(
+    "/agents/select", response_model=SelectionOut, summary="Dry run: ranked candidates with reasons"
+)
+def select_agents(
+    capability: str = Query(max_length=120, examples=["code.generate"]),
+    optimize: str = Query(default="balanced", pattern="^(balanced|cost|latency|success)$"),
+    min_proficiency: int = Query(default=1, ge=1, le=5),
+    budget_usd: float | None = Query(default=None, gt=0),
+    deadline_s: float | None = Query(default=None, gt=0),
+    input_tokens: int = Query(default=800, ge=1, le=2_000_000),
+    complexity: float = Query(default=0.5, ge=0, le=1),
+    principal: Principal = Depends(current_principal),
+    request: Request = None,  # type: ignore[assignment]
+    svc: Services = Depends(services),
+) -> SelectionOut:
+    Task(prompt="x", capability=capability)  # validates the name
+    svc.registry.require_capability(capability, principal.tenant_id)
+    selector = request.app.state.selector
+    ranked = selector.rank(
+        SelectionRequest(
+            capability=capability,
+            tenant_id=principal.tenant_id,
+            min_proficiency=min_proficiency,
+            optimize=optimize,  # type: ignore[arg-type]
+            budget_usd=budget_usd,
+            deadline_s=deadline_s,
+            input_tokens=input_tokens,
+            complexity=complexity,
+        ),
+        svc.registry.list(tenant_id=principal.tenant_id, capability=capability),
+    )
+    return SelectionOut(
+        capability=capability,
+        optimize=optimize,
+        candidates=[
+            CandidateOut(
+                agent_id=s.agent.agent_id,
+                name=s.agent.name,
+                score=s.score,
+                expected_success=s.expected_success,
+                expected_cost_usd=s.expected_cost_usd,
+                expected_latency_ms=None
+                if s.expected_latency_ms != s.expected_latency_ms
+                else s.expected_latency_ms,
+                reasons=list(s.reasons),
+            )
+            for s in ranked
+        ],
+    )
+
+
+__all__ = ["PatternName", "router"]

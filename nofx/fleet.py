@@ -24,12 +24,12 @@ DEMO_CAPABILITIES = (
 
 # (name, tier skill, input $/1k, output $/1k, median latency ms, capabilities with proficiency)
 _TIERS = [
-    ("atlas-large", 0.93, 0.0025, 0.0100, 1800, 5),
-    ("atlas-mini", 0.80, 0.00015, 0.0006, 600, 3),
-    ("orion-pro", 0.90, 0.0030, 0.0150, 2200, 5),
-    ("orion-haiku", 0.84, 0.0008, 0.0040, 700, 4),
-    ("vega-coder", 0.91, 0.0009, 0.0009, 1200, 4),
-    ("nova-lite", 0.70, 0.0001, 0.0002, 400, 2),
+    ("atlas-large", 0.88, 0.0025, 0.0100, 1800, 5),
+    ("atlas-mini", 0.74, 0.00015, 0.0006, 600, 3),
+    ("orion-pro", 0.86, 0.0030, 0.0150, 2200, 5),
+    ("orion-haiku", 0.78, 0.0008, 0.0040, 700, 4),
+    ("vega-coder", 0.85, 0.0009, 0.0009, 1200, 4),
+    ("nova-lite", 0.62, 0.0001, 0.0002, 400, 2),
 ]
 
 _SPECIALITIES = {
@@ -75,7 +75,7 @@ def demo_requests(
     out = []
     for i in range(n):
         capability = rng.choice(DEMO_CAPABILITIES)
-        complexity = round(min(1.0, rng.betavariate(2, 3)), 3)
+        complexity = round(min(1.0, rng.betavariate(2, 2)), 3)
         out.append(
             SessionRequest(
                 task=Task(
@@ -86,6 +86,7 @@ def demo_requests(
                 ),
                 pattern=rng.choice(patterns),
                 optimize=rng.choice(["balanced", "balanced", "cost", "success", "latency"]),
+                max_attempts=rng.choice([1, 2, 3, 3]),
             )
         )
     return out

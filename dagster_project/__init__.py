@@ -1,0 +1,1 @@
+"""Dagster definitions for the NOFX data platform: events -> warehouse -> models -> predictions."""

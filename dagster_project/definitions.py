@@ -1,0 +1,35 @@
+"""The root: assembles every asset, check, job, sensor and schedule with their resources.
+
+Lazy (``@dg.definitions``): dbt is parsed only when Dagster loads the definitions.
+"""
+
+import dagster as dg
+
+from dagster_project.resources import build_resources
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    from dagster_project.defs.checks import (
+        agent_sessions_valid,
+        raw_events_known_stream_types,
+        raw_events_valid,
+    )
+    from dagster_project.defs.ingest import raw_events
+    from dagster_project.defs.jobs import everything, refresh_warehouse, run_requested_sessions
+    from dagster_project.defs.models import failure_model, session_failure_predictions
+    from dagster_project.defs.sensors import (
+        new_events_sensor,
+        nightly_retrain,
+        requested_sessions_sensor,
+    )
+    from dagster_project.defs.transform import nofx_dbt_assets
+
+    return dg.Definitions(
+        assets=[raw_events, nofx_dbt_assets(), failure_model, session_failure_predictions],
+        asset_checks=[raw_events_valid, raw_events_known_stream_types, agent_sessions_valid],
+        jobs=[everything, refresh_warehouse, run_requested_sessions],
+        sensors=[requested_sessions_sensor, new_events_sensor],
+        schedules=[nightly_retrain],
+        resources=build_resources(),
+    )

@@ -1,0 +1,1 @@
+"""Asset, check, sensor and job definitions, one module per concern."""

@@ -1,0 +1,184 @@
+"""Data-quality checks: Great Expectations 1.x suites run as Dagster asset checks.
+
+``raw_events`` gets a blocking check (schema, not-null, unique positions, value ranges), so
+dbt never builds on broken input, and a warning-only check on stream types, so a new kind of
+stream from the core is flagged without stopping the pipeline. ``agent_sessions`` gets a
+blocking check before the model trains on it. GE has no polars engine: frames are converted
+to pandas here, at the check.
+"""
+
+import logging
+import warnings
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import dagster as dg
+import great_expectations as gx
+import great_expectations.expectations as gxe
+import pandas as pd
+import polars as pl
+
+from dagster_project.defs.ingest import RAW_TABLE, ensure_raw_table
+from dagster_project.resources import WarehouseResource
+
+RAW_COLUMNS = [
+    "position",
+    "stream_id",
+    "stream_type",
+    "seq",
+    "type",
+    "tenant_id",
+    "occurred_at",
+    "idempotency_key",
+    "payload",
+    "loaded_at",
+]
+REQUIRED_RAW_COLUMNS = [c for c in RAW_COLUMNS if c != "idempotency_key"]
+# Stream types the platform models; add one here when the core starts writing a new kind.
+KNOWN_STREAM_TYPES = ["session", "agent", "workflow", "bus", "channel", "breaker", "alert"]
+EARLIEST_EVENT = datetime(2020, 1, 1)
+
+
+@dataclass(frozen=True)
+class Validation:
+    """The outcome of one suite: passed, and per failed expectation a short description."""
+
+    passed: bool
+    evaluated: int
+    failures: dict[str, Any]
+    rows: int
+
+
+def raw_events_suite(now: datetime | None = None) -> list[gxe.Expectation]:
+    """Structural expectations on raw.raw_events: the contract with the event store."""
+    latest = (now or datetime.now(UTC)).replace(tzinfo=None) + timedelta(days=1)
+    expectations: list[gxe.Expectation] = [
+        gxe.ExpectTableColumnsToMatchSet(column_set=RAW_COLUMNS, exact_match=True),
+        gxe.ExpectColumnValuesToBeUnique(column="position"),
+        gxe.ExpectCompoundColumnsToBeUnique(column_list=["stream_id", "seq"]),
+        gxe.ExpectColumnValuesToBeBetween(column="position", min_value=1),
+        gxe.ExpectColumnValuesToBeBetween(column="seq", min_value=1),
+        gxe.ExpectColumnValuesToBeBetween(
+            column="occurred_at", min_value=EARLIEST_EVENT, max_value=latest
+        ),
+        gxe.ExpectColumnValuesToMatchRegex(column="stream_type", regex=r"^[a-z][a-z0-9_]*$"),
+        gxe.ExpectColumnValuesToMatchRegex(column="type", regex=r"^[A-Z][A-Za-z0-9]*$"),
+        gxe.ExpectColumnValuesToBeJsonParseable(column="payload"),
+    ]
+    expectations += [gxe.ExpectColumnValuesToNotBeNull(column=c) for c in REQUIRED_RAW_COLUMNS]
+    return expectations
+
+
+def stream_types_suite() -> list[gxe.Expectation]:
+    return [gxe.ExpectColumnValuesToBeInSet(column="stream_type", value_set=KNOWN_STREAM_TYPES)]
+
+
+def agent_sessions_suite(agent_ids: list[str]) -> list[gxe.Expectation]:
+    """One row per session, a boolean outcome, no negative cost, agents that exist."""
+    return [
+        gxe.ExpectColumnValuesToBeUnique(column="session_id"),
+        gxe.ExpectColumnValuesToNotBeNull(column="session_id"),
+        gxe.ExpectColumnValuesToNotBeNull(column="succeeded"),
+        gxe.ExpectColumnValuesToBeInSet(column="succeeded", value_set=[True, False]),
+        gxe.ExpectColumnValuesToBeBetween(column="cost_usd", min_value=0),
+        gxe.ExpectColumnValuesToBeBetween(column="attempts", min_value=0),
+        # nulls are skipped by column-map expectations: a session with no agent yet is fine
+        gxe.ExpectColumnValuesToBeInSet(column="agent_id", value_set=agent_ids),
+    ]
+
+
+def _describe(result: Any) -> str:
+    config = result.expectation_config
+    column = config.kwargs.get("column") or config.kwargs.get("column_list") or ""
+    observed = result.result.get("unexpected_count", result.result.get("observed_value"))
+    return f"{config.type}({column}): unexpected={observed}"
+
+
+def validate(frame: pl.DataFrame | pd.DataFrame, expectations: list[Any], name: str) -> Validation:
+    """Run expectations over a whole frame in an ephemeral GE context."""
+    data = frame.to_pandas() if isinstance(frame, pl.DataFrame) else frame
+    logging.getLogger("great_expectations").setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        context = gx.get_context(mode="ephemeral")
+        context.variables.progress_bars = gx.data_context.types.base.ProgressBarsConfig(
+            globally=False
+        )
+        batch_definition = (
+            context.data_sources.add_pandas(f"{name}_source")
+            .add_dataframe_asset(name)
+            .add_batch_definition_whole_dataframe("whole")
+        )
+        suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=expectations))
+        result = batch_definition.get_batch(batch_parameters={"dataframe": data}).validate(suite)
+    failures = {
+        f"{i}:{r.expectation_config.type}": _describe(r)
+        for i, r in enumerate(result.results)
+        if not r.success
+    }
+    return Validation(
+        passed=bool(result.success),
+        evaluated=len(result.results),
+        failures=failures,
+        rows=len(data),
+    )
+
+
+def check_result(validation: Validation, **metadata: Any) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        passed=validation.passed,
+        metadata={
+            "rows": validation.rows,
+            "expectations": validation.evaluated,
+            "failed_expectations": len(validation.failures),
+            "failures": dg.MetadataValue.json(validation.failures),
+            **metadata,
+        },
+    )
+
+
+def read_raw_events(warehouse: WarehouseResource) -> pl.DataFrame:
+    with warehouse.connect() as conn:
+        ensure_raw_table(conn)
+        return conn.sql(f"select * from {RAW_TABLE} order by position").pl()
+
+
+@dg.asset_check(
+    asset="raw_events",
+    blocking=True,
+    description="Great Expectations: columns, not-null, unique positions and (stream, seq), "
+    "plausible times, JSON payloads. Blocks dbt when it fails.",
+)
+def raw_events_valid(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    return check_result(validate(read_raw_events(warehouse), raw_events_suite(), "raw_events"))
+
+
+@dg.asset_check(
+    asset="raw_events",
+    description="Warns when events arrive from a stream type the marts do not model yet.",
+)
+def raw_events_known_stream_types(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    frame = read_raw_events(warehouse).select("stream_type")
+    validation = validate(frame, stream_types_suite(), "raw_stream_types")
+    unknown = sorted(set(frame["stream_type"].unique().to_list()) - set(KNOWN_STREAM_TYPES))
+    result = check_result(validation, unknown_stream_types=", ".join(unknown) or "none")
+    return dg.AssetCheckResult(
+        passed=result.passed, metadata=result.metadata, severity=dg.AssetCheckSeverity.WARN
+    )
+
+
+@dg.asset_check(
+    asset="agent_sessions",
+    blocking=True,
+    description="Great Expectations: unique sessions, boolean outcome, cost >= 0, and every "
+    "agent_id present in the agents mart. Blocks model training when it fails.",
+)
+def agent_sessions_valid(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    with warehouse.connect(read_only=True) as conn:
+        sessions = conn.sql("select * from agent_sessions").pl()
+        agent_ids = [row[0] for row in conn.execute("select agent_id from agents").fetchall()]
+    return check_result(
+        validate(sessions, agent_sessions_suite(agent_ids), "agent_sessions"),
+        agents=len(agent_ids),
+    )

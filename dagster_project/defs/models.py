@@ -1,0 +1,162 @@
+"""ML assets: train the session failure model, and write its predictions to the warehouse.
+
+The work is in ``ml/`` (no Dagster there); these assets only move data between the
+warehouse, ``ml`` and MLflow, and mirror the registry into ``analytics.prediction_models``.
+"""
+
+from datetime import UTC, datetime
+from typing import Any
+
+import dagster as dg
+import duckdb
+import polars as pl
+
+from dagster_project.resources import MlflowResource, WarehouseResource
+from ml.errors import InsufficientDataError, ModelNotFoundError
+from ml.failure_model import failure_probabilities, train_failure_model
+from ml.features import session_features
+from ml.registry import load_champion_version, log_and_register
+from ml.registry import registry_rows as model_registry_rows
+
+ML_GROUP = "ml"
+ANALYTICS_SCHEMA = "analytics"
+PREDICTION_MODELS_TABLE = f"{ANALYTICS_SCHEMA}.prediction_models"
+PREDICTIONS_TABLE = f"{ANALYTICS_SCHEMA}.operational_predictions"
+
+PREDICTION_MODELS_SCHEMA = {
+    "model_name": pl.String,
+    "version": pl.Int64,
+    "aliases": pl.String,
+    "is_champion": pl.Boolean,
+    "run_id": pl.String,
+    "source": pl.String,
+    "created_at": pl.Datetime("us", "UTC"),
+    "brier": pl.Float64,
+    "log_loss": pl.Float64,
+    "roc_auc": pl.Float64,
+    "accuracy": pl.Float64,
+    "train_sessions": pl.Float64,
+    "promotion": pl.String,
+}
+
+
+def replace_table(conn: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:
+    """Swap a whole table for ``frame`` in one transaction (readers see old or new, not half)."""
+    schema = table.split(".", 1)[0]
+    conn.execute(f"create schema if not exists {schema}")
+    conn.register("replacement", frame)
+    try:
+        conn.execute("begin transaction")
+        conn.execute(f"create or replace table {table} as select * from replacement")
+        conn.execute("commit")
+    finally:
+        conn.unregister("replacement")
+
+
+def mirror_registry(warehouse: WarehouseResource, mlflow: MlflowResource) -> int:
+    rows = model_registry_rows(mlflow.model_name, mlflow.tracking_uri)
+    frame = pl.DataFrame(rows, schema=PREDICTION_MODELS_SCHEMA)
+    with warehouse.connect() as conn:
+        replace_table(conn, PREDICTION_MODELS_TABLE, frame)
+    return frame.height
+
+
+@dg.asset(
+    group_name=ML_GROUP,
+    kinds={"mlflow", "scikitlearn"},
+    deps=["agent_sessions", "agent_step_calls"],
+    description="Session failure model trained on agent_sessions; registered in MLflow as "
+    "challenger, promoted to champion when it beats the champion on the same holdout.",
+)
+def failure_model(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, mlflow: MlflowResource
+) -> dg.MaterializeResult:
+    with warehouse.connect(read_only=True) as conn:
+        features = session_features(conn)
+    try:
+        trained = train_failure_model(features)
+    except InsufficientDataError as exc:
+        context.log.warning(f"failure_model not trained: {exc}")
+        return dg.MaterializeResult(
+            metadata={
+                "skipped_reason": str(exc),
+                "sessions": features.height,
+                "registry_versions": mirror_registry(warehouse, mlflow),
+            }
+        )
+    registered = log_and_register(
+        trained,
+        name=mlflow.model_name,
+        tracking_uri=mlflow.tracking_uri,
+        artifact_root=mlflow.artifact_root,
+        tags={"dagster.run_id": context.run.run_id},
+    )
+    context.log.info(
+        f"{registered.name} v{registered.version} @{registered.alias}: {registered.reason}"
+    )
+    metadata: dict[str, Any] = {
+        "model_name": registered.name,
+        "version": registered.version,
+        "alias": registered.alias,
+        "promoted": registered.promoted,
+        "reason": registered.reason,
+        "run_id": registered.run_id,
+        "sessions": features.height,
+        "metrics": dg.MetadataValue.json(registered.metrics),
+        "registry_versions": mirror_registry(warehouse, mlflow),
+    }
+    metadata.update({f"metric_{k}": v for k, v in registered.metrics.items()})
+    return dg.MaterializeResult(metadata=metadata)
+
+
+def predictions_frame(
+    features: pl.DataFrame, probabilities: Any, model_name: str, model_version: str
+) -> pl.DataFrame:
+    """One prediction per session, with the outcome alongside once it is known."""
+    predicted_at = datetime.now(UTC).replace(tzinfo=None)
+    return features.select(
+        pl.concat_str([pl.col("session_id"), pl.lit(f"/{model_name}/{model_version}")]).alias(
+            "prediction_id"
+        ),
+        "session_id",
+        "tenant_id",
+        "agent_id",
+        pl.lit("session_failure").alias("prediction_type"),
+        pl.lit(model_name).alias("model_name"),
+        pl.lit(int(model_version)).alias("model_version"),
+        pl.Series("failure_probability", probabilities, dtype=pl.Float64),
+        (pl.Series("p", probabilities) >= 0.5).alias("predicted_failure"),
+        pl.col("status").alias("actual_status"),
+        pl.lit(predicted_at).alias("predicted_at"),
+    )
+
+
+@dg.asset(
+    group_name=ML_GROUP,
+    kinds={"duckdb", "mlflow"},
+    deps=[failure_model],
+    description="Failure probability for every session from models:/<name>@champion, in "
+    "analytics.operational_predictions.",
+)
+def session_failure_predictions(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, mlflow: MlflowResource
+) -> dg.MaterializeResult:
+    try:
+        version, model = load_champion_version(mlflow.model_name, mlflow.tracking_uri)
+    except ModelNotFoundError as exc:
+        context.log.warning(f"no predictions written: {exc}")
+        return dg.MaterializeResult(metadata={"skipped_reason": str(exc), "rows": 0})
+    with warehouse.connect(read_only=True) as conn:
+        features = session_features(conn, finished_only=False)
+    probabilities = failure_probabilities(model, features.to_pandas()) if features.height else []
+    frame = predictions_frame(features, probabilities, mlflow.model_name, version)
+    with warehouse.connect() as conn:
+        replace_table(conn, PREDICTIONS_TABLE, frame)
+    return dg.MaterializeResult(
+        metadata={
+            "rows": frame.height,
+            "model_version": version,
+            "mean_failure_probability": float(frame["failure_probability"].mean() or 0.0),
+            "dagster/row_count": frame.height,
+        }
+    )

@@ -1,0 +1,95 @@
+"""Sensors and schedules: run requested sessions, refresh on new events, retrain nightly.
+
+Sensor cursors are JSON, so the UI shows what a sensor last acted on.
+"""
+
+import json
+
+import dagster as dg
+from sqlalchemy import func, select
+
+from dagster_project.defs.jobs import everything, refresh_warehouse, run_requested_sessions
+from dagster_project.resources import EventStoreResource
+from nofx.domain import SessionStatus
+from nofx.store.schema import sessions
+
+
+def read_cursor(raw: str | None) -> dict:
+    """A sensor cursor as a dict ({} when unset or unreadable, so a bad cursor self-heals)."""
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+@dg.sensor(
+    job=run_requested_sessions,
+    minimum_interval_seconds=15,
+    description="Launches the runtime when sessions wait in status 'requested'.",
+)
+def requested_sessions_sensor(
+    context: dg.SensorEvaluationContext, event_store: EventStoreResource
+) -> dg.SensorResult | dg.SkipReason:
+    requested = sessions.c.status == SessionStatus.REQUESTED.value
+    with event_store.open() as store, store.engine.connect() as conn:
+        waiting = int(conn.execute(select(func.count()).where(requested)).scalar() or 0)
+        newest = conn.execute(
+            select(sessions.c.session_id, sessions.c.created_at)
+            .where(requested)
+            .order_by(sessions.c.created_at.desc(), sessions.c.session_id.desc())
+            .limit(1)
+        ).first()
+    if newest is None:
+        return dg.SkipReason("no sessions in status 'requested'")
+    cursor = read_cursor(context.cursor)
+    if cursor.get("newest_session_id") == newest.session_id:
+        return dg.SkipReason(
+            f"{waiting} requested session(s) already handed to a run (newest {newest.session_id})"
+        )
+    new_cursor = {
+        "newest_session_id": newest.session_id,
+        "newest_created_at": newest.created_at.isoformat(),
+        "waiting": waiting,
+    }
+    return dg.SensorResult(
+        run_requests=[
+            dg.RunRequest(
+                run_key=f"requested-sessions/{newest.session_id}",
+                tags={"nofx/requested_sessions": str(waiting)},
+            )
+        ],
+        cursor=json.dumps(new_cursor),
+    )
+
+
+@dg.sensor(
+    job=refresh_warehouse,
+    minimum_interval_seconds=60,
+    description="Refreshes raw_events and the dbt models when new events land in the store.",
+)
+def new_events_sensor(
+    context: dg.SensorEvaluationContext, event_store: EventStoreResource
+) -> dg.SensorResult | dg.SkipReason:
+    with event_store.open() as store:
+        last = store.last_position()
+    seen = int(read_cursor(context.cursor).get("last_position", 0))
+    if last <= seen:
+        return dg.SkipReason(f"no new events since position {seen}")
+    return dg.SensorResult(
+        run_requests=[
+            dg.RunRequest(run_key=f"events/{last}", tags={"nofx/new_events": str(last - seen)})
+        ],
+        cursor=json.dumps({"last_position": last}),
+    )
+
+
+nightly_retrain = dg.ScheduleDefinition(
+    name="nightly_retrain",
+    job=everything,
+    cron_schedule="0 2 * * *",
+    execution_timezone="UTC",
+    description="Rebuild the warehouse and retrain the failure model every night at 02:00 UTC.",
+)

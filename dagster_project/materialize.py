@@ -1,0 +1,202 @@
+"""Materialize every asset into the Dagster instance at DAGSTER_HOME and print a summary.
+
+``python -m dagster_project.materialize [--json PATH]`` runs three stages (ingest, transform,
+ml), each a Dagster run that shows in the UI, with their asset checks; it stops at the first
+failed stage. dbt's own output goes to ``$NOFX_HOME/materialize.log``. The JSON summary
+is what ``nofx demo`` renders: {"assets", "raw_events_rows", "agent_sessions",
+"success_rate", "model": {"name", "version", "alias", "metrics"}, "checks", ...}.
+"""
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import duckdb
+
+from nofx.settings import Settings
+
+STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("ingest", ("ingest",)),
+    ("transform", ("transform",)),
+    ("ml", ("ml",)),
+)
+QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def metadata_values(event: Any) -> dict[str, Any]:
+    return {k: getattr(v, "value", v) for k, v in event.materialization.metadata.items()}
+
+
+def warehouse_summary(path: Path) -> dict[str, Any]:
+    """Row counts and the success rate of finished sessions, read from the warehouse."""
+    if not path.exists():
+        return {"raw_events_rows": 0, "agent_sessions": 0, "success_rate": None}
+    with duckdb.connect(str(path), read_only=True) as conn:
+        tables = {
+            f"{schema}.{name}"
+            for schema, name in conn.execute(
+                "select table_schema, table_name from information_schema.tables"
+            ).fetchall()
+        }
+        raw = (
+            conn.execute("select count(*) from raw.raw_events").fetchall()[0][0]
+            if ("raw.raw_events" in tables)
+            else 0
+        )
+        sessions, rate = 0, None
+        if "main.agent_sessions" in tables:
+            sessions, rate = conn.execute(
+                "select count(*), avg(case when succeeded then 1.0 else 0.0 end) "
+                "filter (where status in ('succeeded', 'failed', 'cancelled')) "
+                "from agent_sessions"
+            ).fetchall()[0]
+        predictions = (
+            conn.execute("select count(*) from analytics.operational_predictions").fetchall()[0][0]
+            if "analytics.operational_predictions" in tables
+            else 0
+        )
+    return {
+        "raw_events_rows": int(raw),
+        "agent_sessions": int(sessions),
+        "success_rate": None if rate is None else float(rate),
+        "predictions": int(predictions),
+    }
+
+
+def model_summary(metadata: dict[str, Any]) -> dict[str, Any] | None:
+    if "version" not in metadata:
+        return None
+    metrics = metadata.get("metrics") or {}
+    return {
+        "name": metadata.get("model_name"),
+        "version": str(metadata["version"]),
+        "alias": metadata.get("alias"),
+        "promoted": metadata.get("promoted"),
+        "reason": metadata.get("reason"),
+        "metrics": {k: float(v) for k, v in metrics.items()},
+    }
+
+
+def materialize_all(
+    settings: Settings,
+    *,
+    instance: dg.DagsterInstance | None = None,
+    say: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run the stages in order against ``settings``; returns the summary (``ok`` says if all
+    stages succeeded)."""
+    from dagster_project.definitions import defs
+    from dagster_project.resources import build_resources
+
+    started = time.monotonic()
+    definitions = defs()
+    graph = definitions.resolve_asset_graph()
+    assets = list(definitions.assets or []) + list(definitions.asset_checks or [])
+    resources = build_resources(settings)
+    instance = instance or dg.DagsterInstance.get()
+    materialized: list[str] = []
+    checks: dict[str, bool] = {}
+    model: dict[str, Any] | None = None
+    skipped: dict[str, str] = {}
+    runs: list[str] = []
+    ok = True
+    log_path = settings.home / "materialize.log"
+    for index, (stage, groups) in enumerate(STAGES, start=1):
+        keys = [
+            key for key in graph.materializable_asset_keys if graph.get(key).group_name in groups
+        ]
+        names = ", ".join(sorted(k.to_user_string() for k in keys))
+        say(f"[{index}/{len(STAGES)}] {stage}: {names}")
+        with log_path.open("a") as log, contextlib.redirect_stdout(log):
+            result = dg.materialize(
+                assets,
+                selection=keys,
+                instance=instance,
+                resources=resources,
+                run_config=QUIET_RUN_CONFIG,
+                raise_on_error=False,
+                tags={"nofx/stage": stage},
+            )
+        runs.append(result.run_id)
+        for event in result.get_asset_materialization_events():
+            name = event.asset_key.to_user_string()
+            materialized.append(name)
+            metadata = metadata_values(event)
+            if name == "failure_model":
+                model = model_summary(metadata)
+            if "skipped_reason" in metadata:
+                skipped[name] = str(metadata["skipped_reason"])
+        evaluations = result.get_asset_check_evaluations()
+        for evaluation in evaluations:
+            checks[f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"] = bool(
+                evaluation.passed
+            )
+        failed = [
+            f"{e.asset_key.to_user_string()}:{e.check_name}" for e in evaluations if not e.passed
+        ]
+        say(
+            f"      {stage}: {'ok' if result.success else 'FAILED'} "
+            f"({len(evaluations) - len(failed)}/{len(evaluations)} checks passed"
+            + (f"; failed: {', '.join(failed)}" if failed else "")
+            + f") run {result.run_id}"
+        )
+        if not result.success:
+            ok = False
+            say(f"      see {log_path} and the Dagster UI (run {result.run_id}) for details")
+            break
+    summary = {
+        "ok": ok,
+        "assets": materialized,
+        **warehouse_summary(settings.warehouse_path),
+        "model": model,
+        "checks": checks,
+        "skipped": skipped,
+        "dagster_runs": runs,
+        "dagster_home": str(settings.dagster_home),
+        "warehouse": str(settings.warehouse_path),
+        "duration_s": round(time.monotonic() - started, 2),
+    }
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m dagster_project.materialize", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--json", type=Path, help="write the summary as JSON to this file")
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    settings.ensure_dirs()
+    os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
+    instance_config = settings.dagster_home / "dagster.yaml"
+    if not instance_config.exists():
+        instance_config.write_text("telemetry:\n  enabled: false\n")
+    warnings.filterwarnings("ignore")
+    with dg.DagsterInstance.get() as instance:
+        summary = materialize_all(settings, instance=instance)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(summary, indent=2, default=str))
+    print(
+        f"done in {summary['duration_s']}s: {summary['raw_events_rows']} raw events, "
+        f"{summary['agent_sessions']} sessions, "
+        f"{sum(summary['checks'].values())}/{len(summary['checks'])} checks passed"
+        + (
+            f", model v{summary['model']['version']} @{summary['model']['alias']}"
+            if summary["model"]
+            else ""
+        )
+    )
+    return 0 if summary["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

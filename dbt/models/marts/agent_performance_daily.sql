@@ -1,0 +1,19 @@
+-- Per agent, capability and UTC day: how many calls, how many succeeded, latency and spend.
+-- Abandoned attempts (lost workers) have no outcome to judge and are left out.
+select
+    cast(date_trunc('day', ended_at) as date) as day,
+    agent_id,
+    max(agent_name) as agent_name,
+    capability,
+    cast(count(*) as bigint) as calls,
+    cast(sum(case when succeeded then 1 else 0 end) as bigint) as successes,
+    cast(sum(case when succeeded then 1 else 0 end) as {{ dbt.type_float() }}) / count(*)
+        as success_rate,
+    percentile_cont(0.5) within group (order by latency_ms) as p50_latency_ms,
+    percentile_cont(0.95) within group (order by latency_ms) as p95_latency_ms,
+    sum(cost_usd) as cost_usd,
+    cast(sum(input_tokens) as bigint) as input_tokens,
+    cast(sum(output_tokens) as bigint) as output_tokens
+from {{ ref('agent_step_calls') }}
+where outcome in ('completed', 'failed')
+group by cast(date_trunc('day', ended_at) as date), agent_id, capability

@@ -1,0 +1,227 @@
+"""MLflow 3 logging and registry for NOFX models: challenger / champion by alias, no stages.
+
+Each training run logs the model and registers a new version with the alias ``challenger``.
+It becomes ``champion`` only when it beats the current champion on the challenger's own
+holdout (both models scored on the same rows), or when there is no champion yet. Serving
+always loads ``models:/<name>@champion``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import mlflow.sklearn
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+
+from ml.errors import ModelNotFoundError
+from ml.failure_model import PRIMARY_METRIC, TrainedModel, beats, evaluate, failure_probabilities
+
+CHALLENGER = "challenger"
+CHAMPION = "champion"
+# Types our pipelines hold beyond sklearn's own; skops refuses to load anything unlisted.
+SKOPS_TRUSTED_TYPES = ["numpy.dtype"]
+
+
+@dataclass(frozen=True)
+class RegistrationResult:
+    """What a training run left in the registry."""
+
+    name: str
+    version: str
+    run_id: str
+    alias: str
+    promoted: bool
+    reason: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    champion_metrics: dict[str, float] | None = None
+
+
+def pip_requirements() -> list[str]:
+    """The model's runtime requirements, pinned to what trained it (saves MLflow's slow
+    inference of requirements, which loads the model in a subprocess)."""
+    import numpy
+    import pandas
+    import sklearn
+    import skops
+
+    return [
+        f"mlflow=={mlflow.__version__}",
+        f"scikit-learn=={sklearn.__version__}",
+        f"numpy=={numpy.__version__}",
+        f"pandas=={pandas.__version__}",
+        f"skops=={skops.__version__}",
+    ]
+
+
+def configure(tracking_uri: str) -> MlflowClient:
+    """Point MLflow (tracking and registry) at ``tracking_uri`` and return a client for it."""
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def ensure_experiment(client: MlflowClient, name: str, artifact_root: Path | str) -> str:
+    """The experiment's id, creating it with artifacts under ``artifact_root`` (not ./mlruns)."""
+    existing = client.get_experiment_by_name(name)
+    if existing is not None:
+        return existing.experiment_id
+    root = Path(artifact_root).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    return client.create_experiment(name, artifact_location=(root / name).as_uri())
+
+
+def finite(metrics: dict[str, float]) -> dict[str, float]:
+    """Metrics MLflow can store and JSON can carry (NaN, e.g. AUC on one class, is dropped)."""
+    return {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(v)}
+
+
+def champion_version(client: MlflowClient, name: str) -> Any | None:
+    """The model version aliased ``champion``, or None when there is none (or no model)."""
+    try:
+        return client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        return None
+
+
+def load_champion_version(name: str, tracking_uri: str) -> tuple[str, Any]:
+    """(version, model) of the current champion, read once so the two always agree."""
+    client = configure(tracking_uri)
+    version = champion_version(client, name)
+    if version is None:
+        raise ModelNotFoundError(
+            f"model {name!r} has no version with the alias {CHAMPION!r}",
+            hint="materialize the failure_model asset; it needs finished sessions with both "
+            "outcomes to train",
+        )
+    return str(version.version), mlflow.sklearn.load_model(f"models:/{name}/{version.version}")
+
+
+def load_champion(name: str, tracking_uri: str) -> Any:
+    """The champion model (an sklearn pipeline with predict_proba) from ``models:/N@champion``."""
+    configure(tracking_uri)
+    load_champion_version(name, tracking_uri)  # a clear error when there is no champion
+    return mlflow.sklearn.load_model(f"models:/{name}@{CHAMPION}")
+
+
+def log_and_register(
+    trained: TrainedModel,
+    *,
+    name: str,
+    tracking_uri: str,
+    artifact_root: Path | str,
+    experiment: str = "nofx-failure-model",
+    tags: dict[str, str] | None = None,
+) -> RegistrationResult:
+    """Log the run, register a version as challenger, and promote it if it beats the champion."""
+    client = configure(tracking_uri)
+    experiment_id = ensure_experiment(client, experiment, artifact_root)
+    holdout = trained.holdout_features
+    incumbent = champion_version(client, name)
+    champion_metrics: dict[str, float] | None = None
+    if incumbent is not None:
+        try:
+            champion_model = mlflow.sklearn.load_model(f"models:/{name}/{incumbent.version}")
+            champion_metrics = evaluate(
+                failure_probabilities(champion_model, holdout),
+                trained.split.holdout["failed"].to_numpy(),
+            )
+        except Exception as exc:  # a champion built on other features cannot be compared
+            champion_metrics = {PRIMARY_METRIC: float("nan"), "error": float("nan")}
+            comparison_error = f"{type(exc).__name__}: {exc}"
+        else:
+            comparison_error = None
+    promote = beats(trained.metrics, champion_metrics)
+    if incumbent is None:
+        reason = "no champion yet"
+    elif champion_metrics is not None and "error" in champion_metrics:
+        reason = f"champion could not score the holdout ({comparison_error})"
+    else:
+        assert champion_metrics is not None
+        verdict = "beats" if promote else "does not beat"
+        reason = (
+            f"{PRIMARY_METRIC} {trained.metrics[PRIMARY_METRIC]:.4f} {verdict} champion "
+            f"v{incumbent.version} at {champion_metrics[PRIMARY_METRIC]:.4f} on the same holdout"
+        )
+    with mlflow.start_run(experiment_id=experiment_id) as run:
+        mlflow.set_tags({"nofx.model": name, **(tags or {})})
+        mlflow.log_params(
+            {
+                "features": ",".join(holdout.columns),
+                "classifier": type(trained.pipeline.steps[-1][1]).__name__,
+                "primary_metric": PRIMARY_METRIC,
+            }
+        )
+        mlflow.log_metrics(finite(trained.metrics))
+        if champion_metrics is not None:
+            mlflow.log_metrics({f"champion_{k}": v for k, v in finite(champion_metrics).items()})
+        example = holdout.head(5)
+        signature = infer_signature(example, trained.pipeline.predict_proba(example))
+        info = mlflow.sklearn.log_model(
+            trained.pipeline,
+            name="model",
+            registered_model_name=name,
+            signature=signature,
+            input_example=example,
+            pyfunc_predict_fn="predict_proba",
+            skops_trusted_types=SKOPS_TRUSTED_TYPES,
+            pip_requirements=pip_requirements(),
+        )
+        mlflow.set_tag("nofx.promotion", reason)
+    version = str(info.registered_model_version)
+    client.set_registered_model_alias(name, CHALLENGER, version)
+    client.set_model_version_tag(name, version, "promotion", reason)
+    if promote:
+        client.set_registered_model_alias(name, CHAMPION, version)
+    return RegistrationResult(
+        name=name,
+        version=version,
+        run_id=run.info.run_id,
+        alias=CHAMPION if promote else CHALLENGER,
+        promoted=promote,
+        reason=reason,
+        metrics=finite(trained.metrics),
+        champion_metrics=None if champion_metrics is None else finite(champion_metrics),
+    )
+
+
+def registry_rows(name: str, tracking_uri: str) -> list[dict[str, Any]]:
+    """One row per registered version, for the warehouse's ``prediction_models`` table."""
+    client = configure(tracking_uri)
+    try:
+        versions = client.search_model_versions(f"name = '{name}'")
+    except MlflowException:  # pragma: no cover - a store that cannot search at all
+        return []
+    if not versions:
+        return []
+    aliases_by_version: dict[str, list[str]] = {}
+    for alias, number in client.get_registered_model(name).aliases.items():
+        aliases_by_version.setdefault(str(number), []).append(alias)
+    rows = []
+    for version in sorted(versions, key=lambda v: int(v.version)):
+        metrics = client.get_run(version.run_id).data.metrics if version.run_id else {}
+        aliases = sorted(aliases_by_version.get(str(version.version), []))
+        rows.append(
+            {
+                "model_name": name,
+                "version": int(version.version),
+                "aliases": ",".join(aliases),
+                "is_champion": CHAMPION in aliases,
+                "run_id": version.run_id,
+                "source": version.source,
+                "created_at": datetime.fromtimestamp(version.creation_timestamp / 1000, tz=UTC),
+                "brier": metrics.get("brier"),
+                "log_loss": metrics.get("log_loss"),
+                "roc_auc": metrics.get("roc_auc"),
+                "accuracy": metrics.get("accuracy"),
+                "train_sessions": metrics.get("train_sessions"),
+                "promotion": (version.tags or {}).get("promotion"),
+            }
+        )
+    return rows

@@ -1,0 +1,60 @@
+"""One real pipeline run per test session: real sessions, dbt build on DuckDB, MLflow in tmp.
+
+It goes through the command line entry point (``python -m dagster_project.materialize``),
+so the runs land in the Dagster instance at DAGSTER_HOME as they do for ``nofx demo``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+
+from dagster_project.materialize import main
+from nofx.registry import AgentRegistry
+from nofx.settings import Settings
+from nofx.store import EventStore
+from tests.dagster.pipeline_data import register_mixed_fleet, run_waves
+
+
+@dataclass
+class PipelineRun:
+    settings: Settings
+    summary: dict[str, Any]
+    instance: dg.DagsterInstance
+    lines: list[str]
+
+
+def isolated_settings(home: Path) -> Settings:
+    settings = Settings.from_env({"NOFX_HOME": str(home)})
+    settings.ensure_dirs()
+    return settings
+
+
+@pytest.fixture(scope="session")
+def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PipelineRun]:
+    settings = isolated_settings(tmp_path_factory.mktemp("pipeline") / "nofx-home")
+    store = EventStore(settings.database_url)
+    registry = AgentRegistry(store)
+    register_mixed_fleet(registry)
+    run_waves(store, registry, waves=4, per_wave=30)
+    store.dispose()
+    out = settings.home / "summary.json"
+    with pytest.MonkeyPatch.context() as env, contextlib.redirect_stdout(io.StringIO()) as said:
+        env.setenv("NOFX_HOME", str(settings.home))
+        env.setenv("DAGSTER_HOME", str(settings.dagster_home))  # main sets it; restored after
+        for var in ("NOFX_DATABASE_URL", "NOFX_WAREHOUSE_PATH", "MLFLOW_TRACKING_URI"):
+            env.delenv(var, raising=False)
+        exit_code = main(["--json", str(out)])
+    summary = json.loads(out.read_text())
+    lines = said.getvalue().splitlines()
+    assert exit_code == 0, lines
+    with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
+        yield PipelineRun(settings=settings, summary=summary, instance=instance, lines=lines)

@@ -1,0 +1,56 @@
+"""Real data for the data-platform tests: a simulated fleet and sessions run in waves.
+
+Agents get hidden skills from weak to strong and most sessions allow a single attempt, so
+both outcomes occur; waves make agents' prior success rates differ between sessions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+from nofx.domain import SessionRequest, Task
+from nofx.registry import AgentRegistry
+from nofx.runtime import Runtime, RuntimeConfig
+from nofx.store import EventStore
+from tests.conftest import fleet_specs
+
+CAPABILITIES = ("code.generate", "code.review")
+
+
+def register_mixed_fleet(registry: AgentRegistry) -> list:
+    agents = []
+    for index, spec in enumerate(fleet_specs()):
+        level = 1 + index % 5
+        config = dict(
+            spec.provider.config, skill={c.name: 0.3 + 0.12 * level for c in spec.capabilities}
+        )
+        provider = spec.provider.model_copy(update={"config": config})
+        agents.append(registry.register(spec.model_copy(update={"provider": provider})))
+    return agents
+
+
+def session_requests(n: int, seed: int) -> list[SessionRequest]:
+    rng = random.Random(seed)
+    return [
+        SessionRequest(
+            task=Task(
+                prompt=f"task {seed}-{i}",
+                capability=rng.choice(CAPABILITIES),
+                complexity=round(rng.uniform(0.2, 1.0), 2),
+                input_tokens=rng.randint(100, 3000),
+            ),
+            max_attempts=rng.choice([1, 1, 1, 2]),
+            optimize=rng.choice(["cost", "cost", "balanced"]),
+        )
+        for i in range(n)
+    ]
+
+
+def run_waves(store: EventStore, registry: AgentRegistry, waves: int, per_wave: int) -> None:
+    """Submit and run sessions wave by wave (each wave's runs see the previous outcomes)."""
+    runtime = Runtime(store, registry, config=RuntimeConfig(time_scale=0.0, seed=11))
+    for wave in range(waves):
+        for request in session_requests(per_wave, seed=100 + wave):
+            runtime.sessions.submit(request)
+        asyncio.run(runtime.run_pending())

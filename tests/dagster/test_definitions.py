@@ -1,0 +1,120 @@
+"""The whole Definitions load, and the asset graph is wired store -> raw -> dbt -> ml."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from dagster_project.defs.transform import dbt_build_args
+from dagster_project.resources import DBT_PROJECT_DIR, dbt_target, manifest_is_stale
+
+DBT_MODELS = {
+    "stg_events",
+    "stg_session_events",
+    "stg_agent_events",
+    "stg_agent_capabilities",
+    "agent_sessions",
+    "agents",
+    "agent_step_calls",
+    "agent_performance_daily",
+}
+
+
+@pytest.fixture(scope="module")
+def definitions() -> dg.Definitions:
+    from dagster_project.definitions import defs
+
+    return defs()
+
+
+def test_definitions_hold_every_asset_with_lineage(definitions: dg.Definitions) -> None:
+    graph = definitions.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert keys == {"raw_events", "failure_model", "session_failure_predictions"} | DBT_MODELS
+
+    def parents(name: str) -> set[str]:
+        return {k.to_user_string() for k in graph.get(dg.AssetKey(name)).parent_keys}
+
+    assert parents("stg_events") == {"raw_events"}  # the dbt source is the raw_events asset
+    assert parents("raw_events") == set()
+    assert parents("agent_sessions") == {"stg_session_events"}
+    assert parents("failure_model") == {"agent_sessions", "agent_step_calls"}
+    assert parents("session_failure_predictions") == {"failure_model"}
+    groups = {graph.get(dg.AssetKey(m)).group_name for m in DBT_MODELS}
+    assert groups == {"transform"}
+
+
+def test_checks_are_attached_and_blocking_where_they_guard_downstream(
+    definitions: dg.Definitions,
+) -> None:
+    graph = definitions.resolve_asset_graph()
+    checks = {k.to_user_string() for k in graph.asset_check_keys}
+    assert {
+        "raw_events:raw_events_valid",
+        "raw_events:raw_events_known_stream_types",
+        "agent_sessions:agent_sessions_valid",
+        "agent_sessions:unique_agent_sessions_session_id",
+        "agent_sessions:relationships_agent_sessions_agent_id__agent_id__ref_agents_",
+    } <= checks
+    specs = {s.name: s for c in definitions.asset_checks or [] for s in c.check_specs}
+    assert specs["raw_events_valid"].blocking
+    assert specs["agent_sessions_valid"].blocking
+    assert not specs["raw_events_known_stream_types"].blocking
+
+
+def test_jobs_sensors_and_schedule(definitions: dg.Definitions) -> None:
+    assert definitions.resolve_job_def("run_requested_sessions").name == "run_requested_sessions"
+    everything = definitions.resolve_job_def("everything")
+    assert {k.to_user_string() for k in everything.asset_layer.executable_asset_keys} >= {
+        "raw_events",
+        "failure_model",
+        "agent_sessions",
+    }
+    refresh = definitions.resolve_job_def("refresh_warehouse")
+    refreshed = {k.to_user_string() for k in refresh.asset_layer.executable_asset_keys}
+    assert "raw_events" in refreshed and "agent_sessions" in refreshed
+    assert "failure_model" not in refreshed
+    sensors = {s.name: s for s in definitions.sensors or []}
+    assert sensors["requested_sessions_sensor"].job_name == "run_requested_sessions"
+    assert sensors["new_events_sensor"].job_name == "refresh_warehouse"
+    schedule = definitions.resolve_schedule_def("nightly_retrain")
+    assert schedule.cron_schedule == "0 2 * * *"
+    assert schedule.job_name == "everything"
+
+
+def test_dbt_target_comes_from_the_environment() -> None:
+    assert dbt_target({}) == "duckdb"
+    assert dbt_target({"NOFX_DBT_TARGET": "postgres"}) == "postgres"
+    with pytest.raises(ValueError, match="NOFX_DBT_TARGET='snowflake'"):
+        dbt_target({"NOFX_DBT_TARGET": "snowflake"})
+
+
+def test_dbt_build_args() -> None:
+    assert dbt_build_args() == ["build"]
+    assert dbt_build_args(full_refresh=True) == ["build", "--full-refresh"]
+
+
+def test_manifest_is_stale_when_missing_or_older_than_a_model(tmp_path: Path) -> None:
+    project = tmp_path / "dbt"
+    (project / "models").mkdir(parents=True)
+    (project / "dbt_project.yml").write_text("name: x\n")
+    model = project / "models" / "m.sql"
+    model.write_text("select 1")
+    manifest = project / "target" / "manifest.json"
+    assert manifest_is_stale(project, manifest)
+    manifest.parent.mkdir()
+    manifest.write_text("{}")
+    past = time.time() - 60
+    os.utime(model, (past, past))
+    os.utime(project / "dbt_project.yml", (past, past))
+    assert not manifest_is_stale(project, manifest)
+    os.utime(model, None)
+    assert manifest_is_stale(project, manifest)
+
+
+def test_repository_manifest_is_fresh_after_load(definitions: dg.Definitions) -> None:
+    assert not manifest_is_stale(DBT_PROJECT_DIR, DBT_PROJECT_DIR / "target" / "manifest.json")

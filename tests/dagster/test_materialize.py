@@ -1,0 +1,185 @@
+"""Everything materialized once on real sessions: the warehouse agrees with the store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+from mlflow import MlflowClient
+
+from dagster_project.defs.ingest import raw_events
+from dagster_project.resources import FAILURE_MODEL_NAME, build_resources
+from nofx.registry import AgentRegistry
+from nofx.sessions import SessionService
+from nofx.store import EventStore
+from tests.dagster.conftest import PipelineRun
+
+# real dbt build and MLflow: one pipeline run shared by the module (about 25 s)
+pytestmark = pytest.mark.slow
+
+
+def warehouse_rows(run: PipelineRun, sql: str) -> list[tuple]:
+    with duckdb.connect(str(run.settings.warehouse_path), read_only=True) as conn:
+        return conn.execute(sql).fetchall()
+
+
+@pytest.fixture(scope="module")
+def store(pipeline: PipelineRun):
+    s = EventStore(pipeline.settings.database_url)
+    yield s
+    s.dispose()
+
+
+def test_every_stage_ran_and_every_asset_materialized(pipeline: PipelineRun) -> None:
+    summary = pipeline.summary
+    assert summary["ok"], pipeline.lines
+    assert set(summary["assets"]) >= {
+        "raw_events",
+        "stg_events",
+        "agent_sessions",
+        "agents",
+        "agent_step_calls",
+        "agent_performance_daily",
+        "failure_model",
+        "session_failure_predictions",
+    }
+    assert [line.split("]")[0] for line in pipeline.lines if line.startswith("[")] == [
+        "[1/3",
+        "[2/3",
+        "[3/3",
+    ]
+
+
+def test_raw_events_hold_exactly_the_store(pipeline: PipelineRun, store: EventStore) -> None:
+    assert pipeline.summary["raw_events_rows"] == store.count_events()
+    positions = [r[0] for r in warehouse_rows(pipeline, "select position from raw.raw_events")]
+    assert sorted(positions) == [e.position for e in store.read_all(limit=100_000)]
+
+
+def test_agent_sessions_mart_agrees_with_the_sessions_projection(
+    pipeline: PipelineRun, store: EventStore
+) -> None:
+    service = SessionService(store, AgentRegistry(store))
+    projected = {s.session_id: s for s in service.list(limit=10_000)}
+    mart = {
+        row[0]: row[1:]
+        for row in warehouse_rows(
+            pipeline,
+            "select session_id, status, succeeded, attempts, cost_usd, input_tokens, "
+            "output_tokens, agent_id from agent_sessions",
+        )
+    }
+    assert pipeline.summary["agent_sessions"] == len(projected) == len(mart) == 120
+    for session_id, session in projected.items():
+        status, succeeded, attempts, cost, tokens_in, tokens_out, agent_id = mart[session_id]
+        assert status == session.status.value
+        assert succeeded == (session.status.value == "succeeded")
+        assert attempts == session.attempts
+        assert cost == pytest.approx(session.cost_usd)
+        assert (tokens_in, tokens_out) == (session.input_tokens, session.output_tokens)
+        assert agent_id == session.agent_id
+    finished = [s for s in projected.values() if s.status.terminal]
+    rate = sum(s.status.value == "succeeded" for s in finished) / len(finished)
+    assert pipeline.summary["success_rate"] == pytest.approx(rate)
+    assert 0 < rate < 1  # both outcomes occur, so the model has something to learn
+
+
+def test_agents_and_step_calls_marts(pipeline: PipelineRun, store: EventStore) -> None:
+    agents = AgentRegistry(store).list()
+    mart_agents = warehouse_rows(
+        pipeline, "select agent_id, name, is_active, len(capabilities) from agents"
+    )
+    assert {(a.agent_id, a.name, True, len(a.capabilities)) for a in agents} == set(mart_agents)
+    outcomes = sum(
+        1
+        for e in store.read_all(limit=100_000)
+        if e.type in ("StepCompleted", "StepFailed", "StepAbandoned")
+    )
+    ((calls, missing_price),) = warehouse_rows(
+        pipeline,
+        "select count(*), count(*) filter (where input_per_1k_tokens is null) "
+        "from agent_step_calls",
+    )
+    assert (calls, missing_price) == (outcomes, 0)
+    ((daily_calls,),) = warehouse_rows(pipeline, "select sum(calls) from agent_performance_daily")
+    assert daily_calls == outcomes  # no abandoned attempts in these runs
+
+
+def test_every_check_passed(pipeline: PipelineRun) -> None:
+    checks = pipeline.summary["checks"]
+    assert checks["raw_events:raw_events_valid"] is True
+    assert checks["agent_sessions:agent_sessions_valid"] is True
+    assert len(checks) > 40  # the dbt tests come through as asset checks too
+    assert all(checks.values()), [name for name, ok in checks.items() if not ok]
+
+
+def test_model_registered_as_champion_and_predictions_written(pipeline: PipelineRun) -> None:
+    model = pipeline.summary["model"]
+    assert model is not None, pipeline.summary["skipped"]
+    assert (model["name"], model["version"], model["alias"]) == (
+        FAILURE_MODEL_NAME,
+        "1",
+        "champion",
+    )
+    assert {"roc_auc", "brier", "log_loss", "accuracy"} <= set(model["metrics"])
+    client = MlflowClient(tracking_uri=pipeline.settings.mlflow_tracking_uri)
+    champion = client.get_model_version_by_alias(FAILURE_MODEL_NAME, "champion")
+    assert str(champion.version) == "1"
+    assert pipeline.summary["predictions"] == 120
+    ((low, high, version),) = warehouse_rows(
+        pipeline,
+        "select min(failure_probability), max(failure_probability), max(model_version) "
+        "from analytics.operational_predictions",
+    )
+    assert 0 <= low <= high <= 1 and version == 1
+    assert warehouse_rows(
+        pipeline, "select version, is_champion from analytics.prediction_models"
+    ) == [(1, True)]
+    assert not list(Path.cwd().glob("mlruns"))  # artifacts went under NOFX_HOME
+
+
+def test_rerunning_raw_events_copies_nothing_twice(pipeline: PipelineRun) -> None:
+    result = dg.materialize(
+        [raw_events], instance=pipeline.instance, resources=build_resources(pipeline.settings)
+    )
+    (event,) = result.get_asset_materialization_events()
+    metadata = event.materialization.metadata
+    assert metadata["rows_added"].value == 0
+    assert metadata["dagster/row_count"].value == pipeline.summary["raw_events_rows"]
+
+
+def test_summary_json_and_runs_in_the_dagster_home(pipeline: PipelineRun) -> None:
+    summary = pipeline.summary
+    assert {"assets", "raw_events_rows", "agent_sessions", "success_rate", "model", "checks"} <= (
+        set(summary)
+    )
+    assert summary["dagster_home"] == str(pipeline.settings.dagster_home)
+    records = pipeline.instance.get_run_records()
+    assert {r.dagster_run.run_id for r in records} >= set(summary["dagster_runs"])
+    assert len(summary["dagster_runs"]) == 3  # one run per stage, visible in the UI
+    assert pipeline.lines[-1].startswith("done in ")
+    assert (pipeline.settings.dagster_home / "dagster.yaml").exists()
+
+
+def test_every_model_and_column_is_documented(pipeline: PipelineRun) -> None:
+    """The schema files describe exactly the columns the models build, each with a line."""
+    from dagster_project.resources import dbt_project
+
+    manifest = json.loads(dbt_project().manifest_path.read_text())
+    models = [n for n in manifest["nodes"].values() if n["resource_type"] == "model"]
+    assert len(models) == 8
+    for model in models:
+        assert model["description"], model["name"]
+        built = {
+            row[0]
+            for row in warehouse_rows(
+                pipeline,
+                "select column_name from information_schema.columns "
+                f"where table_schema = 'main' and table_name = '{model['name']}'",
+            )
+        }
+        documented = {name for name, col in model["columns"].items() if col["description"]}
+        assert built == documented, model["name"]

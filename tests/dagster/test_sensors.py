@@ -1,0 +1,99 @@
+"""Sensors see the real store: run requests, skip reasons and JSON cursors."""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+
+from dagster_project.defs.jobs import run_requested_sessions
+from dagster_project.defs.sensors import (
+    new_events_sensor,
+    read_cursor,
+    requested_sessions_sensor,
+)
+from dagster_project.resources import EventStoreResource
+from nofx.domain import SessionRequest, Task
+from nofx.runtime import Runtime
+from nofx.settings import Settings
+from nofx.store import EventStore
+
+
+def evaluate(sensor: dg.SensorDefinition, settings: Settings, cursor: str | None = None):
+    context = dg.build_sensor_context(
+        cursor=cursor,
+        resources={"event_store": EventStoreResource(database_url=settings.database_url)},
+    )
+    return sensor(context)
+
+
+def submit(runtime: Runtime, n: int) -> list[str]:
+    return [
+        runtime.sessions.submit(
+            SessionRequest(task=Task(prompt=f"p{i}", capability="code.generate"))
+        ).session_id
+        for i in range(n)
+    ]
+
+
+def test_requested_sessions_sensor_skips_when_nothing_waits(settings: Settings, store) -> None:
+    result = evaluate(requested_sessions_sensor, settings)
+    assert isinstance(result, dg.SkipReason)
+    assert "no sessions in status 'requested'" in result.skip_message
+
+
+def test_requested_sessions_sensor_launches_once_per_new_batch_and_the_job_runs_them(
+    settings: Settings, store: EventStore, fleet, runtime: Runtime
+) -> None:
+    ids = submit(runtime, 3)
+    first = evaluate(requested_sessions_sensor, settings)
+    assert isinstance(first, dg.SensorResult)
+    (request,) = first.run_requests
+    cursor = json.loads(first.cursor)
+    newest = max(runtime.sessions.list(limit=10), key=lambda s: (s.created_at, s.session_id))
+    assert cursor["newest_session_id"] == newest.session_id in ids
+    assert cursor["waiting"] == 3
+    assert request.run_key == f"requested-sessions/{newest.session_id}"
+
+    again = evaluate(requested_sessions_sensor, settings, cursor=first.cursor)
+    assert isinstance(again, dg.SkipReason)
+    assert "3 requested session(s) already handed to a run" in again.skip_message
+
+    more = submit(runtime, 1)
+    third = evaluate(requested_sessions_sensor, settings, cursor=first.cursor)
+    assert isinstance(third, dg.SensorResult)
+    assert json.loads(third.cursor)["newest_session_id"] == more[0]
+
+    result = run_requested_sessions.execute_in_process(
+        run_config={"ops": {"run_pending_sessions": {"config": {"time_scale": 0.0}}}},
+        resources={"event_store": EventStoreResource(database_url=settings.database_url)},
+    )
+    assert result.success
+    assert result.output_for_node("run_pending_sessions")["sessions"] == 4
+    assert runtime.sessions.requested_count() == 0
+    done = evaluate(requested_sessions_sensor, settings, cursor=third.cursor)
+    assert isinstance(done, dg.SkipReason)
+
+
+def test_new_events_sensor_tracks_the_last_position(
+    settings: Settings, store: EventStore, fleet, runtime: Runtime
+) -> None:
+    last = store.last_position()
+    first = evaluate(new_events_sensor, settings)
+    assert isinstance(first, dg.SensorResult)
+    assert json.loads(first.cursor) == {"last_position": last}
+    assert first.run_requests[0].run_key == f"events/{last}"
+    quiet = evaluate(new_events_sensor, settings, cursor=first.cursor)
+    assert isinstance(quiet, dg.SkipReason)
+    assert f"no new events since position {last}" in quiet.skip_message
+    submit(runtime, 1)
+    later = evaluate(new_events_sensor, settings, cursor=first.cursor)
+    assert isinstance(later, dg.SensorResult)
+    assert json.loads(later.cursor)["last_position"] == store.last_position() > last
+
+
+def test_read_cursor_heals_bad_values() -> None:
+    assert read_cursor(None) == {}
+    assert read_cursor("not json") == {}
+    assert read_cursor("[1, 2]") == {}
+    assert read_cursor('{"last_position": 4}') == {"last_position": 4}

@@ -14,6 +14,8 @@ from nofx.runtime import Runtime, RuntimeConfig
 from nofx.settings import Settings
 from nofx.store import EventStore
 
+pytest_plugins = ["tests.pipeline_fixture"]
+
 
 @pytest.fixture
 def nofx_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:

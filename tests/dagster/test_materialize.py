@@ -15,7 +15,7 @@ from dagster_project.resources import FAILURE_MODEL_NAME, build_resources
 from nofx.registry import AgentRegistry
 from nofx.sessions import SessionService
 from nofx.store import EventStore
-from tests.dagster.conftest import PipelineRun
+from tests.pipeline_fixture import PipelineRun
 
 # real dbt build and MLflow: one pipeline run shared by the module (about 25 s)
 pytestmark = pytest.mark.slow

@@ -1,4 +1,5 @@
-"""One real pipeline run per test session: real sessions, dbt build on DuckDB, MLflow in tmp.
+"""One real pipeline run per test session, shared by the Dagster, dbt and dashboard tests:
+real sessions, dbt build on DuckDB, MLflow in tmp.
 
 It goes through the command line entry point (``python -m dagster_project.materialize``),
 so the runs land in the Dagster instance at DAGSTER_HOME as they do for ``nofx demo``.

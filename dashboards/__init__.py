@@ -1,0 +1,1 @@
+"""Streamlit executive dashboards over the warehouse (read-only)."""

@@ -1,0 +1,165 @@
+"""Pure metric functions on the agent_sessions mart: what the pages show, tested without a browser."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import polars as pl
+
+FINISHED = ("succeeded", "failed")
+
+
+@dataclass(frozen=True)
+class Headline:
+    sessions: int
+    finished: int
+    succeeded: int
+    failed: int
+    success_rate: float | None
+    cost_usd: float
+    avg_cost_usd: float | None
+    tokens: int
+
+
+def headline(sessions: pl.DataFrame) -> Headline:
+    """Success rate counts finished sessions only (succeeded / (succeeded + failed))."""
+    n = sessions.height
+    if n == 0:
+        return Headline(0, 0, 0, 0, None, 0.0, None, 0)
+    status = sessions["status"]
+    succeeded = int((status == "succeeded").sum())
+    failed = int((status == "failed").sum())
+    finished = succeeded + failed
+    cost = float(sessions["cost_usd"].fill_null(0).sum())
+    return Headline(
+        sessions=n,
+        finished=finished,
+        succeeded=succeeded,
+        failed=failed,
+        success_rate=succeeded / finished if finished else None,
+        cost_usd=cost,
+        avg_cost_usd=cost / n,
+        tokens=int(sessions["total_tokens"].fill_null(0).sum()),
+    )
+
+
+def apply_filters(
+    sessions: pl.DataFrame,
+    *,
+    since: datetime | None = None,
+    tenants: list[str] | None = None,
+    agents: list[str] | None = None,
+    capabilities: list[str] | None = None,
+) -> pl.DataFrame:
+    out = sessions
+    if since is not None:
+        out = out.filter(pl.col("requested_at") >= since)
+    if tenants:
+        out = out.filter(pl.col("tenant_id").is_in(tenants))
+    if agents:
+        out = out.filter(pl.col("agent_name").is_in(agents))
+    if capabilities:
+        out = out.filter(pl.col("capability").is_in(capabilities))
+    return out
+
+
+def since_for(window: str, now: datetime) -> datetime | None:
+    return {
+        "24 hours": now - timedelta(days=1),
+        "7 days": now - timedelta(days=7),
+        "30 days": now - timedelta(days=30),
+    }.get(window)
+
+
+def daily_trend(sessions: pl.DataFrame, days: int = 7) -> pl.DataFrame:
+    """Sessions and success rate per day for the last ``days`` days that have data."""
+    if sessions.height == 0:
+        return pl.DataFrame(
+            schema={
+                "day": pl.Date,
+                "sessions": pl.Int64,
+                "success_rate": pl.Float64,
+                "cost_usd": pl.Float64,
+            }
+        )
+    daily = (
+        sessions.with_columns(pl.col("requested_at").dt.date().alias("day"))
+        .group_by("day")
+        .agg(
+            pl.len().cast(pl.Int64).alias("sessions"),
+            (pl.col("status") == "succeeded").sum().alias("ok"),
+            pl.col("status").is_in(FINISHED).sum().alias("finished"),
+            pl.col("cost_usd").sum().alias("cost_usd"),
+        )
+        .with_columns(
+            pl.when(pl.col("finished") > 0)
+            .then(pl.col("ok") / pl.col("finished"))
+            .otherwise(None)
+            .alias("success_rate")
+        )
+        .sort("day")
+        .tail(days)
+    )
+    return daily.select("day", "sessions", "success_rate", "cost_usd")
+
+
+def failure_reasons(sessions: pl.DataFrame, top: int = 10) -> pl.DataFrame:
+    failed = sessions.filter(pl.col("status") == "failed")
+    if failed.height == 0:
+        return pl.DataFrame(
+            schema={"error_type": pl.Utf8, "sessions": pl.Int64, "share": pl.Float64}
+        )
+    return (
+        failed.with_columns(pl.col("error_type").fill_null("unknown"))
+        .group_by("error_type")
+        .agg(pl.len().cast(pl.Int64).alias("sessions"))
+        .with_columns((pl.col("sessions") / failed.height).alias("share"))
+        .sort(["sessions", "error_type"], descending=[True, False])
+        .head(top)
+    )
+
+
+def agent_table(sessions: pl.DataFrame) -> pl.DataFrame:
+    """Per agent: sessions, success rate over finished ones, cost, p95 duration."""
+    if sessions.height == 0:
+        return pl.DataFrame(
+            schema={
+                "agent_name": pl.Utf8,
+                "sessions": pl.Int64,
+                "success_rate": pl.Float64,
+                "cost_usd": pl.Float64,
+                "avg_cost_usd": pl.Float64,
+                "p95_duration_ms": pl.Float64,
+            }
+        )
+    return (
+        sessions.filter(pl.col("agent_name").is_not_null())
+        .group_by("agent_name")
+        .agg(
+            pl.len().cast(pl.Int64).alias("sessions"),
+            (pl.col("status") == "succeeded").sum().alias("ok"),
+            pl.col("status").is_in(FINISHED).sum().alias("finished"),
+            pl.col("cost_usd").sum().alias("cost_usd"),
+            pl.col("duration_ms").quantile(0.95, "nearest").alias("p95_duration_ms"),
+        )
+        .with_columns(
+            pl.when(pl.col("finished") > 0)
+            .then(pl.col("ok") / pl.col("finished"))
+            .otherwise(None)
+            .alias("success_rate"),
+            (pl.col("cost_usd") / pl.col("sessions")).alias("avg_cost_usd"),
+        )
+        .select(
+            "agent_name", "sessions", "success_rate", "cost_usd", "avg_cost_usd", "p95_duration_ms"
+        )
+        .sort("sessions", descending=True)
+    )
+
+
+def fmt_rate(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
+
+
+def fmt_usd(value: float | None) -> str:
+    return "n/a" if value is None else f"${value:,.4f}"

@@ -93,11 +93,9 @@ def test_reads_are_read_only_and_missing_things_are_explained(tmp_path: Path, mo
     assert data.query("select x from main.t", path)["x"][0] == 1
     with pytest.raises(data.WarehouseUnavailable, match="no such table"):
         data.query("select * from main.agent_sessions", path)
-    with pytest.raises(data.WarehouseUnavailable, match="busy|read-only|read only"):
-        with duckdb.connect(
-            str(path)
-        ) as writer:  # a writer holds the file: readers must not block it
-            writer.execute("insert into main.t values (2)")
-            data.query("select * from main.t", path, retries=2)
+    # a writer holds the file: the reader gives up with a clear message instead of blocking it
+    with pytest.raises(data.WarehouseUnavailable, match="busy"), duckdb.connect(str(path)) as writer:
+        writer.execute("insert into main.t values (2)")
+        data.query("select * from main.t", path, retries=2)
     assert data.table_exists("t", path) and not data.table_exists("agent_sessions", path)
     assert data.load_agent_daily(path) is None

@@ -43,7 +43,15 @@ app.add_typer(db_app, name="db")
 console = Console()
 err = Console(stderr=True)
 
-UI_PORTS = {"api": 8000, "dagster": 3000, "streamlit": 8501, "mlflow": 5000}
+DEFAULT_PORTS = {"api": 8000, "dagster": 3000, "streamlit": 8501, "mlflow": 5000}
+
+
+def ui_ports() -> dict[str, int]:
+    """Ports for `nofx up`; NOFX_<NAME>_PORT overrides each (e.g. NOFX_API_PORT=8080)."""
+    return {
+        name: int(os.environ.get(f"NOFX_{name.upper()}_PORT", port))
+        for name, port in DEFAULT_PORTS.items()
+    }
 
 
 def _open_store(settings: Settings | None = None) -> tuple[Settings, EventStore]:
@@ -450,7 +458,7 @@ def demo(
     console.print(_summary_table(len(summary.sessions), summary.succeeded, cost, result))
     console.print(
         "open the UIs with [bold]make up[/]: "
-        + ", ".join(f"{name} http://127.0.0.1:{port}" for name, port in UI_PORTS.items())
+        + ", ".join(f"{name} http://127.0.0.1:{port}" for name, port in ui_ports().items())
     )
 
 
@@ -458,6 +466,7 @@ def demo(
 def ui_commands(settings: Settings, python: str = sys.executable) -> dict[str, list[str]]:
     """The four servers `nofx up` starts, all on loopback."""
     bindir = Path(python).parent
+    ports = ui_ports()
     return {
         "api": [
             python,
@@ -468,7 +477,7 @@ def ui_commands(settings: Settings, python: str = sys.executable) -> dict[str, l
             "--host",
             "127.0.0.1",
             "--port",
-            str(UI_PORTS["api"]),
+            str(ports["api"]),
         ],
         "dagster": [
             str(bindir / "dagster"),
@@ -478,7 +487,7 @@ def ui_commands(settings: Settings, python: str = sys.executable) -> dict[str, l
             "-h",
             "127.0.0.1",
             "-p",
-            str(UI_PORTS["dagster"]),
+            str(ports["dagster"]),
         ],
         "streamlit": [
             python,
@@ -491,7 +500,7 @@ def ui_commands(settings: Settings, python: str = sys.executable) -> dict[str, l
             "--server.address",
             "127.0.0.1",
             "--server.port",
-            str(UI_PORTS["streamlit"]),
+            str(ports["streamlit"]),
         ],
         "mlflow": [
             str(bindir / "mlflow"),
@@ -503,7 +512,7 @@ def ui_commands(settings: Settings, python: str = sys.executable) -> dict[str, l
             "--host",
             "127.0.0.1",
             "--port",
-            str(UI_PORTS["mlflow"]),
+            str(ports["mlflow"]),
         ],
     }
 
@@ -525,9 +534,15 @@ def up() -> None:
     table = Table(title="NOFX is up (Ctrl-C to stop)")
     table.add_column("service")
     table.add_column("url")
-    for name, port in UI_PORTS.items():
+    for name, port in ui_ports().items():
         table.add_row(name, f"http://127.0.0.1:{port}" + ("/docs" if name == "api" else ""))
     console.print(table)
+
+    def _terminate(*_: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGHUP, _terminate)
     try:
         while all(p.poll() is None for p in procs.values()):
             time.sleep(1)

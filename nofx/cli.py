@@ -36,9 +36,11 @@ app = typer.Typer(
 agents_app = typer.Typer(help="Register, list, update and remove agents.", no_args_is_help=True)
 sessions_app = typer.Typer(help="Submit, list and inspect sessions.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys: create (shown once), list, revoke.", no_args_is_help=True)
 app.add_typer(agents_app, name="agents")
 app.add_typer(sessions_app, name="sessions")
 app.add_typer(db_app, name="db")
+app.add_typer(keys_app, name="keys")
 
 console = Console()
 err = Console(stderr=True)
@@ -362,6 +364,83 @@ def worker(
     wake.close()
 
 
+# -- API keys --------------------------------------------------------------------------------
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="what the key is for, e.g. ci-pipeline")],
+    scope: Annotated[list[str], typer.Option(help="read, write or admin (repeat for several)")],
+    tenant: Annotated[str, typer.Option()] = "default",
+    rate: Annotated[float, typer.Option(help="requests per second")] = 50.0,
+    burst: Annotated[float, typer.Option(help="requests allowed at once")] = 100.0,
+) -> None:
+    """Create an API key. The secret is printed once and stored only as a hash."""
+    from nofx.security import ApiKeyService, Scope
+
+    _, store = _open_store()
+    try:
+        scopes = {Scope(s) for s in scope}
+    except ValueError:
+        raise _fail(f"unknown scope in {scope}: use read, write or admin") from None
+    try:
+        issued = ApiKeyService(store).create(tenant, name, scopes, rate_per_s=rate, burst=burst)
+    except NofxError as exc:
+        raise _fail(str(exc)) from None
+    console.print(
+        f"key {issued.key.key_id} for tenant {tenant} ({', '.join(sorted(scope))}); store it now:"
+    )
+    console.print(issued.plaintext, soft_wrap=True, highlight=False)
+
+
+@keys_app.command("list")
+def keys_list(tenant: Annotated[str | None, typer.Option()] = None) -> None:
+    """List keys (never their secrets)."""
+    from nofx.security import ApiKeyService
+
+    _, store = _open_store()
+    table = Table(title="API keys")
+    table.add_column("id", no_wrap=True)
+    for col in ("tenant", "name", "scopes", "rate/s", "created", "revoked"):
+        table.add_column(col)
+    for k in ApiKeyService(store).list(tenant):
+        table.add_row(
+            k.key_id,
+            k.tenant_id,
+            k.name,
+            ",".join(sorted(s.value for s in k.scopes)),
+            f"{k.rate_per_s:g}",
+            k.created_at.strftime("%Y-%m-%d %H:%M"),
+            k.revoked_at.strftime("%Y-%m-%d %H:%M") if k.revoked_at else "",
+        )
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str) -> None:
+    """Revoke a key; requests with it are refused at once."""
+    from nofx.security import ApiKeyService
+
+    _, store = _open_store()
+    try:
+        ApiKeyService(store).revoke(key_id)
+    except NofxError as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"revoked {key_id}")
+
+
+def local_admin_key(settings: Settings, store: EventStore) -> Path:
+    """For `nofx up` on the embedded default: one admin key in NOFX_HOME (mode 600)."""
+    from nofx.security import ApiKeyService, Scope
+
+    path = settings.home / "admin-api-key"
+    if not path.exists():
+        issued = ApiKeyService(store).create(
+            "default", "local-admin", {Scope.ADMIN}, rate_per_s=1000, burst=2000
+        )
+        path.write_text(issued.plaintext + "\n")
+        path.chmod(0o600)
+    return path
+
+
 # -- database --------------------------------------------------------------------------------
 @db_app.command("upgrade")
 def db_upgrade() -> None:
@@ -531,12 +610,16 @@ def up() -> None:
         name: subprocess.Popen(cmd, env=env, start_new_session=True)
         for name, cmd in ui_commands(settings).items()
     }
+    key_path = local_admin_key(settings, EventStore(settings.database_url))
     table = Table(title="NOFX is up (Ctrl-C to stop)")
     table.add_column("service")
     table.add_column("url")
     for name, port in ui_ports().items():
         table.add_row(name, f"http://127.0.0.1:{port}" + ("/docs" if name == "api" else ""))
     console.print(table)
+    console.print(
+        f"API key (admin, tenant default): in {key_path}; send 'Authorization: Bearer <key>'"
+    )
 
     def _terminate(*_: Any) -> None:
         raise KeyboardInterrupt

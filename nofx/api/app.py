@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
 
 from nofx import __version__
-from nofx.api import problems
+from nofx.api import observability, problems
 from nofx.api.deps import Services
-from nofx.api.routes import agents, health, sessions
+from nofx.api.routes import agents, health, keys, sessions
 from nofx.registry import AgentRegistry
 from nofx.routing.selection import ProficiencySelector, Selector
+from nofx.security import ApiKeyService, RateLimiter
 from nofx.sessions import SessionService
 from nofx.settings import Settings
 from nofx.store import EventStore
@@ -24,7 +26,9 @@ The NOFX control plane: register agents, request sessions, follow their events.
 
 Errors are `application/problem+json` with a stable `type` URI per error and a
 `detail` that says what to do next. Lists are paginated with opaque cursors
-(`limit`, `cursor` → `next_cursor`). The tenant is taken from the caller.
+(`limit`, `cursor` → `next_cursor`). Authenticate with
+`Authorization: Bearer nofx_<id>_<secret>` (create keys with `nofx keys create`);
+the key decides the tenant, the scopes (read, write, admin) and the rate limit.
 """
 
 
@@ -37,7 +41,17 @@ def _default_selector() -> Selector:
         return ProficiencySelector()
 
 
-def create_app(settings: Settings | None = None, *, store: EventStore | None = None) -> FastAPI:
+def auth_required_from_env() -> bool:
+    """API keys are required unless NOFX_API_AUTH=off (local experiments only)."""
+    return os.environ.get("NOFX_API_AUTH", "keys").lower() not in ("off", "0", "false", "none")
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    store: EventStore | None = None,
+    auth_required: bool | None = None,
+) -> FastAPI:
     settings = settings or Settings.from_env()
     owns_store = store is None
 
@@ -56,6 +70,7 @@ def create_app(settings: Settings | None = None, *, store: EventStore | None = N
             {"name": "health", "description": "service status"},
             {"name": "agents", "description": "the agent registry"},
             {"name": "orchestration", "description": "sessions and agent selection"},
+            {"name": "keys", "description": "API keys (admin scope)"},
         ],
     )
     if store is None:
@@ -63,10 +78,16 @@ def create_app(settings: Settings | None = None, *, store: EventStore | None = N
         store = EventStore(settings.database_url)
     registry = AgentRegistry(store)
     app.state.services = Services(
-        store=store, registry=registry, sessions=SessionService(store, registry)
+        store=store,
+        registry=registry,
+        sessions=SessionService(store, registry),
+        keys=ApiKeyService(store),
+        limiter=RateLimiter(),
+        auth_required=auth_required_from_env() if auth_required is None else auth_required,
     )
     app.state.selector = _default_selector()
     problems.install(app)
+    observability.install(app)
 
     @app.middleware("http")
     async def limit_body(
@@ -83,6 +104,6 @@ def create_app(settings: Settings | None = None, *, store: EventStore | None = N
             )
         return await call_next(request)
 
-    for module in (health, agents, sessions):
+    for module in (health, agents, sessions, keys):
         app.include_router(module.router, prefix="/api/v1")
     return app

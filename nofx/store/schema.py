@@ -85,3 +85,18 @@ sessions = Table(
     Index("ix_sessions_status_created", "status", "created_at"),
     Index("ix_sessions_tenant_created", "tenant_id", "created_at"),
 )
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("key_id", String(32), primary_key=True),
+    Column("tenant_id", String(64), nullable=False),
+    Column("name", String(120), nullable=False),
+    Column("secret_hash", String(128), nullable=False),
+    Column("scopes", JSON, nullable=False),
+    Column("rate_per_s", Float, nullable=False),
+    Column("burst", Float, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+    Index("ix_api_keys_tenant", "tenant_id"),
+)

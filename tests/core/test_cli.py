@@ -109,3 +109,15 @@ def test_worker_exits_after_idle_polls(nofx_home: Path) -> None:
 def test_up_serves_every_ui_on_loopback(nofx_home: Path, name: str) -> None:
     commands = ui_commands(Settings.from_env())
     assert "127.0.0.1" in commands[name]
+
+
+def test_keys_create_list_revoke(nofx_home: Path) -> None:
+    created = invoke("keys", "create", "--name", "ci", "--scope", "read", "--scope", "write")
+    assert created.exit_code == 0, created.output
+    secret = next(line for line in created.output.splitlines() if line.startswith("nofx_"))
+    key_id = secret.split("_")[1]
+    listed = invoke("keys", "list")
+    assert key_id in listed.output and secret not in listed.output
+    assert invoke("keys", "revoke", key_id).exit_code == 0
+    assert invoke("keys", "create", "--name", "x", "--scope", "root").exit_code == 2
+    assert invoke("keys", "revoke", "nope").exit_code == 2

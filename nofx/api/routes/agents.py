@@ -5,10 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Body, Depends, Header, Query, Response, status
 
 from nofx.api import pagination
-from nofx.api.deps import Principal, Services, current_principal, services
+from nofx.api.deps import Services, reader, services, writer
 from nofx.api.schemas import AgentPage
 from nofx.domain import Agent, AgentSpec
 from nofx.errors import ConcurrencyError, NotFoundError
+from nofx.security import Principal
 
 router = APIRouter(prefix="/agents", tags=["agents"])
 
@@ -35,7 +36,7 @@ def _own(spec: AgentSpec, principal: Principal) -> AgentSpec:
 def register(
     response: Response,
     spec: AgentSpec = Body(openapi_examples={"coder": {"value": EXAMPLE}}),
-    principal: Principal = Depends(current_principal),
+    principal: Principal = Depends(writer),
     svc: Services = Depends(services),
 ) -> Agent:
     agent = svc.registry.register(_own(spec, principal))
@@ -50,7 +51,7 @@ def list_agents(
     min_proficiency: int = Query(default=1, ge=1, le=5),
     limit: int = Query(default=50, ge=1, le=500),
     cursor: str | None = Query(default=None, max_length=500),
-    principal: Principal = Depends(current_principal),
+    principal: Principal = Depends(reader),
     svc: Services = Depends(services),
 ) -> AgentPage:
     position = pagination.decode(cursor)
@@ -71,7 +72,7 @@ def list_agents(
 @router.get("/{agent_id}", response_model=Agent, summary="One agent")
 def get_agent(
     agent_id: str,
-    principal: Principal = Depends(current_principal),
+    principal: Principal = Depends(reader),
     svc: Services = Depends(services),
 ) -> Agent:
     return svc.registry.get(agent_id, tenant_id=principal.tenant_id)
@@ -83,7 +84,7 @@ def update_agent(
     response: Response,
     spec: AgentSpec = Body(openapi_examples={"coder": {"value": EXAMPLE}}),
     if_match: str | None = Header(default=None, description="the version you last saw"),
-    principal: Principal = Depends(current_principal),
+    principal: Principal = Depends(writer),
     svc: Services = Depends(services),
 ) -> Agent:
     svc.registry.get(agent_id, tenant_id=principal.tenant_id)
@@ -104,7 +105,7 @@ def update_agent(
 @router.delete("/{agent_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Deregister an agent")
 def deregister(
     agent_id: str,
-    principal: Principal = Depends(current_principal),
+    principal: Principal = Depends(writer),
     svc: Services = Depends(services),
 ) -> Response:
     try:

@@ -12,10 +12,11 @@ from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
 from nofx.api import pagination
-from nofx.api.deps import Principal, Services, current_principal, services
+from nofx.api.deps import Services, reader, services, writer
 from nofx.api.schemas import CandidateOut, EventOut, SelectionOut, SessionPage
 from nofx.domain import PatternName, Session, SessionRequest, SessionStatus, Task
 from nofx.routing.selection import SelectionRequest
+from nofx.security import Principal
 
 router = APIRouter(prefix="/orchestration", tags=["orchestration"])
 
@@ -40,7 +41,7 @@ EXAMPLE = {
 def create_session(
     response: Response,
     body: SessionRequest = Body(openapi_examples={"solo": {"value": EXAMPLE}}),
-    principal: Principal = Depends(current_principal),
+    principal: Principal = Depends(writer),
     svc: Services = Depends(services),
 ) -> Session:
     request = body.model_copy(update={"tenant_id": principal.tenant_id})
@@ -54,7 +55,7 @@ def list_sessions(
     status_filter: SessionStatus | None = Query(default=None, alias="status"),
     limit: int = Query(default=50, ge=1, le=500),
     cursor: str | None = Query(default=None, max_length=500),
-    principal: Principal = Depends(current_principal),
+    principal: Principal = Depends(reader),
     svc: Services = Depends(services),
 ) -> SessionPage:
     position = pagination.decode(cursor)
@@ -75,7 +76,7 @@ def list_sessions(
 @router.get("/sessions/{session_id}", response_model=Session, summary="One session")
 def get_session(
     session_id: str,
-    principal: Principal = Depends(current_principal),
+    principal: Principal = Depends(reader),
     svc: Services = Depends(services),
 ) -> Session:
     return svc.sessions.get(session_id, tenant_id=principal.tenant_id)
@@ -84,7 +85,7 @@ def get_session(
 @router.post("/sessions/{session_id}/cancel", response_model=Session, summary="Cancel a session")
 def cancel_session(
     session_id: str,
-    principal: Principal = Depends(current_principal),
+    principal: Principal = Depends(writer),
     svc: Services = Depends(services),
 ) -> Session:
     return svc.sessions.cancel(session_id, tenant_id=principal.tenant_id)
@@ -100,7 +101,7 @@ async def session_events(
     request: Request,
     after_seq: int = Query(default=0, ge=0),
     timeout_s: float = Query(default=30.0, gt=0, le=300, description="SSE: stop after this long"),
-    principal: Principal = Depends(current_principal),
+    principal: Principal = Depends(reader),
     svc: Services = Depends(services),
 ) -> Response | list[EventOut]:
     svc.sessions.get(session_id, tenant_id=principal.tenant_id)
@@ -136,7 +137,7 @@ def select_agents(
     deadline_s: float | None = Query(default=None, gt=0),
     input_tokens: int = Query(default=800, ge=1, le=2_000_000),
     complexity: float = Query(default=0.5, ge=0, le=1),
-    principal: Principal = Depends(current_principal),
+    principal: Principal = Depends(reader),
     request: Request = None,  # type: ignore[assignment]
     svc: Services = Depends(services),
 ) -> SelectionOut:

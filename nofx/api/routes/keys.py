@@ -1,0 +1,80 @@
+"""API keys for a tenant: create (the secret is shown once), list, revoke. Admin scope."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Depends, Response, status
+from pydantic import BaseModel, Field
+
+from nofx.api.deps import Services, admin, services
+from nofx.errors import NotFoundError
+from nofx.security import ApiKey, Principal, Scope
+
+router = APIRouter(prefix="/keys", tags=["keys"])
+
+
+class KeyRequest(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    name: str = Field(min_length=1, max_length=120, examples=["ci-pipeline"])
+    scopes: set[Scope] = Field(min_length=1, examples=[["read"]])
+    rate_per_s: float = Field(default=50.0, gt=0, le=100_000)
+    burst: float = Field(default=100.0, ge=1, le=100_000)
+
+
+class KeyOut(BaseModel):
+    key_id: str
+    tenant_id: str
+    name: str
+    scopes: list[str]
+    rate_per_s: float
+    burst: float
+    created_at: datetime
+    revoked_at: datetime | None
+
+    @classmethod
+    def of(cls, key: ApiKey) -> KeyOut:
+        return cls(
+            key_id=key.key_id,
+            tenant_id=key.tenant_id,
+            name=key.name,
+            scopes=sorted(s.value for s in key.scopes),
+            rate_per_s=key.rate_per_s,
+            burst=key.burst,
+            created_at=key.created_at,
+            revoked_at=key.revoked_at,
+        )
+
+
+class IssuedKeyOut(KeyOut):
+    key: str = Field(description="the secret: shown once, store it now")
+
+
+@router.post(
+    "", status_code=status.HTTP_201_CREATED, response_model=IssuedKeyOut, summary="Create a key"
+)
+def create_key(
+    body: KeyRequest, principal: Principal = Depends(admin), svc: Services = Depends(services)
+) -> IssuedKeyOut:
+    issued = svc.keys.create(
+        principal.tenant_id, body.name, body.scopes, rate_per_s=body.rate_per_s, burst=body.burst
+    )
+    return IssuedKeyOut(**KeyOut.of(issued.key).model_dump(), key=issued.plaintext)
+
+
+@router.get("", response_model=list[KeyOut], summary="List the tenant's keys (never their secrets)")
+def list_keys(
+    principal: Principal = Depends(admin), svc: Services = Depends(services)
+) -> list[KeyOut]:
+    return [KeyOut.of(k) for k in svc.keys.list(principal.tenant_id)]
+
+
+@router.delete("/{key_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Revoke a key")
+def revoke_key(
+    key_id: str, principal: Principal = Depends(admin), svc: Services = Depends(services)
+) -> Response:
+    if svc.keys.get(key_id).tenant_id != principal.tenant_id:
+        raise NotFoundError(f"no API key {key_id!r}")
+    svc.keys.revoke(key_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,216 @@
+"""API keys: shown once, stored hashed, scoped, revocable.
+
+A key looks like ``nofx_<key_id>_<secret>``. Only sha256(secret) is stored; the
+secret has 256 bits of entropy, so a fast hash is safe (as for GitHub tokens)
+and verification stays cheap on every request. Comparison is constant-time.
+"""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import insert, select, update
+
+from nofx.domain import NewEvent, utcnow
+from nofx.errors import NofxError, NotFoundError, ValidationError
+from nofx.store import EventStore
+from nofx.store.event_store import as_utc
+from nofx.store.schema import api_keys
+
+PREFIX = "nofx"
+
+
+class Scope(StrEnum):
+    READ = "read"
+    WRITE = "write"
+    ADMIN = "admin"
+
+
+IMPLIED = {
+    Scope.ADMIN: {Scope.ADMIN, Scope.WRITE, Scope.READ},
+    Scope.WRITE: {Scope.WRITE, Scope.READ},
+}
+
+
+def expand(scopes: set[Scope]) -> frozenset[Scope]:
+    """admin implies write implies read."""
+    out: set[Scope] = set()
+    for scope in scopes:
+        out |= IMPLIED.get(scope, {scope})
+    return frozenset(out)
+
+
+class AuthenticationError(NofxError):
+    code = "unauthenticated"
+    http_status = 401
+    headers = {"WWW-Authenticate": "Bearer"}
+
+
+class PermissionDenied(NofxError):
+    code = "forbidden"
+    http_status = 403
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a tenant and what it may do."""
+
+    tenant_id: str
+    scopes: frozenset[Scope]
+    key_id: str | None = None
+    rate_per_s: float = 50.0
+    burst: float = 100.0
+
+    def require(self, scope: Scope) -> None:
+        if scope not in self.scopes:
+            raise PermissionDenied(
+                f"this API key lacks the {scope.value!r} scope",
+                hint="ask an admin for a key with that scope (nofx keys create --scope ...)",
+            )
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    key_id: str
+    tenant_id: str
+    name: str
+    scopes: frozenset[Scope]
+    rate_per_s: float
+    burst: float
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    """The one moment the plaintext exists: give it to the user, then forget it."""
+
+    key: ApiKey
+    plaintext: str
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def parse(plaintext: str) -> tuple[str, str]:
+    parts = plaintext.split("_")
+    if len(parts) != 3 or parts[0] != PREFIX or not parts[1] or not parts[2]:
+        raise AuthenticationError(
+            "the API key is malformed",
+            hint="send the whole key: Authorization: Bearer nofx_<id>_<secret>",
+        )
+    return parts[1], parts[2]
+
+
+def _row_to_key(row: object) -> ApiKey:
+    r = row._mapping  # type: ignore[attr-defined]
+    return ApiKey(
+        key_id=r["key_id"],
+        tenant_id=r["tenant_id"],
+        name=r["name"],
+        scopes=frozenset(Scope(s) for s in r["scopes"]),
+        rate_per_s=r["rate_per_s"],
+        burst=r["burst"],
+        created_at=as_utc(r["created_at"]),
+        revoked_at=as_utc(r["revoked_at"]) if r["revoked_at"] else None,
+    )
+
+
+class ApiKeyService:
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+
+    def create(
+        self,
+        tenant_id: str,
+        name: str,
+        scopes: set[Scope],
+        *,
+        rate_per_s: float = 50.0,
+        burst: float = 100.0,
+    ) -> IssuedKey:
+        if not scopes:
+            raise ValidationError("a key needs at least one scope", hint="use read, write or admin")
+        if rate_per_s <= 0 or burst < 1:
+            raise ValidationError("rate_per_s must be > 0 and burst >= 1")
+        key_id = secrets.token_hex(8)
+        secret = secrets.token_urlsafe(32).replace("_", "-")
+        now = utcnow()
+        values = {
+            "key_id": key_id,
+            "tenant_id": tenant_id,
+            "name": name,
+            "secret_hash": _hash(secret),
+            "scopes": sorted(s.value for s in scopes),
+            "rate_per_s": rate_per_s,
+            "burst": burst,
+            "created_at": now,
+            "revoked_at": None,
+        }
+        with self.store.transaction() as tx:
+            tx.conn.execute(insert(api_keys).values(**values))
+            tx.append(
+                f"apikey-{key_id}",
+                "apikey",
+                tenant_id,
+                [
+                    NewEvent(
+                        type="ApiKeyCreated",
+                        payload={"key_id": key_id, "name": name, "scopes": values["scopes"]},
+                    )
+                ],
+            )
+        return IssuedKey(self.get(key_id), f"{PREFIX}_{key_id}_{secret}")
+
+    def get(self, key_id: str) -> ApiKey:
+        with self.store.engine.connect() as conn:
+            row = conn.execute(select(api_keys).where(api_keys.c.key_id == key_id)).first()
+        if row is None:
+            raise NotFoundError(f"no API key {key_id!r}")
+        return _row_to_key(row)
+
+    def list(self, tenant_id: str | None = None) -> builtins.list[ApiKey]:
+        query = select(api_keys).order_by(api_keys.c.created_at)
+        if tenant_id is not None:
+            query = query.where(api_keys.c.tenant_id == tenant_id)
+        with self.store.engine.connect() as conn:
+            return [_row_to_key(r) for r in conn.execute(query)]
+
+    def revoke(self, key_id: str) -> ApiKey:
+        key = self.get(key_id)
+        with self.store.transaction() as tx:
+            tx.conn.execute(
+                update(api_keys).where(api_keys.c.key_id == key_id).values(revoked_at=utcnow())
+            )
+            tx.append(
+                f"apikey-{key_id}",
+                "apikey",
+                key.tenant_id,
+                [NewEvent(type="ApiKeyRevoked", payload={"key_id": key_id})],
+            )
+        return self.get(key_id)
+
+    def authenticate(self, plaintext: str | None) -> Principal:
+        """The principal behind a key; a missing, unknown, wrong or revoked key is refused alike."""
+        if not plaintext:
+            raise AuthenticationError(
+                "an API key is required", hint="send Authorization: Bearer nofx_<id>_<secret>"
+            )
+        key_id, secret = parse(plaintext)
+        with self.store.engine.connect() as conn:
+            row = conn.execute(select(api_keys).where(api_keys.c.key_id == key_id)).first()
+        expected = row._mapping["secret_hash"] if row is not None else _hash("no-such-key")
+        valid = hmac.compare_digest(expected, _hash(secret))
+        if row is None or not valid or row._mapping["revoked_at"] is not None:
+            raise AuthenticationError("the API key is not valid (unknown, wrong or revoked)")
+        key = _row_to_key(row)
+        return Principal(
+            key.tenant_id, expand(set(key.scopes)), key.key_id, key.rate_per_s, key.burst
+        )

@@ -252,26 +252,7 @@ def _progress() -> Progress:
 def _make_runtime(store: EventStore, *, time_scale: float, seed: int) -> Any:
     from nofx.runtime import Runtime, RuntimeConfig
 
-    patterns = None
-    try:
-        from nofx.patterns import default_patterns
-
-        patterns = default_patterns()
-    except ImportError:  # pragma: no cover - patterns ship with nofx
-        pass
-    selector = None
-    try:
-        from nofx.routing.router import SmartRouter
-
-        selector = SmartRouter(seed=seed)
-    except ImportError:  # pragma: no cover
-        pass
-    return Runtime(
-        store,
-        selector=selector,
-        patterns=patterns,
-        config=RuntimeConfig(time_scale=time_scale, seed=seed),
-    )
+    return Runtime(store, config=RuntimeConfig(time_scale=time_scale, seed=seed))
 
 
 def _run_with_progress(runtime: Any, total: int, label: str) -> Any:

@@ -26,7 +26,7 @@ from nofx.domain import Agent, Event, NewEvent, PatternName, Session, SessionSta
 from nofx.errors import ConcurrencyError, NoEligibleAgentError, NotFoundError
 from nofx.registry import AgentRegistry
 from nofx.routing.retry import RetryAction, RetryPolicy, backoff_delay, next_action
-from nofx.routing.selection import Outcome, ProficiencySelector, SelectionRequest, Selector
+from nofx.routing.selection import Outcome, SelectionRequest, Selector
 from nofx.sessions import STREAM_TYPE as SESSION_STREAM_TYPE
 from nofx.sessions import SessionService, project, replay, row_to_session, session_stream
 from nofx.store import EventStore
@@ -299,10 +299,17 @@ class Runtime:
         self.providers = providers or ProviderSet.default(
             seed=self.config.seed, time_scale=self.config.time_scale
         )
-        self.selector: Selector = selector or ProficiencySelector()
+        if selector is None:
+            from nofx.routing.router import SmartRouter
+
+            selector = SmartRouter(seed=self.config.seed)
+        self.selector: Selector = selector
         self.sessions = SessionService(store, self.registry)
-        self.patterns: dict[PatternName, PatternRunner] = {PatternName.SOLO: run_solo}
-        self.patterns.update(patterns or {})
+        if patterns is None:
+            from nofx.patterns import default_patterns  # imports this module: resolve at call time
+
+            patterns = default_patterns()
+        self.patterns: dict[PatternName, PatternRunner] = {PatternName.SOLO: run_solo, **patterns}
         self._agents_cache: dict[tuple[str, str], list[Agent]] = {}
 
     # -- choosing and calling agents -------------------------------------------------------
@@ -318,7 +325,17 @@ class Runtime:
     def choose(
         self, request: SelectionRequest, execution: SessionExecution, step_id: str, attempt: int
     ) -> Agent:
-        ranked = self.selector.rank(request, self.candidates(request.tenant_id, request.capability))
+        candidates = self.candidates(request.tenant_id, request.capability)
+        ranked = self.selector.rank(request, candidates)
+        if not ranked and request.budget_usd is not None:
+            unbounded = replace(request, budget_usd=None)
+            if self.selector.rank(unbounded, candidates):
+                raise StepFailed(
+                    step_id,
+                    "budget_exhausted",
+                    f"every agent for {request.capability!r} costs more than the "
+                    f"${request.budget_usd:.4f} left in the budget",
+                )
         if not ranked:
             raise StepFailed(
                 step_id,
@@ -426,6 +443,7 @@ class Runtime:
                 error.latency_ms,
                 error.cost_usd,
                 error_class=error.error_class.value,
+                error_type=error.error_type,
             )
         )
         execution.emit(

@@ -70,6 +70,8 @@ def apply_event(state: dict[str, Any] | None, event: Event) -> dict[str, Any]:
             state["status"] = SessionStatus.RUNNING.value
         if p.get("pattern"):
             state["pattern"] = p["pattern"]
+    elif event.type == "PatternChosen":
+        state["pattern"] = p["pattern"]
     elif event.type in ("StepCompleted", "StepFailed"):
         state["attempts"] += 1
         state["agent_id"] = p.get("agent_id", state["agent_id"])

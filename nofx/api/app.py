@@ -13,7 +13,8 @@ from nofx.api import observability, problems
 from nofx.api.deps import Services
 from nofx.api.routes import agents, health, keys, sessions
 from nofx.registry import AgentRegistry
-from nofx.routing.selection import ProficiencySelector, Selector
+from nofx.routing.router import SmartRouter
+from nofx.routing.selection import Selector
 from nofx.security import ApiKeyService, RateLimiter
 from nofx.sessions import SessionService
 from nofx.settings import Settings
@@ -33,12 +34,8 @@ the key decides the tenant, the scopes (read, write, admin) and the rate limit.
 
 
 def _default_selector() -> Selector:
-    try:
-        from nofx.routing.router import SmartRouter  # type: ignore[import-not-found]
-
-        return SmartRouter(seed=7)  # type: ignore[no-any-return]
-    except ImportError:
-        return ProficiencySelector()
+    """The dry run ranks as the runtime would, without exploration noise."""
+    return SmartRouter(seed=7, explore=False)
 
 
 def auth_required_from_env() -> bool:

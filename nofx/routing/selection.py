@@ -8,6 +8,7 @@ from typing import Literal, Protocol
 from nofx.domain import Agent
 
 Objective = Literal["balanced", "cost", "latency", "success"]
+QUALITY_ERRORS = frozenset({"bad_output"})
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,17 @@ class Outcome:
     cost_usd: float
     error_class: str | None = None
     extra: dict[str, float] = field(default_factory=dict)
+    error_type: str | None = None
+
+    @property
+    def availability_failure(self) -> bool:
+        """Did the agent fail to answer properly (down, slow, throttled, broken), as opposed to
+        answering badly? Only these trip circuit breakers; quality is the estimates' job."""
+        return (
+            not self.success
+            and self.error_class != "permanent"
+            and self.error_type not in QUALITY_ERRORS
+        )
 
 
 class Selector(Protocol):

@@ -84,7 +84,12 @@ async def test_transient_errors_retry_and_agent_faults_reroute(
             },
         )
     )
-    runtime = Runtime(store, registry, config=RuntimeConfig(time_scale=0.0))
+    from nofx.routing.selection import ProficiencySelector
+
+    # a deterministic selector, so the flaky expert is tried first
+    runtime = Runtime(
+        store, registry, selector=ProficiencySelector(), config=RuntimeConfig(time_scale=0.0)
+    )
     session = runtime.sessions.submit(request())
     done = await runtime.run_session(session.session_id)
     assert done.status is SessionStatus.SUCCEEDED

@@ -1,0 +1,34 @@
+"""Helpers the patterns share: deterministic draws, capability lookups, failure-tolerant steps."""
+
+from __future__ import annotations
+
+import hashlib
+
+from nofx.runtime import SessionExecution, StepFailed, StepResult
+
+
+def draw(*parts: object) -> float:
+    """A uniform number in [0, 1) fixed by its inputs, so a resumed session decides the same way."""
+    digest = hashlib.sha256("|".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def has_capability(execution: SessionExecution, capability: str) -> bool:
+    return bool(execution.runtime.candidates(execution.session.tenant_id, capability))
+
+
+def sibling_capability(execution: SessionExecution, capability: str, verb: str) -> str:
+    """``code.generate`` -> ``code.review`` when some agent offers it, else the capability itself."""
+    domain = capability.split(".")[0]
+    candidate = f"{domain}.{verb}"
+    return candidate if has_capability(execution, candidate) else capability
+
+
+async def try_step(
+    execution: SessionExecution, *args: object, **kwargs: object
+) -> StepResult | StepFailed:
+    """Run a step; a step that runs out of options is returned, not raised, so the pattern decides."""
+    try:
+        return await execution.call_step(*args, **kwargs)  # type: ignore[arg-type]
+    except StepFailed as failed:
+        return failed

@@ -1,0 +1,45 @@
+"""Multi-objective scoring of one candidate: a pure function, so it can be reasoned about and tested.
+
+score = w_success * success - w_cost * log2(cost / cheapest) - w_latency * log2(latency / fastest)
+        - w_load * load
+Logs make "twice as expensive" cost the same whatever the price level; the
+reference is the best qualified candidate of the same request.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+WEIGHTS: dict[str, tuple[float, float, float, float]] = {
+    # objective: (success, cost, latency, load)
+    "balanced": (6.0, 0.25, 0.10, 0.5),
+    "cost": (2.0, 0.60, 0.05, 0.3),
+    "success": (8.0, 0.05, 0.05, 0.5),
+    "latency": (2.0, 0.05, 0.60, 1.0),
+}
+
+
+@dataclass(frozen=True)
+class Estimate:
+    success: float
+    cost_usd: float
+    latency_ms: float
+    latency_p95_ms: float
+    load: float  # in flight / capacity, 0..1+
+
+
+def score(e: Estimate, objective: str, cheapest: float, fastest: float) -> float:
+    w_s, w_c, w_l, w_load = WEIGHTS[objective]
+    cost_term = math.log2(max(e.cost_usd, 1e-9) / max(cheapest, 1e-9))
+    latency_term = math.log2(max(e.latency_ms, 1e-3) / max(fastest, 1e-3))
+    return w_s * e.success - w_c * cost_term - w_l * latency_term - w_load * min(e.load, 2.0)
+
+
+def within_limits(e: Estimate, budget_usd: float | None, deadline_s: float | None) -> str | None:
+    """None when the candidate respects the hard limits, else the reason it does not."""
+    if budget_usd is not None and e.cost_usd > budget_usd:
+        return f"expected cost ${e.cost_usd:.4f} is over the budget ${budget_usd:.4f}"
+    if deadline_s is not None and e.latency_p95_ms > deadline_s * 1000:
+        return f"p95 latency {e.latency_p95_ms:.0f} ms is over the deadline {deadline_s:.1f} s"
+    return None

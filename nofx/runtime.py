@@ -611,7 +611,6 @@ class Runtime:
 
         async def one(session_id: str) -> None:
             async with gate:
-                active.add(session_id)
                 try:
                     session = await self.execute(session_id)
                 except ConcurrencyError as exc:
@@ -641,7 +640,11 @@ class Runtime:
                     break  # finish what is in flight, claim nothing new
                 want = batch if limit is None else min(batch, limit - len(summary.sessions))
                 # an interrupted session is left for the next pass, not retried in a hot loop
+                # claim no more than can run at once: a claimed session waiting behind the
+                # gate still holds a lease, and the heartbeat must keep it alive
+                want = min(want, self.config.concurrency)
                 ids = self.claim(want, exclude={sid for sid, _ in summary.interrupted})
+                active.update(ids)
                 if not ids:
                     break
                 await asyncio.gather(*(one(sid) for sid in ids))

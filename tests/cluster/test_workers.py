@@ -84,7 +84,8 @@ def test_three_workers_one_killed_every_session_finishes_exactly_once(
     with store.engine.connect() as conn:
         victim_leases = conn.execute(
             select(func.count()).where(
-                sessions_table.c.lease_owner == "w1", sessions_table.c.status == "running"
+                sessions_table.c.lease_owner == "w1",
+                sessions_table.c.status.in_(["requested", "running"]),
             )
         ).scalar()
     os.killpg(workers["w1"].pid, signal.SIGKILL)

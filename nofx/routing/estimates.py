@@ -14,13 +14,21 @@ def prior_success(proficiency: int) -> float:
 
 @dataclass
 class AgentEstimate:
-    """Beta(alpha, beta) on success, with exponential forgetting so degradation shows up."""
+    """Beta(alpha, beta) on success, with exponential forgetting so degradation shows up.
+
+    Latency and cost are kept over a recent window with running sums, so reading
+    them costs O(1) on the routing hot path; the p95 is cached until the next update.
+    """
 
     alpha: float
     beta: float
-    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=50))
-    costs: deque[float] = field(default_factory=lambda: deque(maxlen=50))
+    window: int = 50
+    latencies: deque[float] = field(default_factory=deque)
+    costs: deque[float] = field(default_factory=deque)
     observations: int = 0
+    _latency_sum: float = 0.0
+    _cost_sum: float = 0.0
+    _p95: float | None = None
 
     @classmethod
     def from_prior(cls, mean: float, strength: float = 4.0) -> AgentEstimate:
@@ -40,18 +48,27 @@ class AgentEstimate:
         self.beta = self.beta * decay + (0.0 if success else 1.0)
         if latency_ms > 0:
             self.latencies.append(latency_ms)
+            self._latency_sum += latency_ms
+            if len(self.latencies) > self.window:
+                self._latency_sum -= self.latencies.popleft()
+            self._p95 = None
         if cost_usd > 0:
             self.costs.append(cost_usd)
+            self._cost_sum += cost_usd
+            if len(self.costs) > self.window:
+                self._cost_sum -= self.costs.popleft()
         self.observations += 1
 
     def latency_p95(self) -> float | None:
         if not self.latencies:
             return None
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
+        if self._p95 is None:
+            ordered = sorted(self.latencies)
+            self._p95 = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
+        return self._p95
 
     def latency_mean(self) -> float | None:
-        return sum(self.latencies) / len(self.latencies) if self.latencies else None
+        return self._latency_sum / len(self.latencies) if self.latencies else None
 
     def cost_mean(self) -> float | None:
-        return sum(self.costs) / len(self.costs) if self.costs else None
+        return self._cost_sum / len(self.costs) if self.costs else None

@@ -19,6 +19,7 @@ from nofx.routing.scoring import Estimate, score, within_limits
 from nofx.routing.selection import Outcome, ScoredAgent, SelectionRequest, estimated_cost
 
 DEFAULT_LATENCY_MS = 1000.0
+EXPLAINED = 10
 
 
 class SmartRouter:
@@ -76,21 +77,31 @@ class SmartRouter:
             return []
         cheapest = min(e.cost_usd for _, e in qualified)
         fastest = min(e.latency_ms for _, e in qualified)
+        values = [
+            (score(e, request.optimize, cheapest, fastest), agent, e) for agent, e in qualified
+        ]
+        values.sort(key=lambda v: (-v[0], v[1].agent_id))
         scored = []
-        for agent, e in qualified:
-            value = score(e, request.optimize, cheapest, fastest)
-            obs = self.estimate_for(agent, request.capability).observations
+        for rank, (value, agent, e) in enumerate(values):
+            # reasons are words for people: spelled out for the leaders, not for every candidate
             reasons = (
-                f"success {e.success:.2f} ({'sampled' if self.explore else 'mean'}, {obs} outcomes seen)",
-                f"cost ${e.cost_usd:.5f} ({e.cost_usd / max(cheapest, 1e-12):.1f}x the cheapest)",
-                f"latency {e.latency_ms:.0f} ms ({e.latency_ms / max(fastest, 1e-9):.1f}x the fastest)",
-                f"load {self.in_flight.get(agent.agent_id, 0)}/{agent.max_concurrency}",
-                f"breaker {self.breakers.state(agent.agent_id).value}",
-                f"objective {request.optimize}",
+                self._reasons(agent, e, request, cheapest, fastest) if rank < EXPLAINED else ()
             )
             scored.append(ScoredAgent(agent, value, e.success, e.cost_usd, e.latency_ms, reasons))
-        scored.sort(key=lambda s: (-s.score, s.agent.agent_id))
         return scored
+
+    def _reasons(
+        self, agent: Agent, e: Estimate, request: SelectionRequest, cheapest: float, fastest: float
+    ) -> tuple[str, ...]:
+        obs = self.estimate_for(agent, request.capability).observations
+        return (
+            f"success {e.success:.2f} ({'sampled' if self.explore else 'mean'}, {obs} outcomes seen)",
+            f"cost ${e.cost_usd:.5f} ({e.cost_usd / max(cheapest, 1e-12):.1f}x the cheapest)",
+            f"latency {e.latency_ms:.0f} ms ({e.latency_ms / max(fastest, 1e-9):.1f}x the fastest)",
+            f"load {self.in_flight.get(agent.agent_id, 0)}/{agent.max_concurrency}",
+            f"breaker {self.breakers.state(agent.agent_id).value}",
+            f"objective {request.optimize}",
+        )
 
     def record(self, outcome: Outcome) -> None:
         now = self.clock()

@@ -212,3 +212,24 @@ def test_smart_router_beats_proficiency_on_cost_in_the_runtime(store, registry) 
         )
     assert results["smart"][1] < 0.7 * results["proficiency"][1]
     assert results["smart"][0] >= results["proficiency"][0] - 0.08
+
+
+def test_baselines_rank_only_qualified_agents_in_their_own_order() -> None:
+    from nofx.routing.baselines import CheapestSelector, LowestLatencySelector, RoundRobinSelector
+
+    agents = [
+        agent("a", 3, 0.01),
+        agent("b", 1, 0.001),
+        agent("c", 4, 0.005),
+        agent("x", 5, 0.0, caps=("text.summarize",)),
+    ]
+    request = SelectionRequest(capability="code.generate", min_proficiency=2)
+    rr = RoundRobinSelector()
+    firsts = [rr.rank(request, agents)[0].agent.name for _ in range(4)]
+    assert set(firsts) == {"a", "c"} and firsts[0] != firsts[1]
+    assert [s.agent.name for s in CheapestSelector().rank(request, agents)] == ["c", "a"]
+    fast = LowestLatencySelector()
+    fast.record(Outcome("agt_a", "code.generate", True, 50.0, 0.01))
+    fast.record(Outcome("agt_c", "code.generate", True, 500.0, 0.01))
+    assert [s.agent.name for s in fast.rank(request, agents)] == ["a", "c"]
+    assert rr.rank(SelectionRequest(capability="nope"), agents) == []

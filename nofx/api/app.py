@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 
 from nofx import __version__
 from nofx.api import observability, problems
@@ -19,8 +19,6 @@ from nofx.security import ApiKeyService, RateLimiter
 from nofx.sessions import SessionService
 from nofx.settings import Settings
 from nofx.store import EventStore
-
-MAX_BODY_BYTES = 1024 * 1024
 
 DESCRIPTION = """
 The NOFX control plane: register agents, request sessions, follow their events.
@@ -85,21 +83,6 @@ def create_app(
     app.state.selector = _default_selector()
     problems.install(app)
     observability.install(app)
-
-    @app.middleware("http")
-    async def limit_body(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
-            return problems.problem(
-                413,
-                "payload-too-large",
-                "Payload too large",
-                f"request bodies are limited to {MAX_BODY_BYTES} bytes; send less",
-                str(request.url.path),
-            )
-        return await call_next(request)
 
     for module in (health, agents, sessions, keys):
         app.include_router(module.router, prefix="/api/v1")

@@ -21,7 +21,6 @@ class Health(BaseModel):
     status: str
     version: str
     store: str
-    events: int
     last_position: int
 
 

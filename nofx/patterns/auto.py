@@ -115,12 +115,13 @@ def pattern_history(
     )
     totals: dict[PatternName, list[int]] = {}
     with store.engine.connect() as conn:
-        for pattern, status, n in conn.execute(query):
+        for row in conn.execute(query):
+            pattern, status, n = str(row[0]), str(row[1]), int(row[2])
             if pattern not in {p.value for p in CHOOSABLE}:
                 continue
             entry = totals.setdefault(PatternName(pattern), [0, 0])
-            entry[0] += int(n)
-            entry[1] += int(n) if status == "succeeded" else 0
+            entry[0] += n
+            entry[1] += n if status == "succeeded" else 0
     return {p: PatternStats(n, ok) for p, (n, ok) in totals.items()}
 
 

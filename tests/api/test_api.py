@@ -238,7 +238,7 @@ def test_select_dry_run_ranks_with_reasons(client: TestClient) -> None:
     body = client.get(
         "/api/v1/orchestration/agents/select", params={"capability": "code.generate"}
     ).json()
-    assert [c["name"] for c in body["candidates"]][0] == "coder"
+    assert body["candidates"][0]["name"] == "coder"
     assert all(c["reasons"] for c in body["candidates"])
     is_problem(
         client.get("/api/v1/orchestration/agents/select", params={"capability": "nope.x"}),
@@ -277,7 +277,12 @@ def test_a_real_uvicorn_server_answers(store: EventStore) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     server = uvicorn.Server(
-        uvicorn.Config(create_app(store=store, auth_required=False), host="127.0.0.1", port=port, log_level="warning")
+        uvicorn.Config(
+            create_app(store=store, auth_required=False),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+        )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -28,9 +28,17 @@ def world(store: EventStore) -> Iterator[dict]:
     with TestClient(create_app(store=store, auth_required=True)) as client:
         auth = {name: {"Authorization": f"Bearer {key}"} for name, key in keys.items()}
         agent = client.post("/api/v1/agents", json=AGENT, headers=auth["a_write"]).json()
-        session = client.post("/api/v1/orchestration/sessions", json=SESSION, headers=auth["a_write"]).json()
+        session = client.post(
+            "/api/v1/orchestration/sessions", json=SESSION, headers=auth["a_write"]
+        ).json()
         spare = service.create("a", "spare", {Scope.READ}).key.key_id
-        yield {"client": client, "auth": auth, "agent": agent["agent_id"], "session": session["session_id"], "spare": spare}
+        yield {
+            "client": client,
+            "auth": auth,
+            "agent": agent["agent_id"],
+            "session": session["session_id"],
+            "spare": spare,
+        }
 
 
 def endpoints(w: dict) -> list[tuple[str, str, dict | None, Scope, bool]]:
@@ -45,7 +53,13 @@ def endpoints(w: dict) -> list[tuple[str, str, dict | None, Scope, bool]]:
         ("POST", "/api/v1/orchestration/sessions", SESSION, Scope.WRITE, False),
         ("GET", f"/api/v1/orchestration/sessions/{s}", None, Scope.READ, True),
         ("GET", f"/api/v1/orchestration/sessions/{s}/events", None, Scope.READ, True),
-        ("GET", "/api/v1/orchestration/agents/select?capability=code.generate", None, Scope.READ, True),
+        (
+            "GET",
+            "/api/v1/orchestration/agents/select?capability=code.generate",
+            None,
+            Scope.READ,
+            True,
+        ),
         ("POST", f"/api/v1/orchestration/sessions/{s}/cancel", None, Scope.WRITE, True),
         ("GET", "/api/v1/keys", None, Scope.ADMIN, False),
         ("POST", "/api/v1/keys", {"name": "k", "scopes": ["read"]}, Scope.ADMIN, False),
@@ -72,7 +86,11 @@ def test_authorization_matrix(world: dict) -> None:
             assert denied.json()["type"].endswith("/forbidden")
         if owned:
             other = call(world, method, path, body, "b_admin")
-            assert other.status_code in (404, 422), (method, path, other.text)  # 422: tenant b has no capability
+            assert other.status_code in (404, 422), (
+                method,
+                path,
+                other.text,
+            )  # 422: tenant b has no capability
         right = {Scope.READ: "a_read", Scope.WRITE: "a_write", Scope.ADMIN: "a_admin"}[scope]
         allowed = call(world, method, path, body, right)
         assert allowed.status_code < 300, (method, path, allowed.text)
@@ -81,19 +99,32 @@ def test_authorization_matrix(world: dict) -> None:
 def test_other_tenants_see_empty_lists(world: dict) -> None:
     for path in ("/api/v1/agents", "/api/v1/orchestration/sessions"):
         assert call(world, "GET", path, None, "b_admin").json()["items"] == []
-    assert [k["name"] for k in call(world, "GET", "/api/v1/keys", None, "b_admin").json()] == ["badm"]
+    assert [k["name"] for k in call(world, "GET", "/api/v1/keys", None, "b_admin").json()] == [
+        "badm"
+    ]
 
 
 def test_key_is_shown_once_and_revocation_is_immediate(world: dict) -> None:
-    created = call(world, "POST", "/api/v1/keys", {"name": "ci", "scopes": ["read"]}, "a_admin").json()
+    created = call(
+        world, "POST", "/api/v1/keys", {"name": "ci", "scopes": ["read"]}, "a_admin"
+    ).json()
     secret = created["key"]
     assert secret.startswith("nofx_")
     listed = call(world, "GET", "/api/v1/keys", None, "a_admin").json()
     assert all("key" not in k and secret not in str(k) for k in listed)
     client = world["client"]
-    assert client.get("/api/v1/agents", headers={"Authorization": f"Bearer {secret}"}).status_code == 200
-    assert call(world, "DELETE", f"/api/v1/keys/{created['key_id']}", None, "a_admin").status_code == 204
-    assert client.get("/api/v1/agents", headers={"Authorization": f"Bearer {secret}"}).status_code == 401
+    assert (
+        client.get("/api/v1/agents", headers={"Authorization": f"Bearer {secret}"}).status_code
+        == 200
+    )
+    assert (
+        call(world, "DELETE", f"/api/v1/keys/{created['key_id']}", None, "a_admin").status_code
+        == 204
+    )
+    assert (
+        client.get("/api/v1/agents", headers={"Authorization": f"Bearer {secret}"}).status_code
+        == 401
+    )
     for bad in ("Bearer nofx_x", "Bearer " + secret[:-2] + "zz", "Basic abc", "Bearer "):
         assert client.get("/api/v1/agents", headers={"Authorization": bad}).status_code == 401
 
@@ -114,7 +145,10 @@ def test_secrets_are_stored_hashed(world: dict, store: EventStore) -> None:
 def test_rate_limit_answers_429_with_retry_after(store: EventStore) -> None:
     key = ApiKeyService(store).create("a", "slow", {Scope.READ}, rate_per_s=1, burst=3).plaintext
     with TestClient(create_app(store=store, auth_required=True)) as client:
-        codes = [client.get("/api/v1/agents", headers={"Authorization": f"Bearer {key}"}) for _ in range(8)]
+        codes = [
+            client.get("/api/v1/agents", headers={"Authorization": f"Bearer {key}"})
+            for _ in range(8)
+        ]
     assert [r.status_code for r in codes[:3]] == [200, 200, 200]
     refused = [r for r in codes if r.status_code == 429]
     assert len(refused) >= 4
@@ -126,11 +160,13 @@ def test_rate_limit_answers_429_with_retry_after(store: EventStore) -> None:
     "name",
     [
         "x'; DROP TABLE agents; --",
-        "a\" OR \"1\"=\"1",
+        'a" OR "1"="1',
         "robert'); DELETE FROM events; --",
     ],
 )
-def test_sql_injection_attempts_fail_cleanly_and_write_nothing(world: dict, store: EventStore, name: str) -> None:
+def test_sql_injection_attempts_fail_cleanly_and_write_nothing(
+    world: dict, store: EventStore, name: str
+) -> None:
     before = [e for e in store.read_all(limit=100_000) if e.stream_type != "audit"]
     client, auth = world["client"], world["auth"]
     response = client.post("/api/v1/agents", json={**AGENT, "name": name}, headers=auth["a_write"])
@@ -147,10 +183,18 @@ def test_sql_injection_attempts_fail_cleanly_and_write_nothing(world: dict, stor
 def test_oversized_inputs_are_refused(world: dict) -> None:
     client, auth = world["client"], world["auth"]
     huge_prompt = {"task": {"prompt": "x" * 200_000, "capability": "code.generate"}}
-    assert client.post("/api/v1/orchestration/sessions", json=huge_prompt, headers=auth["a_write"]).status_code == 422
+    assert (
+        client.post(
+            "/api/v1/orchestration/sessions", json=huge_prompt, headers=auth["a_write"]
+        ).status_code
+        == 422
+    )
     blob = {**AGENT, "name": "blob", "labels": {"x": "y" * 2_000_000}}
     assert client.post("/api/v1/agents", json=blob, headers=auth["a_write"]).status_code == 413
-    assert client.get("/api/v1/agents", params={"limit": 10_000}, headers=auth["a_read"]).status_code == 422
+    assert (
+        client.get("/api/v1/agents", params={"limit": 10_000}, headers=auth["a_read"]).status_code
+        == 422
+    )
 
 
 def test_writes_leave_an_audit_trail(world: dict, store: EventStore) -> None:

@@ -94,7 +94,10 @@ def test_reads_are_read_only_and_missing_things_are_explained(tmp_path: Path, mo
     with pytest.raises(data.WarehouseUnavailable, match="no such table"):
         data.query("select * from main.agent_sessions", path)
     # a writer holds the file: the reader gives up with a clear message instead of blocking it
-    with pytest.raises(data.WarehouseUnavailable, match="busy"), duckdb.connect(str(path)) as writer:
+    with (
+        pytest.raises(data.WarehouseUnavailable, match="busy"),
+        duckdb.connect(str(path)) as writer,
+    ):
         writer.execute("insert into main.t values (2)")
         data.query("select * from main.t", path, retries=2)
     assert data.table_exists("t", path) and not data.table_exists("agent_sessions", path)

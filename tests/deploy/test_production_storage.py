@@ -42,14 +42,20 @@ def test_mlflow_tracks_and_registers_on_postgresql(pg_url: str, tmp_path: Path) 
     uri = pg_url.replace("postgresql://", "postgresql+psycopg2://", 1)
     mlflow.set_tracking_uri(uri)
     try:
-        experiment = mlflow.create_experiment("pg-probe", artifact_location=str(tmp_path / "artifacts"))
+        experiment = mlflow.create_experiment(
+            "pg-probe", artifact_location=str(tmp_path / "artifacts")
+        )
         with mlflow.start_run(experiment_id=experiment) as run:
             mlflow.log_metric("auc", 0.9)
         client = MlflowClient(uri)
         client.create_registered_model("probe-model")
-        version = client.create_model_version("probe-model", f"runs:/{run.info.run_id}/model", run.info.run_id)
+        version = client.create_model_version(
+            "probe-model", f"runs:/{run.info.run_id}/model", run.info.run_id
+        )
         client.set_registered_model_alias("probe-model", "champion", version.version)
-        assert client.get_model_version_by_alias("probe-model", "champion").version == version.version
+        assert (
+            client.get_model_version_by_alias("probe-model", "champion").version == version.version
+        )
         assert client.get_run(run.info.run_id).data.metrics["auc"] == 0.9
     finally:
         mlflow.set_tracking_uri(None)

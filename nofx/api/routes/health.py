@@ -26,6 +26,4 @@ def health(svc: Services = Depends(services)) -> Health:
             f"the event store is not reachable: {type(exc).__name__}",
             hint="check NOFX_DATABASE_URL and that the database is up",
         ) from exc
-    return Health(
-        status="ok", version=__version__, store=svc.store.dialect, last_position=last
-    )
+    return Health(status="ok", version=__version__, store=svc.store.dialect, last_position=last)

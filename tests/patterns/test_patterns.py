@@ -63,7 +63,9 @@ def test_pair_records_every_round_and_never_self_reviews(runtime: Runtime, team)
     assert any(s.status is SessionStatus.SUCCEEDED for s in sessions)
     for s in sessions:
         reviews = [e for e in events(runtime, s.session_id) if e.type == "ReviewRecorded"]
-        assert reviews, s.session_id
+        if not reviews:  # the first author or review step ran out of agents: a plain failure
+            assert s.status is SessionStatus.FAILED, s.session_id
+            continue
         assert [r.payload["round"] for r in reviews] == list(range(1, len(reviews) + 1))
         assert all(r.payload["author_agent_id"] != r.payload["reviewer_agent_id"] for r in reviews)
         if s.status is SessionStatus.SUCCEEDED:

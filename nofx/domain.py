@@ -185,6 +185,35 @@ class Session(BaseModel):
     version: int = 0
 
 
+class Message(Strict):
+    """What agents say to each other: on a session topic, or on a direct channel to one agent.
+
+    ``message_id`` makes delivery idempotent: publishing the same id twice stores it once.
+    """
+
+    message_id: str = Field(default_factory=lambda: new_id("msg"), min_length=1, max_length=100)
+    session_id: str | None = None
+    sender: str = Field(min_length=1, max_length=120, description="agent id or role")
+    topic: str | None = Field(
+        default=None, max_length=200, description="session topic, e.g. session-<id>"
+    )
+    recipient: str | None = Field(
+        default=None, max_length=120, description="direct channel: one agent"
+    )
+    body: dict[str, Any] = Field(default_factory=dict)
+    tenant_id: str = Field(default="default", min_length=1, max_length=64)
+
+    @model_validator(mode="after")
+    def _one_destination(self) -> Message:
+        if (self.topic is None) == (self.recipient is None):
+            raise ValueError("a message goes to exactly one of: a topic, or a recipient")
+        return self
+
+    @property
+    def channel(self) -> str:
+        return f"topic:{self.topic}" if self.topic is not None else f"direct:{self.recipient}"
+
+
 class Event(BaseModel):
     """An immutable fact. ``position`` is global order; ``seq`` is the order within its stream."""
 

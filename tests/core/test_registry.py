@@ -96,3 +96,14 @@ def test_malformed_specs_name_the_problem(bad: dict, field: str) -> None:
     with pytest.raises(ValidationError) as info:
         AgentSpec.model_validate(bad)
     assert field in str(info.value)
+
+
+def test_a_message_has_exactly_one_destination() -> None:
+    from nofx.domain import Message
+
+    assert Message(sender="a", topic="session-1").channel == "topic:session-1"
+    assert Message(sender="a", recipient="agt_b").channel == "direct:agt_b"
+    for bad in ({"sender": "a"}, {"sender": "a", "topic": "t", "recipient": "r"}):
+        with pytest.raises(ValidationError, match="exactly one"):
+            Message.model_validate(bad)
+    assert Message(sender="a", topic="t").message_id != Message(sender="a", topic="t").message_id

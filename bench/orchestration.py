@@ -343,19 +343,20 @@ def select_p95_ms(n_agents: int, queries: int) -> dict[str, Any]:
 
 
 def bus_throughput(messages: int) -> dict[str, Any]:
-    try:
-        from nofx.bus import MessageBus  # type: ignore[attr-defined]
-    except ImportError:
-        return {"skipped": "nofx.bus not available"}
+    from nofx.bus import MessageBus
+    from nofx.domain import Message
+
     with tempfile.TemporaryDirectory() as tmp:
         store = EventStore(f"sqlite:///{Path(tmp) / 'e.db'}")
         bus = MessageBus(store)
         start = time.perf_counter()
         for i in range(messages):
-            bus.publish("session-bench", {"i": i}, sender="bench", session_id="bench")
+            bus.publish(
+                Message(sender="bench", topic="session-bench", session_id="bench", body={"i": i})
+            )
         persist = messages / (time.perf_counter() - start)
         start = time.perf_counter()
-        replayed = list(bus.replay("session-bench", from_offset=0))
+        replayed = list(bus.replay("topic:session-bench", from_offset=0))
         replay = len(replayed) / (time.perf_counter() - start)
         store.dispose()
     return {

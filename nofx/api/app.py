@@ -11,7 +11,8 @@ from fastapi import FastAPI
 from nofx import __version__
 from nofx.api import observability, problems
 from nofx.api.deps import Services
-from nofx.api.routes import agents, health, keys, sessions
+from nofx.api.routes import agents, communicate, health, keys, sessions
+from nofx.bus import MessageBus
 from nofx.registry import AgentRegistry
 from nofx.routing.router import SmartRouter
 from nofx.routing.selection import Selector
@@ -81,9 +82,10 @@ def create_app(
         auth_required=auth_required_from_env() if auth_required is None else auth_required,
     )
     app.state.selector = _default_selector()
+    app.state.bus = MessageBus(store)
     problems.install(app)
     observability.install(app)
 
-    for module in (health, agents, sessions, keys):
+    for module in (health, agents, sessions, communicate, keys):
         app.include_router(module.router, prefix="/api/v1")
     return app

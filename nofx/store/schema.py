@@ -100,3 +100,48 @@ api_keys = Table(
     Column("revoked_at", DateTime(timezone=True), nullable=True),
     Index("ix_api_keys_tenant", "tenant_id"),
 )
+
+agent_communications = Table(
+    "agent_communications",
+    metadata,
+    Column("message_id", String(100), primary_key=True),
+    Column("tenant_id", String(64), nullable=False),
+    Column("channel", String(260), nullable=False),
+    Column("channel_seq", Integer, nullable=False),
+    Column("session_id", String(64), nullable=True),
+    Column("sender", String(120), nullable=False),
+    Column("body", JSON, nullable=True),
+    Column("body_ref", String(64), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("tenant_id", "channel", "channel_seq", name="uq_comms_channel_seq"),
+    Index("ix_comms_session", "session_id"),
+)
+
+bus_offsets = Table(
+    "bus_offsets",
+    metadata,
+    Column("tenant_id", String(64), primary_key=True),
+    Column("subscriber", String(120), primary_key=True),
+    Column("channel", String(260), primary_key=True),
+    Column("acked_seq", Integer, nullable=False),
+)
+
+blobs = Table(
+    "blobs",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("size", Integer, nullable=False),
+    Column("data", JSON, nullable=False),
+)
+
+session_context = Table(
+    "session_context",
+    metadata,
+    Column("session_id", String(64), primary_key=True),
+    Column("scope", String(120), primary_key=True),
+    Column("key", String(200), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("value", JSON, nullable=True),
+    Column("value_ref", String(64), nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)

@@ -296,3 +296,25 @@ def test_a_real_uvicorn_server_answers(store: EventStore) -> None:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def test_communicate_send_read_replay(client: TestClient) -> None:
+    for i in range(3):
+        sent = client.post(
+            "/api/v1/orchestration/communicate",
+            json={"sender": "agt_a", "topic": "session-1", "body": {"i": i}, "message_id": f"m{i}"},
+        )
+        assert sent.status_code == 201 and sent.json()["seq"] == i + 1
+    again = client.post(
+        "/api/v1/orchestration/communicate",
+        json={"sender": "agt_a", "topic": "session-1", "body": {}, "message_id": "m0"},
+    )
+    assert again.json()["seq"] == 1 and again.json()["body"] == {"i": 0}
+    channel = client.get("/api/v1/orchestration/communicate/topic:session-1").json()
+    assert [m["seq"] for m in channel] == [1, 2, 3]
+    replay = client.get(
+        "/api/v1/orchestration/communicate/topic:session-1", params={"after_seq": 1}
+    ).json()
+    assert [m["body"]["i"] for m in replay] == [1, 2]
+    bad = client.post("/api/v1/orchestration/communicate", json={"sender": "a", "body": {}})
+    is_problem(bad, 422, "validation-error")

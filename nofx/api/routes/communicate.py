@@ -1,0 +1,65 @@
+"""The communication hub over HTTP: send a message, read or replay a channel."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, Query, Request, status
+from pydantic import BaseModel
+
+from nofx.api.deps import reader, writer
+from nofx.bus import MessageBus
+from nofx.domain import Message
+from nofx.security import Principal
+
+router = APIRouter(prefix="/orchestration/communicate", tags=["orchestration"])
+
+
+class MessageOut(BaseModel):
+    message_id: str
+    channel: str
+    seq: int
+    sender: str
+    session_id: str | None
+    body: dict[str, Any]
+    created_at: datetime
+
+
+def bus(request: Request) -> MessageBus:
+    return request.app.state.bus
+
+
+@router.post(
+    "", status_code=status.HTTP_201_CREATED, response_model=MessageOut, summary="Send a message"
+)
+def send(
+    message: Message = Body(
+        openapi_examples={
+            "topic": {
+                "value": {"sender": "agt_1", "topic": "session-ses_1", "body": {"note": "done"}}
+            }
+        }
+    ),
+    principal: Principal = Depends(writer),
+    hub: MessageBus = Depends(bus),
+) -> MessageOut:
+    stored = hub.publish(message.model_copy(update={"tenant_id": principal.tenant_id}))
+    return MessageOut(**stored.__dict__)
+
+
+@router.get(
+    "/{channel}", response_model=list[MessageOut], summary="Read or replay a channel in order"
+)
+def read(
+    channel: str,
+    after_seq: int = Query(default=0, ge=0, description="replay from this offset"),
+    since: datetime | None = Query(default=None, description="replay from this time"),
+    limit: int = Query(default=100, ge=1, le=1000),
+    principal: Principal = Depends(reader),
+    hub: MessageBus = Depends(bus),
+) -> list[MessageOut]:
+    messages = hub.read(
+        channel, tenant_id=principal.tenant_id, after_seq=after_seq, since=since, limit=limit
+    )
+    return [MessageOut(**m.__dict__) for m in messages]

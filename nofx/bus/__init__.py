@@ -1,0 +1,276 @@
+"""The communication hub: session topics and direct channels, persisted, ordered, replayable.
+
+Every message lands in ``agent_communications`` with a sequence number per
+channel, so readers see one order. Publishing the same ``message_id`` twice
+stores it once (deduplication). Delivery is at least once: a subscriber reads
+after its acknowledged offset and acknowledges what it processed; whatever it
+did not acknowledge is delivered again. Replay reads a channel from any offset
+or time. Large bodies are stored once by content and referenced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from nofx.bus import blobstore
+from nofx.domain import Message, utcnow
+from nofx.errors import ConcurrencyError, NotFoundError
+from nofx.store import EventStore
+from nofx.store.event_store import as_utc
+from nofx.store.schema import agent_communications as comms
+from nofx.store.schema import bus_offsets, session_context
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    message_id: str
+    channel: str
+    seq: int
+    sender: str
+    session_id: str | None
+    body: dict[str, Any]
+    created_at: datetime
+
+
+class MessageBus:
+    def __init__(self, store: EventStore, *, inline_limit: int = blobstore.INLINE_LIMIT) -> None:
+        self.store = store
+        self.inline_limit = inline_limit
+
+    def publish(self, message: Message) -> StoredMessage:
+        """Persist a message at the end of its channel; a repeated message_id returns the original."""
+        existing = self._by_id(message.message_id, message.tenant_id)
+        if existing is not None:
+            return existing
+        for _ in range(5):
+            try:
+                with self.store.transaction() as tx:
+                    seq = 1 + int(
+                        tx.conn.execute(
+                            select(func.max(comms.c.channel_seq)).where(
+                                comms.c.tenant_id == message.tenant_id,
+                                comms.c.channel == message.channel,
+                            )
+                        ).scalar()
+                        or 0
+                    )
+                    body, ref = blobstore.put_if_large(tx.conn, message.body, self.inline_limit)
+                    tx.conn.execute(
+                        comms.insert().values(
+                            message_id=message.message_id,
+                            tenant_id=message.tenant_id,
+                            channel=message.channel,
+                            channel_seq=seq,
+                            session_id=message.session_id,
+                            sender=message.sender,
+                            body=body,
+                            body_ref=ref,
+                            created_at=utcnow(),
+                        )
+                    )
+            except IntegrityError:
+                again = self._by_id(message.message_id, message.tenant_id)
+                if again is not None:
+                    return again  # a concurrent publish of the same message won
+                continue  # another message took this sequence number: take the next one
+            stored = self._by_id(message.message_id, message.tenant_id)
+            assert stored is not None
+            return stored
+        raise ConcurrencyError(f"could not append to {message.channel}", hint="retry the publish")
+
+    def _row(self, conn: Connection, row: Any) -> StoredMessage:
+        m = row._mapping
+        body = m["body"] if m["body_ref"] is None else blobstore.get(conn, m["body_ref"])
+        return StoredMessage(
+            m["message_id"],
+            m["channel"],
+            m["channel_seq"],
+            m["sender"],
+            m["session_id"],
+            body,
+            as_utc(m["created_at"]),
+        )
+
+    def _by_id(self, message_id: str, tenant_id: str) -> StoredMessage | None:
+        with self.store.engine.connect() as conn:
+            row = conn.execute(
+                select(comms).where(
+                    comms.c.message_id == message_id, comms.c.tenant_id == tenant_id
+                )
+            ).first()
+            return None if row is None else self._row(conn, row)
+
+    def read(
+        self,
+        channel: str,
+        *,
+        tenant_id: str = "default",
+        after_seq: int = 0,
+        since: datetime | None = None,
+        limit: int = 1000,
+    ) -> list[StoredMessage]:
+        """Messages of a channel in order, after an offset (and from a time, if given)."""
+        query = select(comms).where(
+            comms.c.tenant_id == tenant_id,
+            comms.c.channel == channel,
+            comms.c.channel_seq > after_seq,
+        )
+        if since is not None:
+            query = query.where(comms.c.created_at >= since)
+        query = query.order_by(comms.c.channel_seq).limit(limit)
+        with self.store.engine.connect() as conn:
+            return [self._row(conn, r) for r in conn.execute(query)]
+
+    def replay(
+        self,
+        channel: str,
+        *,
+        tenant_id: str = "default",
+        from_offset: int = 0,
+        since: datetime | None = None,
+    ) -> Iterator[StoredMessage]:
+        """Every message from ``from_offset`` (exclusive) or ``since``, in channel order, page by page."""
+        after = from_offset
+        while True:
+            page = self.read(channel, tenant_id=tenant_id, after_seq=after, since=since, limit=1000)
+            yield from page
+            if len(page) < 1000:
+                return
+            after = page[-1].seq
+
+    def acked(self, subscriber: str, channel: str, *, tenant_id: str = "default") -> int:
+        with self.store.engine.connect() as conn:
+            value = conn.execute(
+                select(bus_offsets.c.acked_seq).where(
+                    bus_offsets.c.tenant_id == tenant_id,
+                    bus_offsets.c.subscriber == subscriber,
+                    bus_offsets.c.channel == channel,
+                )
+            ).scalar()
+        return int(value or 0)
+
+    def poll(
+        self, subscriber: str, channel: str, *, tenant_id: str = "default", limit: int = 100
+    ) -> list[StoredMessage]:
+        """What the subscriber has not acknowledged yet (delivered again until it is)."""
+        return self.read(
+            channel,
+            tenant_id=tenant_id,
+            after_seq=self.acked(subscriber, channel, tenant_id=tenant_id),
+            limit=limit,
+        )
+
+    def ack(self, subscriber: str, channel: str, seq: int, *, tenant_id: str = "default") -> None:
+        """Acknowledge everything up to ``seq``; offsets only move forward."""
+        with self.store.transaction() as tx:
+            moved = tx.conn.execute(
+                update(bus_offsets)
+                .where(
+                    bus_offsets.c.tenant_id == tenant_id,
+                    bus_offsets.c.subscriber == subscriber,
+                    bus_offsets.c.channel == channel,
+                    bus_offsets.c.acked_seq < seq,
+                )
+                .values(acked_seq=seq)
+            ).rowcount
+            if not moved and _offset_missing(tx.conn, tenant_id, subscriber, channel):
+                tx.conn.execute(
+                    bus_offsets.insert().values(
+                        tenant_id=tenant_id, subscriber=subscriber, channel=channel, acked_seq=seq
+                    )
+                )
+
+
+def _offset_missing(conn: Connection, tenant_id: str, subscriber: str, channel: str) -> bool:
+    row = conn.execute(
+        select(bus_offsets.c.acked_seq).where(
+            bus_offsets.c.tenant_id == tenant_id,
+            bus_offsets.c.subscriber == subscriber,
+            bus_offsets.c.channel == channel,
+        )
+    ).first()
+    return row is None
+
+
+class SharedContext:
+    """Versioned key-value context per session; ``scope`` 'session' is shared, any other scope
+    (an agent id or a role) is private to that reader."""
+
+    SHARED = "session"
+
+    def __init__(self, store: EventStore, *, inline_limit: int = blobstore.INLINE_LIMIT) -> None:
+        self.store = store
+        self.inline_limit = inline_limit
+
+    def put(
+        self,
+        session_id: str,
+        key: str,
+        value: Any,
+        *,
+        scope: str = SHARED,
+        expected_version: int | None = None,
+    ) -> int:
+        """Write a value; with ``expected_version`` the write fails if someone else wrote first."""
+        with self.store.transaction() as tx:
+            where = (
+                (session_context.c.session_id == session_id)
+                & (session_context.c.scope == scope)
+                & (session_context.c.key == key)
+            )
+            current = tx.conn.execute(select(session_context.c.version).where(where)).scalar()
+            version = int(current or 0)
+            if expected_version is not None and expected_version != version:
+                raise ConcurrencyError(
+                    f"context {key!r} is at version {version}, not {expected_version}",
+                    hint="read it again and re-apply your change",
+                )
+            inline, ref = blobstore.put_if_large(tx.conn, value, self.inline_limit)
+            values = {
+                "version": version + 1,
+                "value": inline,
+                "value_ref": ref,
+                "updated_at": utcnow(),
+            }
+            if current is None:
+                tx.conn.execute(
+                    session_context.insert().values(
+                        session_id=session_id, scope=scope, key=key, **values
+                    )
+                )
+            else:
+                tx.conn.execute(update(session_context).where(where).values(**values))
+        return version + 1
+
+    def get(self, session_id: str, key: str, *, reader: str | None = None) -> tuple[Any, int]:
+        """(value, version): the reader's private value if it has one, else the shared one."""
+        scopes = [s for s in (reader, self.SHARED) if s]
+        with self.store.engine.connect() as conn:
+            for scope in scopes:
+                row = conn.execute(
+                    select(session_context).where(
+                        session_context.c.session_id == session_id,
+                        session_context.c.scope == scope,
+                        session_context.c.key == key,
+                    )
+                ).first()
+                if row is not None:
+                    m = row._mapping
+                    value = (
+                        m["value"]
+                        if m["value_ref"] is None
+                        else blobstore.get(conn, m["value_ref"])
+                    )
+                    return value, int(m["version"])
+        raise NotFoundError(
+            f"no context {key!r} visible to {reader or 'the session'} in {session_id}"
+        )
+
+
+__all__ = ["MessageBus", "SharedContext", "StoredMessage"]

@@ -348,6 +348,7 @@ class Runtime:
                     )
                 ),
             )
+        self.persist_breaker_transitions(request.tenant_id)  # e.g. open -> half_open on cooldown
         best = ranked[0]
         execution.defer(
             "AgentSelected",
@@ -413,10 +414,11 @@ class Runtime:
         except Exception as exc:  # a provider bug is the agent's fault, not the session's end
             error = AgentCallError(f"{type(exc).__name__}: {exc}", error_type=type(exc).__name__)
         else:
-            self.selector.record(
+            self.record_outcome(
                 Outcome(
                     agent.agent_id, request.capability, True, result.latency_ms, result.cost_usd
-                )
+                ),
+                agent.tenant_id,
             )
             written = execution.emit(
                 "StepCompleted",
@@ -435,7 +437,7 @@ class Runtime:
             return _result_from_event(written[0], replayed=False)
         finally:
             self.selector.release(agent.agent_id)
-        self.selector.record(
+        self.record_outcome(
             Outcome(
                 agent.agent_id,
                 request.capability,
@@ -444,7 +446,8 @@ class Runtime:
                 error.cost_usd,
                 error_class=error.error_class.value,
                 error_type=error.error_type,
-            )
+            ),
+            agent.tenant_id,
         )
         execution.emit(
             "StepFailed",
@@ -461,6 +464,34 @@ class Runtime:
             key=f"{sid}/{step_id}/{attempt}/outcome",
         )
         return error
+
+    def record_outcome(self, outcome: Outcome, tenant_id: str) -> None:
+        """Teach the selector, and write down any circuit-breaker transition it made."""
+        self.selector.record(outcome)
+        self.persist_breaker_transitions(tenant_id)
+
+    def persist_breaker_transitions(self, tenant_id: str) -> None:
+        drain = getattr(self.selector, "drain_transitions", None)
+        if drain is None:
+            return
+        for t in drain():
+            self.store.append(
+                f"breaker-{t.agent_id}",
+                "breaker",
+                tenant_id,
+                [
+                    NewEvent(
+                        type="BreakerTransitioned",
+                        payload={
+                            "agent_id": t.agent_id,
+                            "from": t.before.value,
+                            "to": t.after.value,
+                            "reason": t.reason,
+                            "worker_id": self.config.worker_id,
+                        },
+                    )
+                ],
+            )
 
     # -- sessions ----------------------------------------------------------------------------
     def claim(

@@ -88,4 +88,5 @@ def create_app(
 
     for module in (health, agents, sessions, communicate, keys):
         app.include_router(module.router, prefix="/api/v1")
+    app.include_router(communicate.breakers_router, prefix="/api/v1")
     return app

@@ -223,3 +223,34 @@ async def test_two_runtimes_sharing_a_store_never_run_a_session_twice(
     )
     assert max(workers.values()) == 1, "a live runtime's session was taken over by another"
     assert max(starts.values()) == 1
+
+
+async def test_breaker_transitions_are_events_and_visible_through_the_api(
+    store: EventStore, registry: AgentRegistry
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from nofx.api.app import create_app
+
+    def tweak(index: int) -> dict:
+        config = faulty(0.0)
+        if index == 4:
+            config["dark_after_calls"] = 0
+        return config
+
+    agents = register_fleet(registry, tweak)
+    runtime = Runtime(store, registry, config=RuntimeConfig(time_scale=0.0, call_timeout_s=3.0))
+    submit_burst(runtime.sessions, 40)
+    await runtime.run_pending()
+    transitions = [e for e in store.read_all(limit=100_000, stream_type="breaker")]
+    assert any(
+        e.payload["agent_id"] == agents[4].agent_id and e.payload["to"] == "open"
+        for e in transitions
+    )
+    with TestClient(create_app(store=store, auth_required=False)) as client:
+        states = {b["agent_id"]: b for b in client.get("/api/v1/orchestration/breakers").json()}
+    assert states[agents[4].agent_id]["state"] in ("open", "half_open")
+    assert (
+        "in a row" in states[agents[4].agent_id]["reason"]
+        or "rate" in states[agents[4].agent_id]["reason"]
+    )

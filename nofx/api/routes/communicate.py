@@ -63,3 +63,39 @@ def read(
         channel, tenant_id=principal.tenant_id, after_seq=after_seq, since=since, limit=limit
     )
     return [MessageOut(**m.__dict__) for m in messages]
+
+
+class BreakerOut(BaseModel):
+    agent_id: str
+    state: str
+    reason: str
+    since: datetime
+    transitions: int
+
+
+breakers_router = APIRouter(prefix="/orchestration/breakers", tags=["orchestration"])
+
+
+@breakers_router.get("", response_model=list[BreakerOut], summary="Circuit-breaker state per agent")
+def breakers(request: Request, principal: Principal = Depends(reader)) -> list[BreakerOut]:
+    """From the BreakerTransitioned events every runtime writes; agents never tripped are closed."""
+    store = request.app.state.services.store
+    latest: dict[str, BreakerOut] = {}
+    after = 0
+    while True:
+        page = store.read_all(after_position=after, limit=5000, stream_type="breaker")
+        for event in page:
+            if event.tenant_id != principal.tenant_id:
+                continue
+            p = event.payload
+            count = latest[p["agent_id"]].transitions + 1 if p["agent_id"] in latest else 1
+            latest[p["agent_id"]] = BreakerOut(
+                agent_id=p["agent_id"],
+                state=p["to"],
+                reason=p["reason"],
+                since=event.occurred_at,
+                transitions=count,
+            )
+        if len(page) < 5000:
+            return sorted(latest.values(), key=lambda b: b.agent_id)
+        after = page[-1].position

@@ -14,6 +14,7 @@ import logging
 import os
 import random
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -25,6 +26,7 @@ from nofx.agents import AgentCall, AgentCallError, ErrorClass, ProviderSet
 from nofx.domain import Agent, Event, NewEvent, PatternName, Session, SessionStatus, utcnow
 from nofx.errors import ConcurrencyError, NoEligibleAgentError, NotFoundError
 from nofx.registry import AgentRegistry
+from nofx.routing.breaker import BreakerState
 from nofx.routing.retry import RetryAction, RetryPolicy, backoff_delay, next_action
 from nofx.routing.selection import Outcome, SelectionRequest, Selector
 from nofx.sessions import STREAM_TYPE as SESSION_STREAM_TYPE
@@ -311,6 +313,8 @@ class Runtime:
             patterns = default_patterns()
         self.patterns: dict[PatternName, PatternRunner] = {PatternName.SOLO: run_solo, **patterns}
         self._agents_cache: dict[tuple[str, str], list[Agent]] = {}
+        self._breaker_cursor = 0
+        self._breaker_synced_at = float("-inf")
 
     # -- choosing and calling agents -------------------------------------------------------
     def candidates(self, tenant_id: str, capability: str) -> list[Agent]:
@@ -325,6 +329,7 @@ class Runtime:
     def choose(
         self, request: SelectionRequest, execution: SessionExecution, step_id: str, attempt: int
     ) -> Agent:
+        self.adopt_breaker_transitions()
         candidates = self.candidates(request.tenant_id, request.capability)
         ranked = self.selector.rank(request, candidates)
         if not ranked and request.budget_usd is not None:
@@ -469,6 +474,23 @@ class Runtime:
         """Teach the selector, and write down any circuit-breaker transition it made."""
         self.selector.record(outcome)
         self.persist_breaker_transitions(tenant_id)
+
+    def adopt_breaker_transitions(self) -> None:
+        """Apply the breaker transitions other workers wrote since we last looked (at most once a
+        second), so an agent cut off by one worker is cut off for every worker sharing the store."""
+        board = getattr(self.selector, "breakers", None)
+        if board is None or time.monotonic() - self._breaker_synced_at < 1.0:
+            return
+        self._breaker_synced_at = time.monotonic()
+        for event in self.store.read_all(
+            after_position=self._breaker_cursor, limit=10_000, stream_type="breaker"
+        ):
+            self._breaker_cursor = event.position
+            p = event.payload
+            if p.get("worker_id") != self.config.worker_id:
+                board.adopt(
+                    p["agent_id"], BreakerState(p["to"]), p.get("reason", ""), time.monotonic()
+                )
 
     def persist_breaker_transitions(self, tenant_id: str) -> None:
         drain = getattr(self.selector, "drain_transitions", None)

@@ -124,6 +124,15 @@ class BreakerBoard:
         if transition:
             self.transitions.append(transition)
 
+    def adopt(self, agent_id: str, state: BreakerState, reason: str, now: float) -> None:
+        """Take over a transition another worker observed, so one bad agent is cut off for all.
+        Not re-emitted as a transition of ours: the other worker already recorded it."""
+        breaker = self.get(agent_id)
+        if state is BreakerState.OPEN and breaker.state is not BreakerState.OPEN:
+            breaker._move(BreakerState.OPEN, f"opened elsewhere: {reason}", now)
+        elif state is BreakerState.CLOSED and breaker.state is not BreakerState.CLOSED:
+            breaker._move(BreakerState.CLOSED, f"closed elsewhere: {reason}", now)
+
     def state(self, agent_id: str) -> BreakerState:
         return self.get(agent_id).state
 

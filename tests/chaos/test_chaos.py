@@ -254,3 +254,39 @@ async def test_breaker_transitions_are_events_and_visible_through_the_api(
         "in a row" in states[agents[4].agent_id]["reason"]
         or "rate" in states[agents[4].agent_id]["reason"]
     )
+
+
+async def test_an_agent_cut_off_by_one_worker_is_cut_off_for_all(
+    store: EventStore, registry: AgentRegistry
+) -> None:
+    def tweak(index: int) -> dict:
+        config = faulty(0.0)
+        if index == 4:
+            config["dark_after_calls"] = 0
+        return config
+
+    agents = register_fleet(registry, tweak)
+    dark = agents[4].agent_id
+    first = Runtime(
+        store, registry, config=RuntimeConfig(worker_id="first", time_scale=0.0, call_timeout_s=3.0)
+    )
+    submit_burst(first.sessions, 30)
+    await first.run_pending()
+    assert any(
+        e.payload["to"] == "open" for e in store.read_all(limit=10_000, stream_type="breaker")
+    )
+    # a second worker with a fresh router never calls the dark agent: it adopts the open breaker
+    second = Runtime(
+        store,
+        registry,
+        config=RuntimeConfig(worker_id="second", time_scale=0.0, call_timeout_s=3.0),
+    )
+    later = submit_burst(second.sessions, 30)
+    await second.run_pending()
+    called = [
+        e.payload["agent_id"]
+        for sid in later
+        for e in second.sessions.events(sid)
+        if e.type == "StepStarted"
+    ]
+    assert called and dark not in called

@@ -72,6 +72,25 @@ def since_for(window: str, now: datetime) -> datetime | None:
     }.get(window)
 
 
+def outcome_counts() -> list[pl.Expr]:
+    """Aggregations every grouped view needs: sessions, succeeded, finished."""
+    return [
+        pl.len().cast(pl.Int64).alias("sessions"),
+        (pl.col("status") == "succeeded").sum().alias("ok"),
+        pl.col("status").is_in(FINISHED).sum().alias("finished"),
+    ]
+
+
+def success_rate_of_finished() -> pl.Expr:
+    """The same rule as ``headline``: succeeded / finished, none when nothing finished."""
+    return (
+        pl.when(pl.col("finished") > 0)
+        .then(pl.col("ok") / pl.col("finished"))
+        .otherwise(None)
+        .alias("success_rate")
+    )
+
+
 def daily_trend(sessions: pl.DataFrame, days: int = 7) -> pl.DataFrame:
     """Sessions and success rate per day for the last ``days`` days that have data."""
     if sessions.height == 0:
@@ -87,17 +106,10 @@ def daily_trend(sessions: pl.DataFrame, days: int = 7) -> pl.DataFrame:
         sessions.with_columns(pl.col("requested_at").dt.date().alias("day"))
         .group_by("day")
         .agg(
-            pl.len().cast(pl.Int64).alias("sessions"),
-            (pl.col("status") == "succeeded").sum().alias("ok"),
-            pl.col("status").is_in(FINISHED).sum().alias("finished"),
+            *outcome_counts(),
             pl.col("cost_usd").sum().alias("cost_usd"),
         )
-        .with_columns(
-            pl.when(pl.col("finished") > 0)
-            .then(pl.col("ok") / pl.col("finished"))
-            .otherwise(None)
-            .alias("success_rate")
-        )
+        .with_columns(success_rate_of_finished())
         .sort("day")
         .tail(days)
     )
@@ -137,17 +149,12 @@ def agent_table(sessions: pl.DataFrame) -> pl.DataFrame:
         sessions.filter(pl.col("agent_name").is_not_null())
         .group_by("agent_name")
         .agg(
-            pl.len().cast(pl.Int64).alias("sessions"),
-            (pl.col("status") == "succeeded").sum().alias("ok"),
-            pl.col("status").is_in(FINISHED).sum().alias("finished"),
+            *outcome_counts(),
             pl.col("cost_usd").sum().alias("cost_usd"),
             pl.col("duration_ms").quantile(0.95, "nearest").alias("p95_duration_ms"),
         )
         .with_columns(
-            pl.when(pl.col("finished") > 0)
-            .then(pl.col("ok") / pl.col("finished"))
-            .otherwise(None)
-            .alias("success_rate"),
+            success_rate_of_finished(),
             (pl.col("cost_usd") / pl.col("sessions")).alias("avg_cost_usd"),
         )
         .select(

@@ -225,6 +225,14 @@ async def test_two_runtimes_sharing_a_store_never_run_a_session_twice(
     assert max(starts.values()) == 1
 
 
+def dark_from_the_start(index: int) -> dict:
+    """Agent 4, the most proficient, never answers; the others always do."""
+    config = faulty(0.0)
+    if index == 4:
+        config["dark_after_calls"] = 0
+    return config
+
+
 async def test_breaker_transitions_are_events_and_visible_through_the_api(
     store: EventStore, registry: AgentRegistry
 ) -> None:
@@ -232,13 +240,7 @@ async def test_breaker_transitions_are_events_and_visible_through_the_api(
 
     from nofx.api.app import create_app
 
-    def tweak(index: int) -> dict:
-        config = faulty(0.0)
-        if index == 4:
-            config["dark_after_calls"] = 0
-        return config
-
-    agents = register_fleet(registry, tweak)
+    agents = register_fleet(registry, dark_from_the_start)
     runtime = Runtime(store, registry, config=RuntimeConfig(time_scale=0.0, call_timeout_s=3.0))
     submit_burst(runtime.sessions, 40)
     await runtime.run_pending()
@@ -259,13 +261,7 @@ async def test_breaker_transitions_are_events_and_visible_through_the_api(
 async def test_an_agent_cut_off_by_one_worker_is_cut_off_for_all(
     store: EventStore, registry: AgentRegistry
 ) -> None:
-    def tweak(index: int) -> dict:
-        config = faulty(0.0)
-        if index == 4:
-            config["dark_after_calls"] = 0
-        return config
-
-    agents = register_fleet(registry, tweak)
+    agents = register_fleet(registry, dark_from_the_start)
     dark = agents[4].agent_id
     first = Runtime(
         store, registry, config=RuntimeConfig(worker_id="first", time_scale=0.0, call_timeout_s=3.0)

@@ -36,11 +36,15 @@ app = typer.Typer(
 agents_app = typer.Typer(help="Register, list, update and remove agents.", no_args_is_help=True)
 sessions_app = typer.Typer(help="Submit, list and inspect sessions.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
+workflows_app = typer.Typer(
+    help="Workflows: validate and analyse DAGs of agent steps.", no_args_is_help=True
+)
 keys_app = typer.Typer(help="API keys: create (shown once), list, revoke.", no_args_is_help=True)
 app.add_typer(agents_app, name="agents")
 app.add_typer(sessions_app, name="sessions")
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
+app.add_typer(workflows_app, name="workflows")
 
 console = Console()
 err = Console(stderr=True)
@@ -343,6 +347,43 @@ def worker(
             if wake.wait(poll_s):
                 idle = 0
     wake.close()
+
+
+# -- workflows -------------------------------------------------------------------------------
+@workflows_app.command("analyze")
+def workflows_analyze(
+    path: Annotated[
+        str, typer.Argument(help="workflow YAML/JSON, or a WfFormat (WfCommons) trace .json")
+    ],
+    workers: Annotated[
+        int, typer.Option(min=1, help="parallel workers for the makespan bound")
+    ] = 4,
+) -> None:
+    """Critical path, makespan lower bound max(critical path, work / K), parallelism per level."""
+    from nofx.workflows import analyze, load_wfformat, parse_workflow
+
+    try:
+        text = Path(path).read_text()
+        spec = load_wfformat(path) if '"schemaVersion"' in text else parse_workflow(text)
+    except OSError as exc:
+        raise _fail(f"cannot read {path}: {exc}") from None
+    except NofxError as exc:
+        raise _fail(str(exc)) from None
+    result = analyze(spec, workers=workers)
+    table = Table(title=f"{spec.name}: {result.steps} steps, {result.edges} edges")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row(
+        "critical path", f"{result.critical_path_s:,.1f} s over {len(result.critical_path)} steps"
+    )
+    table.add_row("total work", f"{result.total_work_s:,.1f} s")
+    table.add_row(
+        f"makespan lower bound, {workers} workers", f"{result.makespan_lower_bound_s:,.1f} s"
+    )
+    table.add_row("parallelism per level", " ".join(map(str, result.parallelism_profile)))
+    table.add_row("estimated cost", f"${result.estimated_cost_usd:.4f}")
+    table.add_row("bottlenecks", ", ".join(result.bottlenecks) or "-")
+    console.print(table)
 
 
 # -- API keys --------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from nofx import __version__
 from nofx.api import observability, problems
 from nofx.api.deps import Services
-from nofx.api.routes import agents, communicate, health, keys, sessions
+from nofx.api.routes import agents, communicate, health, keys, sessions, workflows
 from nofx.bus import MessageBus
 from nofx.registry import AgentRegistry
 from nofx.routing.router import SmartRouter
@@ -66,6 +66,7 @@ def create_app(
             {"name": "health", "description": "service status"},
             {"name": "agents", "description": "the agent registry"},
             {"name": "orchestration", "description": "sessions and agent selection"},
+            {"name": "workflows", "description": "workflow analysis"},
             {"name": "keys", "description": "API keys (admin scope)"},
         ],
     )
@@ -86,7 +87,7 @@ def create_app(
     problems.install(app)
     observability.install(app)
 
-    for module in (health, agents, sessions, communicate, keys):
+    for module in (health, agents, sessions, communicate, workflows, keys):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(communicate.breakers_router, prefix="/api/v1")
     return app

@@ -1,0 +1,17 @@
+"""Workflows: DAGs of agent steps; parse and validate, import real traces, analyse."""
+
+from nofx.workflows.analysis import Analysis, analyze, topological_order
+from nofx.workflows.model import StepSpec, WorkflowSpec, find_cycle, parse_workflow, validate
+from nofx.workflows.wfformat import load_wfformat
+
+__all__ = [
+    "Analysis",
+    "StepSpec",
+    "WorkflowSpec",
+    "analyze",
+    "find_cycle",
+    "load_wfformat",
+    "parse_workflow",
+    "topological_order",
+    "validate",
+]

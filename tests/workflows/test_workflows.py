@@ -1,0 +1,209 @@
+"""Workflows: validation that points at the problem, real WfCommons traces, analysis properties."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from nofx.errors import ValidationError
+from nofx.workflows import analyze, find_cycle, load_wfformat, parse_workflow, topological_order
+from nofx.workflows.model import WorkflowSpec
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "wfcommons"
+
+FEATURE = """
+name: feature
+params: {ticket: ABC-1}
+steps:
+  - id: spec
+    capability: plan.decompose
+    inputs: {ticket: params.ticket}
+    estimates: {duration_s: 30, cost_usd: 0.01}
+  - id: code
+    capability: code.generate
+    needs: [spec]
+    inputs: {spec: steps.spec.output}
+    estimates: {duration_s: 120, cost_usd: 0.05}
+  - id: tests
+    capability: test.write
+    needs: [spec]
+    estimates: {duration_s: 60, cost_usd: 0.02}
+  - id: review
+    capability: code.review
+    needs: [code, tests]
+    estimates: {duration_s: 40, cost_usd: 0.01}
+"""
+
+
+def test_a_valid_workflow_is_analysed() -> None:
+    spec = parse_workflow(
+        FEATURE, known_capabilities={"plan.decompose", "code.generate", "test.write", "code.review"}
+    )
+    result = analyze(spec, workers=2)
+    assert result.critical_path == ["spec", "code", "review"]
+    assert result.critical_path_s == 190 and result.total_work_s == 250
+    assert result.makespan_lower_bound_s == max(190, 250 / 2)
+    assert result.parallelism_profile == [1, 2, 1]
+    assert result.estimated_cost_usd == pytest.approx(0.09)
+    assert "code" in result.bottlenecks
+    assert topological_order(spec)[0] == "spec"
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            ("needs: [spec]\n    inputs: {spec", "needs: [spce]\n    inputs: {spec"),
+            "unknown step 'spce'.*did you mean 'spec'",
+        ),
+        (
+            ("capability: test.write", "capability: test.wrte"),
+            "step 'tests' \\(line 14\\).*'test.wrte'.*did you mean 'test.write'",
+        ),
+        (
+            ("inputs: {spec: steps.spec.output}", "inputs: {spec: steps.tests.output}"),
+            "'tests' is not in its needs",
+        ),
+        (("inputs: {ticket: params.ticket}", "inputs: {ticket: params.nope}"), "does not exist"),
+        (
+            ("capability: plan.decompose", "capability: plan.decompose\n    needs: [review]"),
+            "cycle: .*spec.*review",
+        ),
+        (
+            ("estimates: {duration_s: 60,", "estimates: {duration_s: -1,"),
+            "step 'tests' \\(line 14\\) estimates.duration_s",
+        ),
+        (("id: tests", "id: code"), "unique"),
+    ],
+)
+def test_bad_workflows_are_refused_with_the_step_and_line(change, message) -> None:
+    text = FEATURE.replace(*change, 1)
+    with pytest.raises(ValidationError, match=message):
+        parse_workflow(
+            text,
+            known_capabilities={"plan.decompose", "code.generate", "test.write", "code.review"},
+        )
+
+
+def test_unparseable_input_is_refused() -> None:
+    with pytest.raises(ValidationError, match="not valid"):
+        parse_workflow("steps: [", fmt="yaml")
+    with pytest.raises(ValidationError, match="not valid JSON"):
+        parse_workflow("{", fmt="json")
+
+
+def test_a_file_that_is_not_wfformat_is_refused(tmp_path: Path) -> None:
+    bogus = tmp_path / "x.json"
+    bogus.write_text('{"name": "x", "workflow": {}}')
+    with pytest.raises(ValidationError, match="not a WfFormat"):
+        load_wfformat(bogus)
+
+
+@pytest.mark.parametrize(
+    "name, tasks, edges, critical, work, levels",
+    [
+        ("montage-chameleon-2mass-005d-001", 58, 114, 21.385, 221.726, 8),
+        ("sarek-dirt02-001", 26, 50, 309.657, 393.226, 10),
+    ],
+)
+def test_real_wfcommons_traces_match_their_published_numbers(
+    name, tasks, edges, critical, work, levels
+) -> None:
+    spec = load_wfformat(DATA / f"{name}.json")
+    result = analyze(spec, workers=8)
+    assert (result.steps, result.edges) == (tasks, edges)
+    assert result.critical_path_s == pytest.approx(critical, abs=1e-3)
+    assert result.total_work_s == pytest.approx(work, abs=1e-3)
+    assert len(result.parallelism_profile) == levels
+    assert result.makespan_lower_bound_s == pytest.approx(max(critical, work / 8), abs=1e-3)
+    assert all(step.capability.startswith("wf.") for step in spec.steps)
+
+
+@st.composite
+def random_dags(draw):
+    n = draw(st.integers(min_value=1, max_value=9))
+    steps = []
+    for i in range(n):
+        needs = (
+            draw(
+                st.lists(st.integers(min_value=0, max_value=max(0, i - 1)), max_size=3, unique=True)
+            )
+            if i
+            else []
+        )
+        steps.append(
+            {
+                "id": f"s{i}",
+                "capability": "code.generate",
+                "needs": [f"s{j}" for j in needs],
+                "estimates": {"duration_s": draw(st.floats(min_value=0, max_value=100))},
+            }
+        )
+    return WorkflowSpec.model_validate({"name": "r", "steps": steps})
+
+
+def all_paths(spec: WorkflowSpec) -> list[list[str]]:
+    children = {s.id: [c.id for c in spec.steps if s.id in c.needs] for s in spec.steps}
+    roots = [s.id for s in spec.steps if not s.needs]
+
+    def walk(node):
+        if not children[node]:
+            return [[node]]
+        return [[node, *rest] for child in children[node] for rest in walk(child)]
+
+    return list(itertools.chain.from_iterable(walk(r) for r in roots))
+
+
+@given(spec=random_dags(), workers=st.integers(min_value=1, max_value=8))
+def test_critical_path_is_the_longest_path_and_bounds_hold(spec, workers) -> None:
+    result = analyze(spec, workers=workers)
+    durations = {s.id: s.estimates.duration_s for s in spec.steps}
+    longest = max(sum(durations[n] for n in path) for path in all_paths(spec))
+    assert result.critical_path_s == pytest.approx(longest)
+    assert sum(durations[n] for n in result.critical_path) == pytest.approx(longest)
+    assert result.makespan_lower_bound_s >= result.critical_path_s - 1e-9
+    assert result.makespan_lower_bound_s >= result.total_work_s / workers - 1e-9
+    assert sum(result.parallelism_profile) == result.steps
+    order = topological_order(spec)
+    assert sorted(order) == sorted(s.id for s in spec.steps)
+    position = {n: i for i, n in enumerate(order)}
+    assert all(position[d] < position[s.id] for s in spec.steps for d in s.needs)
+    assert find_cycle(spec) is None
+
+
+def test_analyze_needs_a_worker() -> None:
+    with pytest.raises(ValueError):
+        analyze(parse_workflow(FEATURE), workers=0)
+
+
+def test_analyze_over_http_and_from_the_cli(store, registry, tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+    from typer.testing import CliRunner
+
+    from nofx.api.app import create_app
+    from nofx.cli import app as cli
+    from nofx.domain import AgentSpec
+
+    spec = {
+        "name": "w",
+        "steps": [{"id": "a", "capability": "code.generate", "estimates": {"duration_s": 5}}],
+    }
+    with TestClient(create_app(store=store, auth_required=False)) as client:
+        refused = client.post("/api/v1/workflows/analyze", json=spec)
+        assert refused.status_code == 422 and "no agent offers" in refused.json()["detail"]
+        registry.register(AgentSpec(name="c", capabilities=[{"name": "code.generate"}]))
+        body = client.post("/api/v1/workflows/analyze", json=spec, params={"workers": 2}).json()
+        assert body["critical_path"] == ["a"] and body["makespan_lower_bound_s"] == 5
+    result = CliRunner().invoke(
+        cli, ["workflows", "analyze", str(DATA / "sarek-dirt02-001.json"), "--workers", "2"]
+    )
+    assert result.exit_code == 0 and "309.7 s" in result.output
+    (tmp_path / "bad.yaml").write_text(
+        "name: x\nsteps:\n  - id: a\n    capability: code.generate\n    needs: [b]\n"
+    )
+    bad = CliRunner().invoke(cli, ["workflows", "analyze", str(tmp_path / "bad.yaml")])
+    assert bad.exit_code == 2 and "unknown step 'b'" in bad.output

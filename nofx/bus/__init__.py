@@ -5,7 +5,9 @@ channel, so readers see one order. Publishing the same ``message_id`` twice
 stores it once (deduplication). Delivery is at least once: a subscriber reads
 after its acknowledged offset and acknowledges what it processed; whatever it
 did not acknowledge is delivered again. Replay reads a channel from any offset
-or time. Large bodies are stored once by content and referenced.
+or time. Large bodies are stored once by content and referenced. ``subscribe``
+gives an async consumer that is woken by publishes and redelivers after a
+visibility timeout.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from sqlalchemy import Connection, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from nofx.bus import blobstore
+from nofx.bus.subscription import Delivery, Subscription, notifier_for
 from nofx.domain import Message, utcnow
 from nofx.errors import ConcurrencyError, NotFoundError
 from nofx.store import EventStore
@@ -81,6 +84,7 @@ class MessageBus:
                 continue  # another message took this sequence number: take the next one
             stored = self._by_id(message.message_id, message.tenant_id)
             assert stored is not None
+            notifier_for(self.store).signal(message.tenant_id, stored.channel)
             return stored
         raise ConcurrencyError(f"could not append to {message.channel}", hint="retry the publish")
 
@@ -143,6 +147,25 @@ class MessageBus:
             if len(page) < 1000:
                 return
             after = page[-1].seq
+
+    def subscribe(
+        self,
+        subscriber: str,
+        channel: str,
+        *,
+        tenant_id: str = "default",
+        visibility_timeout_s: float = 30.0,
+        poll_interval_s: float = 1.0,
+    ) -> Subscription:
+        """A push subscription from the subscriber's acknowledged offset (see ``Subscription``)."""
+        return Subscription(
+            self,
+            subscriber,
+            channel,
+            tenant_id=tenant_id,
+            visibility_timeout_s=visibility_timeout_s,
+            poll_interval_s=poll_interval_s,
+        )
 
     def acked(self, subscriber: str, channel: str, *, tenant_id: str = "default") -> int:
         with self.store.engine.connect() as conn:
@@ -273,4 +296,4 @@ class SharedContext:
         )
 
 
-__all__ = ["MessageBus", "SharedContext", "StoredMessage"]
+__all__ = ["Delivery", "MessageBus", "SharedContext", "StoredMessage", "Subscription"]

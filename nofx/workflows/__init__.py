@@ -2,6 +2,7 @@
 
 from nofx.workflows.analysis import Analysis, analyze, topological_order
 from nofx.workflows.model import StepSpec, WorkflowSpec, find_cycle, parse_workflow, validate
+from nofx.workflows.templates import list_templates, load_template, template_parameters
 from nofx.workflows.wfformat import load_wfformat
 
 __all__ = [
@@ -10,8 +11,11 @@ __all__ = [
     "WorkflowSpec",
     "analyze",
     "find_cycle",
+    "list_templates",
+    "load_template",
     "load_wfformat",
     "parse_workflow",
+    "template_parameters",
     "topological_order",
     "validate",
 ]

@@ -207,3 +207,30 @@ def test_analyze_over_http_and_from_the_cli(store, registry, tmp_path: Path) -> 
     )
     bad = CliRunner().invoke(cli, ["workflows", "analyze", str(tmp_path / "bad.yaml")])
     assert bad.exit_code == 2 and "unknown step 'b'" in bad.output
+
+
+def test_every_template_loads_validates_against_the_demo_fleet_and_has_parallelism() -> None:
+    from nofx.fleet import DEMO_CAPABILITIES
+    from nofx.workflows import list_templates, load_template, template_parameters
+
+    names = list_templates()
+    assert {"feature", "bugfix", "data_pipeline", "research_report", "incident_response"} <= set(
+        names
+    )
+    for name in names:
+        params = {p: f"value-{p}" for p in template_parameters(name)}
+        spec = load_template(name, known_capabilities=set(DEMO_CAPABILITIES), **params)
+        assert all("{{" not in (s.prompt + spec.name) for s in spec.steps)
+        result = analyze(spec, workers=2)
+        assert result.critical_path_s <= result.total_work_s
+    assert analyze(load_template("research_report", topic="x")).max_parallelism == 3
+
+
+def test_template_errors_name_what_is_missing() -> None:
+    from nofx.errors import NotFoundError
+    from nofx.workflows import load_template
+
+    with pytest.raises(ValidationError, match="needs parameters: repo"):
+        load_template("feature", feature="x")
+    with pytest.raises(NotFoundError, match="known: bugfix"):
+        load_template("nope")

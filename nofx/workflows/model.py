@@ -34,9 +34,10 @@ class StepSpec(BaseModel):
     )
     prompt: str = ""
     estimates: Estimates = Field(default_factory=Estimates)
-    resources: dict[str, float] = Field(
-        default_factory=dict, description="e.g. {pool: gpu, slots: 1}"
+    pool: str = Field(
+        default="default", max_length=60, description="the resource pool whose concurrency limit applies"
     )
+    resources: dict[str, float] = Field(default_factory=dict, description="e.g. {memory_gb: 4}")
     max_attempts: int = Field(default=3, ge=1, le=10)
     condition: str | None = None
     pattern: PatternName = PatternName.SOLO

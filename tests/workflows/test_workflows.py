@@ -234,3 +234,78 @@ def test_template_errors_name_what_is_missing() -> None:
         load_template("feature", feature="x")
     with pytest.raises(NotFoundError, match="known: bugfix"):
         load_template("nope")
+
+
+@st.composite
+def pooled_dags(draw):
+    spec = draw(random_dags())
+    steps = []
+    for s in spec.steps:
+        steps.append(
+            {
+                **s.model_dump(),
+                "pool": draw(st.sampled_from(["default", "gpu"])),
+                "estimates": {
+                    **s.estimates.model_dump(),
+                    "cost_usd": draw(st.floats(min_value=0, max_value=1)),
+                },
+            }
+        )
+    return WorkflowSpec.model_validate({"name": "p", "steps": steps})
+
+
+@given(
+    spec=pooled_dags(),
+    default=st.integers(min_value=1, max_value=4),
+    gpu=st.integers(min_value=1, max_value=3),
+    budget=st.one_of(st.none(), st.floats(min_value=0, max_value=3)),
+)
+def test_schedule_respects_dependencies_limits_bounds_and_budget(
+    spec, default, gpu, budget
+) -> None:
+    from nofx.workflows import schedule
+
+    plan = schedule(spec, {"default": default, "gpu": gpu}, budget_usd=budget)
+    slots = {s.step_id: s for s in plan.slots}
+    for step in spec.steps:
+        if step.id in slots:
+            assert all(d in slots for d in step.needs), "a scheduled step's inputs were scheduled"
+            assert all(slots[d].end_s <= slots[step.id].start_s + 1e-9 for d in step.needs)
+        else:
+            assert step.id in plan.unscheduled
+            assert all(c.id in plan.unscheduled for c in spec.steps if step.id in c.needs)
+    for pool, limit in (("default", default), ("gpu", gpu)):
+        mine = [s for s in plan.slots if s.pool == pool]
+        for s in mine:
+            overlapping = sum(1 for o in mine if o.start_s <= s.start_s < o.end_s)
+            assert overlapping <= limit
+            assert 0 <= s.worker < limit
+    if budget is not None:
+        assert plan.cost_usd <= budget + 1e-9
+    if not plan.unscheduled:
+        assert plan.makespan_s >= analyze(spec, workers=default + gpu).critical_path_s - 1e-9
+        assert plan.makespan_s >= spec_total(spec) / (default + gpu) - 1e-9
+
+
+def spec_total(spec: WorkflowSpec) -> float:
+    return sum(s.estimates.duration_s for s in spec.steps)
+
+
+@given(spec=random_dags())
+def test_with_enough_workers_the_schedule_is_the_critical_path(spec) -> None:
+    from nofx.workflows import schedule
+
+    assert schedule(spec, {"default": len(spec.steps)}).makespan_s == pytest.approx(
+        analyze(spec).critical_path_s
+    )
+
+
+def test_real_traces_schedule_close_to_the_lower_bound() -> None:
+    from nofx.workflows import schedule
+
+    for name in ("montage-chameleon-2mass-005d-001", "sarek-dirt02-001"):
+        spec = load_wfformat(DATA / f"{name}.json")
+        for workers in (1, 2, 4, 8):
+            bound = analyze(spec, workers=workers).makespan_lower_bound_s
+            makespan = schedule(spec, {"default": workers}).makespan_s
+            assert bound - 1e-6 <= makespan <= 1.5 * bound

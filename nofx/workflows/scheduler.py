@@ -1,0 +1,122 @@
+"""List scheduling under resource limits, as a pure function over estimated durations.
+
+Priority is the upward rank (HEFT): a step's duration plus the longest chain of
+work after it, so the critical path goes first. Each step runs in a pool
+(``resources['pool']``, default ``default``) whose concurrency is limited; a
+budget stops scheduling steps that would overspend (they and their dependants
+are reported as unscheduled).
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+
+from nofx.workflows.analysis import topological_order
+from nofx.workflows.model import WorkflowSpec
+
+
+@dataclass(frozen=True)
+class Slot:
+    step_id: str
+    pool: str
+    worker: int
+    start_s: float
+    end_s: float
+
+
+@dataclass(frozen=True)
+class Schedule:
+    slots: list[Slot]
+    makespan_s: float
+    cost_usd: float
+    unscheduled: list[str] = field(default_factory=list)
+
+    def slot(self, step_id: str) -> Slot:
+        return next(s for s in self.slots if s.step_id == step_id)
+
+
+def upward_rank(spec: WorkflowSpec) -> dict[str, float]:
+    children: dict[str, list[str]] = {s.id: [] for s in spec.steps}
+    for s in spec.steps:
+        for dep in s.needs:
+            children[dep].append(s.id)
+    duration = {s.id: s.estimates.duration_s for s in spec.steps}
+    rank: dict[str, float] = {}
+    for node in reversed(topological_order(spec)):
+        rank[node] = duration[node] + max((rank[c] for c in children[node]), default=0.0)
+    return rank
+
+
+def schedule(
+    spec: WorkflowSpec, limits: dict[str, int] | None = None, budget_usd: float | None = None
+) -> Schedule:
+    """Event-driven list scheduling: whenever workers are free, start the ready step of highest rank.
+
+    ``limits`` maps pool name -> concurrent workers (a pool not named gets ``limits['default']``,
+    or 4 when that is not given either).
+    """
+    limits = dict(limits or {})
+    default_limit = limits.get("default", 4)
+    steps = {s.id: s for s in spec.steps}
+    rank = upward_rank(spec)
+    waiting = {s.id: set(s.needs) for s in spec.steps}
+    dependants: dict[str, list[str]] = {s.id: [] for s in spec.steps}
+    for s in spec.steps:
+        for dep in s.needs:
+            dependants[dep].append(s.id)
+    free: dict[str, list[int]] = {}
+    ready: list[tuple[float, str]] = [(-rank[i], i) for i, deps in waiting.items() if not deps]
+    heapq.heapify(ready)
+    running: list[tuple[float, str, str, int]] = []  # (end, step, pool, worker)
+    slots: list[Slot] = []
+    spent = 0.0
+    now = 0.0
+    skipped: set[str] = set()
+
+    def pool_of(step_id: str) -> str:
+        return steps[step_id].pool
+
+    def workers(pool: str) -> list[int]:
+        if pool not in free:
+            free[pool] = list(range(max(1, limits.get(pool, default_limit))))
+        return free[pool]
+
+    def skip(step_id: str) -> None:
+        if step_id in skipped:
+            return
+        skipped.add(step_id)
+        for child in dependants[step_id]:
+            skip(child)
+
+    while ready or running:
+        deferred = []
+        while ready:
+            _, step_id = heapq.heappop(ready)
+            step = steps[step_id]
+            if budget_usd is not None and spent + step.estimates.cost_usd > budget_usd + 1e-12:
+                skip(step_id)
+                continue
+            pool = pool_of(step_id)
+            available = workers(pool)
+            if not available:
+                deferred.append((-rank[step_id], step_id))
+                continue
+            worker = available.pop(0)
+            spent += step.estimates.cost_usd
+            end = now + step.estimates.duration_s
+            heapq.heappush(running, (end, step_id, pool, worker))
+            slots.append(Slot(step_id, pool, worker, now, end))
+        for item in deferred:
+            heapq.heappush(ready, item)
+        if not running:
+            break
+        now, done, pool, worker = heapq.heappop(running)
+        workers(pool).append(worker)
+        workers(pool).sort()
+        for child in dependants[done]:
+            waiting[child].discard(done)
+            if not waiting[child] and child not in skipped:
+                heapq.heappush(ready, (-rank[child], child))
+    makespan = max((s.end_s for s in slots), default=0.0)
+    return Schedule(slots, makespan, spent, sorted(skipped))

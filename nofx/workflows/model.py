@@ -35,7 +35,9 @@ class StepSpec(BaseModel):
     prompt: str = ""
     estimates: Estimates = Field(default_factory=Estimates)
     pool: str = Field(
-        default="default", max_length=60, description="the resource pool whose concurrency limit applies"
+        default="default",
+        max_length=60,
+        description="the resource pool whose concurrency limit applies",
     )
     resources: dict[str, float] = Field(default_factory=dict, description="e.g. {memory_gb: 4}")
     max_attempts: int = Field(default=3, ge=1, le=10)

@@ -534,7 +534,9 @@ def demo(
         "[italic]simulated: no model service is called[/]"
     )
     runtime = _make_runtime(store, time_scale=time_scale, seed=seed)
-    patterns = tuple(p.value for p in runtime.patterns if p is not PatternName.AUTO) or ("solo",)
+    patterns = tuple(
+        p.value for p in runtime.patterns if p not in (PatternName.AUTO, PatternName.WORKFLOW)
+    ) or ("solo",)
     for request in demo_requests(sessions, seed=seed, patterns=patterns):
         runtime.sessions.submit(request)
     summary = _run_with_progress(runtime, runtime.sessions.requested_count(), "sessions")

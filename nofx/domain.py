@@ -122,6 +122,7 @@ class PatternName(StrEnum):
     HIERARCHICAL = "hierarchical"
     SWARM = "swarm"
     AUTO = "auto"
+    WORKFLOW = "workflow"
 
 
 class Task(Strict):
@@ -147,6 +148,18 @@ class SessionRequest(Strict):
     optimize: Literal["balanced", "cost", "latency", "success"] = "balanced"
     max_attempts: int = Field(default=3, ge=1, le=10)
     idempotency_key: str | None = Field(default=None, max_length=200)
+    workflow: dict[str, Any] | None = Field(
+        default=None,
+        description="with pattern 'workflow': the DAG of steps to run (see nofx.workflows)",
+    )
+
+    @model_validator(mode="after")
+    def _workflow_with_its_pattern(self) -> SessionRequest:
+        if (self.pattern is PatternName.WORKFLOW) != (self.workflow is not None):
+            raise ValueError(
+                "pattern 'workflow' and a 'workflow' spec go together: give both or neither"
+            )
+        return self
 
 
 class SessionStatus(StrEnum):

@@ -174,7 +174,14 @@ class SessionService:
 
     def submit(self, request: SessionRequest) -> Session:
         """Record a requested session; a runtime (or the Dagster sensor) picks it up."""
-        self.registry.require_capability(request.task.capability, request.tenant_id)
+        if request.workflow is not None:
+            from nofx.workflows import parse_workflow
+
+            parse_workflow(
+                request.workflow, known_capabilities=self.registry.capabilities(request.tenant_id)
+            )
+        else:
+            self.registry.require_capability(request.task.capability, request.tenant_id)
         if request.idempotency_key:
             existing = self.store.event_by_key(
                 f"submit/{request.tenant_id}/{request.idempotency_key}"

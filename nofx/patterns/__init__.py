@@ -27,4 +27,7 @@ def default_patterns() -> dict[PatternName, PatternRunner]:
         PatternName.SWARM: run_swarm,
     }
     runners[PatternName.AUTO] = make_auto(dict(runners))
+    from nofx.workflows.executor import run_workflow  # workflows build on patterns' helpers
+
+    runners[PatternName.WORKFLOW] = run_workflow
     return runners

@@ -309,3 +309,114 @@ def test_real_traces_schedule_close_to_the_lower_bound() -> None:
             bound = analyze(spec, workers=workers).makespan_lower_bound_s
             makespan = schedule(spec, {"default": workers}).makespan_s
             assert bound - 1e-6 <= makespan <= 1.5 * bound
+
+
+def workflow_request(spec_text: str = FEATURE):
+    import yaml
+
+    from nofx.domain import SessionRequest, Task
+
+    return SessionRequest(
+        task=Task(prompt="ship the feature", capability="code.generate"),
+        pattern="workflow",
+        workflow=yaml.safe_load(spec_text),
+    )
+
+
+@pytest.fixture
+def team(registry):
+    from nofx.domain import AgentSpec
+
+    caps = ("plan.decompose", "code.generate", "test.write", "code.review")
+    return [
+        registry.register(
+            AgentSpec(
+                name=f"w{i}",
+                capabilities=[{"name": c, "proficiency": 3 + i % 3} for c in caps],
+                provider={
+                    "config": {
+                        "skill": dict.fromkeys(caps, 0.97),
+                        "error_rate": 0.0,
+                        "rate_limit_rate": 0.0,
+                    }
+                },
+            )
+        )
+        for i in range(3)
+    ]
+
+
+async def test_a_workflow_runs_in_dependency_order_and_resumes_without_repeating(
+    runtime, team, store
+) -> None:
+    from nofx.runtime import Runtime, RuntimeConfig
+
+    session = runtime.sessions.submit(workflow_request())
+    done = await runtime.run_session(session.session_id)
+    events = runtime.sessions.events(session.session_id)
+    completed = {e.payload["step_id"]: e for e in events if e.type == "StepCompleted"}
+    if done.status.value == "succeeded":
+        assert set(completed) == {"wf/spec", "wf/code", "wf/tests", "wf/review"}
+        order = [e.payload["step_id"] for e in events if e.type == "StepCompleted"]
+        assert order.index("wf/spec") < order.index("wf/code") < order.index("wf/review")
+        assert order.index("wf/tests") < order.index("wf/review")
+        # a step starts only after every step it needs has completed
+        seqs = {(e.type, e.payload.get("step_id")): e.seq for e in events}
+        assert seqs[("StepStarted", "wf/code")] > seqs[("StepCompleted", "wf/spec")]
+        assert seqs[("StepStarted", "wf/review")] > seqs[("StepCompleted", "wf/tests")]
+    before = [e.type for e in events]
+    again = await Runtime(store, config=RuntimeConfig(time_scale=0.0)).execute(session.session_id)
+    assert again.status is done.status
+    assert [e.type for e in runtime.sessions.events(session.session_id)] == before
+
+
+async def test_a_failing_step_skips_its_dependants_and_names_itself(store, registry) -> None:
+    from nofx.domain import AgentSpec
+    from nofx.runtime import Runtime, RuntimeConfig
+
+    good = ("plan.decompose", "test.write", "code.review")
+    registry.register(
+        AgentSpec(
+            name="ok",
+            capabilities=[{"name": c} for c in good],
+            provider={
+                "config": {
+                    "skill": dict.fromkeys(good, 1.0),
+                    "error_rate": 0.0,
+                    "rate_limit_rate": 0.0,
+                    "latency_median_ms": 10,
+                }
+            },
+        )
+    )
+    registry.register(
+        AgentSpec(
+            name="broken",
+            capabilities=[{"name": "code.generate"}],
+            provider={"config": {"dark_after_calls": 0}},
+        )
+    )
+    runtime = Runtime(store, registry, config=RuntimeConfig(time_scale=0.0))
+    session = runtime.sessions.submit(workflow_request())
+    done = await runtime.run_session(session.session_id)
+    assert done.status.value == "failed" and done.error_type == "workflow_step_failed"
+    events = runtime.sessions.events(session.session_id)
+    skipped = [e.payload["step_id"] for e in events if e.type == "StepSkipped"]
+    assert skipped == ["wf/review"]
+    assert {e.payload["step_id"] for e in events if e.type == "StepCompleted"} == {
+        "wf/spec",
+        "wf/tests",
+    }
+
+
+def test_workflow_sessions_are_validated_at_submit(runtime, team) -> None:
+    from pydantic import ValidationError as PydanticValidationError
+
+    from nofx.domain import SessionRequest, Task
+
+    with pytest.raises(ValidationError, match=r"did you mean 'test\.write'"):
+        runtime.sessions.submit(
+            workflow_request(FEATURE.replace("capability: test.write", "capability: test.wrte"))
+        )
+    with pytest.raises(PydanticValidationError, match="go together"):
+        SessionRequest(task=Task(prompt="x", capability="code.generate"), pattern="workflow")

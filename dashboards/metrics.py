@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from typing import cast
 
 import polars as pl
 
 FINISHED = ("succeeded", "failed")
+OPEN = ("requested", "running")
 
 
 @dataclass(frozen=True)
@@ -16,6 +18,7 @@ class Headline:
     finished: int
     succeeded: int
     failed: int
+    open: int
     success_rate: float | None
     cost_usd: float
     avg_cost_usd: float | None
@@ -23,10 +26,14 @@ class Headline:
 
 
 def headline(sessions: pl.DataFrame) -> Headline:
-    """Success rate counts finished sessions only (succeeded / (succeeded + failed))."""
+    """Success rate counts finished sessions only (succeeded / (succeeded + failed)).
+
+    Open sessions (requested or running) have no outcome yet; cancelled ones were stopped
+    by a user, not failed by an agent, so neither moves the rate.
+    """
     n = sessions.height
     if n == 0:
-        return Headline(0, 0, 0, 0, None, 0.0, None, 0)
+        return Headline(0, 0, 0, 0, 0, None, 0.0, None, 0)
     status = sessions["status"]
     succeeded = int((status == "succeeded").sum())
     failed = int((status == "failed").sum())
@@ -37,6 +44,7 @@ def headline(sessions: pl.DataFrame) -> Headline:
         finished=finished,
         succeeded=succeeded,
         failed=failed,
+        open=int(status.is_in(OPEN).sum()),
         success_rate=succeeded / finished if finished else None,
         cost_usd=cost,
         avg_cost_usd=cost / n,
@@ -52,9 +60,10 @@ def apply_filters(
     agents: list[str] | None = None,
     capabilities: list[str] | None = None,
 ) -> pl.DataFrame:
+    """The sidebar filters; an empty selection means no filter on that column."""
     out = sessions
     if since is not None:
-        out = out.filter(pl.col("requested_at") >= since)
+        out = out.filter(pl.col("requested_at") >= in_column_zone(since, out["requested_at"].dtype))
     if tenants:
         out = out.filter(pl.col("tenant_id").is_in(tenants))
     if agents:
@@ -64,7 +73,15 @@ def apply_filters(
     return out
 
 
+def in_column_zone(moment: datetime, dtype: pl.DataType) -> datetime:
+    """``moment`` comparable with a timestamp column: the warehouse keeps naive UTC timestamps."""
+    if isinstance(dtype, pl.Datetime) and dtype.time_zone is None and moment.tzinfo is not None:
+        return moment.astimezone(UTC).replace(tzinfo=None)
+    return moment
+
+
 def since_for(window: str, now: datetime) -> datetime | None:
+    """Start of a sidebar time window; None means all time."""
     return {
         "24 hours": now - timedelta(days=1),
         "7 days": now - timedelta(days=7),
@@ -92,31 +109,39 @@ def success_rate_of_finished() -> pl.Expr:
 
 
 def daily_trend(sessions: pl.DataFrame, days: int = 7) -> pl.DataFrame:
-    """Sessions and success rate per day for the last ``days`` days that have data."""
+    """Sessions, success rate and cost per calendar day, for the ``days`` days up to the latest.
+
+    Days without sessions are shown as zero sessions (rate none), so a quiet day is visible.
+    """
+    schema = {
+        "day": pl.Date,
+        "sessions": pl.Int64,
+        "success_rate": pl.Float64,
+        "cost_usd": pl.Float64,
+    }
     if sessions.height == 0:
-        return pl.DataFrame(
-            schema={
-                "day": pl.Date,
-                "sessions": pl.Int64,
-                "success_rate": pl.Float64,
-                "cost_usd": pl.Float64,
-            }
-        )
-    daily = (
-        sessions.with_columns(pl.col("requested_at").dt.date().alias("day"))
-        .group_by("day")
-        .agg(
-            *outcome_counts(),
-            pl.col("cost_usd").sum().alias("cost_usd"),
-        )
-        .with_columns(success_rate_of_finished())
-        .sort("day")
-        .tail(days)
+        return pl.DataFrame(schema=schema)
+    dated = sessions.with_columns(pl.col("requested_at").dt.date().alias("day"))
+    last = cast(date, dated["day"].max())
+    calendar = pl.DataFrame(
+        {"day": pl.date_range(last - timedelta(days=days - 1), last, eager=True)}
     )
-    return daily.select("day", "sessions", "success_rate", "cost_usd")
+    daily = (
+        dated.group_by("day")
+        .agg(*outcome_counts(), pl.col("cost_usd").sum().alias("cost_usd"))
+        .with_columns(success_rate_of_finished())
+    )
+    return (
+        calendar.join(daily, on="day", how="left")
+        .with_columns(pl.col("sessions").fill_null(0), pl.col("cost_usd").fill_null(0.0))
+        .select(list(schema))
+        .cast(schema)  # type: ignore[arg-type]
+        .sort("day")
+    )
 
 
 def failure_reasons(sessions: pl.DataFrame, top: int = 10) -> pl.DataFrame:
+    """The commonest error types among failed sessions, with their share of the failures."""
     failed = sessions.filter(pl.col("status") == "failed")
     if failed.height == 0:
         return pl.DataFrame(
@@ -170,3 +195,21 @@ def fmt_rate(value: float | None) -> str:
 
 def fmt_usd(value: float | None) -> str:
     return "n/a" if value is None else f"${value:,.4f}"
+
+
+def apply_daily_filters(
+    daily: pl.DataFrame,
+    *,
+    since: datetime | None = None,
+    agents: list[str] | None = None,
+    capabilities: list[str] | None = None,
+) -> pl.DataFrame:
+    """The sidebar filters on ``agent_performance_daily``, which has days, not timestamps."""
+    out = daily
+    if since is not None:
+        out = out.filter(pl.col("day").cast(pl.Date) >= since.date())
+    if agents:
+        out = out.filter(pl.col("agent_name").is_in(agents))
+    if capabilities:
+        out = out.filter(pl.col("capability").is_in(capabilities))
+    return out

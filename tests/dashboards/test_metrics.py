@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import UTC, datetime, timedelta, timezone
 
-import duckdb
 import polars as pl
 import pytest
 
-from dashboards import data, metrics
+from dashboards import metrics
 
 
 def frame(rows: list[dict]) -> pl.DataFrame:
@@ -35,12 +33,15 @@ def test_success_rate_counts_finished_sessions_only() -> None:
             {"status": "succeeded"},
             {"status": "failed", "error_type": "timeout"},
             {"status": "running"},
+            {"status": "requested"},
+            {"status": "cancelled"},
         ]
     )
     head = metrics.headline(sessions)
-    assert (head.sessions, head.succeeded, head.failed, head.finished) == (3, 1, 1, 2)
+    assert (head.sessions, head.succeeded, head.failed, head.finished, head.open) == (5, 1, 1, 2, 2)
     assert head.success_rate == 0.5
-    assert head.cost_usd == pytest.approx(0.03)
+    assert head.cost_usd == pytest.approx(0.05)
+    assert head.avg_cost_usd == pytest.approx(0.01)
     assert metrics.headline(sessions.head(0)).success_rate is None
     assert metrics.fmt_rate(None) == "n/a" and metrics.fmt_rate(0.5) == "50.0%"
     assert metrics.fmt_usd(1.5) == "$1.5000"
@@ -72,7 +73,11 @@ def test_filters_trend_reasons_and_agent_table() -> None:
     assert metrics.apply_filters(sessions, agents=["b"], capabilities=["code.generate"]).height == 1
     assert metrics.since_for("all", now) is None
     trend = metrics.daily_trend(sessions)
-    assert trend["sessions"].sum() == 4 and trend.height == 2
+    assert trend.height == 7, "seven calendar days up to the latest one"
+    assert trend["sessions"].to_list() == [0] * 6 + [3], "the 10-day-old session is out"
+    assert trend["success_rate"].to_list()[-1] == pytest.approx(1 / 3)
+    assert trend["success_rate"].null_count() == 6
+    assert metrics.daily_trend(sessions, days=11)["sessions"].sum() == 4
     reasons = metrics.failure_reasons(sessions)
     assert dict(zip(reasons["error_type"], reasons["sessions"], strict=True)) == {
         "timeout": 1,
@@ -84,21 +89,32 @@ def test_filters_trend_reasons_and_agent_table() -> None:
         assert empty(sessions.head(0)).height == 0
 
 
-def test_reads_are_read_only_and_missing_things_are_explained(tmp_path: Path, monkeypatch) -> None:
-    path = tmp_path / "w.duckdb"
-    with pytest.raises(data.WarehouseUnavailable, match="make demo"):
-        data.query("select 1", path)
-    with duckdb.connect(str(path)) as conn:
-        conn.execute("create table main.t as select 1 as x")
-    assert data.query("select x from main.t", path)["x"][0] == 1
-    with pytest.raises(data.WarehouseUnavailable, match="no such table"):
-        data.query("select * from main.agent_sessions", path)
-    # a writer holds the file: the reader gives up with a clear message instead of blocking it
-    with (
-        pytest.raises(data.WarehouseUnavailable, match="busy"),
-        duckdb.connect(str(path)) as writer,
-    ):
-        writer.execute("insert into main.t values (2)")
-        data.query("select * from main.t", path, retries=2)
-    assert data.table_exists("t", path) and not data.table_exists("agent_sessions", path)
-    assert data.load_agent_daily(path) is None
+def test_the_time_filter_works_on_the_warehouse_naive_utc_timestamps() -> None:
+    now = datetime(2026, 11, 23, 12, tzinfo=UTC)
+    sessions = frame(
+        [
+            {"requested_at": datetime(2026, 11, 23, 11)},
+            {"requested_at": datetime(2026, 11, 21, 11)},
+        ]
+    )
+    assert sessions["requested_at"].dtype == pl.Datetime("us")
+    for window, expected in (("24 hours", 1), ("7 days", 2), ("all", 2)):
+        since = metrics.since_for(window, now)
+        assert metrics.apply_filters(sessions, since=since).height == expected, window
+    local = now.astimezone(timezone(timedelta(hours=-5)))
+    assert metrics.apply_filters(sessions, since=local - timedelta(hours=2)).height == 1
+
+
+def test_daily_performance_follows_the_same_filters() -> None:
+    daily = pl.DataFrame(
+        {
+            "day": [datetime(2026, 11, 1), datetime(2026, 11, 22), datetime(2026, 11, 23)],
+            "agent_name": ["a", "a", "b"],
+            "capability": ["code.review", "code.generate", "code.generate"],
+        }
+    )
+    since = metrics.since_for("7 days", datetime(2026, 11, 23, 12, tzinfo=UTC))
+    assert metrics.apply_daily_filters(daily, since=since).height == 2
+    assert metrics.apply_daily_filters(daily, agents=["a"]).height == 2
+    assert metrics.apply_daily_filters(daily, capabilities=["code.review"]).height == 1
+    assert metrics.apply_daily_filters(daily).height == 3

@@ -148,6 +148,15 @@ class SessionRequest(Strict):
     optimize: Literal["balanced", "cost", "latency", "success"] = "balanced"
     max_attempts: int = Field(default=3, ge=1, le=10)
     idempotency_key: str | None = Field(default=None, max_length=200)
+    wait_for_recovery_s: float | None = Field(
+        default=None,
+        ge=0,
+        le=3600,
+        description=(
+            "when every qualified agent is cut off by its circuit breaker, wait up to this "
+            "long for one to recover instead of failing the step"
+        ),
+    )
     workflow: dict[str, Any] | None = Field(
         default=None,
         description="with pattern 'workflow': the DAG of steps to run (see nofx.workflows)",
@@ -186,6 +195,7 @@ class Session(BaseModel):
     deadline_s: float | None = None
     optimize: str = "balanced"
     max_attempts: int = 3
+    wait_for_recovery_s: float | None = None
     agent_id: str | None = None
     attempts: int = 0
     cost_usd: float = 0.0

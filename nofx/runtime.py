@@ -17,7 +17,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, or_, select, update
@@ -25,7 +25,9 @@ from sqlalchemy import Connection, and_, bindparam, or_, select, update
 from nofx.agents import AgentCall, AgentCallError, ErrorClass, ProviderSet
 from nofx.domain import Agent, Event, NewEvent, PatternName, Session, SessionStatus, utcnow
 from nofx.errors import ConcurrencyError, NoEligibleAgentError, NotFoundError
+from nofx.pools import Autoscaler, PoolService
 from nofx.registry import AgentRegistry
+from nofx.routing.autoscale import ScalingDecision
 from nofx.routing.breaker import BreakerState
 from nofx.routing.retry import RetryAction, RetryPolicy, backoff_delay, next_action
 from nofx.routing.selection import Outcome, SelectionRequest, Selector
@@ -90,6 +92,7 @@ class RuntimeConfig:
     time_scale: float = 1.0
     call_timeout_s: float = 60.0
     seed: int = 7
+    autoscale_interval_s: float = 2.0
 
 
 class SessionExecution:
@@ -209,7 +212,9 @@ class SessionExecution:
                 complexity=task.complexity if complexity is None else complexity,
                 exclude=frozenset(exclude | failed_agents),
             )
-            agent = last_agent or self.runtime.choose(request, self, step_id, attempt)
+            if last_agent is not None and not self.runtime.breaker_allows(last_agent.agent_id):
+                last_agent = None  # its breaker opened meanwhile: choose again, or wait
+            agent = last_agent or await self.choose_or_wait(request, step_id, attempt)
             last_agent = None
             outcome = await self.runtime.invoke(self, agent, step_id, attempt, request, prompt)
             if isinstance(outcome, StepResult):
@@ -233,6 +238,39 @@ class SessionExecution:
                     await asyncio.sleep(delay)
             else:
                 failed_agents.add(agent.agent_id)
+
+    async def choose_or_wait(self, request: SelectionRequest, step_id: str, attempt: int) -> Agent:
+        """Choose an agent; when every qualified agent is cut off by its breaker and the
+        session allows it, wait for the first one to take a probe instead of failing."""
+        allowance = self.session.wait_for_recovery_s or 0.0
+        started = time.monotonic()
+        while True:
+            try:
+                return self.runtime.choose(request, self, step_id, attempt)
+            except StepFailed as exc:
+                if exc.error_type != "no_eligible_agent" or allowance <= 0:
+                    raise
+                left = allowance - (time.monotonic() - started)
+                reopens = self.runtime.recovery_in_s(request)
+                if reopens is None or reopens > left:
+                    raise StepFailed(
+                        step_id,
+                        "no_eligible_agent",
+                        f"no agent for {request.capability!r} recovers within the "
+                        f"{allowance:g}s the session may wait"
+                        + ("" if reopens is None else f" (next probe in {reopens:.1f}s)"),
+                    ) from exc
+                self.emit(
+                    "WaitingForRecovery",
+                    {
+                        "step_id": step_id,
+                        "attempt": attempt,
+                        "capability": request.capability,
+                        "wait_s": round(reopens, 3),
+                        "allowance_left_s": round(left, 3),
+                    },
+                )
+                await asyncio.sleep(max(reopens, 0.01))
 
     def _should_move_on(
         self, error: AgentCallError, agent: Agent, retried: set[str], request: SelectionRequest
@@ -315,6 +353,7 @@ class Runtime:
         self._agents_cache: dict[tuple[str, str], list[Agent]] = {}
         self._breaker_cursor = 0
         self._breaker_synced_at = float("-inf")
+        self.autoscaler = Autoscaler(PoolService(store), self.config.worker_id)
 
     # -- choosing and calling agents -------------------------------------------------------
     def candidates(self, tenant_id: str, capability: str) -> list[Agent]:
@@ -341,6 +380,14 @@ class Runtime:
                     f"every agent for {request.capability!r} costs more than the "
                     f"${request.budget_usd:.4f} left in the budget",
                 )
+        if not ranked and (reopens := self.recovery_in_s(request)) is not None:
+            raise StepFailed(
+                step_id,
+                "no_eligible_agent",
+                f"every agent for {request.capability!r} is cut off by its circuit breaker "
+                f"(next probe in {reopens:.1f}s); set wait_for_recovery_s on the session "
+                "to wait for it instead of failing",
+            )
         if not ranked:
             raise StepFailed(
                 step_id,
@@ -372,6 +419,24 @@ class Runtime:
             key=f"{execution.session.session_id}/{step_id}/{attempt}/selected",
         )
         return best.agent
+
+    def breaker_allows(self, agent_id: str) -> bool:
+        board = getattr(self.selector, "breakers", None)
+        return board is None or bool(board.allows(agent_id, time.monotonic()))
+
+    def recovery_in_s(self, request: SelectionRequest) -> float | None:
+        """Seconds until an agent for ``request``, now cut off by its breaker, takes a probe;
+        None when no qualified agent is merely waiting on a breaker."""
+        board = getattr(self.selector, "breakers", None)
+        if board is None:
+            return None
+        agents = [
+            a.agent_id
+            for a in self.candidates(request.tenant_id, request.capability)
+            if a.agent_id not in request.exclude
+            and a.proficiency(request.capability) >= max(1, request.min_proficiency)
+        ]
+        return board.recovers_in(agents, time.monotonic())
 
     async def invoke(
         self,
@@ -406,7 +471,9 @@ class Runtime:
         self.selector.acquire(agent.agent_id)
         try:
             timeout = self.config.call_timeout_s * max(self.config.time_scale, 1e-3) + 5
-            result = await asyncio.wait_for(provider.invoke(agent, call), timeout=timeout)
+            async with self.autoscaler.slot(agent):  # waits while the agent's pool is full
+                result = await asyncio.wait_for(provider.invoke(agent, call), timeout=timeout)
+            self.autoscaler.observe_latency(agent.agent_id, result.latency_ms)
         except AgentCallError as exc:
             error = exc
         except TimeoutError:
@@ -662,6 +729,11 @@ class Runtime:
                 await asyncio.sleep(self.config.lease_s / 4)
                 self.renew_leases(sorted(active))
 
+        async def autoscale() -> None:
+            while True:
+                await asyncio.sleep(self.config.autoscale_interval_s)
+                await self.autoscale_once()
+
         async def one(session_id: str) -> None:
             async with gate:
                 try:
@@ -687,6 +759,7 @@ class Runtime:
                 on_done(session)
 
         beat = asyncio.create_task(heartbeat())
+        scaler = asyncio.create_task(autoscale())
         try:
             while limit is None or len(summary.sessions) < limit:
                 if should_stop is not None and should_stop():
@@ -702,7 +775,18 @@ class Runtime:
                     break
                 await asyncio.gather(*(one(sid) for sid in ids))
         finally:
-            beat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await beat
+            for task in (beat, scaler):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         return summary
+
+    async def autoscale_once(self, now: datetime | None = None) -> list[ScalingDecision]:
+        """One round of pool scaling from what this worker sees; each decision is an event.
+        A failure here must not stop the sessions: it is logged and tried next round."""
+        agents = {a.agent_id: a for group in self._agents_cache.values() for a in group}
+        try:
+            return await self.autoscaler.evaluate(agents, now)
+        except Exception:
+            log.exception("autoscaling round failed; the pools keep their size")
+            return []

@@ -107,6 +107,7 @@ def row_to_session(row: Any) -> Session:
         deadline_s=request.deadline_s,
         optimize=request.optimize,
         max_attempts=request.max_attempts,
+        wait_for_recovery_s=request.wait_for_recovery_s,
         agent_id=data["agent_id"],
         attempts=data["attempts"],
         cost_usd=data["cost_usd"],

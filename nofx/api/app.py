@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from nofx import __version__
 from nofx.api import observability, problems
 from nofx.api.deps import Services
-from nofx.api.routes import agents, communicate, health, keys, sessions, workflows
+from nofx.api.routes import agents, communicate, health, keys, pools, sessions, workflows
 from nofx.bus import MessageBus
 from nofx.registry import AgentRegistry
 from nofx.routing.router import SmartRouter
@@ -87,7 +87,7 @@ def create_app(
     problems.install(app)
     observability.install(app)
 
-    for module in (health, agents, sessions, communicate, workflows, keys):
+    for module in (health, agents, sessions, communicate, pools, workflows, keys):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(communicate.breakers_router, prefix="/api/v1")
     return app

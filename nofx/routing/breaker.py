@@ -136,6 +136,21 @@ class BreakerBoard:
     def state(self, agent_id: str) -> BreakerState:
         return self.get(agent_id).state
 
+    def recovers_in(self, agent_ids: list[str], now: float) -> float | None:
+        """Seconds until the first of these agents that its breaker holds back may take a call
+        again; None when the breakers hold none of them back (waiting would not help)."""
+        waits = []
+        for agent_id in agent_ids:
+            breaker = self.get(agent_id)
+            if breaker.state is BreakerState.OPEN:
+                waits.append(max(0.0, breaker.opened_at + self.policy.cooldown_s - now))
+            elif (
+                breaker.state is BreakerState.HALF_OPEN
+                and breaker.probes_in_flight >= self.policy.probes
+            ):
+                waits.append(0.5)  # a probe is out: its answer decides, look again shortly
+        return min(waits) if waits else None
+
     def drain(self) -> list[Transition]:
         out, self.transitions = self.transitions, []
         return out

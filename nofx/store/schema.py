@@ -145,3 +145,27 @@ session_context = Table(
     Column("value_ref", String(64), nullable=True),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
+
+# Projection of the ``pool-<agent_id>`` streams: each agent pool's size and scaling policy,
+# shared by every worker (so a pool scaled by one worker is that size for all).
+agent_pools = Table(
+    "agent_pools",
+    metadata,
+    Column("agent_id", String(64), primary_key=True),
+    Column("tenant_id", String(64), nullable=False),
+    Column("replicas", Integer, nullable=False),
+    Column("policy", JSON, nullable=False),
+    Column("last_reason", Text, nullable=True),
+    Column("last_scaled_at", DateTime(timezone=True), nullable=True),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# Token buckets shared by every API process (several uvicorn workers enforce one limit).
+rate_buckets = Table(
+    "rate_buckets",
+    metadata,
+    Column("bucket_key", String(200), primary_key=True),
+    Column("tokens", Float, nullable=False),
+    Column("updated_epoch_s", Float, nullable=False),
+)

@@ -318,3 +318,30 @@ def test_communicate_send_read_replay(client: TestClient) -> None:
     assert [m["body"]["i"] for m in replay] == [1, 2]
     bad = client.post("/api/v1/orchestration/communicate", json={"sender": "a", "body": {}})
     is_problem(bad, 422, "validation-error")
+
+
+def test_pools_are_configured_listed_and_explained(client: TestClient, store: EventStore) -> None:
+    agent = client.post("/api/v1/agents", json={**AGENT, "max_concurrency": 3}).json()
+    url = f"/api/v1/orchestration/pools/{agent['agent_id']}"
+    assert client.get(url).status_code == 404
+    bad = client.put(url, json={"min_replicas": 5, "max_replicas": 2})
+    assert "above max_replicas" in is_problem(bad, 422, "validation-error")["detail"]
+    assert client.get("/api/v1/orchestration/pools").json() == []
+
+    pool = client.put(url, json={"min_replicas": 2, "max_replicas": 6}).json()
+    assert (pool["replicas"], pool["capacity"]) == (2, 6)
+    assert client.get("/api/v1/orchestration/pools").json()[0]["agent_id"] == agent["agent_id"]
+    assert client.get(url).json()["policy"]["max_replicas"] == 6
+
+    # a runtime's scaling decision shows in the pool and in its decision history
+    from nofx.pools import PoolService
+    from nofx.routing.autoscale import PoolSignal, ScalingDecision
+
+    pools = PoolService(store)
+    seen = pools.get(agent["agent_id"])
+    pools.scale(seen, ScalingDecision(2, 4, "queue of 9", 1.5), PoolSignal(2, 3, 6, 3, 0.0), "w1")
+    assert client.get(url).json()["replicas"] == 4
+    history = client.get(url + "/decisions").json()
+    assert [d["type"] for d in history] == ["PoolConfigured", "PoolScaled"]
+    assert history[-1]["payload"]["reason"] == "queue of 9"
+    assert client.get("/api/v1/orchestration/pools/agt_missing/decisions").status_code == 404

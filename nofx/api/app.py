@@ -16,7 +16,7 @@ from nofx.bus import MessageBus
 from nofx.registry import AgentRegistry
 from nofx.routing.router import SmartRouter
 from nofx.routing.selection import Selector
-from nofx.security import ApiKeyService, RateLimiter
+from nofx.security import ApiKeyService, SharedRateLimiter
 from nofx.sessions import SessionService
 from nofx.settings import Settings
 from nofx.store import EventStore
@@ -79,7 +79,7 @@ def create_app(
         registry=registry,
         sessions=SessionService(store, registry),
         keys=ApiKeyService(store),
-        limiter=RateLimiter(),
+        limiter=SharedRateLimiter(store),
         auth_required=auth_required_from_env() if auth_required is None else auth_required,
     )
     app.state.selector = _default_selector()

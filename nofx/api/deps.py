@@ -16,7 +16,7 @@ from fastapi import Depends, Header, Request
 
 from nofx.errors import NofxError
 from nofx.registry import AgentRegistry
-from nofx.security import ApiKeyService, Principal, RateLimiter, Scope
+from nofx.security import ApiKeyService, Limiter, Principal, Scope
 from nofx.security.keys import expand
 from nofx.sessions import SessionService
 from nofx.store import EventStore
@@ -28,7 +28,7 @@ class Services:
     registry: AgentRegistry
     sessions: SessionService
     keys: ApiKeyService
-    limiter: RateLimiter
+    limiter: Limiter
     auth_required: bool
 
 
@@ -66,7 +66,7 @@ def current_principal(
     else:
         principal = svc.keys.authenticate(_bearer(authorization))
         allowed, retry_after = svc.limiter.check(
-            principal.key_id or "", principal.rate_per_s, principal.burst, time.monotonic()
+            principal.key_id or "", principal.rate_per_s, principal.burst, time.time()
         )
         if not allowed:
             raise RateLimited(retry_after)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from nofx.domain import Agent, Session
 
@@ -22,6 +22,9 @@ class Health(BaseModel):
     version: str
     store: str
     last_position: int
+    worker_pid: int = Field(
+        description="the API process that answered (one of the uvicorn workers)"
+    )
 
 
 class EventOut(BaseModel):

@@ -1,14 +1,16 @@
 """API keys with scopes, and rate limits: what the HTTP API enforces."""
 
 from nofx.security.keys import ApiKey, ApiKeyService, IssuedKey, Principal, Scope
-from nofx.security.ratelimit import RateLimiter, TokenBucket
+from nofx.security.ratelimit import Limiter, RateLimiter, SharedRateLimiter, TokenBucket
 
 __all__ = [
     "ApiKey",
     "ApiKeyService",
     "IssuedKey",
+    "Limiter",
     "Principal",
     "RateLimiter",
     "Scope",
+    "SharedRateLimiter",
     "TokenBucket",
 ]

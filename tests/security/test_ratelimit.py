@@ -42,3 +42,18 @@ def test_limiter_keeps_one_bucket_per_key() -> None:
     assert limiter.check("a", rate=1, burst=2, now=0) == (False, 1)
     assert limiter.check("b", rate=1, burst=2, now=0) == (True, 0)
     assert limiter.check("a", rate=1, burst=2, now=1.0) == (True, 0)
+
+
+def test_limiters_sharing_a_store_enforce_one_limit(store) -> None:  # type: ignore[no-untyped-def]
+    from nofx.security import SharedRateLimiter
+
+    first, second = SharedRateLimiter(store), SharedRateLimiter(store)
+    now = 1_000.0
+    verdicts = [
+        (first if i % 2 else second).check("key-1", rate=2.0, burst=4, now=now) for i in range(6)
+    ]
+    assert [ok for ok, _ in verdicts] == [True] * 4 + [False] * 2
+    assert verdicts[-1][1] == 1  # Retry-After: half a second, rounded up to whole seconds
+    # tokens come back with time, for whichever process asks; other keys are separate
+    assert first.check("key-1", rate=2.0, burst=4, now=now + 1.0)[0]
+    assert second.check("key-2", rate=2.0, burst=4, now=now)[0]

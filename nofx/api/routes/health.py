@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from fastapi import APIRouter, Depends
 
 from nofx import __version__
@@ -26,4 +28,10 @@ def health(svc: Services = Depends(services)) -> Health:
             f"the event store is not reachable: {type(exc).__name__}",
             hint="check NOFX_DATABASE_URL and that the database is up",
         ) from exc
-    return Health(status="ok", version=__version__, store=svc.store.dialect, last_position=last)
+    return Health(
+        status="ok",
+        version=__version__,
+        store=svc.store.dialect,
+        last_position=last,
+        worker_pid=os.getpid(),
+    )

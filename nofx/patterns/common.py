@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
+from nofx.bus import MessageBus
+from nofx.domain import Message
 from nofx.runtime import SessionExecution, StepFailed, StepResult
 
 
@@ -32,3 +35,27 @@ async def try_step(
         return await execution.call_step(*args, **kwargs)  # type: ignore[arg-type]
     except StepFailed as failed:
         return failed
+
+
+def say(
+    execution: SessionExecution,
+    message_id: str,
+    sender: str,
+    body: dict[str, Any],
+    *,
+    to: str | None = None,
+) -> None:
+    """Publish on the session topic, or directly to agent ``to``, through the message bus.
+    The id is derived from the step, so a resumed session publishes each message once."""
+    session = execution.session
+    MessageBus(execution.runtime.store).publish(
+        Message(
+            message_id=message_id[:100],
+            session_id=session.session_id,
+            sender=sender,
+            topic=None if to else f"session-{session.session_id}",
+            recipient=to,
+            body=body,
+            tenant_id=session.tenant_id,
+        )
+    )

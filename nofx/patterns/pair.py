@@ -1,16 +1,28 @@
 """Pair: an author writes, a reviewer with the complementary capability accepts or asks for a revision.
 
 Bounded rounds; every round is recorded (ReviewRecorded) and returned in the
-outcome. The reviewer is never the author. The verdict is a deterministic draw
-against the author's output quality, so replaying a session decides the same.
+outcome, and the verdict reaches the author on its direct channel of the message bus.
+The reviewer is never the author.
+
+The verdict depends on both of them: a flaw in the work (probability ``1 - quality``) is
+caught with the reviewer's own quality on the review, so a weak reviewer waves poor work
+through and a strong one sends it back. The draw is deterministic, so replaying a session
+decides the same.
 """
 
 from __future__ import annotations
 
-from nofx.patterns.common import draw, sibling_capability
+from nofx.patterns.common import draw, say, sibling_capability
 from nofx.runtime import PatternResult, SessionExecution, StepFailed
 
 MAX_ROUNDS = 3
+
+
+def acceptance_probability(author_quality: float | None, reviewer_quality: float | None) -> float:
+    """Work is accepted when it has no flaw, or has one the reviewer misses."""
+    work = 0.8 if author_quality is None else author_quality
+    reviewer = 0.8 if reviewer_quality is None else reviewer_quality
+    return work + (1 - work) * (1 - reviewer)
 
 
 async def run_pair(execution: SessionExecution) -> PatternResult:
@@ -32,8 +44,8 @@ async def run_pair(execution: SessionExecution) -> PatternResult:
             exclude=frozenset({author.agent_id}),
             complexity=max(0.0, task.complexity - 0.2),
         )
-        quality = author.quality if author.quality is not None else 0.8
-        accepted = draw(sid, "review", number) < quality
+        p_accept = acceptance_probability(author.quality, review.quality)
+        accepted = draw(sid, "review", number) < p_accept
         verdict = "accepted" if accepted else "revise"
         execution.emit(
             "ReviewRecorded",
@@ -42,8 +54,18 @@ async def run_pair(execution: SessionExecution) -> PatternResult:
                 "author_agent_id": author.agent_id,
                 "reviewer_agent_id": review.agent_id,
                 "verdict": verdict,
+                "author_quality": author.quality,
+                "reviewer_quality": review.quality,
+                "p_accept": round(p_accept, 4),
             },
             key=f"{sid}/pair/review/{number}/verdict",
+        )
+        say(
+            execution,
+            f"{sid}/pair/review/{number}",
+            review.agent_id,
+            {"round": number, "verdict": verdict, "review": review.output},
+            to=author.agent_id,
         )
         rounds.append(
             {

@@ -5,6 +5,10 @@ stops early when the budget is spent, when two turns in a row finish nothing
 (stall), or after a bounded number of turns. Each handoff is an event with an
 idempotency key, and an item is pending in exactly one place at a time, so no
 handoff is lost or done twice; there is no livelock because turns are bounded.
+
+The peers coordinate through the bus: a handoff is a direct message to the peer taking the
+item over, a finished item is announced on the session topic, and its output goes into the
+session's shared context, where every peer's next prompt can see what is done.
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
-from nofx.patterns.common import try_step
+from nofx.bus import SharedContext
+from nofx.patterns.common import say, try_step
 from nofx.routing.selection import SelectionRequest
 from nofx.runtime import PatternResult, SessionExecution, StepFailed, StepResult
 
@@ -58,6 +63,7 @@ async def run_swarm(execution: SessionExecution) -> PatternResult:
     pending = deque(items)
     done: dict[str, StepResult] = {}
     turn, stalls, reason = 0, 0, "goal_met"
+    context = SharedContext(execution.runtime.store)
     max_turns = 4 * len(items)
     while pending:
         if turn >= max_turns:
@@ -72,13 +78,15 @@ async def run_swarm(execution: SessionExecution) -> PatternResult:
         turn += 1
         batch = [pending.popleft() for _ in range(min(len(peers), len(pending)))]
 
-        async def attempt(item: str) -> StepResult | StepFailed:
+        finished_so_far = ", ".join(sorted(done)) or "none"
+
+        async def attempt(item: str, so_far: str = finished_so_far) -> StepResult | StepFailed:
             peer = peers[owner[item]]
             return await try_step(
                 execution,
                 f"swarm/{item}/{tries[item]}",
                 task.capability,
-                f"{task.prompt} [{item}]",
+                f"{task.prompt} [{item}; done by the swarm so far: {so_far}]",
                 exclude=frozenset(everyone - {peer}),
                 max_attempts=2,
             )
@@ -89,6 +97,11 @@ async def run_swarm(execution: SessionExecution) -> PatternResult:
             if isinstance(result, StepResult):
                 done[item] = result
                 finished += 1
+                # rewritten on a resume, with the same value: a crash between the step and
+                # this write must not leave the context without the item
+                output = {"agent_id": result.agent_id, "output": result.output}
+                context.put(sid, f"swarm/{item}", output)
+                say(execution, f"{sid}/swarm/{item}/done", result.agent_id, {"item": item})
                 continue
             before = peers[owner[item]]
             owner[item] = (owner[item] + 1) % len(peers)
@@ -102,6 +115,13 @@ async def run_swarm(execution: SessionExecution) -> PatternResult:
                     "turn": turn,
                 },
                 key=f"{sid}/swarm/{item}/handoff/{tries[item]}",
+            )
+            say(
+                execution,
+                f"{sid}/swarm/{item}/handoff/{tries[item]}",
+                before,
+                {"item": item, "handoff": True, "turn": turn, "reason": result.error_type},
+                to=peers[owner[item]],
             )
             pending.append(item)
         out_of_money = any(

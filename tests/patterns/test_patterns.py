@@ -188,3 +188,49 @@ def test_history_steers_the_choice() -> None:
     task = Task(prompt="x", capability="code.generate", complexity=0.5)
     poor_pair = {PatternName.PAIR: PatternStats(50, 5), PatternName.SOLO: PatternStats(50, 48)}
     assert choose_pattern(task, history=poor_pair).pattern is PatternName.SOLO
+
+
+def test_a_weak_reviewer_waves_poor_work_through_and_a_strong_one_does_not() -> None:
+    from nofx.patterns.pair import acceptance_probability
+
+    assert acceptance_probability(1.0, 0.0) == acceptance_probability(1.0, 1.0) == 1.0
+    assert acceptance_probability(0.5, 1.0) == pytest.approx(0.5)  # every flaw is caught
+    assert acceptance_probability(0.5, 0.0) == pytest.approx(1.0)  # no flaw is caught
+    assert acceptance_probability(0.6, 0.9) < acceptance_probability(0.6, 0.3)
+
+
+def test_pair_verdicts_reach_the_author_on_its_direct_channel(runtime: Runtime, team) -> None:
+    from nofx.bus import MessageBus
+
+    sessions = run(runtime, "pair", 4)
+    bus = MessageBus(runtime.store)
+    for s in sessions:
+        reviews = [e.payload for e in events(runtime, s.session_id) if e.type == "ReviewRecorded"]
+        for review in reviews:
+            assert 0 <= review["p_accept"] <= 1
+            inbox = bus.read(f"direct:{review['author_agent_id']}", limit=1000)
+            mine = [m for m in inbox if m.session_id == s.session_id]
+            assert any(m.body["round"] == review["round"] for m in mine)
+            assert all(m.sender != review["author_agent_id"] for m in mine)
+
+
+def test_swarm_peers_share_their_work_through_the_bus_and_context(runtime: Runtime, team) -> None:
+    from nofx.bus import MessageBus, SharedContext
+
+    sessions = run(runtime, "swarm", 4, complexity=0.5)
+    bus, context = MessageBus(runtime.store), SharedContext(runtime.store)
+    for s in (s for s in sessions if s.status is SessionStatus.SUCCEEDED):
+        evs = events(runtime, s.session_id)
+        items = {
+            e.payload["step_id"].split("/")[1]
+            for e in evs
+            if e.type == "StepCompleted" and e.payload["step_id"].startswith("swarm/")
+        }
+        topic = bus.read(f"topic:session-{s.session_id}", limit=1000)
+        assert {m.body["item"] for m in topic} == items  # every finished item announced once
+        for item in items:
+            value, _ = context.get(s.session_id, f"swarm/{item}")
+            assert value["output"]
+        for handoff in (e.payload for e in evs if e.type == "HandoffRecorded"):
+            inbox = bus.read(f"direct:{handoff['to_agent_id']}", limit=1000)
+            assert any(m.body.get("handoff") and m.body["item"] == handoff["item"] for m in inbox)

@@ -147,11 +147,18 @@ class SessionExecution:
         return written
 
     def spent_usd(self) -> float:
-        return sum(
+        """Cost of every step outcome so far, written or waiting in the deferred batch."""
+        written = sum(
             float(e.payload.get("cost_usd", 0.0))
             for e in self.history
             if e.type in ("StepCompleted", "StepFailed")
         )
+        deferred = sum(
+            float(e.payload.get("cost_usd", 0.0))
+            for e in self._deferred
+            if e.type in ("StepCompleted", "StepFailed")
+        )
+        return written + deferred
 
     async def call_step(
         self,
@@ -164,8 +171,14 @@ class SessionExecution:
         min_proficiency: int = 1,
         exclude: frozenset[str] = frozenset(),
         max_attempts: int | None = None,
+        write_with_next: bool = False,
     ) -> StepResult:
-        """Run one step to success or give up; replays a completed step from the log."""
+        """Run one step to success or give up; replays a completed step from the log.
+
+        ``write_with_next`` says the pattern writes an event right after this step (the
+        session's end, a review verdict): the step's completion is then written in that same
+        transaction instead of one of its own. A crash between the two redoes the call,
+        exactly as a crash during the call would."""
         sid = self.session.session_id
         task = self.session.task
         past = self._step_events(step_id)
@@ -216,7 +229,9 @@ class SessionExecution:
                 last_agent = None  # its breaker opened meanwhile: choose again, or wait
             agent = last_agent or await self.choose_or_wait(request, step_id, attempt)
             last_agent = None
-            outcome = await self.runtime.invoke(self, agent, step_id, attempt, request, prompt)
+            outcome = await self.runtime.invoke(
+                self, agent, step_id, attempt, request, prompt, write_with_next=write_with_next
+            )
             if isinstance(outcome, StepResult):
                 return outcome
             action = next_action(outcome.error_class, attempt, policy)
@@ -285,7 +300,10 @@ class SessionExecution:
 
 
 def _result_from_event(event: Event, *, replayed: bool) -> StepResult:
-    p = event.payload
+    return _result_from_payload(event.payload, replayed=replayed)
+
+
+def _result_from_payload(p: dict[str, Any], *, replayed: bool) -> StepResult:
     return StepResult(
         step_id=p["step_id"],
         agent_id=p["agent_id"],
@@ -303,7 +321,7 @@ def _result_from_event(event: Event, *, replayed: bool) -> StepResult:
 async def run_solo(execution: SessionExecution) -> PatternResult:
     """Solo: one step, one capability, the best agent for it."""
     task = execution.session.task
-    step = await execution.call_step("solo", task.capability, task.prompt)
+    step = await execution.call_step("solo", task.capability, task.prompt, write_with_next=True)
     return PatternResult(output=step.output, agent_id=step.agent_id)
 
 
@@ -446,6 +464,8 @@ class Runtime:
         attempt: int,
         request: SelectionRequest,
         prompt: str,
+        *,
+        write_with_next: bool = False,
     ) -> StepResult | AgentCallError:
         sid = execution.session.session_id
         base = {
@@ -492,20 +512,21 @@ class Runtime:
                 ),
                 agent.tenant_id,
             )
-            written = execution.emit(
-                "StepCompleted",
-                {
-                    **base,
-                    "output": result.output,
-                    "gen_ai.usage.input_tokens": result.input_tokens,
-                    "gen_ai.usage.output_tokens": result.output_tokens,
-                    "cost_usd": result.cost_usd,
-                    "latency_ms": result.latency_ms,
-                    "quality": result.quality,
-                    "simulated": result.simulated,
-                },
-                key=f"{sid}/{step_id}/{attempt}/outcome",
-            )
+            completed = {
+                **base,
+                "output": result.output,
+                "gen_ai.usage.input_tokens": result.input_tokens,
+                "gen_ai.usage.output_tokens": result.output_tokens,
+                "cost_usd": result.cost_usd,
+                "latency_ms": result.latency_ms,
+                "quality": result.quality,
+                "simulated": result.simulated,
+            }
+            key = f"{sid}/{step_id}/{attempt}/outcome"
+            if write_with_next:
+                execution.defer("StepCompleted", completed, key=key)
+                return _result_from_payload(completed, replayed=False)
+            written = execution.emit("StepCompleted", completed, key=key)
             return _result_from_event(written[0], replayed=False)
         finally:
             self.selector.release(agent.agent_id)
@@ -636,10 +657,13 @@ class Runtime:
 
     async def execute(self, session_id: str) -> Session:
         """Run (or resume) a session this runtime has claimed, to a terminal state."""
-        session = self.sessions.get(session_id)
+        history = self.sessions.events(session_id)
+        state = replay(history)
+        if state is None:
+            raise NotFoundError(f"no session with id {session_id!r}", hint="list sessions")
+        session = row_to_session(state)  # the fold of its events: no second read of the row
         if session.status.terminal:
             return session
-        history = self.sessions.events(session_id)
         execution = SessionExecution(self, session, history)
         pattern = session.pattern
         runner = self.patterns.get(pattern)

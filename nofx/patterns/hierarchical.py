@@ -50,7 +50,13 @@ async def supervise(
                 return StepFailed(step, "subtree_failed", f"every part of {step} failed")
             link_worker = sub_plan
         else:
-            result = await try_step(execution, step, capability, f"{prompt} — part {i + 1} of {n}")
+            result = await try_step(
+                execution,
+                step,
+                capability,
+                f"{prompt} — part {i + 1} of {n}",
+                write_with_next=True,  # with its delegation link, in one transaction
+            )
             if isinstance(result, StepFailed):
                 return result
             link_worker = result
@@ -88,7 +94,10 @@ async def run_hierarchical(execution: SessionExecution) -> PatternResult:
     if has_capability(execution, "text.summarize"):
         aggregate_capability = "text.summarize"
     summary = await execution.call_step(
-        "hier/aggregate", aggregate_capability, "Combine: " + " | ".join(p.output for p in done)
+        "hier/aggregate",
+        aggregate_capability,
+        "Combine: " + " | ".join(p.output for p in done),
+        write_with_next=True,  # with the session's end
     )
     return PatternResult(
         output=summary.output,

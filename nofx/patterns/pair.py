@@ -36,13 +36,19 @@ async def run_pair(execution: SessionExecution) -> PatternResult:
             if number == 1
             else f"{task.prompt}\n\nRevise after review round {number - 1}."
         )
-        author = await execution.call_step(f"pair/author/{number}", task.capability, prompt)
+        author = await execution.call_step(
+            f"pair/author/{number}",
+            task.capability,
+            prompt,
+            write_with_next=True,  # with the review step's start
+        )
         review = await execution.call_step(
             f"pair/review/{number}",
             review_capability,
             f"Review this work: {author.output}",
             exclude=frozenset({author.agent_id}),
             complexity=max(0.0, task.complexity - 0.2),
+            write_with_next=True,  # recorded with its verdict, in one transaction
         )
         p_accept = acceptance_probability(author.quality, review.quality)
         accepted = draw(sid, "review", number) < p_accept

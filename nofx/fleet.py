@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 
 from nofx.domain import AgentSpec, SessionRequest, Task
+from nofx.routing.autoscale import ScalingPolicy
 
 DEMO_CAPABILITIES = (
     "code.generate",
@@ -90,3 +91,15 @@ def demo_requests(
             )
         )
     return out
+
+
+def demo_pool_policy() -> ScalingPolicy:
+    """Pools for the demo fleet: one replica to start, up to six, quick to react so a short
+    demo shows scaling decisions (production pools keep the longer default cooldowns)."""
+    return ScalingPolicy(
+        min_replicas=1,
+        max_replicas=6,
+        target_utilisation=0.7,
+        scale_up_cooldown_s=1.0,
+        scale_down_cooldown_s=5.0,
+    )

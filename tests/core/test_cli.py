@@ -121,3 +121,20 @@ def test_keys_create_list_revoke(nofx_home: Path) -> None:
     assert invoke("keys", "revoke", key_id).exit_code == 0
     assert invoke("keys", "create", "--name", "x", "--scope", "root").exit_code == 2
     assert invoke("keys", "revoke", "nope").exit_code == 2
+
+
+def test_pools_set_and_list_with_decisions(nofx_home: Path) -> None:
+    assert invoke("pools", "list").output.startswith("no pools yet")
+    assert (
+        invoke("demo", "--sessions", "120", "--time-scale", "0.01", "--no-pipeline").exit_code == 0
+    )
+    listed = invoke("pools", "list", "--decisions", "5")
+    assert listed.exit_code == 0, listed.output
+    assert "configured at 1 (1..6 replicas)" in listed.output  # the demo gives its fleet pools
+    agent_id = json.loads(invoke("agents", "list", "--json").output)[0]["agent_id"]
+    changed = invoke("pools", "set", agent_id, "--min", "2", "--max", "4", "--target", "0.5")
+    assert changed.exit_code == 0, changed.output
+    assert "2 replicas" in changed.output and "scales 2..4 at 50% busy" in changed.output
+    refused = invoke("pools", "set", agent_id, "--min", "5", "--max", "2")
+    assert refused.exit_code == 2 and "above max_replicas" in refused.output
+    assert invoke("pools", "set", "agt_nope").exit_code == 2

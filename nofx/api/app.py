@@ -54,6 +54,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        # the last, partial latency window is worth keeping: nothing is silently dropped
+        if summary := app.state.latency_window.flush():
+            observability.record_latency_window(app.state.services.store, summary)
         if owns_store:
             app.state.services.store.dispose()
 

@@ -1,11 +1,18 @@
 """Prometheus metrics, the audit trail of writes, and the body size limit, as one pure ASGI middleware.
 
+Besides the Prometheus histogram (for scrapers), each API process writes an
+``ApiLatencyWindow`` event per minute with the requests it served and their p50/p95/p99, so
+the data platform (marts, the API-latency alert rule, dashboards) sees the API's latency
+without a metrics server.
+
 (Starlette's ``@app.middleware("http")`` wraps every request in extra tasks and
 streams; a plain ASGI middleware costs a fraction of that on the hot path.)
 """
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from typing import Any
 
@@ -20,6 +27,49 @@ from nofx.domain import NewEvent
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 API_PREFIX = "/api/v1"
 MAX_BODY_BYTES = 1024 * 1024
+LATENCY_WINDOW_S = 60.0
+
+
+class LatencyWindow:
+    """Request durations of this process over a fixed window, flushed as one event."""
+
+    def __init__(self, window_s: float = LATENCY_WINDOW_S) -> None:
+        self.window_s = window_s
+        self.started_wall = time.time()
+        self.started = time.monotonic()
+        self.durations_ms: list[float] = []
+        self.server_errors = 0
+        self.source = f"{socket.gethostname()}-{os.getpid()}"
+
+    def add(self, elapsed_s: float, status: int) -> dict[str, Any] | None:
+        """Record one request; returns the window's summary when the window is over."""
+        self.durations_ms.append(elapsed_s * 1000)
+        self.server_errors += status >= 500
+        if time.monotonic() - self.started < self.window_s:
+            return None
+        return self.flush()
+
+    def flush(self) -> dict[str, Any] | None:
+        durations = sorted(self.durations_ms)
+        summary = None
+        if durations:
+
+            def pick(q: float) -> float:
+                return round(durations[min(len(durations) - 1, int(q * len(durations)))], 3)
+
+            summary = {
+                "source": self.source,
+                "window_start_epoch_s": round(self.started_wall, 3),
+                "window_s": round(time.monotonic() - self.started, 3),
+                "requests": len(durations),
+                "server_errors": self.server_errors,
+                "p50_ms": pick(0.50),
+                "p95_ms": pick(0.95),
+                "p99_ms": pick(0.99),
+            }
+        self.started_wall, self.started = time.time(), time.monotonic()
+        self.durations_ms, self.server_errors = [], 0
+        return summary
 
 
 class Metrics:
@@ -49,10 +99,13 @@ class Metrics:
 class EdgeMiddleware:
     """Refuses oversized bodies, times and counts every request, and audits every write."""
 
-    def __init__(self, app: ASGIApp, fastapi_app: FastAPI, metrics: Metrics) -> None:
+    def __init__(
+        self, app: ASGIApp, fastapi_app: FastAPI, metrics: Metrics, window: LatencyWindow
+    ) -> None:
         self.app = app
         self.fastapi_app = fastapi_app
         self.metrics = metrics
+        self.window = window
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -91,9 +144,11 @@ class EdgeMiddleware:
         method = scope["method"]
         self.metrics.latency.labels(method, path).observe(elapsed)
         self.metrics.requests.labels(method, path, str(status)).inc()
+        store = self.fastapi_app.state.services.store
+        if path.startswith(API_PREFIX) and (summary := self.window.add(elapsed, status)):
+            record_latency_window(store, summary)
         principal = (scope.get("state") or {}).get("principal")
         if method in WRITE_METHODS and principal is not None and path != "unmatched":
-            store = self.fastapi_app.state.services.store
             store.append(
                 f"audit-{principal.tenant_id}",
                 "audit",
@@ -107,15 +162,28 @@ class EdgeMiddleware:
                             "route": path,
                             "path": scope["path"],
                             "status": status,
+                            "duration_ms": round(elapsed * 1000, 3),
                         },
                     )
                 ],
             )
 
 
+def record_latency_window(store: Any, summary: dict[str, Any]) -> None:
+    store.append(
+        f"api-latency-{summary['source']}",
+        "api_metrics",
+        "system",
+        [NewEvent(type="ApiLatencyWindow", payload=summary)],
+    )
+
+
 def install(app: FastAPI) -> None:
     metrics = Metrics()
-    app.add_middleware(EdgeMiddleware, fastapi_app=app, metrics=metrics)
+    app.state.latency_window = LatencyWindow()
+    app.add_middleware(
+        EdgeMiddleware, fastapi_app=app, metrics=metrics, window=app.state.latency_window
+    )
 
     @app.get("/metrics", include_in_schema=False)
     def metrics_endpoint() -> Response:

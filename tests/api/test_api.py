@@ -345,3 +345,17 @@ def test_pools_are_configured_listed_and_explained(client: TestClient, store: Ev
     assert [d["type"] for d in history] == ["PoolConfigured", "PoolScaled"]
     assert history[-1]["payload"]["reason"] == "queue of 9"
     assert client.get("/api/v1/orchestration/pools/agt_missing/decisions").status_code == 404
+
+
+def test_api_latency_windows_and_write_durations_land_in_the_store(store: EventStore) -> None:
+    with TestClient(create_app(store=store, auth_required=False)) as client:
+        client.app.state.latency_window.window_s = 0.0  # close a window on every request
+        client.get("/api/v1/health")
+        client.post("/api/v1/agents", json=AGENT)
+        for _ in range(3):
+            client.get("/api/v1/agents")
+    windows = [e.payload for e in store.read_all(limit=1000, stream_type="api_metrics")]
+    assert sum(w["requests"] for w in windows) == 5  # nothing lost, the last one at shutdown
+    assert all(w["p50_ms"] <= w["p95_ms"] <= w["p99_ms"] for w in windows)
+    audit = [e.payload for e in store.read_all(limit=1000, stream_type="audit")]
+    assert audit[0]["duration_ms"] > 0

@@ -606,7 +606,7 @@ def demo(
 ) -> None:
     """Register a simulated fleet, run sessions, materialize every asset, print a summary."""
     settings, store = _open_store()
-    from nofx.fleet import demo_fleet, demo_requests
+    from nofx.fleet import demo_fleet, demo_requests, demo_workflow_requests
 
     registry = AgentRegistry(store)
     existing = {a.name for a in registry.list()}
@@ -629,7 +629,13 @@ def demo(
     patterns = tuple(
         p.value for p in runtime.patterns if p not in (PatternName.AUTO, PatternName.WORKFLOW)
     ) or ("solo",)
-    for request in demo_requests(sessions, seed=seed, patterns=patterns):
+    workflows = demo_workflow_requests(max(1, sessions // 30), seed=seed)
+    if PatternName.WORKFLOW not in runtime.patterns:
+        workflows = []
+    for request in [
+        *demo_requests(sessions - len(workflows), seed=seed, patterns=patterns),
+        *workflows,
+    ]:
         runtime.sessions.submit(request)
     summary = _run_with_progress(runtime, runtime.sessions.requested_count(), "sessions")
     cost = sum(s.cost_usd for s in summary.sessions)

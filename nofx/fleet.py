@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 
-from nofx.domain import AgentSpec, SessionRequest, Task
+from nofx.domain import AgentSpec, PatternName, SessionRequest, Task
 from nofx.routing.autoscale import ScalingPolicy
 
 DEMO_CAPABILITIES = (
@@ -103,3 +103,32 @@ def demo_pool_policy() -> ScalingPolicy:
         scale_up_cooldown_s=1.0,
         scale_down_cooldown_s=5.0,
     )
+
+
+_DEMO_WORKFLOWS: list[tuple[str, dict[str, str]]] = [
+    ("feature", {"feature": "CSV export on every dashboard table", "repo": "nofx"}),
+    ("bugfix", {"issue": "sessions list drops the cursor on page 3"}),
+    ("data_pipeline", {"change": "add a cost column to agent_step_calls"}),
+    ("incident_response", {"incident": "p95 latency doubled", "service": "api"}),
+    ("research_report", {"topic": "agent routing under budget limits"}),
+]
+
+
+def demo_workflow_requests(n: int, seed: int = 7) -> list[SessionRequest]:
+    """Workflow sessions from the built-in templates, so the demo has DAG runs to look at."""
+    from nofx.workflows.templates import load_template
+
+    rng = random.Random(seed + 2)
+    out = []
+    for i in range(n):
+        name, params = _DEMO_WORKFLOWS[i % len(_DEMO_WORKFLOWS)]
+        spec = load_template(name, known_capabilities=None, **params)
+        out.append(
+            SessionRequest(
+                task=Task(prompt=f"demo workflow {i}: {name}", capability=spec.steps[0].capability),
+                pattern=PatternName.WORKFLOW,
+                workflow=spec.model_dump(mode="json"),
+                optimize=rng.choice(["balanced", "cost"]),
+            )
+        )
+    return out

@@ -36,7 +36,18 @@ RAW_COLUMNS = [
 ]
 REQUIRED_RAW_COLUMNS = [c for c in RAW_COLUMNS if c != "idempotency_key"]
 # Stream types the platform models; add one here when the core starts writing a new kind.
-KNOWN_STREAM_TYPES = ["session", "agent", "workflow", "bus", "channel", "breaker", "alert"]
+KNOWN_STREAM_TYPES = [
+    "session",
+    "agent",
+    "workflow",
+    "bus",
+    "channel",
+    "breaker",
+    "alert",
+    "audit",
+    "pool",
+    "api_metrics",
+]
 EARLIEST_EVENT = datetime(2020, 1, 1)
 
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 
+from nofx.domain import Event
 from nofx.patterns.common import try_step
 from nofx.runtime import PatternResult, SessionExecution, StepFailed, StepResult
+from nofx.workflows.analysis import analyze, topological_order
 from nofx.workflows.model import WorkflowSpec
 from nofx.workflows.scheduler import upward_rank
 
@@ -27,6 +29,24 @@ def render_prompt(
         value = outputs.get(rest.split(".")[0], "") if kind == "steps" else params.get(rest, "")
         parts.append(f"{name}: {value}")
     return "\n".join(parts) or "run this step"
+
+
+def realised_makespan_s(spec: WorkflowSpec, history: list[Event]) -> float:
+    """The workflow's makespan from its steps' measured call latencies (every attempt,
+    retries included): each step starts when its last dependency ends. For simulated agents
+    these are the simulated latencies, so the number is comparable to the plan's estimates
+    whatever the simulator's time scale."""
+    spent: dict[str, float] = {}
+    for event in history:
+        step_id = str(event.payload.get("step_id", ""))
+        if event.type in ("StepCompleted", "StepFailed") and step_id.startswith("wf/"):
+            name = step_id.removeprefix("wf/")
+            spent[name] = spent.get(name, 0.0) + float(event.payload.get("latency_ms") or 0) / 1000
+    finish: dict[str, float] = {}
+    for node in topological_order(spec):
+        start = max((finish[d] for d in spec.step(node).needs), default=0.0)
+        finish[node] = start + spent.get(node, 0.0)
+    return max(finish.values(), default=0.0)
 
 
 async def run_workflow(execution: SessionExecution) -> PatternResult:
@@ -80,6 +100,9 @@ async def run_workflow(execution: SessionExecution) -> PatternResult:
         "done": len(results),
         "failed": sorted(failed),
         "skipped": sorted(skipped),
+        "planned_makespan_s": round(analyze(spec).critical_path_s, 3),
+        "actual_makespan_s": round(realised_makespan_s(spec, execution.history), 3),
+        "planned_cost_usd": round(sum(s.estimates.cost_usd for s in spec.steps), 6),
     }
     if failed:
         first = sorted(failed)[0]

@@ -132,7 +132,9 @@ def test_pools_set_and_list_with_decisions(nofx_home: Path) -> None:
     assert listed.exit_code == 0, listed.output
     assert "configured at 1 (1..6 replicas)" in listed.output  # the demo gives its fleet pools
     agent_id = json.loads(invoke("agents", "list", "--json").output)[0]["agent_id"]
-    changed = invoke("pools", "set", agent_id, "--min", "2", "--max", "4", "--target", "0.5")
+    changed = invoke(
+        "pools", "set", agent_id, "--min", "2", "--max", "4", "--target", "0.5", "--replicas", "2"
+    )
     assert changed.exit_code == 0, changed.output
     assert "2 replicas" in changed.output and "scales 2..4 at 50% busy" in changed.output
     refused = invoke("pools", "set", agent_id, "--min", "5", "--max", "2")

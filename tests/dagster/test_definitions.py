@@ -21,6 +21,10 @@ DBT_MODELS = {
     "agents",
     "agent_step_calls",
     "agent_performance_daily",
+    "agent_relationships",
+    "workflow_executions",
+    "pool_scaling_decisions",
+    "api_latency_windows",
 }
 
 
@@ -44,6 +48,8 @@ def test_definitions_hold_every_asset_with_lineage(definitions: dg.Definitions) 
     assert parents("agent_sessions") == {"stg_session_events"}
     assert parents("failure_model") == {"agent_sessions", "agent_step_calls"}
     assert parents("session_failure_predictions") == {"failure_model"}
+    assert parents("workflow_executions") == {"agent_sessions", "stg_session_events", "stg_events"}
+    assert parents("agent_relationships") == {"stg_events"}
     groups = {graph.get(dg.AssetKey(m)).group_name for m in DBT_MODELS}
     assert groups == {"transform"}
 

@@ -11,7 +11,16 @@ from fastapi import FastAPI
 from nofx import __version__
 from nofx.api import observability, problems
 from nofx.api.deps import Services
-from nofx.api.routes import agents, communicate, health, keys, pools, sessions, workflows
+from nofx.api.routes import (
+    agents,
+    alerts,
+    communicate,
+    health,
+    keys,
+    pools,
+    sessions,
+    workflows,
+)
 from nofx.bus import MessageBus
 from nofx.registry import AgentRegistry
 from nofx.routing.router import SmartRouter
@@ -70,6 +79,7 @@ def create_app(
             {"name": "agents", "description": "the agent registry"},
             {"name": "orchestration", "description": "sessions and agent selection"},
             {"name": "workflows", "description": "workflow analysis"},
+            {"name": "alerts", "description": "alerts raised by the rules, and resolving them"},
             {"name": "keys", "description": "API keys (admin scope)"},
         ],
     )
@@ -90,7 +100,7 @@ def create_app(
     problems.install(app)
     observability.install(app)
 
-    for module in (health, agents, sessions, communicate, pools, workflows, keys):
+    for module in (health, agents, sessions, communicate, pools, workflows, alerts, keys):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(communicate.breakers_router, prefix="/api/v1")
     return app

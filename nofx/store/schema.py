@@ -169,3 +169,26 @@ rate_buckets = Table(
     Column("tokens", Float, nullable=False),
     Column("updated_epoch_s", Float, nullable=False),
 )
+
+# Projection of the ``alerts-<tenant>`` streams: at most one open alert per fingerprint.
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("alert_id", String(64), primary_key=True),
+    Column("tenant_id", String(64), nullable=False),
+    Column("rule_id", String(100), nullable=False),
+    Column("metric", String(100), nullable=False),
+    Column("subject", String(200), nullable=False),
+    Column("fingerprint", String(300), nullable=False),
+    Column("severity", String(20), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("value", Float, nullable=False),
+    Column("threshold", Float, nullable=False),
+    Column("occurrences", Integer, nullable=False),
+    Column("first_seen_at", DateTime(timezone=True), nullable=False),
+    Column("last_seen_at", DateTime(timezone=True), nullable=False),
+    Column("resolved_at", DateTime(timezone=True), nullable=True),
+    Column("resolved_by", String(120), nullable=True),
+    Index("ix_alerts_tenant_status", "tenant_id", "status"),
+)

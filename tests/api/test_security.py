@@ -32,7 +32,14 @@ def world(store: EventStore) -> Iterator[dict]:
             "/api/v1/orchestration/sessions", json=SESSION, headers=auth["a_write"]
         ).json()
         spare = service.create("a", "spare", {Scope.READ}).key.key_id
+        from nofx.alerts import DEFAULT_RULES, AlertService, Observation, evaluate
+
+        slow = Observation("api_p95_ms", "host-1", 500.0, samples=10)
+        (alert,) = (
+            AlertService(store).sync(evaluate(DEFAULT_RULES, [slow]), set(), tenant_id="a").raised
+        )
         yield {
+            "alert": alert.alert_id,
             "client": client,
             "auth": auth,
             "agent": agent["agent_id"],
@@ -73,6 +80,9 @@ def endpoints(w: dict) -> list[tuple[str, str, dict | None, Scope, bool]]:
         ("GET", "/api/v1/orchestration/pools", None, Scope.READ, False),
         ("GET", f"/api/v1/orchestration/pools/{a}", None, Scope.READ, True),
         ("GET", f"/api/v1/orchestration/pools/{a}/decisions", None, Scope.READ, True),
+        ("GET", "/api/v1/alerts", None, Scope.READ, False),
+        ("GET", f"/api/v1/alerts/{w['alert']}", None, Scope.READ, True),
+        ("POST", f"/api/v1/alerts/{w['alert']}/resolve", {"note": "ok"}, Scope.WRITE, True),
         ("GET", "/api/v1/keys", None, Scope.ADMIN, False),
         ("POST", "/api/v1/keys", {"name": "k", "scopes": ["read"]}, Scope.ADMIN, False),
         ("DELETE", f"/api/v1/keys/{w['spare']}", None, Scope.ADMIN, True),

@@ -1,0 +1,430 @@
+"""Alerts: rules over operational metrics, evaluated as a pure function, stored as events.
+
+The data platform computes ``Observation``s (a metric's value for a subject: the fleet, an
+agent pool, a model, an API process) after each refresh; ``evaluate`` turns them into
+``Firing``s by the rules; ``AlertService.sync`` records them. An alert is identified by its
+fingerprint (rule + subject): while it keeps firing it stays one open alert whose
+occurrences count up (deduplicated), it resolves itself when an evaluation of its metric no
+longer fires, and a person can resolve it by hand. A resolved alert that fires again is a
+new alert. Every change is an event in the tenant's ``alerts-<tenant>`` stream, projected
+into the ``alerts`` table in the same transaction; each new alert is delivered to a
+webhook when one is configured, and the delivery's outcome is an event too.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+from sqlalchemy import and_, insert, or_, select, update
+
+from nofx.domain import Event, NewEvent, new_id, utcnow
+from nofx.errors import ConflictError, NotFoundError, ValidationError
+from nofx.store import EventStore
+from nofx.store.event_store import as_utc
+from nofx.store.schema import alerts as alerts_table
+
+STREAM_TYPE = "alert"
+
+
+class Comparison(StrEnum):
+    ABOVE = "above"
+    BELOW = "below"
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    rule_id: str
+    metric: str
+    comparison: Comparison
+    threshold: float
+    severity: Severity = Severity.WARNING
+    min_samples: int = 1
+    description: str = ""
+
+    def fires(self, value: float) -> bool:
+        if self.comparison is Comparison.ABOVE:
+            return value > self.threshold
+        return value < self.threshold
+
+
+# The seed's defaults: failures > 1%, workflow delays > 10%, prediction accuracy < 85%,
+# resource utilisation > 80%, API latency p95 > 200 ms.
+DEFAULT_RULES: tuple[AlertRule, ...] = (
+    AlertRule(
+        "orchestration_failure_rate",
+        "session_failure_rate",
+        Comparison.ABOVE,
+        0.01,
+        Severity.CRITICAL,
+        min_samples=20,
+        description="share of finished sessions that failed, last 24 hours",
+    ),
+    AlertRule(
+        "workflow_delay",
+        "workflow_delay_ratio",
+        Comparison.ABOVE,
+        0.10,
+        Severity.WARNING,
+        description="workflow runs' realised makespan over the plan, minus one, last 24 hours",
+    ),
+    AlertRule(
+        "prediction_accuracy",
+        "prediction_accuracy",
+        Comparison.BELOW,
+        0.85,
+        Severity.WARNING,
+        min_samples=20,
+        description="balanced accuracy of the champion failure model on known outcomes",
+    ),
+    AlertRule(
+        "resource_utilisation",
+        "pool_utilisation",
+        Comparison.ABOVE,
+        0.80,
+        Severity.WARNING,
+        description="an agent pool's demand over its capacity after its last scaling decision",
+    ),
+    AlertRule(
+        "api_latency_p95",
+        "api_p95_ms",
+        Comparison.ABOVE,
+        200.0,
+        Severity.CRITICAL,
+        description="worst API process's p95 request latency over the last hour",
+    ),
+)
+
+
+def load_rules(path: str | Path | None = None) -> tuple[AlertRule, ...]:
+    """The default rules, or those of a YAML file (``NOFX_ALERT_RULES``): a list of mappings
+    with rule_id, metric, comparison (above/below), threshold and optional severity,
+    min_samples, description. A rule with a default's id replaces that default."""
+    path = path or os.environ.get("NOFX_ALERT_RULES")
+    if not path:
+        return DEFAULT_RULES
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValidationError(
+            f"cannot read alert rules from {path}: {exc}",
+            hint="point NOFX_ALERT_RULES at a YAML list of rules, or unset it for the defaults",
+        ) from exc
+    if not isinstance(data, list):
+        raise ValidationError(f"{path}: alert rules must be a YAML list of mappings")
+    rules = {r.rule_id: r for r in DEFAULT_RULES}
+    for index, item in enumerate(data, start=1):
+        try:
+            rule = AlertRule(
+                rule_id=str(item["rule_id"]),
+                metric=str(item["metric"]),
+                comparison=Comparison(item["comparison"]),
+                threshold=float(item["threshold"]),
+                severity=Severity(item.get("severity", "warning")),
+                min_samples=int(item.get("min_samples", 1)),
+                description=str(item.get("description", "")),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValidationError(
+                f"{path}: rule {index} is invalid ({type(exc).__name__}: {exc})",
+                hint="each rule needs rule_id, metric, comparison (above|below) and threshold",
+            ) from exc
+        rules[rule.rule_id] = rule
+    return tuple(rules.values())
+
+
+@dataclass(frozen=True)
+class Observation:
+    metric: str
+    subject: str
+    value: float
+    samples: int = 1
+
+
+@dataclass(frozen=True)
+class Firing:
+    rule: AlertRule
+    observation: Observation
+
+    @property
+    def fingerprint(self) -> str:
+        return f"{self.rule.rule_id}/{self.observation.subject}"
+
+    @property
+    def message(self) -> str:
+        o, r = self.observation, self.rule
+        word = "above" if r.comparison is Comparison.ABOVE else "below"
+        return (
+            f"{r.metric} for {o.subject} is {o.value:.4g}, {word} the threshold {r.threshold:g} "
+            f"({o.samples} samples)"
+        )
+
+
+def evaluate(rules: Iterable[AlertRule], observations: Iterable[Observation]) -> list[Firing]:
+    """Every (rule, observation) pair on the same metric that breaks the rule, with enough
+    samples to mean something."""
+    by_metric: dict[str, list[AlertRule]] = {}
+    for rule in rules:
+        by_metric.setdefault(rule.metric, []).append(rule)
+    firings = []
+    for observation in observations:
+        for rule in by_metric.get(observation.metric, []):
+            if observation.samples >= rule.min_samples and rule.fires(observation.value):
+                firings.append(Firing(rule, observation))
+    return sorted(firings, key=lambda f: f.fingerprint)
+
+
+@dataclass(frozen=True)
+class Alert:
+    alert_id: str
+    tenant_id: str
+    rule_id: str
+    metric: str
+    subject: str
+    fingerprint: str
+    severity: str
+    status: str
+    message: str
+    value: float
+    threshold: float
+    occurrences: int
+    first_seen_at: datetime
+    last_seen_at: datetime
+    resolved_at: datetime | None
+    resolved_by: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class SyncResult:
+    raised: list[Alert]
+    repeated: list[Alert]
+    resolved: list[Alert]
+
+
+def _row_to_alert(row: Any) -> Alert:
+    m = row._mapping
+    return Alert(
+        alert_id=m["alert_id"],
+        tenant_id=m["tenant_id"],
+        rule_id=m["rule_id"],
+        metric=m["metric"],
+        subject=m["subject"],
+        fingerprint=m["fingerprint"],
+        severity=m["severity"],
+        status=m["status"],
+        message=m["message"],
+        value=m["value"],
+        threshold=m["threshold"],
+        occurrences=m["occurrences"],
+        first_seen_at=as_utc(m["first_seen_at"]),
+        last_seen_at=as_utc(m["last_seen_at"]),
+        resolved_at=None if m["resolved_at"] is None else as_utc(m["resolved_at"]),
+        resolved_by=m["resolved_by"],
+    )
+
+
+class AlertService:
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+
+    def _write(self, tenant_id: str, event_type: str, payload: dict[str, Any]) -> list[Event]:
+        with self.store.transaction() as tx:
+            written = tx.append(
+                f"alerts-{tenant_id}",
+                STREAM_TYPE,
+                tenant_id,
+                [NewEvent(type=event_type, payload=payload)],
+            )
+            for event in written:
+                self._project(tx.conn, event)
+        return written
+
+    @staticmethod
+    def _project(conn: Any, event: Event) -> None:
+        p = event.payload
+        where = alerts_table.c.alert_id == p["alert_id"]
+        if event.type == "AlertRaised":
+            conn.execute(
+                insert(alerts_table),
+                {
+                    "alert_id": p["alert_id"],
+                    "tenant_id": event.tenant_id,
+                    "rule_id": p["rule_id"],
+                    "metric": p["metric"],
+                    "subject": p["subject"],
+                    "fingerprint": p["fingerprint"],
+                    "severity": p["severity"],
+                    "status": "open",
+                    "message": p["message"],
+                    "value": p["value"],
+                    "threshold": p["threshold"],
+                    "occurrences": 1,
+                    "first_seen_at": event.occurred_at,
+                    "last_seen_at": event.occurred_at,
+                },
+            )
+        elif event.type == "AlertRepeated":
+            conn.execute(
+                update(alerts_table)
+                .where(where)
+                .values(
+                    occurrences=alerts_table.c.occurrences + 1,
+                    value=p["value"],
+                    message=p["message"],
+                    last_seen_at=event.occurred_at,
+                )
+            )
+        elif event.type == "AlertResolved":
+            conn.execute(
+                update(alerts_table)
+                .where(where)
+                .values(status="resolved", resolved_at=event.occurred_at, resolved_by=p["by"])
+            )
+
+    def sync(
+        self,
+        firings: list[Firing],
+        evaluated_metrics: set[str],
+        *,
+        tenant_id: str = "default",
+    ) -> SyncResult:
+        """Record one evaluation: new firings raise alerts, firing ones repeat, and open
+        alerts of an evaluated metric that no longer fire resolve themselves."""
+        open_alerts = {a.fingerprint: a for a in self.list(tenant_id=tenant_id, status="open")}
+        result = SyncResult([], [], [])
+        firing_now = set()
+        for firing in firings:
+            firing_now.add(firing.fingerprint)
+            payload = {
+                "rule_id": firing.rule.rule_id,
+                "metric": firing.rule.metric,
+                "subject": firing.observation.subject,
+                "fingerprint": firing.fingerprint,
+                "severity": firing.rule.severity.value,
+                "message": firing.message,
+                "value": firing.observation.value,
+                "threshold": firing.rule.threshold,
+                "samples": firing.observation.samples,
+            }
+            existing = open_alerts.get(firing.fingerprint)
+            if existing is None:
+                alert_id = new_id("alr")
+                self._write(tenant_id, "AlertRaised", {"alert_id": alert_id, **payload})
+                result.raised.append(self.get(alert_id))
+            else:
+                self._write(tenant_id, "AlertRepeated", {"alert_id": existing.alert_id, **payload})
+                result.repeated.append(self.get(existing.alert_id))
+        for fingerprint, alert in open_alerts.items():
+            if fingerprint not in firing_now and alert.metric in evaluated_metrics:
+                self._write(
+                    tenant_id,
+                    "AlertResolved",
+                    {"alert_id": alert.alert_id, "by": "system", "note": "condition cleared"},
+                )
+                result.resolved.append(self.get(alert.alert_id))
+        return result
+
+    def resolve(self, alert_id: str, *, by: str, note: str = "", tenant_id: str) -> Alert:
+        alert = self.get(alert_id, tenant_id=tenant_id)
+        if alert.status != "open":
+            raise ConflictError(
+                f"alert {alert_id} is already {alert.status}",
+                hint="a resolved alert that fires again comes back as a new alert",
+            )
+        self._write(
+            alert.tenant_id, "AlertResolved", {"alert_id": alert_id, "by": by, "note": note}
+        )
+        return self.get(alert_id)
+
+    def get(self, alert_id: str, *, tenant_id: str | None = None) -> Alert:
+        query = select(alerts_table).where(alerts_table.c.alert_id == alert_id)
+        if tenant_id is not None:
+            query = query.where(alerts_table.c.tenant_id == tenant_id)
+        with self.store.engine.connect() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            raise NotFoundError(f"no alert {alert_id!r}", hint="list alerts to find it")
+        return _row_to_alert(row)
+
+    def deliver(
+        self,
+        alerts: list[Alert],
+        url: str | None = None,
+        *,
+        attempts: int = 3,
+        timeout_s: float = 5.0,
+    ) -> int:
+        """POST each alert to the webhook (``NOFX_ALERT_WEBHOOK_URL``); returns how many were
+        delivered. Each outcome is an event, so a failed delivery is visible, not lost."""
+        url = url or os.environ.get("NOFX_ALERT_WEBHOOK_URL")
+        if not url or not alerts:
+            return 0
+        delivered = 0
+        with httpx.Client(timeout=timeout_s) as client:
+            for alert in alerts:
+                body = {
+                    k: v.isoformat() if isinstance(v, datetime) else v
+                    for k, v in {**alert.as_dict(), "source": "nofx"}.items()
+                }
+                error = ""
+                for _ in range(attempts):
+                    try:
+                        response = client.post(
+                            url, json=body, headers={"Idempotency-Key": alert.alert_id}
+                        )
+                    except httpx.HTTPError as exc:
+                        error = f"{type(exc).__name__}: {exc}"
+                        continue
+                    if response.is_success:
+                        error = ""
+                        break
+                    error = f"HTTP {response.status_code}"
+                payload = {"alert_id": alert.alert_id, "url": url, "at": utcnow().isoformat()}
+                if error:
+                    self._write(alert.tenant_id, "AlertDeliveryFailed", {**payload, "error": error})
+                else:
+                    delivered += 1
+                    self._write(alert.tenant_id, "AlertDelivered", payload)
+        return delivered
+
+    def list(
+        self,
+        *,
+        tenant_id: str | None = None,
+        status: str | None = None,
+        severity: str | None = None,
+        limit: int = 1000,
+        before: tuple[datetime, str] | None = None,
+    ) -> list[Alert]:
+        """Newest activity first; ``before`` (last_seen_at, alert_id) continues a page."""
+        t = alerts_table.c
+        query = select(alerts_table).order_by(t.last_seen_at.desc(), t.alert_id.desc())
+        if tenant_id is not None:
+            query = query.where(t.tenant_id == tenant_id)
+        if status is not None:
+            query = query.where(t.status == status)
+        if severity is not None:
+            query = query.where(t.severity == severity)
+        if before is not None:
+            seen, alert_id = before
+            query = query.where(
+                or_(t.last_seen_at < seen, and_(t.last_seen_at == seen, t.alert_id < alert_id))
+            )
+        with self.store.engine.connect() as conn:
+            return [_row_to_alert(r) for r in conn.execute(query.limit(limit))]

@@ -1,0 +1,103 @@
+"""Alerts over HTTP: what is firing, what fired, and resolving one by hand."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from fastapi import APIRouter, Body, Depends, Query, Request
+from pydantic import BaseModel, Field
+
+from nofx.alerts import AlertService
+from nofx.api import pagination
+from nofx.api.deps import reader, writer
+from nofx.security import Principal
+
+router = APIRouter(prefix="/alerts", tags=["alerts"])
+
+
+class AlertOut(BaseModel):
+    alert_id: str
+    rule_id: str
+    metric: str
+    subject: str
+    fingerprint: str = Field(description="rule/subject: one open alert per fingerprint")
+    severity: str
+    status: str
+    message: str
+    value: float
+    threshold: float
+    occurrences: int = Field(description="evaluations that found it firing")
+    first_seen_at: datetime
+    last_seen_at: datetime
+    resolved_at: datetime | None
+    resolved_by: str | None
+
+
+class AlertPage(BaseModel):
+    items: list[AlertOut]
+    next_cursor: str | None = None
+
+
+class ResolveIn(BaseModel):
+    note: str = Field(default="", max_length=2000, description="why it is resolved")
+
+
+def _alerts(request: Request) -> AlertService:
+    return AlertService(request.app.state.services.store)
+
+
+def _out(alert: object) -> AlertOut:
+    data = alert.as_dict()  # type: ignore[attr-defined]
+    data.pop("tenant_id")
+    return AlertOut(**data)
+
+
+@router.get("", response_model=AlertPage, summary="List alerts, most recent activity first")
+def list_alerts(
+    request: Request,
+    status: Literal["open", "resolved"] | None = Query(default=None),
+    severity: Literal["info", "warning", "critical"] | None = Query(default=None),
+    limit: int = Query(default=50, ge=1, le=500),
+    cursor: str | None = Query(default=None, max_length=500),
+    principal: Principal = Depends(reader),
+) -> AlertPage:
+    """Raised by the data platform's rule evaluation after each refresh (see nofx.alerts)."""
+    position = pagination.decode(cursor)
+    before = (datetime.fromisoformat(position["t"]), str(position["id"])) if position else None
+    items = _alerts(request).list(
+        tenant_id=principal.tenant_id,
+        status=status,
+        severity=severity,
+        limit=limit + 1,
+        before=before,
+    )
+    more = len(items) > limit
+    items = items[:limit]
+    next_cursor = (
+        pagination.encode({"t": items[-1].last_seen_at.isoformat(), "id": items[-1].alert_id})
+        if more
+        else None
+    )
+    return AlertPage(items=[_out(a) for a in items], next_cursor=next_cursor)
+
+
+@router.get("/{alert_id}", response_model=AlertOut, summary="One alert")
+def get_alert(alert_id: str, request: Request, principal: Principal = Depends(reader)) -> AlertOut:
+    return _out(_alerts(request).get(alert_id, tenant_id=principal.tenant_id))
+
+
+@router.post("/{alert_id}/resolve", response_model=AlertOut, summary="Resolve an open alert")
+def resolve_alert(
+    alert_id: str,
+    request: Request,
+    body: ResolveIn = Body(
+        default=ResolveIn(),
+        openapi_examples={"fixed": {"value": {"note": "rolled back the bad agent version"}}},
+    ),
+    principal: Principal = Depends(writer),
+) -> AlertOut:
+    """If the condition still holds at the next evaluation, it comes back as a new alert."""
+    by = principal.key_id or "api"
+    alert = _alerts(request).resolve(alert_id, by=by, note=body.note, tenant_id=principal.tenant_id)
+    return _out(alert)

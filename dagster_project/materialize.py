@@ -27,6 +27,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("ingest", ("ingest",)),
     ("transform", ("transform",)),
     ("ml", ("ml",)),
+    ("operations", ("operations",)),
 )
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 

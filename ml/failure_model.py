@@ -16,7 +16,13 @@ import polars as pl
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score, brier_score_loss, log_loss, roc_auc_score
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    brier_score_loss,
+    log_loss,
+    roc_auc_score,
+)
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
@@ -106,6 +112,10 @@ def evaluate(probabilities: np.ndarray, labels: np.ndarray) -> dict[str, float]:
         "brier": float(brier_score_loss(labels, probabilities)),
         "log_loss": float(log_loss(labels, probabilities, labels=[0, 1])),
         "accuracy": float(accuracy_score(labels, probabilities >= 0.5)),
+        # at a low failure rate plain accuracy flatters a model that never predicts failure
+        "balanced_accuracy": float(balanced_accuracy_score(labels, probabilities >= 0.5))
+        if len(set(labels)) == 2
+        else float("nan"),
         "holdout_failure_rate": float(labels.mean()) if len(labels) else float("nan"),
         "holdout_sessions": float(len(labels)),
     }

@@ -220,6 +220,7 @@ def registry_rows(name: str, tracking_uri: str) -> list[dict[str, Any]]:
                 "log_loss": metrics.get("log_loss"),
                 "roc_auc": metrics.get("roc_auc"),
                 "accuracy": metrics.get("accuracy"),
+                "balanced_accuracy": metrics.get("balanced_accuracy"),
                 "train_sessions": metrics.get("train_sessions"),
                 "promotion": (version.tags or {}).get("promotion"),
             }

@@ -5,6 +5,7 @@ import asyncio
 import dagster as dg
 
 from dagster_project.defs.ingest import raw_events
+from dagster_project.defs.operations import OPERATIONS_GROUP
 from dagster_project.defs.transform import TRANSFORM_GROUP
 from dagster_project.resources import EventStoreResource
 from nofx.runtime import Runtime, RuntimeConfig
@@ -48,6 +49,8 @@ everything = dg.define_asset_job(
 
 refresh_warehouse = dg.define_asset_job(
     "refresh_warehouse",
-    selection=dg.AssetSelection.assets(raw_events) | dg.AssetSelection.groups(TRANSFORM_GROUP),
-    description="Land new events and rebuild the dbt models (no retraining).",
+    selection=dg.AssetSelection.assets(raw_events)
+    | dg.AssetSelection.groups(TRANSFORM_GROUP, OPERATIONS_GROUP),
+    description="Land new events, rebuild the dbt models, score prediction accuracy and "
+    "evaluate the alert rules (no retraining).",
 )

@@ -22,6 +22,8 @@ ML_GROUP = "ml"
 ANALYTICS_SCHEMA = "analytics"
 PREDICTION_MODELS_TABLE = f"{ANALYTICS_SCHEMA}.prediction_models"
 PREDICTIONS_TABLE = f"{ANALYTICS_SCHEMA}.operational_predictions"
+# Predictions made while the session was still open, kept for good: the honest accuracy.
+PREDICTION_LOG_TABLE = f"{ANALYTICS_SCHEMA}.prediction_log"
 
 PREDICTION_MODELS_SCHEMA = {
     "model_name": pl.String,
@@ -35,6 +37,7 @@ PREDICTION_MODELS_SCHEMA = {
     "log_loss": pl.Float64,
     "roc_auc": pl.Float64,
     "accuracy": pl.Float64,
+    "balanced_accuracy": pl.Float64,
     "train_sessions": pl.Float64,
     "promotion": pl.String,
 }
@@ -131,6 +134,28 @@ def predictions_frame(
     )
 
 
+def log_open_predictions(conn: Any, frame: pl.DataFrame) -> int:
+    """Append predictions for sessions whose outcome was not known yet (once per session and
+    model version): the rows accuracy monitoring can trust, unlike in-sample predictions."""
+    open_rows = frame.filter(~pl.col("actual_status").is_in(["succeeded", "failed", "cancelled"]))
+    conn.execute(f"create schema if not exists {ANALYTICS_SCHEMA}").fetchall()
+    conn.register("open_rows", open_rows)
+    try:
+        conn.execute(
+            f"create table if not exists {PREDICTION_LOG_TABLE} as "
+            "select * from open_rows where false"
+        ).fetchall()
+        before = conn.execute(f"select count(*) from {PREDICTION_LOG_TABLE}").fetchall()[0][0]
+        conn.execute(
+            f"insert into {PREDICTION_LOG_TABLE} select * from open_rows "
+            f"where prediction_id not in (select prediction_id from {PREDICTION_LOG_TABLE})"
+        ).fetchall()
+        after = conn.execute(f"select count(*) from {PREDICTION_LOG_TABLE}").fetchall()[0][0]
+    finally:
+        conn.unregister("open_rows")
+    return int(after - before)
+
+
 @dg.asset(
     group_name=ML_GROUP,
     kinds={"duckdb", "mlflow"},
@@ -152,9 +177,11 @@ def session_failure_predictions(
     frame = predictions_frame(features, probabilities, mlflow.model_name, version)
     with warehouse.connect() as conn:
         replace_table(conn, PREDICTIONS_TABLE, frame)
+        logged = log_open_predictions(conn, frame)
     return dg.MaterializeResult(
         metadata={
             "rows": frame.height,
+            "logged_before_outcome": logged,
             "model_version": version,
             "mean_failure_probability": float(frame["failure_probability"].mean() or 0.0),
             "dagster/row_count": frame.height,

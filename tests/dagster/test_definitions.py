@@ -38,7 +38,17 @@ def definitions() -> dg.Definitions:
 def test_definitions_hold_every_asset_with_lineage(definitions: dg.Definitions) -> None:
     graph = definitions.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert keys == {"raw_events", "failure_model", "session_failure_predictions"} | DBT_MODELS
+    assert (
+        keys
+        == {
+            "raw_events",
+            "failure_model",
+            "session_failure_predictions",
+            "prediction_accuracy",
+            "alerts",
+        }
+        | DBT_MODELS
+    )
 
     def parents(name: str) -> set[str]:
         return {k.to_user_string() for k in graph.get(dg.AssetKey(name)).parent_keys}

@@ -1,0 +1,244 @@
+"""Operations assets: prediction accuracy over time, and alert evaluation after each refresh.
+
+``prediction_accuracy`` joins the predictions made before an outcome (``prediction_log``)
+with the outcomes that have since arrived, per model version and day, next to each
+version's holdout score from training. ``alerts`` turns the marts into observations (as of
+the newest data, so a replayed history alerts as it would have live), evaluates the rules
+of ``nofx.alerts`` and records raised, repeated and resolved alerts in the event store,
+delivering new ones to the webhook when ``NOFX_ALERT_WEBHOOK_URL`` is set.
+"""
+
+from typing import Any
+
+import dagster as dg
+import duckdb
+import polars as pl
+
+from dagster_project.defs.models import (
+    ANALYTICS_SCHEMA,
+    PREDICTION_LOG_TABLE,
+    PREDICTION_MODELS_TABLE,
+    replace_table,
+    session_failure_predictions,
+)
+from dagster_project.resources import EventStoreResource, WarehouseResource
+from nofx.alerts import AlertService, Observation, evaluate, load_rules
+
+OPERATIONS_GROUP = "operations"
+ACCURACY_TABLE = f"{ANALYTICS_SCHEMA}.prediction_accuracy"
+
+LIVE_ACCURACY_SQL = f"""
+with joined as (
+    select
+        l.model_name,
+        l.model_version,
+        cast(l.predicted_at as date) as day,
+        l.failure_probability,
+        l.predicted_failure,
+        s.status = 'failed' as failed
+    from {PREDICTION_LOG_TABLE} as l
+    inner join main.agent_sessions as s on s.session_id = l.session_id
+    where s.status in ('succeeded', 'failed')
+),
+rates as (
+    select
+        model_name,
+        model_version,
+        day,
+        count(*) as predictions,
+        avg(case when predicted_failure = failed then 1.0 else 0.0 end) as accuracy,
+        sum(case when predicted_failure and failed then 1.0 else 0.0 end)
+            / nullif(sum(case when failed then 1.0 else 0.0 end), 0) as tpr,
+        sum(case when not predicted_failure and not failed then 1.0 else 0.0 end)
+            / nullif(sum(case when not failed then 1.0 else 0.0 end), 0) as tnr,
+        avg(power(failure_probability - case when failed then 1.0 else 0.0 end, 2)) as brier
+    from joined
+    group by 1, 2, 3
+)
+select
+    model_name,
+    cast(model_version as bigint) as model_version,
+    day,
+    'live' as source,
+    cast(predictions as bigint) as predictions,
+    accuracy,
+    (coalesce(tpr, tnr) + coalesce(tnr, tpr)) / 2 as balanced_accuracy,
+    brier
+from rates
+"""
+
+HOLDOUT_ACCURACY_SQL = f"""
+select
+    model_name,
+    cast(version as bigint) as model_version,
+    cast(created_at as date) as day,
+    'holdout' as source,
+    cast(null as bigint) as predictions,
+    accuracy,
+    balanced_accuracy,
+    brier
+from {PREDICTION_MODELS_TABLE}
+"""
+
+
+def table_exists(conn: duckdb.DuckDBPyConnection, qualified: str) -> bool:
+    schema, table = qualified.split(".", 1)
+    query = (
+        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?"
+    )
+    rows = conn.execute(query, [schema, table]).fetchall()
+    return bool(rows and rows[0][0])
+
+
+@dg.asset(
+    group_name=OPERATIONS_GROUP,
+    kinds={"duckdb"},
+    deps=[session_failure_predictions, "agent_sessions"],
+    description="Accuracy per model version and day: live (predictions made before the "
+    "outcome, joined with it) and holdout (from training), in analytics.prediction_accuracy.",
+)
+def prediction_accuracy(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    with warehouse.connect() as conn:
+        parts = [
+            conn.sql(sql).pl()
+            for table, sql in (
+                (PREDICTION_LOG_TABLE, LIVE_ACCURACY_SQL),
+                (PREDICTION_MODELS_TABLE, HOLDOUT_ACCURACY_SQL),
+            )
+            if table_exists(conn, table)
+        ]
+        frame = (
+            pl.concat(parts, how="vertical_relaxed")
+            if parts
+            else pl.DataFrame(
+                schema={
+                    "model_name": pl.String,
+                    "model_version": pl.Int64,
+                    "day": pl.Date,
+                    "source": pl.String,
+                    "predictions": pl.Int64,
+                    "accuracy": pl.Float64,
+                    "balanced_accuracy": pl.Float64,
+                    "brier": pl.Float64,
+                }
+            )
+        )
+        replace_table(conn, ACCURACY_TABLE, frame)
+    live = frame.filter(pl.col("source") == "live")
+    return dg.MaterializeResult(
+        metadata={
+            "rows": frame.height,
+            "live_predictions_scored": int(live["predictions"].sum() or 0),
+            "dagster/row_count": frame.height,
+        }
+    )
+
+
+def observations(conn: duckdb.DuckDBPyConnection) -> tuple[list[Observation], set[str]]:
+    """What the rules look at, as of the newest data; and which metrics could be measured."""
+    found: list[Observation] = []
+    measured: set[str] = set()
+
+    def one(metric: str, sql: str) -> None:
+        rows = conn.execute(sql).fetchall()
+        measured.add(metric)
+        for subject, value, samples in rows:
+            if value is not None:
+                found.append(Observation(metric, str(subject), float(value), int(samples or 0)))
+
+    one(
+        "session_failure_rate",
+        """
+        select 'fleet', avg(case when status = 'failed' then 1.0 else 0.0 end), count(*)
+        from main.agent_sessions
+        where status in ('succeeded', 'failed')
+            and ended_at >= (select max(ended_at) from main.agent_sessions) - interval 1 day
+        having count(*) > 0
+        """,
+    )
+    one(
+        "workflow_delay_ratio",
+        """
+        select 'workflows', avg(delay_ratio), count(*)
+        from main.workflow_executions
+        where delay_ratio is not null
+            and ended_at >= (select max(ended_at) from main.workflow_executions) - interval 1 day
+        having count(*) > 0
+        """,
+    )
+    one(
+        "pool_utilisation",
+        """
+        select agent_id, utilisation * replicas_before / replicas_after, 1
+        from (
+            select *, row_number() over (partition by agent_id order by decision_id desc) as nth
+            from main.pool_scaling_decisions
+            where event_type = 'PoolScaled'
+        ) as latest
+        where nth = 1 and replicas_after > 0
+        """,
+    )
+    one(
+        "api_p95_ms",
+        """
+        select source, max(p95_ms), sum(requests)
+        from main.api_latency_windows
+        where window_end >= (select max(window_end) from main.api_latency_windows)
+            - interval 1 hour
+        group by source
+        """,
+    )
+    if table_exists(conn, ACCURACY_TABLE):
+        one(
+            "prediction_accuracy",
+            f"""
+            select model_name || ' v' || model_version, balanced_accuracy, predictions
+            from (
+                select *, row_number() over (
+                    partition by model_name order by model_version desc, day desc
+                ) as nth
+                from {ACCURACY_TABLE}
+                where source = 'live' and balanced_accuracy is not null
+            ) as latest
+            where nth = 1
+            """,
+        )
+    return found, measured
+
+
+@dg.asset(
+    group_name=OPERATIONS_GROUP,
+    kinds={"duckdb", "python"},
+    deps=[
+        "agent_sessions",
+        "workflow_executions",
+        "pool_scaling_decisions",
+        "api_latency_windows",
+        prediction_accuracy,
+    ],
+    description="Evaluates the alert rules (nofx.alerts; NOFX_ALERT_RULES to change them) on "
+    "the fresh marts and records raised, repeated and resolved alerts in the event store.",
+)
+def alerts(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, event_store: EventStoreResource
+) -> dg.MaterializeResult:
+    rules = load_rules()
+    with warehouse.connect(read_only=True) as conn:
+        found, measured = observations(conn)
+    firings = evaluate(rules, found)
+    with event_store.open() as store:
+        service = AlertService(store)
+        result = service.sync(firings, measured)
+        delivered = service.deliver(result.raised)
+    for alert in result.raised:
+        context.log.warning(f"alert raised: {alert.message}")
+    metadata: dict[str, Any] = {
+        "observations": len(found),
+        "firing": len(firings),
+        "raised": len(result.raised),
+        "repeated": len(result.repeated),
+        "resolved": len(result.resolved),
+        "delivered": delivered,
+        "open": dg.MetadataValue.json([f.fingerprint for f in firings]),
+    }
+    return dg.MaterializeResult(metadata=metadata)

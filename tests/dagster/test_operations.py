@@ -1,0 +1,100 @@
+"""Operations assets on a real pipeline run: alerts raised from the marts, and accuracy
+monitoring that scores only predictions made before the outcome was known."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from dagster_project.defs.ingest import raw_events
+from dagster_project.defs.models import session_failure_predictions
+from dagster_project.defs.operations import alerts, prediction_accuracy
+from dagster_project.defs.transform import nofx_dbt_assets
+from dagster_project.resources import build_resources
+from nofx.alerts import AlertService
+from nofx.registry import AgentRegistry
+from nofx.runtime import Runtime, RuntimeConfig
+from nofx.settings import Settings
+from nofx.store import EventStore
+from tests.dagster.pipeline_data import session_requests
+from tests.pipeline_fixture import PipelineRun
+
+pytestmark = pytest.mark.slow
+
+
+def rows(settings: Settings, sql: str) -> list[tuple]:
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def test_the_pipeline_raised_the_failure_rate_alert_the_mart_implies(
+    pipeline: PipelineRun,
+) -> None:
+    ((rate, finished),) = rows(
+        pipeline.settings,
+        "select avg(case when status = 'failed' then 1.0 else 0.0 end), count(*) "
+        "from agent_sessions where status in ('succeeded', 'failed')",
+    )
+    store = EventStore(pipeline.settings.database_url)
+    try:
+        open_alerts = {a.rule_id: a for a in AlertService(store).list(status="open")}
+    finally:
+        store.dispose()
+    assert rate > 0.01  # the mixed fleet fails far more often than the 1% rule allows
+    alert = open_alerts["orchestration_failure_rate"]
+    assert alert.value == pytest.approx(rate) and alert.subject == "fleet"
+    assert f"({finished} samples)" in alert.message
+    holdout = rows(
+        pipeline.settings,
+        "select model_version, accuracy from analytics.prediction_accuracy "
+        "where source = 'holdout'",
+    )
+    assert holdout and all(0 <= accuracy <= 1 for _, accuracy in holdout)
+
+
+def test_accuracy_is_scored_on_predictions_made_before_the_outcome(
+    pipeline: PipelineRun, tmp_path: Path
+) -> None:
+    # a private copy of the pipeline's state, so the shared run stays as the other tests see it
+    home = tmp_path / "home"
+    shutil.copytree(pipeline.settings.home, home)
+    settings = Settings.from_env({"NOFX_HOME": str(home)})
+    resources = build_resources(settings)
+
+    def refresh(*then: dg.AssetsDefinition) -> None:
+        """Land events and rebuild the marts, then run ``then`` on the fresh marts."""
+        marts = [raw_events, nofx_dbt_assets()]
+        assert dg.materialize(marts, instance=instance, resources=resources).success
+        assert dg.materialize(list(then), instance=instance, resources=resources).success
+
+    store = EventStore(settings.database_url)
+    registry = AgentRegistry(store)
+    runtime = Runtime(store, registry, config=RuntimeConfig(time_scale=0.0, seed=5))
+    pending = [runtime.sessions.submit(r).session_id for r in session_requests(40, seed=900)]
+    with dg.DagsterInstance.ephemeral() as instance:
+        # predict while the 40 sessions wait: these predictions are logged
+        refresh(session_failure_predictions)
+        logged = rows(settings, "select session_id from analytics.prediction_log")
+        assert {s for (s,) in logged} == set(pending)
+        asyncio.run(runtime.run_pending())
+        # outcomes arrive: the next refresh scores exactly those predictions
+        refresh(prediction_accuracy, alerts)
+    store.dispose()
+    live = rows(
+        settings,
+        "select sum(predictions), min(balanced_accuracy), max(balanced_accuracy) "
+        "from analytics.prediction_accuracy where source = 'live'",
+    )
+    ((scored, low, high),) = live
+    assert scored == 40 and 0 <= low <= high <= 1
+    store = EventStore(settings.database_url)
+    try:
+        kinds = {e.payload["metric"] for e in store.read_all(limit=100_000, stream_type="alert")}
+    finally:
+        store.dispose()
+    assert "session_failure_rate" in kinds

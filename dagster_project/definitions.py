@@ -18,7 +18,7 @@ def defs() -> dg.Definitions:
     from dagster_project.defs.ingest import raw_events
     from dagster_project.defs.jobs import everything, refresh_warehouse, run_requested_sessions
     from dagster_project.defs.models import failure_model, session_failure_predictions
-    from dagster_project.defs.operations import alerts, prediction_accuracy
+    from dagster_project.defs.operations import alerts, prediction_accuracy, recommendations
     from dagster_project.defs.sensors import (
         new_events_sensor,
         nightly_retrain,
@@ -34,6 +34,7 @@ def defs() -> dg.Definitions:
             session_failure_predictions,
             prediction_accuracy,
             alerts,
+            recommendations,
         ],
         asset_checks=[raw_events_valid, raw_events_known_stream_types, agent_sessions_valid],
         jobs=[everything, refresh_warehouse, run_requested_sessions],

@@ -5,7 +5,8 @@ with the outcomes that have since arrived, per model version and day, next to ea
 version's holdout score from training. ``alerts`` turns the marts into observations (as of
 the newest data, so a replayed history alerts as it would have live), evaluates the rules
 of ``nofx.alerts`` and records raised, repeated and resolved alerts in the event store,
-delivering new ones to the webhook when ``NOFX_ALERT_WEBHOOK_URL`` is set.
+delivering new ones to the webhook when ``NOFX_ALERT_WEBHOOK_URL`` is set; it publishes the
+alerts as ``analytics.alerts`` for the dashboards.
 """
 
 from typing import Any
@@ -22,10 +23,36 @@ from dagster_project.defs.models import (
     session_failure_predictions,
 )
 from dagster_project.resources import EventStoreResource, WarehouseResource
+from ml.recommendations import (
+    cheaper_agent,
+    flaky_steps,
+    recommendations_frame,
+    underused_pools,
+)
 from nofx.alerts import AlertService, Observation, evaluate, load_rules
 
 OPERATIONS_GROUP = "operations"
 ACCURACY_TABLE = f"{ANALYTICS_SCHEMA}.prediction_accuracy"
+ALERTS_TABLE = f"{ANALYTICS_SCHEMA}.alerts"
+RECOMMENDATIONS_TABLE = f"{ANALYTICS_SCHEMA}.recommendations"
+ALERT_COLUMNS = {
+    "alert_id": pl.String,
+    "tenant_id": pl.String,
+    "rule_id": pl.String,
+    "metric": pl.String,
+    "subject": pl.String,
+    "fingerprint": pl.String,
+    "severity": pl.String,
+    "status": pl.String,
+    "message": pl.String,
+    "value": pl.Float64,
+    "threshold": pl.Float64,
+    "occurrences": pl.Int64,
+    "first_seen_at": pl.Datetime("us", "UTC"),
+    "last_seen_at": pl.Datetime("us", "UTC"),
+    "resolved_at": pl.Datetime("us", "UTC"),
+    "resolved_by": pl.String,
+}
 
 LIVE_ACCURACY_SQL = f"""
 with joined as (
@@ -230,6 +257,10 @@ def alerts(
         service = AlertService(store)
         result = service.sync(firings, measured)
         delivered = service.deliver(result.raised)
+        current = [a.as_dict() for a in service.list(limit=10_000)]
+    # published with the marts, so dashboards see alerts without reading the control plane
+    with warehouse.connect() as conn:
+        replace_table(conn, ALERTS_TABLE, pl.DataFrame(current, schema=ALERT_COLUMNS))
     for alert in result.raised:
         context.log.warning(f"alert raised: {alert.message}")
     metadata: dict[str, Any] = {
@@ -242,3 +273,31 @@ def alerts(
         "open": dg.MetadataValue.json([f.fingerprint for f in firings]),
     }
     return dg.MaterializeResult(metadata=metadata)
+
+
+@dg.asset(
+    group_name=OPERATIONS_GROUP,
+    kinds={"duckdb", "polars"},
+    deps=["agent_step_calls", "pool_scaling_decisions"],
+    description="Recommendations with estimated savings (cheaper agent with equal success, "
+    "flaky steps, under-used pools), ranked by money saved, in analytics.recommendations.",
+)
+def recommendations(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    with warehouse.connect() as conn:
+        calls = conn.sql(
+            "select capability, agent_id, agent_name, succeeded, cost_usd, "
+            "coalesce(latency_ms, 0) as latency_ms from main.agent_step_calls "
+            "where outcome in ('completed', 'failed')"
+        ).pl()
+        decisions = conn.sql("select * from main.pool_scaling_decisions").pl()
+        items = cheaper_agent(calls) + flaky_steps(calls) + underused_pools(decisions)
+        frame = recommendations_frame(items)
+        replace_table(conn, RECOMMENDATIONS_TABLE, frame)
+    savings = frame["estimated_savings_usd"].drop_nulls()
+    return dg.MaterializeResult(
+        metadata={
+            "recommendations": frame.height,
+            "estimated_savings_usd": float(savings.sum()) if savings.len() else 0.0,
+            "kinds": dg.MetadataValue.json(frame["kind"].value_counts().to_dicts()),
+        }
+    )

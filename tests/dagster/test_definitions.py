@@ -46,6 +46,7 @@ def test_definitions_hold_every_asset_with_lineage(definitions: dg.Definitions) 
             "session_failure_predictions",
             "prediction_accuracy",
             "alerts",
+            "recommendations",
         }
         | DBT_MODELS
     )

@@ -47,6 +47,7 @@ def test_every_stage_ran_and_every_asset_materialized(pipeline: PipelineRun) -> 
         "session_failure_predictions",
         "prediction_accuracy",
         "alerts",
+        "recommendations",
     }
     assert [line.split("]")[0] for line in pipeline.lines if line.startswith("[")] == [
         "[1/4",

@@ -36,6 +36,16 @@ def cached_agent_daily() -> pl.DataFrame | None:
     return data.load_agent_daily()
 
 
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def cached_table(qualified: str, order_by: str | None = None) -> pl.DataFrame | None:
+    return data.load_table(qualified, order_by)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def cached_workflow_run(session_id: str) -> tuple[dict[str, Any], pl.DataFrame]:
+    return data.load_workflow_run(session_id)
+
+
 @dataclass(frozen=True)
 class View:
     """What every page shows: the filtered sessions and the filters that made them."""
@@ -189,11 +199,181 @@ def agent_performance() -> None:
     table(daily, "agent_performance_daily", day=DAY, success_rate=PERCENT, cost_usd=USD)
 
 
+def published(qualified: str, order_by: str | None = None) -> pl.DataFrame | None:
+    """A table for a page, or a message saying why it is not there and what to run."""
+    try:
+        frame = cached_table(qualified, order_by)
+    except data.WarehouseUnavailable as exc:
+        explain_unavailable(exc)
+        return None
+    if frame is None:
+        st.info(f"{qualified} is not in the warehouse yet: run `make demo` first.")
+    return frame
+
+
+def workflows_page() -> None:
+    st.title("Workflow execution")
+    st.caption(
+        "Planned makespan is the critical path of the steps' estimates; the realised one "
+        "uses the steps' measured latencies (simulated agents in the demo)."
+    )
+    runs = published("main.workflow_executions", "requested_at")
+    if runs is None:
+        return
+    if VIEW is not None and not isinstance(VIEW, data.WarehouseUnavailable) and VIEW.since:
+        runs = runs.filter(pl.col("requested_at") >= VIEW.since.replace(tzinfo=None))
+    if runs.is_empty():
+        st.info("No workflow runs yet: submit one with pattern 'workflow' (see nofx/workflows).")
+        return
+    done = runs.filter(pl.col("status").is_in(["succeeded", "failed"]))
+    delays = runs["delay_ratio"].drop_nulls()
+    cols = st.columns(4)
+    cols[0].metric("Workflow runs", f"{runs.height:,}")
+    rate = done["succeeded"].mean() if done.height else None
+    cols[1].metric("Success rate", metrics.fmt_rate(None if rate is None else float(rate)))
+    cols[2].metric("Steps retried", f"{int(runs['steps_retried'].sum()):,}")
+    cols[3].metric(
+        "Median delay vs plan",
+        "n/a" if delays.is_empty() else f"{float(delays.median()):+.0%}",
+    )
+    timed = runs.filter(pl.col("actual_makespan_s").is_not_null())
+    if timed.height:
+        st.altair_chart(
+            alt.Chart(timed.to_pandas(), title="Planned against realised makespan")
+            .mark_circle(size=80)
+            .encode(
+                x=alt.X("planned_makespan_s:Q", title="planned (s)"),
+                y=alt.Y("actual_makespan_s:Q", title="realised (s)"),
+                color=alt.Color("status:N"),
+                tooltip=["workflow_execution_id", "steps_completed", "steps_retried", "cost_usd"],
+            ),
+            width="stretch",
+        )
+    table(runs.sort("requested_at", descending=True), "workflow_executions", cost_usd=USD)
+    st.subheader("One run as a DAG")
+    chosen = st.selectbox("Workflow run", runs["workflow_execution_id"].to_list()[::-1])
+    if chosen:
+        try:
+            spec, steps = cached_workflow_run(chosen)
+        except data.WarehouseUnavailable as exc:
+            explain_unavailable(exc)
+            return
+        st.graphviz_chart(metrics.workflow_dot(spec, steps))
+        st.caption("Red outline: the critical path. Green: completed; red: failed; grey: skipped.")
+        table(steps, "workflow_steps", cost_usd=USD)
+
+
+def predictions_page() -> None:
+    st.title("Predictive analytics")
+    st.caption(
+        "Live accuracy scores only predictions made before the outcome was known; "
+        "holdout is each model version's score at training time."
+    )
+    accuracy = published(f"{data.ANALYTICS}.prediction_accuracy", "day")
+    models = published(f"{data.ANALYTICS}.prediction_models", "version")
+    if accuracy is None or models is None:
+        return
+    live = accuracy.filter(pl.col("source") == "live")
+    champion = models.filter(pl.col("is_champion"))
+    cols = st.columns(4)
+    cols[0].metric("Model versions", f"{models.height:,}")
+    cols[1].metric("Champion", f"v{champion['version'][0]}" if champion.height else "none")
+    cols[2].metric("Live predictions scored", f"{int(live['predictions'].sum() or 0):,}")
+    latest = live.sort("day")["balanced_accuracy"].drop_nulls()
+    cols[3].metric(
+        "Live balanced accuracy",
+        "n/a" if latest.is_empty() else f"{float(latest[-1]):.1%}",
+        help="the alert rule fires below 85%",
+    )
+    if accuracy.height:
+        st.altair_chart(
+            alt.Chart(accuracy.to_pandas(), title="Accuracy over time")
+            .mark_line(point=True)
+            .encode(
+                x=alt.X("day:T"),
+                y=alt.Y(
+                    "balanced_accuracy:Q", axis=alt.Axis(format="%"), title="balanced accuracy"
+                ),
+                color=alt.Color("source:N"),
+                detail="model_version:N",
+                tooltip=["model_version", "source", "predictions", "accuracy", "brier"],
+            ),
+            width="stretch",
+        )
+    table(accuracy, "prediction_accuracy", day=DAY, accuracy=PERCENT, balanced_accuracy=PERCENT)
+    st.subheader("Model registry (mirrors MLflow)")
+    table(models, "prediction_models")
+
+
+def cost_page() -> None:
+    st.title("Cost and optimisation")
+    if isinstance(VIEW, data.WarehouseUnavailable):
+        explain_unavailable(VIEW)
+        return
+    recs = published(f"{data.ANALYTICS}.recommendations")
+    sessions = VIEW.sessions
+    by_capability = (
+        sessions.group_by("capability")
+        .agg(pl.len().alias("sessions"), pl.col("cost_usd").sum().alias("cost_usd"))
+        .sort("cost_usd", descending=True)
+    )
+    savings = 0.0 if recs is None else float(recs["estimated_savings_usd"].drop_nulls().sum())
+    cols = st.columns(3)
+    cols[0].metric("Total cost", metrics.fmt_usd(float(sessions["cost_usd"].sum() or 0.0)))
+    cols[1].metric("Recommendations", f"{0 if recs is None else recs.height:,}")
+    cols[2].metric("Estimated savings", metrics.fmt_usd(savings), help="over the observed period")
+    if by_capability.height:
+        st.altair_chart(
+            alt.Chart(by_capability.to_pandas(), title="Cost by capability")
+            .mark_bar()
+            .encode(
+                x=alt.X("cost_usd:Q", title="cost ($)"),
+                y=alt.Y("capability:N", sort="-x", title=None),
+                tooltip=["capability", "sessions", "cost_usd"],
+            ),
+            width="stretch",
+        )
+    table(by_capability, "cost_by_capability", cost_usd=USD)
+    if recs is not None:
+        st.subheader("Recommendations, by money saved")
+        table(
+            recs.drop("evidence"),
+            "recommendations",
+            estimated_savings_usd=USD,
+            confidence=PERCENT,
+        )
+
+
+def alerts_page() -> None:
+    st.title("Alerts")
+    st.caption(
+        "Rules: orchestration failures > 1%, workflow delays > 10%, prediction accuracy "
+        "< 85%, pool utilisation > 80%, API p95 > 200 ms (NOFX_ALERT_RULES changes them). "
+        "Resolve one with POST /api/v1/alerts/{id}/resolve."
+    )
+    alerts = published(f"{data.ANALYTICS}.alerts", "last_seen_at desc")
+    if alerts is None:
+        return
+    open_alerts = alerts.filter(pl.col("status") == "open")
+    cols = st.columns(3)
+    cols[0].metric("Open alerts", f"{open_alerts.height:,}")
+    cols[1].metric("Critical", f"{open_alerts.filter(pl.col('severity') == 'critical').height:,}")
+    cols[2].metric("Resolved", f"{alerts.height - open_alerts.height:,}")
+    st.subheader("Open")
+    table(open_alerts, "open_alerts")
+    st.subheader("History")
+    table(alerts, "alerts")
+
+
 st.set_page_config(page_title="NOFX", page_icon=":material/hub:", layout="wide")
 page = st.navigation(
     [
         st.Page(overview, title="Executive overview", url_path="overview", default=True),
         st.Page(agent_performance, title="Agent performance", url_path="agents"),
+        st.Page(workflows_page, title="Workflows", url_path="workflows"),
+        st.Page(predictions_page, title="Predictions", url_path="predictions"),
+        st.Page(cost_page, title="Cost and savings", url_path="cost"),
+        st.Page(alerts_page, title="Alerts", url_path="alerts"),
     ]
 )
 VIEW = sidebar_view()

@@ -7,6 +7,7 @@ the file locked retries briefly, then says so instead of waiting on the writer.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -18,6 +19,7 @@ import polars as pl
 
 from nofx.settings import Settings
 
+ANALYTICS = "analytics"  # where the Dagster ML and operations assets publish
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SESSION_COLUMNS = (
     "session_id",
@@ -127,3 +129,52 @@ def load_agent_daily(path: Path | None = None) -> pl.DataFrame | None:
     if not table_exists("agent_performance_daily", path):
         return None
     return query(f"select * from {mart_schema()}.agent_performance_daily order by day", path)
+
+
+def load_table(
+    qualified: str, order_by: str | None = None, path: Path | None = None
+) -> pl.DataFrame | None:
+    """A published table (``schema.name``, schema ``main`` meaning the marts' schema), or None
+    while the pipeline has not published it."""
+    schema, name = qualified.split(".", 1)
+    schema = mart_schema() if schema == "main" else schema
+    if not (IDENTIFIER.match(schema) and IDENTIFIER.match(name)):
+        raise WarehouseUnavailable(f"{qualified!r} is not a plain table name")
+    try:
+        exists = query(
+            "select count(*) as n from information_schema.tables "
+            "where table_schema = ? and table_name = ?",
+            path,
+            [schema, name],
+        )
+    except WarehouseMissing:
+        return None
+    if not exists["n"][0]:
+        return None
+    order = f" order by {order_by}" if order_by else ""
+    return query(f"select * from {schema}.{name}{order}", path)
+
+
+def load_workflow_run(
+    session_id: str, path: Path | None = None
+) -> tuple[dict[str, Any], pl.DataFrame]:
+    """One workflow run: its spec (from the SessionRequested event) and per-step outcomes."""
+    spec_rows = query(
+        f"select payload from {mart_schema()}.stg_events where stream_type = 'session' "
+        "and event_type = 'SessionRequested' "
+        "and json_extract_string(payload, '$.session_id') = ?",
+        path,
+        [session_id],
+    )
+    if spec_rows.is_empty():
+        raise WarehouseMissing(f"no workflow run {session_id} in the warehouse")
+    request = json.loads(spec_rows["payload"][0])["request"]
+    steps = query(
+        "select replace(step_id, 'wf/', '') as step, count(*) as attempts, "
+        "bool_or(succeeded) as succeeded, sum(coalesce(latency_ms, 0)) / 1000.0 as seconds, "
+        f"sum(cost_usd) as cost_usd from {mart_schema()}.agent_step_calls "
+        "where session_id = ? and step_id like 'wf/%' group by 1 order by 1",
+        path,
+        [session_id],
+    )
+    return request.get("workflow") or {}, steps

@@ -22,7 +22,7 @@ from dagster_project.materialize import main
 from nofx.registry import AgentRegistry
 from nofx.settings import Settings
 from nofx.store import EventStore
-from tests.dagster.pipeline_data import register_mixed_fleet, run_waves
+from tests.dagster.pipeline_data import register_mixed_fleet, run_waves, run_workflows
 
 
 @dataclass
@@ -46,6 +46,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PipelineRun]:
     registry = AgentRegistry(store)
     register_mixed_fleet(registry)
     run_waves(store, registry, waves=4, per_wave=30)
+    run_workflows(store, registry, 6)
     store.dispose()
     out = settings.home / "summary.json"
     with pytest.MonkeyPatch.context() as env, contextlib.redirect_stdout(io.StringIO()) as said:

@@ -54,3 +54,44 @@ def run_waves(store: EventStore, registry: AgentRegistry, waves: int, per_wave: 
         for request in session_requests(per_wave, seed=100 + wave):
             runtime.sessions.submit(request)
         asyncio.run(runtime.run_pending())
+
+
+REVIEW_LOOP = {
+    "name": "review-loop",
+    "steps": [
+        {"id": "draft", "capability": "code.generate", "estimates": {"duration_s": 2.0}},
+        {"id": "tests", "capability": "code.generate", "estimates": {"duration_s": 1.0}},
+        {
+            "id": "review",
+            "capability": "code.review",
+            "needs": ["draft", "tests"],
+            "estimates": {"duration_s": 1.5},
+        },
+        {
+            "id": "fix",
+            "capability": "code.generate",
+            "needs": ["review"],
+            "estimates": {"duration_s": 1.0},
+            "max_attempts": 3,
+        },
+    ],
+}
+
+
+def run_workflows(store: EventStore, registry: AgentRegistry, n: int) -> list[str]:
+    """``n`` runs of a small DAG (two parallel steps, a review, a fix) through the runtime."""
+    from nofx.domain import PatternName
+
+    runtime = Runtime(store, registry, config=RuntimeConfig(time_scale=0.0, seed=12))
+    ids = [
+        runtime.sessions.submit(
+            SessionRequest(
+                task=Task(prompt=f"workflow {i}", capability="code.generate"),
+                pattern=PatternName.WORKFLOW,
+                workflow=REVIEW_LOOP,
+            )
+        ).session_id
+        for i in range(n)
+    ]
+    asyncio.run(runtime.run_pending())
+    return ids

@@ -78,7 +78,7 @@ def test_agent_sessions_mart_agrees_with_the_sessions_projection(
             "output_tokens, agent_id from agent_sessions",
         )
     }
-    assert pipeline.summary["agent_sessions"] == len(projected) == len(mart) == 120
+    assert pipeline.summary["agent_sessions"] == len(projected) == len(mart) == 126
     for session_id, session in projected.items():
         status, succeeded, attempts, cost, tokens_in, tokens_out, agent_id = mart[session_id]
         assert status == session.status.value
@@ -134,7 +134,7 @@ def test_model_registered_as_champion_and_predictions_written(pipeline: Pipeline
     client = MlflowClient(tracking_uri=pipeline.settings.mlflow_tracking_uri)
     champion = client.get_model_version_by_alias(FAILURE_MODEL_NAME, "champion")
     assert str(champion.version) == "1"
-    assert pipeline.summary["predictions"] == 120
+    assert pipeline.summary["predictions"] == 126
     ((low, high, version),) = warehouse_rows(
         pipeline,
         "select min(failure_probability), max(failure_probability), max(model_version) "

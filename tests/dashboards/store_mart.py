@@ -6,7 +6,8 @@ independent derivation of the mart that the tests compare with dbt's.
 
 The store's ``sessions`` table is the core's projection of the same events dbt reads, so the
 SQL below gives the same rows except for what the projection does not keep:
-``started_at`` (null here), ``failed_attempts`` (attempts minus the final successful one) and
+``started_at`` (null here), ``failed_attempts`` (attempts minus the final successful one, exact
+for one-step sessions only) and
 ``ended_at`` (the last update of a finished session).
 """
 

@@ -130,6 +130,21 @@ def warehouse_numbers(warehouse: Path) -> tuple[dict[str, str], dict[str, tuple[
     return headline, {name: (count, rate) for name, count, rate in per_agent}
 
 
+def operational_numbers(warehouse: Path) -> dict[str, str]:
+    """What the workflow, prediction, cost and alert pages should count."""
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+
+        def count(sql: str) -> str:
+            return f"{conn.execute(sql).fetchall()[0][0]:,}"
+
+        return {
+            "Workflow runs": count("select count(*) from main.workflow_executions"),
+            "Model versions": count("select count(*) from analytics.prediction_models"),
+            "Recommendations": count("select count(*) from analytics.recommendations"),
+            "Open alerts": count("select count(*) from analytics.alerts where status = 'open'"),
+        }
+
+
 def shown_metrics(page) -> dict[str, str]:
     labels = page.locator('[data-testid="stMetricLabel"]').all_inner_texts()
     values = page.locator('[data-testid="stMetricValue"]').all_inner_texts()
@@ -163,6 +178,29 @@ def test_every_page_loads_and_shows_the_warehouse_numbers(
             assert {label: shown[label] for label in labels} == {
                 label: headline[label] for label in labels
             }, name
+        # the operational pages: they load, draw, and count what the warehouse holds
+        expected = operational_numbers(dashboard_warehouse.settings.warehouse_path)
+        for name, labels in (
+            ("workflows", ("Workflow runs",)),
+            ("predictions", ("Model versions",)),
+            ("cost", ("Recommendations",)),
+            ("alerts", ("Open alerts",)),
+        ):
+            page.goto(f"{dashboard}/{name}")
+            page.wait_for_selector('[data-testid="stMetricValue"]', timeout=45_000)
+            page.wait_for_load_state("networkidle")
+            page.wait_for_timeout(1000)
+            assert page.locator('[data-testid="stException"]').count() == 0, f"{name} raised"
+            page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+            shown = shown_metrics(page)
+            assert {label: shown[label] for label in labels} == {
+                label: expected[label] for label in labels
+            }, name
+        page.goto(f"{dashboard}/workflows")
+        page.wait_for_selector('[data-testid="stGraphVizChart"] svg', timeout=45_000)
+        assert page.locator('[data-testid="stGraphVizChart"] svg g.node').count() >= 2
+        page.goto(f"{dashboard}/agents")
+        page.wait_for_selector('[data-testid="stDataFrame"]', timeout=30_000)
         # the agents table, through its CSV export, agrees with the mart agent by agent
         with page.expect_download() as download:
             page.get_by_role("button", name="Download agents.csv").click()

@@ -118,3 +118,49 @@ def test_daily_performance_follows_the_same_filters() -> None:
     assert metrics.apply_daily_filters(daily, agents=["a"]).height == 2
     assert metrics.apply_daily_filters(daily, capabilities=["code.review"]).height == 1
     assert metrics.apply_daily_filters(daily).height == 3
+
+
+def test_the_critical_path_follows_measured_seconds_not_the_plan() -> None:
+    from dashboards.metrics import critical_path
+
+    steps = [
+        {"id": "plan", "capability": "p"},
+        {"id": "fast", "capability": "c", "needs": ["plan"]},
+        {"id": "slow", "capability": "c", "needs": ["plan"]},
+        {"id": "merge", "capability": "s", "needs": ["fast", "slow"]},
+    ]
+    assert critical_path(steps, {"plan": 1, "fast": 1, "slow": 5, "merge": 1}) == [
+        "plan",
+        "slow",
+        "merge",
+    ]
+    assert critical_path(steps, {"plan": 1, "fast": 9, "slow": 5, "merge": 1})[1] == "fast"
+    assert critical_path([], {}) == []
+
+
+def test_the_dag_marks_failed_skipped_and_critical_steps() -> None:
+    import polars as pl
+
+    from dashboards.metrics import workflow_dot
+
+    spec = {
+        "steps": [
+            {"id": "a", "capability": "code.generate"},
+            {"id": "b", "capability": "code.review", "needs": ["a"]},
+            {"id": "c", "capability": "code.generate", "needs": ["b"]},
+        ]
+    }
+    steps = pl.DataFrame(
+        {
+            "step": ["a", "b"],
+            "attempts": [1, 3],
+            "succeeded": [True, False],
+            "seconds": [1.0, 2.5],
+            "cost_usd": [0.01, 0.02],
+        }
+    )
+    dot = workflow_dot(spec, steps)
+    assert dot.startswith("digraph workflow {") and dot.endswith("}")
+    assert '"b" [label="b\\ncode.review\\n3 attempt(s), 2.5s", fillcolor="#ffcdd2"' in dot
+    assert '"c" [label="c\\ncode.generate\\nskipped", fillcolor="#eeeeee"' in dot
+    assert '"a" -> "b" [color="#d62728"]' in dot  # on the critical path

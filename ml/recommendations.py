@@ -187,3 +187,31 @@ def recommendations_frame(items: list[dict[str, object]]) -> pl.DataFrame:
     return frame.sort(
         ["estimated_savings_usd", "estimated_savings_s"], descending=True, nulls_last=True
     )
+
+
+def agent_benchmark(calls: pl.DataFrame, *, min_calls: int = 10) -> list[dict[str, object]]:
+    """Insights, one per capability: which agent succeeds most, which is cheapest, which is
+    fastest, over the agents with enough calls to judge."""
+    stats = agent_stats(calls).filter(pl.col("calls") >= min_calls)
+    out: list[dict[str, object]] = []
+    for (capability,), group in stats.group_by("capability", maintain_order=True):
+        best = group.sort("success_rate", descending=True).row(0, named=True)
+        cheapest = group.sort("avg_cost_usd").row(0, named=True)
+        fastest = group.sort("avg_latency_ms").row(0, named=True)
+        out.append(
+            {
+                "kind": "agent_benchmark",
+                "subject": capability,
+                "title": f"{capability}: {best['agent_name']} succeeds most "
+                f"({best['success_rate']:.1%}), {cheapest['agent_name']} is cheapest",
+                "detail": (
+                    f"{group.height} agents compared; fastest is {fastest['agent_name']} at "
+                    f"{fastest['avg_latency_ms']:.0f} ms; cheapest costs "
+                    f"${cheapest['avg_cost_usd']:.5f} per call at "
+                    f"{cheapest['success_rate']:.1%} success"
+                ),
+                "value": best["success_rate"],
+                "evidence": group.to_dicts(),
+            }
+        )
+    return out

@@ -9,6 +9,7 @@ delivering new ones to the webhook when ``NOFX_ALERT_WEBHOOK_URL`` is set; it pu
 alerts as ``analytics.alerts`` for the dashboards.
 """
 
+import json
 from typing import Any
 
 import dagster as dg
@@ -24,6 +25,7 @@ from dagster_project.defs.models import (
 )
 from dagster_project.resources import EventStoreResource, WarehouseResource
 from ml.recommendations import (
+    agent_benchmark,
     cheaper_agent,
     flaky_steps,
     recommendations_frame,
@@ -35,6 +37,17 @@ OPERATIONS_GROUP = "operations"
 ACCURACY_TABLE = f"{ANALYTICS_SCHEMA}.prediction_accuracy"
 ALERTS_TABLE = f"{ANALYTICS_SCHEMA}.alerts"
 RECOMMENDATIONS_TABLE = f"{ANALYTICS_SCHEMA}.recommendations"
+INSIGHTS_TABLE = f"{ANALYTICS_SCHEMA}.analytics_insights"
+INSIGHT_SCHEMA = {
+    "insight_id": pl.String,
+    "tenant_id": pl.String,
+    "kind": pl.String,
+    "subject": pl.String,
+    "title": pl.String,
+    "detail": pl.String,
+    "value": pl.Float64,
+    "evidence": pl.String,
+}
 ALERT_COLUMNS = {
     "alert_id": pl.String,
     "tenant_id": pl.String,
@@ -280,23 +293,47 @@ def alerts(
     kinds={"duckdb", "polars"},
     deps=["agent_step_calls", "pool_scaling_decisions"],
     description="Recommendations with estimated savings (cheaper agent with equal success, "
-    "flaky steps, under-used pools), ranked by money saved, in analytics.recommendations.",
+    "flaky steps, under-used pools), ranked by money saved, in analytics.recommendations; "
+    "agent benchmarking insights in analytics.analytics_insights.",
 )
 def recommendations(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """Per tenant, so one tenant's recommendations never reveal another's agents."""
     with warehouse.connect() as conn:
         calls = conn.sql(
-            "select capability, agent_id, agent_name, succeeded, cost_usd, "
+            "select tenant_id, capability, agent_id, agent_name, succeeded, cost_usd, "
             "coalesce(latency_ms, 0) as latency_ms from main.agent_step_calls "
             "where outcome in ('completed', 'failed')"
         ).pl()
         decisions = conn.sql("select * from main.pool_scaling_decisions").pl()
-        items = cheaper_agent(calls) + flaky_steps(calls) + underused_pools(decisions)
-        frame = recommendations_frame(items)
+        frames, insights = [], []
+        for tenant in sorted(set(calls["tenant_id"].to_list()) | set(decisions["tenant_id"])):
+            mine = calls.filter(pl.col("tenant_id") == tenant)
+            pools = decisions.filter(pl.col("tenant_id") == tenant)
+            items = cheaper_agent(mine) + flaky_steps(mine) + underused_pools(pools)
+            frames.append(
+                recommendations_frame(items).with_columns(pl.lit(tenant).alias("tenant_id"))
+            )
+            for item in agent_benchmark(mine):
+                insights.append(
+                    {
+                        **{k: item[k] for k in ("kind", "subject", "title", "detail", "value")},
+                        "insight_id": f"{tenant}/{item['kind']}/{item['subject']}",
+                        "tenant_id": tenant,
+                        "evidence": json.dumps(item["evidence"], default=str),
+                    }
+                )
+        frame = (
+            pl.concat(frames)
+            if frames
+            else recommendations_frame([]).with_columns(pl.lit("").alias("tenant_id"))
+        )
         replace_table(conn, RECOMMENDATIONS_TABLE, frame)
+        replace_table(conn, INSIGHTS_TABLE, pl.DataFrame(insights, schema=INSIGHT_SCHEMA))
     savings = frame["estimated_savings_usd"].drop_nulls()
     return dg.MaterializeResult(
         metadata={
             "recommendations": frame.height,
+            "insights": len(insights),
             "estimated_savings_usd": float(savings.sum()) if savings.len() else 0.0,
             "kinds": dg.MetadataValue.json(frame["kind"].value_counts().to_dicts()),
         }

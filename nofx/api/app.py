@@ -14,6 +14,7 @@ from nofx.api.deps import Services
 from nofx.api.routes import (
     agents,
     alerts,
+    analytics,
     communicate,
     health,
     keys,
@@ -79,6 +80,7 @@ def create_app(
             {"name": "agents", "description": "the agent registry"},
             {"name": "orchestration", "description": "sessions and agent selection"},
             {"name": "workflows", "description": "workflow analysis"},
+            {"name": "analytics", "description": "predictions, insights, recommendations"},
             {"name": "alerts", "description": "alerts raised by the rules, and resolving them"},
             {"name": "keys", "description": "API keys (admin scope)"},
         ],
@@ -100,7 +102,17 @@ def create_app(
     problems.install(app)
     observability.install(app)
 
-    for module in (health, agents, sessions, communicate, pools, workflows, alerts, keys):
+    for module in (
+        health,
+        agents,
+        sessions,
+        communicate,
+        pools,
+        workflows,
+        analytics,
+        alerts,
+        keys,
+    ):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(communicate.breakers_router, prefix="/api/v1")
     return app

@@ -98,3 +98,53 @@ def test_accuracy_is_scored_on_predictions_made_before_the_outcome(
     finally:
         store.dispose()
     assert "session_failure_rate" in kinds
+
+
+def test_analytics_endpoints_serve_what_the_pipeline_published(
+    pipeline: PipelineRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from nofx.api.app import create_app
+    from tests.dashboards.writer import writer_holding
+
+    monkeypatch.setenv("NOFX_HOME", str(pipeline.settings.home))
+    monkeypatch.delenv("NOFX_WAREHOUSE_PATH", raising=False)
+    store = EventStore(pipeline.settings.database_url)
+    with TestClient(create_app(store=store, auth_required=False)) as client:
+        predicted = client.get("/api/v1/analytics/predictions", params={"limit": 500}).json()
+        probabilities = [p["failure_probability"] for p in predicted["items"]]
+        assert len(probabilities) == 126 and probabilities == sorted(probabilities, reverse=True)
+        risky = client.get("/api/v1/analytics/predictions", params={"min_probability": 0.5})
+        assert all(p["failure_probability"] >= 0.5 for p in risky.json()["items"])
+        one = predicted["items"][0]["session_id"]
+        assert (
+            client.get("/api/v1/analytics/predictions", params={"session_id": one}).json()["items"][
+                0
+            ]["session_id"]
+            == one
+        )
+        recs = client.get("/api/v1/analytics/recommendations").json()["items"]
+        assert recs and all(isinstance(r["evidence"], dict) for r in recs)
+        kinds = {r["kind"] for r in recs}
+        for kind in kinds:
+            only = client.get("/api/v1/analytics/recommendations", params={"kind": kind})
+            assert {r["kind"] for r in only.json()["items"]} == {kind}
+        insights = client.get("/api/v1/analytics/insights").json()["items"]
+        assert {i["subject"] for i in insights} == {"code.generate", "code.review"}
+        # another tenant sees none of it
+        other = {"X-Tenant-ID": "acme"}
+        for path in ("predictions", "insights", "recommendations"):
+            assert client.get(f"/api/v1/analytics/{path}", headers=other).json()["items"] == []
+        # while the pipeline holds the warehouse: 503 and when to come back, not a hang
+        copy = tmp_path / "home"
+        shutil.copytree(pipeline.settings.home, copy)
+        monkeypatch.setenv("NOFX_HOME", str(copy))
+        with writer_holding(copy / "warehouse.duckdb"):
+            busy = client.get("/api/v1/analytics/recommendations")
+        assert busy.status_code == 503 and busy.headers["retry-after"] == "2"
+        assert busy.json()["type"].endswith("/warehouse-busy")
+        monkeypatch.setenv("NOFX_HOME", str(tmp_path / "empty"))
+        empty = client.get("/api/v1/analytics/insights").json()
+        assert empty["items"] == [] and "nofx demo" in empty["note"]
+    store.dispose()

@@ -53,7 +53,7 @@ def send(
 )
 def read(
     channel: str,
-    after_seq: int = Query(default=0, ge=0, description="replay from this offset"),
+    after_seq: int = Query(default=0, ge=0, le=2**62, description="replay from this offset"),
     since: datetime | None = Query(default=None, description="replay from this time"),
     limit: int = Query(default=100, ge=1, le=1000),
     principal: Principal = Depends(reader),

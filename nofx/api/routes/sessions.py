@@ -99,7 +99,7 @@ def cancel_session(
 async def session_events(
     session_id: str,
     request: Request,
-    after_seq: int = Query(default=0, ge=0),
+    after_seq: int = Query(default=0, ge=0, le=2**62),
     timeout_s: float = Query(default=30.0, gt=0, le=300, description="SSE: stop after this long"),
     principal: Principal = Depends(reader),
     svc: Services = Depends(services),

@@ -1,0 +1,124 @@
+"""Analytics over HTTP: predictions, insights and recommendations the pipeline published.
+
+They are read from the warehouse with short-lived read-only connections (nofx.warehouse), so
+the API never blocks the pipeline; while the pipeline holds the file the answer is 503 with
+Retry-After, and before the first pipeline run it is an empty list with a note saying so.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, Field
+
+from nofx import warehouse
+from nofx.api.deps import reader
+from nofx.errors import NofxError
+from nofx.security import Principal
+
+router = APIRouter(prefix="/analytics", tags=["analytics"])
+
+
+class WarehouseBusyError(NofxError):
+    code = "warehouse-busy"
+    http_status = 503
+    headers = {"Retry-After": "2"}
+
+
+class Listing(BaseModel):
+    items: list[dict[str, Any]]
+    note: str | None = Field(
+        default=None, description="why the list is empty, when the pipeline has not published"
+    )
+
+
+def read(
+    qualified: str,
+    principal: Principal,
+    *,
+    where: str = "",
+    params: list[Any] | None = None,
+    order_by: str | None = None,
+    limit: int = 100,
+) -> Listing:
+    clause = "tenant_id = ?" + (f" and {where}" if where else "")
+    try:
+        frame = warehouse.load_table(
+            qualified, order_by, where=clause, params=[principal.tenant_id, *(params or [])]
+        )
+    except warehouse.WarehouseBusy as exc:
+        raise WarehouseBusyError(str(exc), hint="retry in a couple of seconds") from exc
+    except warehouse.WarehouseUnavailable as exc:
+        return Listing(items=[], note=str(exc))
+    if frame is None:
+        return Listing(
+            items=[], note=f"{qualified} is not published yet: run the pipeline (`nofx demo`)"
+        )
+    items = frame.head(limit).to_dicts()
+    for item in items:
+        if isinstance(item.get("evidence"), str):
+            item["evidence"] = json.loads(item["evidence"])
+    return Listing(items=items)
+
+
+@router.get(
+    "/predictions",
+    response_model=Listing,
+    summary="Failure predictions per session from the champion model",
+)
+def predictions(
+    session_id: str | None = Query(default=None, max_length=64),
+    min_probability: float = Query(default=0.0, ge=0, le=1),
+    limit: int = Query(default=100, ge=1, le=1000),
+    principal: Principal = Depends(reader),
+) -> Listing:
+    """Most likely failures first. ``actual_status`` shows the outcome once it is known."""
+    where = "failure_probability >= ?"
+    params: list[Any] = [min_probability]
+    if session_id:
+        where += " and session_id = ?"
+        params.append(session_id)
+    return read(
+        "analytics.operational_predictions",
+        principal,
+        where=where,
+        params=params,
+        order_by="failure_probability desc, session_id",
+        limit=limit,
+    )
+
+
+@router.get(
+    "/insights",
+    response_model=Listing,
+    summary="Insights: agent benchmarking per capability",
+)
+def insights(
+    limit: int = Query(default=100, ge=1, le=1000),
+    principal: Principal = Depends(reader),
+) -> Listing:
+    return read("analytics.analytics_insights", principal, order_by="insight_id", limit=limit)
+
+
+@router.get(
+    "/recommendations",
+    response_model=Listing,
+    summary="Recommendations with estimated savings, most money saved first",
+)
+def recommendations(
+    kind: str | None = Query(
+        default=None, pattern=r"^[a-z_]+$", description="cheaper_agent, flaky_step, underused_pool"
+    ),
+    limit: int = Query(default=100, ge=1, le=1000),
+    principal: Principal = Depends(reader),
+) -> Listing:
+    return read(
+        "analytics.recommendations",
+        principal,
+        where="kind = ?" if kind else "",
+        params=[kind] if kind else None,
+        order_by="estimated_savings_usd desc nulls last, recommendation_id",
+        limit=limit,
+    )

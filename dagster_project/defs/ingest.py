@@ -5,21 +5,21 @@ so a re-run (or a crash mid-way) never copies an event twice. Every event type i
 taken as-is; the payload stays JSON text for dbt to parse.
 """
 
-import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
 import duckdb
 import polars as pl
+from sqlalchemy import Text, cast, select
 
 from dagster_project.resources import EventStoreResource, WarehouseResource
-from nofx.domain import Event
-from nofx.store import EventStore
+from nofx.store import EventStore, schema
 
 RAW_SCHEMA = "raw"
 RAW_TABLE = "raw.raw_events"
-BATCH_SIZE = 5_000
+BATCH_SIZE = 50_000
 LATE_COMMIT_LOOKBACK = 1_000
 
 RAW_EVENTS_DDL = f"""
@@ -73,22 +73,42 @@ def warehouse_cursor(conn: duckdb.DuckDBPyConnection) -> int:
     return int(scalar(conn, f"select coalesce(max(position), 0) from {RAW_TABLE}"))
 
 
-def events_frame(events: list[Event]) -> pl.DataFrame:
-    """Events as a typed frame: UTC timestamps without zone, payload as JSON text."""
-    return pl.DataFrame(
-        {
-            "position": [e.position for e in events],
-            "stream_id": [e.stream_id for e in events],
-            "stream_type": [e.stream_type for e in events],
-            "seq": [e.seq for e in events],
-            "type": [e.type for e in events],
-            "tenant_id": [e.tenant_id for e in events],
-            "occurred_at": [e.occurred_at.replace(tzinfo=None) for e in events],
-            "idempotency_key": [e.idempotency_key for e in events],
-            "payload": [json.dumps(e.payload, sort_keys=True, default=str) for e in events],
-        },
-        schema=RAW_COLUMNS,
+def read_raw_batch(store: EventStore, after_position: int, limit: int) -> pl.DataFrame:
+    """Events after a position as a typed frame, straight from the table: the payload is
+    read as the JSON text it is stored as (no parse and re-serialise), timestamps in UTC
+    without zone. Building Event models here made ingest 5x slower than a plain copy."""
+    e = schema.events
+    query = (
+        select(
+            e.c.position,
+            e.c.stream_id,
+            e.c.stream_type,
+            e.c.seq,
+            e.c.type,
+            e.c.tenant_id,
+            e.c.occurred_at,
+            e.c.idempotency_key,
+            cast(e.c.payload, Text).label("payload"),
+        )
+        .where(e.c.position > after_position)
+        .order_by(e.c.position)
+        .limit(limit)
     )
+    with store.engine.connect() as conn:
+        rows = conn.execute(query).all()
+    columns = dict(zip(RAW_COLUMNS, zip(*rows, strict=True), strict=True)) if rows else {}
+    if columns:
+        columns["occurred_at"] = tuple(utc_naive(v) for v in columns["occurred_at"])
+    return pl.DataFrame(
+        {name: list(columns.get(name, ())) for name in RAW_COLUMNS}, schema=RAW_COLUMNS
+    )
+
+
+def utc_naive(value: Any) -> Any:
+    """The store's timestamps (aware on PostgreSQL, naive-as-UTC on SQLite) as naive UTC."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
 
 
 def default_lookback(store: EventStore) -> int:
@@ -118,24 +138,25 @@ def copy_new_events(
     read_from = max(0, cursor - window)
     added = batches = 0
     while True:
-        events = store.read_all(after_position=read_from, limit=batch_size)
-        if not events:
+        batch = read_raw_batch(store, read_from, batch_size)
+        if batch.is_empty():
             break
-        conn.register("incoming_events", events_frame(events))
+        first, last = int(batch["position"][0]), int(batch["position"][-1])
+        conn.register("incoming_events", batch)
         try:
             conn.execute("begin transaction")
             inserted = conn.execute(
                 f"insert into {RAW_TABLE} "
                 "select *, cast(now() as timestamp) as loaded_at from incoming_events "
                 f"where position not in (select position from {RAW_TABLE} "
-                f"where position between {events[0].position} and {events[-1].position})"
+                f"where position between {first} and {last})"
             ).fetchall()
             conn.execute("commit")
         finally:
             conn.unregister("incoming_events")
         added += int(inserted[0][0]) if inserted else 0
         batches += 1
-        read_from = events[-1].position
+        read_from = last
         cursor = max(cursor, read_from)
     return IngestResult(rows_added=added, last_position=cursor, batches=batches)
 

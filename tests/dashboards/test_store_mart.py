@@ -45,7 +45,7 @@ def test_the_fallback_sql_gives_the_dbt_mart_rows(pipeline: PipelineRun, tmp_pat
     assert rows == dbt_rows > 0
     assert differ == (0,)
     assert solo_gap == 0
-    assert cost_gap < 1e-9  # the same sums, added in another order
+    assert cost_gap < 1e-6  # the same sums added in another order: a millionth of a dollar
     ours, theirs = (
         data.load_sessions(fallback),
         data.load_sessions(pipeline.settings.warehouse_path),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from fastapi import APIRouter, Depends, Response, status
+from fastapi import APIRouter, Body, Depends, Response, status
 from pydantic import BaseModel, Field
 
 from nofx.api.deps import Services, admin, services
@@ -55,8 +55,18 @@ class IssuedKeyOut(KeyOut):
     "", status_code=status.HTTP_201_CREATED, response_model=IssuedKeyOut, summary="Create a key"
 )
 def create_key(
-    body: KeyRequest, principal: Principal = Depends(admin), svc: Services = Depends(services)
+    body: KeyRequest = Body(
+        openapi_examples={
+            "ci": {
+                "summary": "a read-only key for a CI job, 5 requests/s",
+                "value": {"name": "ci", "scopes": ["read"], "rate_per_s": 5, "burst": 10},
+            }
+        }
+    ),
+    principal: Principal = Depends(admin),
+    svc: Services = Depends(services),
 ) -> IssuedKeyOut:
+    """The secret is in the answer once; only its hash is stored."""
     issued = svc.keys.create(
         principal.tenant_id, body.name, body.scopes, rate_per_s=body.rate_per_s, burst=body.burst
     )

@@ -12,9 +12,12 @@ import asyncio
 
 from nofx.domain import Event
 from nofx.patterns.common import try_step
+from nofx.pools import PoolGate
 from nofx.runtime import PatternResult, SessionExecution, StepFailed, StepResult
+from nofx.workflows.adapt import Plan
+from nofx.workflows.adapt import stream_id as adapt_stream
 from nofx.workflows.analysis import analyze, topological_order
-from nofx.workflows.model import WorkflowSpec
+from nofx.workflows.model import StepSpec, WorkflowSpec
 from nofx.workflows.scheduler import upward_rank
 
 POOL_LIMIT = 4
@@ -49,42 +52,91 @@ def realised_makespan_s(spec: WorkflowSpec, history: list[Event]) -> float:
     return max(finish.values(), default=0.0)
 
 
+class Adaptations:
+    """The running workflow's plan, kept current from its ``workflow-<session>`` stream."""
+
+    def __init__(self, execution: SessionExecution, initial: WorkflowSpec) -> None:
+        self.store = execution.runtime.store
+        self.stream = adapt_stream(execution.session.session_id)
+        self.plan = Plan(spec=initial)
+        self.seen = 0
+        self.applied = 0
+
+    def refresh(self) -> Plan:
+        for event in self.store.read_stream(self.stream, after_seq=self.seen):
+            self.seen = event.seq
+            if event.type == "WorkflowAdapted":
+                self.plan = Plan.model_validate(event.payload["plan"])
+                self.applied += 1
+        return self.plan
+
+
 async def run_workflow(execution: SessionExecution) -> PatternResult:
     state = execution.state
     assert state is not None, "a session always starts with SessionRequested"
-    spec = WorkflowSpec.model_validate(state["request"]["workflow"])
-    rank = upward_rank(spec)
-    finished = {s.id: asyncio.Event() for s in spec.steps}
-    pools: dict[str, asyncio.Semaphore] = {}
+    adaptations = Adaptations(execution, WorkflowSpec.model_validate(state["request"]["workflow"]))
+    finished: dict[str, asyncio.Event] = {}
+    tasks: dict[str, asyncio.Task[None]] = {}
+    pools: dict[str, PoolGate] = {}
     outputs: dict[str, str] = {}
     results: dict[str, StepResult] = {}
     failed: dict[str, StepFailed] = {}
     skipped: set[str] = set()
     sid = execution.session.session_id
 
+    def skip(step_id: str, because: list[str]) -> None:
+        skipped.add(step_id)
+        execution.emit(
+            "StepSkipped",
+            {"step_id": f"wf/{step_id}", "because": because},
+            key=f"{sid}/wf/{step_id}/skipped",
+        )
+
+    async def ready(step_id: str) -> StepSpec | None:
+        """Wait for the step's dependencies as the current plan has them; None if removed."""
+        while True:
+            launch_new_steps()  # a replaced step may now need a step just added
+            plan = adaptations.plan
+            if step_id not in {s.id for s in plan.spec.steps}:
+                return None
+            step = plan.spec.step(step_id)
+            waiting = [d for d in step.needs if not finished[d].is_set()]
+            if not waiting:
+                return step
+            await asyncio.wait(
+                [asyncio.ensure_future(finished[d].wait()) for d in waiting],
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+
     async def run(step_id: str) -> None:
-        step = spec.step(step_id)
         try:
-            for dep in step.needs:
-                await finished[dep].wait()
+            step = await ready(step_id)
+            if step is None:
+                skip(step_id, ["removed by an adaptation"])
+                return
             blocked = [d for d in step.needs if d in failed or d in skipped]
             if blocked:
-                skipped.add(step_id)
-                execution.emit(
-                    "StepSkipped",
-                    {"step_id": f"wf/{step_id}", "because": blocked},
-                    key=f"{sid}/wf/{step_id}/skipped",
-                )
+                skip(step_id, blocked)
                 return
-            pool = pools.setdefault(step.pool, asyncio.Semaphore(POOL_LIMIT))
-            async with pool:
+            plan = adaptations.plan
+            limit = plan.pool_limits.get(step.pool, POOL_LIMIT)
+            pool = pools.setdefault(step.pool, PoolGate(limit))
+            if pool.capacity != limit:
+                await pool.resize(limit)
+            everyone = {
+                a.agent_id
+                for a in execution.runtime.candidates(execution.session.tenant_id, step.capability)
+            }
+            pin = plan.pinned.get(step_id)
+            async with pool.slot():
                 result = await try_step(
                     execution,
                     f"wf/{step_id}",
                     step.capability,
-                    render_prompt(step.prompt, step.inputs, outputs, spec.params),
+                    render_prompt(step.prompt, step.inputs, outputs, plan.spec.params),
                     input_tokens=max(1, step.estimates.tokens),
                     max_attempts=step.max_attempts,
+                    exclude=frozenset(everyone - {pin}) if pin else frozenset(),
                 )
             if isinstance(result, StepFailed):
                 failed[step_id] = result
@@ -94,12 +146,29 @@ async def run_workflow(execution: SessionExecution) -> PatternResult:
         finally:
             finished[step_id].set()
 
-    await asyncio.gather(*(run(s.id) for s in sorted(spec.steps, key=lambda s: -rank[s.id])))
+    def launch_new_steps() -> None:
+        spec = adaptations.refresh().spec
+        rank = upward_rank(spec)
+        for step in sorted(spec.steps, key=lambda s: -rank[s.id]):
+            if step.id not in tasks:
+                finished.setdefault(step.id, asyncio.Event())
+                tasks[step.id] = asyncio.ensure_future(run(step.id))
+
+    launch_new_steps()
+    while not all(t.done() for t in tasks.values()):
+        await asyncio.wait(
+            [t for t in tasks.values() if not t.done()], return_when=asyncio.FIRST_COMPLETED
+        )
+        launch_new_steps()  # steps an adaptation added while others ran
+    for task in tasks.values():
+        task.result()  # a bug in a step's bookkeeping is raised, not swallowed
+    spec = adaptations.plan.spec
     details = {
         "steps": len(spec.steps),
         "done": len(results),
         "failed": sorted(failed),
         "skipped": sorted(skipped),
+        "adaptations": adaptations.applied,
         "planned_makespan_s": round(analyze(spec).critical_path_s, 3),
         "actual_makespan_s": round(realised_makespan_s(spec, execution.history), 3),
         "planned_cost_usd": round(sum(s.estimates.cost_usd for s in spec.steps), 6),

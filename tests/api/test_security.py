@@ -31,6 +31,12 @@ def world(store: EventStore) -> Iterator[dict]:
         session = client.post(
             "/api/v1/orchestration/sessions", json=SESSION, headers=auth["a_write"]
         ).json()
+        flow = {"name": "one", "steps": [{"id": "only", "capability": "code.generate"}]}
+        workflow = client.post(
+            "/api/v1/orchestration/sessions",
+            json={**SESSION, "pattern": "workflow", "workflow": flow},
+            headers=auth["a_write"],
+        ).json()
         spare = service.create("a", "spare", {Scope.READ}).key.key_id
         from nofx.alerts import DEFAULT_RULES, AlertService, Observation, evaluate
 
@@ -40,6 +46,7 @@ def world(store: EventStore) -> Iterator[dict]:
         )
         yield {
             "alert": alert.alert_id,
+            "workflow": workflow["session_id"],
             "client": client,
             "auth": auth,
             "agent": agent["agent_id"],
@@ -80,6 +87,16 @@ def endpoints(w: dict) -> list[tuple[str, str, dict | None, Scope, bool]]:
         ("GET", "/api/v1/orchestration/pools", None, Scope.READ, False),
         ("GET", f"/api/v1/orchestration/pools/{a}", None, Scope.READ, True),
         ("GET", f"/api/v1/orchestration/pools/{a}/decisions", None, Scope.READ, True),
+        (
+            "POST",
+            "/api/v1/workflows/adapt",
+            {
+                "session_id": w["workflow"],
+                "changes": [{"op": "set_pool_limit", "pool": "default", "limit": 2}],
+            },
+            Scope.WRITE,
+            True,
+        ),
         ("GET", "/api/v1/analytics/predictions", None, Scope.READ, False),
         ("GET", "/api/v1/analytics/insights", None, Scope.READ, False),
         ("GET", "/api/v1/analytics/recommendations", None, Scope.READ, False),
@@ -235,5 +252,5 @@ def test_metrics_are_exposed_for_prometheus(world: dict) -> None:
     client.get("/api/v1/health")
     text = client.get("/metrics").text
     assert 'nofx_http_requests_total{method="GET",route="/api/v1/health",status="200"}' in text
-    assert 'nofx_sessions{status="requested"} 1.0' in text
+    assert 'nofx_sessions{status="requested"} 2.0' in text  # a solo and a workflow session
     assert "nofx_http_request_duration_seconds_bucket" in text

@@ -47,3 +47,16 @@
 {% macro postgres__sorted_list_agg(column) -%}
   array_agg({{ column }} order by {{ column }})
 {%- endmacro %}
+
+{#- The length of a JSON array under a top-level key of a text column. -#}
+{% macro json_array_length(column, key) -%}
+  {{ return(adapter.dispatch('json_array_length', 'nofx')(column, key)) }}
+{%- endmacro %}
+
+{% macro default__json_array_length(column, key) -%}
+  cast(json_array_length({{ column }}, {{ nofx.json_path(key) }}) as bigint)
+{%- endmacro %}
+
+{% macro postgres__json_array_length(column, key) -%}
+  cast(jsonb_array_length(({{ column }})::jsonb -> '{{ key }}') as bigint)
+{%- endmacro %}

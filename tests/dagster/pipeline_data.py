@@ -93,5 +93,23 @@ def run_workflows(store: EventStore, registry: AgentRegistry, n: int) -> list[st
         ).session_id
         for i in range(n)
     ]
+    # the first run is adapted before it starts: one more step, recorded as an event
+    from nofx.workflows.adapt import Adaptation, AdaptationService
+
+    AdaptationService(store, runtime.sessions, registry).adapt(
+        Adaptation.model_validate(
+            {
+                "session_id": ids[0],
+                "reason": "document the fix",
+                "changes": [
+                    {
+                        "op": "add_step",
+                        "step": {"id": "docs", "capability": "code.generate", "needs": ["fix"]},
+                    }
+                ],
+            }
+        ),
+        "default",
+    )
     asyncio.run(runtime.run_pending())
     return ids

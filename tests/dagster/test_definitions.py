@@ -25,6 +25,7 @@ DBT_MODELS = {
     "workflow_executions",
     "pool_scaling_decisions",
     "api_latency_windows",
+    "workflow_adaptations",
 }
 
 

@@ -97,6 +97,7 @@ def endpoints(w: dict) -> list[tuple[str, str, dict | None, Scope, bool]]:
             Scope.WRITE,
             True,
         ),
+        ("POST", "/api/v1/workflows/learn", None, Scope.WRITE, False),
         ("GET", "/api/v1/analytics/predictions", None, Scope.READ, False),
         ("GET", "/api/v1/analytics/insights", None, Scope.READ, False),
         ("GET", "/api/v1/analytics/recommendations", None, Scope.READ, False),

@@ -8,9 +8,11 @@ from typing import Any
 from fastapi import APIRouter, Body, Depends, Query
 
 from nofx.api.deps import Services, reader, services, writer
+from nofx.domain import NewEvent
 from nofx.security import Principal
-from nofx.workflows import analyze, parse_workflow
+from nofx.workflows import analyze, learning, parse_workflow
 from nofx.workflows.adapt import Adaptation, AdaptationService
+from nofx.workflows.learning import forecast
 
 router = APIRouter(prefix="/workflows", tags=["workflows"])
 
@@ -46,9 +48,61 @@ def analyze_workflow(
     principal: Principal = Depends(reader),
     svc: Services = Depends(services),
 ) -> dict[str, Any]:
+    """With learned estimates (POST /workflows/learn), ``history`` adds p50/p90 makespan and
+    expected cost from how these capabilities actually ran."""
     known = svc.registry.capabilities(principal.tenant_id) if check_capabilities else None
     spec = parse_workflow(workflow, known_capabilities=known)
-    return analyze(spec, workers=workers).to_dict()
+    result = analyze(spec, workers=workers).to_dict()
+    learned = latest_estimates(svc, principal.tenant_id)
+    result["history"] = (
+        forecast(spec, learned["stats"]) | {"learned_at": learned["at"]} if learned else None
+    )
+    return result
+
+
+def latest_estimates(svc: Services, tenant_id: str) -> dict[str, Any] | None:
+    events = svc.store.read_stream(learning.stream_id(tenant_id))
+    if not events:
+        return None
+    stats = [learning.StepStats(**s) for s in events[-1].payload["stats"]]
+    return {"stats": stats, "at": events[-1].occurred_at}
+
+
+@router.post(
+    "/learn",
+    summary="Learn step duration, cost and success per capability and agent from history",
+)
+def learn_estimates(
+    since_position: int = Query(
+        default=0, ge=0, le=2**62, description="learn only from events after this position"
+    ),
+    principal: Principal = Depends(writer),
+    svc: Services = Depends(services),
+) -> dict[str, Any]:
+    """Folds every step outcome of the tenant's sessions (failures included) into p50/p90
+    duration, mean cost and success rate, records them as an EstimatesLearned event, and
+    returns them; /workflows/analyze then forecasts from them."""
+    outcomes, after = [], since_position
+    while True:
+        page = svc.store.read_all(after_position=after, limit=10_000, stream_type="session")
+        for event in page:
+            if event.tenant_id == principal.tenant_id and event.type in (
+                "StepCompleted",
+                "StepFailed",
+            ):
+                outcomes.append({**event.payload, "succeeded": event.type == "StepCompleted"})
+        if len(page) < 10_000:
+            break
+        after = page[-1].position
+    stats = learning.learn(outcomes)
+    payload = {"stats": [s.as_dict() for s in stats], "outcomes": len(outcomes)}
+    svc.store.append(
+        learning.stream_id(principal.tenant_id),
+        learning.STREAM_TYPE,
+        principal.tenant_id,
+        [NewEvent(type="EstimatesLearned", payload=payload)],
+    )
+    return payload
 
 
 @router.post(

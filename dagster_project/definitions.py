@@ -18,7 +18,12 @@ def defs() -> dg.Definitions:
     from dagster_project.defs.ingest import raw_events
     from dagster_project.defs.jobs import everything, refresh_warehouse, run_requested_sessions
     from dagster_project.defs.models import failure_model, session_failure_predictions
-    from dagster_project.defs.operations import alerts, prediction_accuracy, recommendations
+    from dagster_project.defs.operations import (
+        agent_anomalies,
+        alerts,
+        prediction_accuracy,
+        recommendations,
+    )
     from dagster_project.defs.sensors import (
         new_events_sensor,
         nightly_retrain,
@@ -33,6 +38,7 @@ def defs() -> dg.Definitions:
             failure_model,
             session_failure_predictions,
             prediction_accuracy,
+            agent_anomalies,
             alerts,
             recommendations,
         ],

@@ -348,7 +348,8 @@ def alerts_page() -> None:
     st.title("Alerts")
     st.caption(
         "Rules: orchestration failures > 1%, workflow delays > 10%, prediction accuracy "
-        "< 85%, pool utilisation > 80%, API p95 > 200 ms (NOFX_ALERT_RULES changes them). "
+        "< 85%, pool utilisation > 80%, API p95 > 200 ms, any agent anomaly episode "
+        "(NOFX_ALERT_RULES changes them). "
         "Resolve one with POST /api/v1/alerts/{id}/resolve."
     )
     alerts = published(f"{data.ANALYTICS}.alerts", "last_seen_at desc")

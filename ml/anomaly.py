@@ -55,15 +55,20 @@ def _per_call(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def fit_baselines(frame: pl.DataFrame) -> dict[str, Baseline]:
+def fit_baselines(frame: pl.DataFrame, *, skip_short: bool = False) -> dict[str, Baseline]:
     """One baseline per agent from hourly buckets (agent_id, bucket_start, calls, failures,
-    mean_latency_ms, cost_usd)."""
+    mean_latency_ms, cost_usd). An agent with too little history is an error, or with
+    ``skip_short`` left without a baseline (and so never scored)."""
     hourly = _per_call(frame)
     if hourly.is_empty():
+        if skip_short:
+            return {}
         raise InsufficientDataError("no hour with calls to learn a baseline from")
     baselines = {}
     for (agent_id,), rows in hourly.group_by("agent_id", maintain_order=True):
         if rows.height < MIN_TRAINING_HOURS:
+            if skip_short:
+                continue
             raise InsufficientDataError(
                 f"agent {agent_id} has {rows.height} hours of history; "
                 f"{MIN_TRAINING_HOURS} are needed to learn its baseline (let it run longer)"

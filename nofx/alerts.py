@@ -62,7 +62,7 @@ class AlertRule:
 
 
 # The seed's defaults: failures > 1%, workflow delays > 10%, prediction accuracy < 85%,
-# resource utilisation > 80%, API latency p95 > 200 ms.
+# resource utilisation > 80%, API latency p95 > 200 ms; and any agent anomaly episode.
 DEFAULT_RULES: tuple[AlertRule, ...] = (
     AlertRule(
         "orchestration_failure_rate",
@@ -97,6 +97,15 @@ DEFAULT_RULES: tuple[AlertRule, ...] = (
         0.80,
         Severity.WARNING,
         description="an agent pool's demand over its capacity after its last scaling decision",
+    ),
+    AlertRule(
+        "agent_anomaly",
+        "agent_anomaly_episodes",
+        Comparison.ABOVE,
+        0,
+        Severity.WARNING,
+        description="degradation episodes of an agent (latency, errors, cost against its "
+        "learned baseline) in the last 24 hours",
     ),
     AlertRule(
         "api_latency_p95",

@@ -10,6 +10,7 @@ alerts as ``analytics.alerts`` for the dashboards.
 """
 
 import json
+from datetime import timedelta
 from typing import Any
 
 import dagster as dg
@@ -24,6 +25,7 @@ from dagster_project.defs.models import (
     session_failure_predictions,
 )
 from dagster_project.resources import EventStoreResource, WarehouseResource
+from ml.anomaly import detect_episodes, fit_baselines
 from ml.recommendations import (
     agent_benchmark,
     cheaper_agent,
@@ -37,6 +39,28 @@ OPERATIONS_GROUP = "operations"
 ACCURACY_TABLE = f"{ANALYTICS_SCHEMA}.prediction_accuracy"
 ALERTS_TABLE = f"{ANALYTICS_SCHEMA}.alerts"
 RECOMMENDATIONS_TABLE = f"{ANALYTICS_SCHEMA}.recommendations"
+ANOMALIES_TABLE = f"{ANALYTICS_SCHEMA}.agent_anomalies"
+ANOMALY_SCHEMA = {
+    "agent_id": pl.String,
+    "metric": pl.String,
+    "start": pl.Datetime("us"),
+    "end": pl.Datetime("us"),
+    "peak_score": pl.Float64,
+    "baseline": pl.Float64,
+    "observed": pl.Float64,
+}
+HOURLY_CALLS_SQL = """
+select
+    agent_id,
+    cast(date_trunc('hour', ended_at) as timestamp) as bucket_start,
+    cast(count(*) as bigint) as calls,
+    cast(sum(case when succeeded then 0 else 1 end) as bigint) as failures,
+    cast(avg(coalesce(latency_ms, 0)) as double) as mean_latency_ms,
+    cast(sum(cost_usd) as double) as cost_usd
+from main.agent_step_calls
+where outcome in ('completed', 'failed') and agent_id is not null
+group by 1, 2
+"""
 INSIGHTS_TABLE = f"{ANALYTICS_SCHEMA}.analytics_insights"
 INSIGHT_SCHEMA = {
     "insight_id": pl.String,
@@ -179,7 +203,9 @@ def observations(conn: duckdb.DuckDBPyConnection) -> tuple[list[Observation], se
     found: list[Observation] = []
     measured: set[str] = set()
 
-    def one(metric: str, sql: str) -> None:
+    def one(metric: str, sql: str, table: str) -> None:
+        if not table_exists(conn, table):
+            return  # not published (yet): the metric is not measured, so nothing resolves
         rows = conn.execute(sql).fetchall()
         measured.add(metric)
         for subject, value, samples in rows:
@@ -195,6 +221,7 @@ def observations(conn: duckdb.DuckDBPyConnection) -> tuple[list[Observation], se
             and ended_at >= (select max(ended_at) from main.agent_sessions) - interval 1 day
         having count(*) > 0
         """,
+        "main.agent_sessions",
     )
     one(
         "workflow_delay_ratio",
@@ -205,6 +232,7 @@ def observations(conn: duckdb.DuckDBPyConnection) -> tuple[list[Observation], se
             and ended_at >= (select max(ended_at) from main.workflow_executions) - interval 1 day
         having count(*) > 0
         """,
+        "main.workflow_executions",
     )
     one(
         "pool_utilisation",
@@ -217,6 +245,7 @@ def observations(conn: duckdb.DuckDBPyConnection) -> tuple[list[Observation], se
         ) as latest
         where nth = 1 and replicas_after > 0
         """,
+        "main.pool_scaling_decisions",
     )
     one(
         "api_p95_ms",
@@ -227,29 +256,63 @@ def observations(conn: duckdb.DuckDBPyConnection) -> tuple[list[Observation], se
             - interval 1 hour
         group by source
         """,
+        "main.api_latency_windows",
     )
-    if table_exists(conn, ACCURACY_TABLE):
-        one(
-            "prediction_accuracy",
-            f"""
-            select model_name || ' v' || model_version, balanced_accuracy, predictions
-            from (
-                select *, row_number() over (
-                    partition by model_name order by model_version desc, day desc
-                ) as nth
-                from {ACCURACY_TABLE}
-                where source = 'live' and balanced_accuracy is not null
-            ) as latest
-            where nth = 1
-            """,
-        )
+    one(
+        "agent_anomaly_episodes",
+        f"select agent_id, count(*), count(*) from {ANOMALIES_TABLE} group by agent_id",
+        ANOMALIES_TABLE,
+    )
+    one(
+        "prediction_accuracy",
+        f"""
+        select model_name || ' v' || model_version, balanced_accuracy, predictions
+        from (
+            select *, row_number() over (
+                partition by model_name order by model_version desc, day desc
+            ) as nth
+            from {ACCURACY_TABLE}
+            where source = 'live' and balanced_accuracy is not null
+        ) as latest
+        where nth = 1
+        """,
+        ACCURACY_TABLE,
+    )
     return found, measured
+
+
+@dg.asset(
+    group_name=OPERATIONS_GROUP,
+    kinds={"duckdb", "polars"},
+    deps=["agent_step_calls"],
+    description="Degradation episodes per agent in the last 24 hours (latency, errors, cost "
+    "against a baseline learned from the hours before), in analytics.agent_anomalies.",
+)
+def agent_anomalies(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    with warehouse.connect() as conn:
+        hourly = conn.sql(HOURLY_CALLS_SQL).pl()
+        episodes: list[dict[str, Any]] = []
+        baselines: dict[str, Any] = {}
+        if hourly.height:
+            cut = hourly["bucket_start"].max() - timedelta(hours=24)  # type: ignore[operator]
+            baselines = fit_baselines(hourly.filter(pl.col("bucket_start") < cut), skip_short=True)
+            recent = hourly.filter(pl.col("bucket_start") >= cut)
+            episodes = [vars(e) for e in detect_episodes(recent, baselines)]
+        replace_table(conn, ANOMALIES_TABLE, pl.DataFrame(episodes, schema=ANOMALY_SCHEMA))
+    return dg.MaterializeResult(
+        metadata={
+            "episodes": len(episodes),
+            "agents_with_baseline": len(baselines),
+            "note": "" if baselines else "no agent has 24 hours of history yet: nothing scored",
+        }
+    )
 
 
 @dg.asset(
     group_name=OPERATIONS_GROUP,
     kinds={"duckdb", "python"},
     deps=[
+        agent_anomalies,
         "agent_sessions",
         "workflow_executions",
         "pool_scaling_decisions",

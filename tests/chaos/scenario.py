@@ -51,6 +51,13 @@ def submit_burst(sessions: SessionService, n: int, capability: str = "code.gener
     return [sessions.submit(request).session_id for request in requests]
 
 
+def running_count(store: EventStore) -> int:
+    """Sessions started and not ended: what a kill must catch for the test to mean anything."""
+    query = select(func.count()).where(sessions_table.c.status == "running")
+    with store.engine.connect() as conn:
+        return int(conn.execute(query).scalar() or 0)
+
+
 def terminal_count(store: EventStore) -> int:
     query = select(func.count()).where(sessions_table.c.status.in_(TERMINAL))
     with store.engine.connect() as conn:

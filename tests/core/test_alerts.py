@@ -38,6 +38,7 @@ def test_the_seed_defaults_are_the_rules() -> None:
         "prediction_accuracy": ("prediction_accuracy", Comparison.BELOW, 0.85),
         "resource_utilisation": ("pool_utilisation", Comparison.ABOVE, 0.80),
         "api_latency_p95": ("api_p95_ms", Comparison.ABOVE, 200.0),
+        "agent_anomaly": ("agent_anomaly_episodes", Comparison.ABOVE, 0),
     }
 
 

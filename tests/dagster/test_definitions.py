@@ -48,6 +48,7 @@ def test_definitions_hold_every_asset_with_lineage(definitions: dg.Definitions) 
             "prediction_accuracy",
             "alerts",
             "recommendations",
+            "agent_anomalies",
         }
         | DBT_MODELS
     )

@@ -48,6 +48,7 @@ def test_every_stage_ran_and_every_asset_materialized(pipeline: PipelineRun) -> 
         "prediction_accuracy",
         "alerts",
         "recommendations",
+        "agent_anomalies",
     }
     assert [line.split("]")[0] for line in pipeline.lines if line.startswith("[")] == [
         "[1/4",

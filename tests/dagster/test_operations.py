@@ -148,3 +148,48 @@ def test_analytics_endpoints_serve_what_the_pipeline_published(
         empty = client.get("/api/v1/analytics/insights").json()
         assert empty["items"] == [] and "nofx demo" in empty["note"]
     store.dispose()
+
+
+def test_agent_anomalies_finds_a_degradation_in_the_last_day(tmp_path: Path) -> None:
+    """Step calls of ten days, one agent degrading on the last: the asset learns from the nine
+    days before and reports that agent's episode, and the alert rule sees it."""
+    from datetime import datetime, timedelta
+
+    import polars as pl
+
+    from dagster_project.defs.operations import agent_anomalies, observations
+    from dagster_project.resources import WarehouseResource
+    from ml.fleet_timeseries import fleet_telemetry
+
+    start = datetime(2026, 3, 1)
+    hourly, truth = fleet_telemetry(
+        agents=3, days=10, episodes=1, seed=4, start=start, episodes_after=start + timedelta(days=9)
+    )
+    calls = []
+    for row in hourly.iter_rows(named=True):
+        for i in range(row["calls"]):
+            calls.append(
+                {
+                    "agent_id": row["agent_id"],
+                    "ended_at": row["bucket_start"] + timedelta(seconds=i),
+                    "outcome": "failed" if i < row["failures"] else "completed",
+                    "succeeded": i >= row["failures"],
+                    "latency_ms": row["mean_latency_ms"],
+                    "cost_usd": row["cost_usd"] / row["calls"],
+                }
+            )
+    path = tmp_path / "warehouse.duckdb"
+    frame = pl.DataFrame(calls)
+    with duckdb.connect(str(path)) as conn:
+        conn.register("calls", frame)
+        conn.execute("create table main.agent_step_calls as select * from calls")
+    result = dg.materialize(
+        [agent_anomalies], resources={"warehouse": WarehouseResource(path=str(path))}
+    )
+    assert result.success
+    with duckdb.connect(str(path), read_only=True) as conn:
+        found = conn.execute("select distinct agent_id from analytics.agent_anomalies").fetchall()
+        seen, measured = observations(conn)
+    assert found == [(truth[0].agent_id,)]
+    assert "agent_anomaly_episodes" in measured
+    assert [o.subject for o in seen if o.metric == "agent_anomaly_episodes"] == [truth[0].agent_id]

@@ -124,6 +124,24 @@ def overview() -> None:
     cols[3].metric("Avg cost / session", metrics.fmt_usd(head.avg_cost_usd))
     cols[4].metric("Open", f"{head.open:,}", help="requested or running: no outcome yet")
     cols[5].metric("Failed", f"{head.failed:,}")
+    alerts = cached_table(f"{data.ANALYTICS}.alerts")
+    recs = cached_table(f"{data.ANALYTICS}.recommendations")
+    sla = st.columns(3)
+    sla[0].metric(
+        "SLA: failures ≤ 1%",
+        metrics.sla_status(head.success_rate),
+        help="the orchestration failure-rate alert rule's threshold",
+    )
+    sla[1].metric(
+        "Open alerts",
+        "n/a" if alerts is None else f"{alerts.filter(pl.col('status') == 'open').height:,}",
+    )
+    savings = None if recs is None else float(recs["estimated_savings_usd"].drop_nulls().sum())
+    sla[2].metric(
+        "Estimated savings",
+        "n/a" if savings is None else metrics.fmt_usd(savings),
+        help="from the recommendations, over the observed period",
+    )
 
     left, right = st.columns(2)
     trend = metrics.daily_trend(sessions)

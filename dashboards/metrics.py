@@ -261,3 +261,13 @@ def workflow_dot(spec: dict[str, Any], steps: pl.DataFrame) -> str:
             lines.append(f'  "{need}" -> "{step["id"]}" [color="{edge}"];')
     lines.append("}")
     return "\n".join(lines)
+
+
+SLA_FAILURE_RATE = 0.01  # the orchestration alert rule's threshold
+
+
+def sla_status(success_rate: float | None, target_failure_rate: float = SLA_FAILURE_RATE) -> str:
+    """'met' or 'breached' against the failure-rate target, or 'no data' before outcomes."""
+    if success_rate is None:
+        return "no data"
+    return "met" if 1 - success_rate <= target_failure_rate + 1e-12 else "breached"

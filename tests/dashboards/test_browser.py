@@ -196,6 +196,12 @@ def test_every_page_loads_and_shows_the_warehouse_numbers(
             assert {label: shown[label] for label in labels} == {
                 label: expected[label] for label in labels
             }, name
+        page.goto(dashboard + "/")
+        page.wait_for_selector('[data-testid="stMetricValue"]', timeout=45_000)
+        page.wait_for_load_state("networkidle")
+        overview = shown_metrics(page)
+        assert overview["Open alerts"] == expected["Open alerts"]
+        assert overview["SLA: failures ≤ 1%"] in ("met", "breached")
         page.goto(f"{dashboard}/workflows")
         page.wait_for_selector('[data-testid="stGraphVizChart"] svg', timeout=45_000)
         assert page.locator('[data-testid="stGraphVizChart"] svg g.node').count() >= 2

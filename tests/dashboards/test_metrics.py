@@ -164,3 +164,11 @@ def test_the_dag_marks_failed_skipped_and_critical_steps() -> None:
     assert '"b" [label="b\\ncode.review\\n3 attempt(s), 2.5s", fillcolor="#ffcdd2"' in dot
     assert '"c" [label="c\\ncode.generate\\nskipped", fillcolor="#eeeeee"' in dot
     assert '"a" -> "b" [color="#d62728"]' in dot  # on the critical path
+
+
+def test_the_sla_is_met_only_at_one_percent_failures_or_fewer() -> None:
+    from dashboards.metrics import sla_status
+
+    assert sla_status(None) == "no data"
+    assert sla_status(0.995) == "met" and sla_status(0.99) == "met"
+    assert sla_status(0.9) == "breached"

@@ -3,9 +3,10 @@ changes to running workflows."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Query
+from pydantic import BaseModel, Field
 
 from nofx.api.deps import Services, reader, services, writer
 from nofx.domain import NewEvent
@@ -13,6 +14,7 @@ from nofx.security import Principal
 from nofx.workflows import analyze, learning, parse_workflow
 from nofx.workflows.adapt import Adaptation, AdaptationService
 from nofx.workflows.learning import forecast
+from nofx.workflows.suggest import KINDS, PreferenceModel, suggest
 
 router = APIRouter(prefix="/workflows", tags=["workflows"])
 
@@ -140,3 +142,69 @@ def adapt_workflow(
     it before starting each step, so steps in flight are not interrupted."""
     service = AdaptationService(svc.store, svc.sessions, svc.registry)
     return service.adapt(adaptation, principal.tenant_id)
+
+
+class Feedback(BaseModel):
+    suggestion_id: str = Field(min_length=1, max_length=300)
+    kind: Literal["parallelize", "cheaper_agent", "raise_retries", "merge_steps", "cache_step"]
+    accepted: bool
+
+
+def preferences(svc: Services, tenant_id: str) -> PreferenceModel:
+    events = svc.store.read_stream(f"preferences-{tenant_id}")
+    return PreferenceModel.from_feedback([e.payload for e in events])
+
+
+@router.post(
+    "/suggest",
+    summary="Suggested changes, each with an estimated gain and a reason, best first",
+)
+def suggest_changes(
+    workflow: dict[str, Any] = Body(openapi_examples={"feature": {"value": EXAMPLE}}),
+    check_capabilities: bool = Query(
+        default=True, description="refuse capabilities no agent offers"
+    ),
+    principal: Principal = Depends(reader),
+    svc: Services = Depends(services),
+) -> dict[str, Any]:
+    """Uses learned estimates when there are some (POST /workflows/learn), and ranks by the
+    tenant's past answers (POST /workflows/suggestions/feedback)."""
+    known = svc.registry.capabilities(principal.tenant_id) if check_capabilities else None
+    spec = parse_workflow(workflow, known_capabilities=known)
+    learned = latest_estimates(svc, principal.tenant_id)
+    model = preferences(svc, principal.tenant_id)
+    found = suggest(spec, learned["stats"] if learned else None, model)
+    return {
+        "suggestions": [s.as_dict() for s in found],
+        "used_history": learned is not None,
+        "preferences": {kind: round(model.acceptance(kind), 3) for kind in KINDS},
+    }
+
+
+@router.post(
+    "/suggestions/feedback",
+    summary="Record that a suggestion was accepted or rejected (re-ranks future ones)",
+)
+def suggestion_feedback(
+    feedback: Feedback = Body(
+        openapi_examples={
+            "rejected": {
+                "value": {
+                    "suggestion_id": "merge_steps/spec+code",
+                    "kind": "merge_steps",
+                    "accepted": False,
+                }
+            }
+        }
+    ),
+    principal: Principal = Depends(writer),
+    svc: Services = Depends(services),
+) -> dict[str, Any]:
+    svc.store.append(
+        f"preferences-{principal.tenant_id}",
+        learning.STREAM_TYPE,
+        principal.tenant_id,
+        [NewEvent(type="SuggestionFeedback", payload=feedback.model_dump())],
+    )
+    model = preferences(svc, principal.tenant_id)
+    return {"kind": feedback.kind, "acceptance": round(model.acceptance(feedback.kind), 3)}

@@ -98,6 +98,7 @@ def endpoints(w: dict) -> list[tuple[str, str, dict | None, Scope, bool]]:
             True,
         ),
         ("POST", "/api/v1/workflows/learn", None, Scope.WRITE, False),
+        ("POST", "/api/v1/workflows/plan", {"goal": "write some code"}, Scope.READ, False),
         (
             "POST",
             "/api/v1/workflows/suggest",

@@ -14,6 +14,7 @@ from nofx.security import Principal
 from nofx.workflows import analyze, learning, parse_workflow
 from nofx.workflows.adapt import Adaptation, AdaptationService
 from nofx.workflows.learning import forecast
+from nofx.workflows.planner import PlanRequest, planner_from_env
 from nofx.workflows.suggest import KINDS, PreferenceModel, suggest
 
 router = APIRouter(prefix="/workflows", tags=["workflows"])
@@ -208,3 +209,49 @@ def suggestion_feedback(
     )
     model = preferences(svc, principal.tenant_id)
     return {"kind": feedback.kind, "acceptance": round(model.acceptance(feedback.kind), 3)}
+
+
+class PlanIn(BaseModel):
+    goal: str = Field(min_length=3, max_length=2000, description="what the workflow is for")
+    required_capabilities: list[str] = Field(default_factory=list, max_length=50)
+    budget_usd: float | None = Field(default=None, gt=0)
+    deadline_s: float | None = Field(default=None, gt=0)
+
+
+@router.post(
+    "/plan",
+    summary="Generate a workflow for a goal within a budget and deadline (builtin or LLM planner)",
+)
+def plan_workflow(
+    body: PlanIn = Body(
+        openapi_examples={
+            "bugfix": {
+                "value": {
+                    "goal": "fix the login bug in the API",
+                    "required_capabilities": ["code.review"],
+                    "budget_usd": 0.5,
+                    "deadline_s": 1800,
+                }
+            }
+        }
+    ),
+    principal: Principal = Depends(reader),
+    svc: Services = Depends(services),
+) -> dict[str, Any]:
+    """The plan is always validated against the tenant's agents; the notes say what was
+    adapted (capabilities mapped or dropped, steps trimmed to fit the limits)."""
+    request = PlanRequest(
+        goal=body.goal,
+        available_capabilities=frozenset(svc.registry.capabilities(principal.tenant_id)),
+        required_capabilities=tuple(body.required_capabilities),
+        budget_usd=body.budget_usd,
+        deadline_s=body.deadline_s,
+    )
+    planner = planner_from_env()
+    spec = planner.plan(request)
+    return {
+        "workflow": spec.model_dump(mode="json"),
+        "analysis": analyze(spec).to_dict(),
+        "notes": request.notes,
+        "planner": type(planner).__name__,
+    }

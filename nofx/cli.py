@@ -49,6 +49,7 @@ app.add_typer(sessions_app, name="sessions")
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 app.add_typer(workflows_app, name="workflows")
+app.add_typer(workflows_app, name="workflow", hidden=True)  # the singular works too
 app.add_typer(pools_app, name="pools")
 
 console = Console()
@@ -434,6 +435,29 @@ def worker(
 
 
 # -- workflows -------------------------------------------------------------------------------
+def _read_workflow(path: str) -> Any:
+    """A workflow from native YAML/JSON or a WfFormat (WfCommons) trace; errors end the command."""
+    from nofx.workflows import load_wfformat, parse_workflow
+
+    try:
+        text = Path(path).read_text()
+        return load_wfformat(path) if '"schemaVersion"' in text else parse_workflow(text)
+    except OSError as exc:
+        raise _fail(f"cannot read {path}: {exc}") from None
+    except NofxError as exc:
+        raise _fail(str(exc)) from None
+
+
+@workflows_app.command("validate")
+def workflows_validate(
+    path: Annotated[str, typer.Argument(help="workflow YAML/JSON, or a WfFormat trace .json")],
+) -> None:
+    """Check a workflow: cycles, unknown dependencies, unbound inputs (errors name the step
+    and line). Exit code 0 when valid, 2 otherwise."""
+    spec = _read_workflow(path)
+    console.print(f"[green]valid[/]: {spec.name} ({len(spec.steps)} steps)")
+
+
 @workflows_app.command("analyze")
 def workflows_analyze(
     path: Annotated[
@@ -442,18 +466,26 @@ def workflows_analyze(
     workers: Annotated[
         int, typer.Option(min=1, help="parallel workers for the makespan bound")
     ] = 4,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
 ) -> None:
-    """Critical path, makespan lower bound max(critical path, work / K), parallelism per level."""
-    from nofx.workflows import analyze, load_wfformat, parse_workflow
+    """Critical path, makespan lower bound max(critical path, work / K), parallelism per level,
+    and the list scheduler's planned makespan for K workers (measured runtimes for traces)."""
+    from nofx.workflows import analyze, schedule
 
-    try:
-        text = Path(path).read_text()
-        spec = load_wfformat(path) if '"schemaVersion"' in text else parse_workflow(text)
-    except OSError as exc:
-        raise _fail(f"cannot read {path}: {exc}") from None
-    except NofxError as exc:
-        raise _fail(str(exc)) from None
+    spec = _read_workflow(path)
     result = analyze(spec, workers=workers)
+    planned = schedule(spec, {"default": workers}).makespan_s
+    if as_json:
+        console.print_json(
+            json.dumps(
+                {
+                    **result.to_dict(),
+                    "lower_bound_s": result.makespan_lower_bound_s,
+                    "planned_makespan_s": planned,
+                }
+            )
+        )
+        return
     table = Table(title=f"{spec.name}: {result.steps} steps, {result.edges} edges")
     table.add_column("measure")
     table.add_column("value", justify="right")
@@ -464,10 +496,86 @@ def workflows_analyze(
     table.add_row(
         f"makespan lower bound, {workers} workers", f"{result.makespan_lower_bound_s:,.1f} s"
     )
+    table.add_row(f"planned makespan, {workers} workers", f"{planned:,.1f} s")
     table.add_row("parallelism per level", " ".join(map(str, result.parallelism_profile)))
     table.add_row("estimated cost", f"${result.estimated_cost_usd:.4f}")
     table.add_row("bottlenecks", ", ".join(result.bottlenecks) or "-")
     console.print(table)
+
+
+@workflows_app.command("plan")
+def workflows_plan(
+    goal: Annotated[str, typer.Argument(help="what the workflow is for, in words")],
+    require: Annotated[
+        list[str] | None, typer.Option(help="a capability the plan must use (repeatable)")
+    ] = None,
+    budget: Annotated[float | None, typer.Option(min=0.0, help="USD")] = None,
+    deadline: Annotated[float | None, typer.Option(min=0.0, help="seconds")] = None,
+) -> None:
+    """Generate a workflow for a goal with the registered agents' capabilities (builtin
+    planner; NOFX_PLANNER=llm for an OpenAI-compatible one). Prints YAML to save and run."""
+    from nofx.workflows.planner import PlanRequest, planner_from_env
+
+    _, store = _open_store()
+    request = PlanRequest(
+        goal=goal,
+        available_capabilities=frozenset(AgentRegistry(store).capabilities("default")),
+        required_capabilities=tuple(require or ()),
+        budget_usd=budget,
+        deadline_s=deadline,
+    )
+    try:
+        spec = planner_from_env().plan(request)
+    except NofxError as exc:
+        raise _fail(str(exc)) from None
+    for note in request.notes:
+        err.print(f"[dim]note:[/] {note}")
+    # plain stdout, not the console: rich would wrap long lines and break the YAML
+    sys.stdout.write(
+        yaml.safe_dump(spec.model_dump(mode="json", exclude_defaults=True), sort_keys=False)
+    )
+
+
+@workflows_app.command("run")
+def workflows_run(
+    path: Annotated[str, typer.Argument(help="workflow YAML/JSON, or a WfFormat trace .json")],
+    time_scale: Annotated[
+        float, typer.Option(help="multiply simulated latencies (0 = instant)")
+    ] = 0.01,
+) -> None:
+    """Submit the workflow as a session (pattern 'workflow') and run it to the end here."""
+    spec = _read_workflow(path)
+    _, store = _open_store()
+    runtime = _make_runtime(store, time_scale=time_scale, seed=7)
+    try:
+        session = runtime.sessions.submit(
+            SessionRequest(
+                task=Task(prompt=spec.name, capability=spec.steps[0].capability),
+                pattern=PatternName.WORKFLOW,
+                workflow=spec.model_dump(mode="json"),
+            )
+        )
+    except NofxError as exc:
+        raise _fail(str(exc)) from None
+    done = asyncio.run(runtime.run_session(session.session_id))
+    events = runtime.sessions.events(session.session_id)
+    table = Table(title=f"{spec.name}: {done.status.value}")
+    for col in ("step", "outcome", "agent", "latency ms", "cost"):
+        table.add_column(col)
+    for e in events:
+        if e.type in ("StepCompleted", "StepFailed", "StepSkipped"):
+            p = e.payload
+            table.add_row(
+                str(p["step_id"]).removeprefix("wf/"),
+                e.type.removeprefix("Step").lower(),
+                str(p.get("gen_ai.agent.name", "")),
+                f"{p.get('latency_ms') or 0:.0f}",
+                f"${p.get('cost_usd') or 0:.4f}",
+            )
+    console.print(table)
+    console.print(f"session {done.session_id}: {done.status.value}, cost ${done.cost_usd:.4f}")
+    if done.status is not SessionStatus.SUCCEEDED:
+        raise typer.Exit(1)
 
 
 # -- API keys --------------------------------------------------------------------------------

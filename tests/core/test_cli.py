@@ -140,3 +140,31 @@ def test_pools_set_and_list_with_decisions(nofx_home: Path) -> None:
     refused = invoke("pools", "set", agent_id, "--min", "5", "--max", "2")
     assert refused.exit_code == 2 and "above max_replicas" in refused.output
     assert invoke("pools", "set", "agt_nope").exit_code == 2
+
+
+def test_workflow_validate_analyze_plan_and_run(nofx_home: Path, tmp_path: Path) -> None:
+    trace = Path(__file__).resolve().parents[1] / "data" / "wfcommons"
+    montage = next(trace.glob("montage*.json"))
+    analyzed = invoke("workflow", "analyze", str(montage), "--workers", "100000", "--json")
+    assert analyzed.exit_code == 0, analyzed.output
+    numbers = json.loads(analyzed.output)
+    # unlimited workers: the planned makespan is the critical path of the measured runtimes
+    assert numbers["planned_makespan_s"] == pytest.approx(21.385, abs=1e-3)
+    assert numbers["lower_bound_s"] == pytest.approx(numbers["critical_path_s"])
+    bad = tmp_path / "cycle.yaml"
+    bad.write_text(
+        "name: c\nsteps:\n  - {id: a, capability: code.generate, needs: [b]}\n"
+        "  - {id: b, capability: code.generate, needs: [a]}\n"
+    )
+    refused = invoke("workflows", "validate", str(bad))
+    assert refused.exit_code == 2 and "cycle" in refused.output
+    assert invoke("demo", "--sessions", "10", "--time-scale", "0", "--no-pipeline").exit_code == 0
+    planned = invoke("workflows", "plan", "fix the login bug", "--require", "code.review")
+    assert planned.exit_code == 0, planned.output
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(planned.stdout)
+    assert invoke("workflows", "validate", str(plan)).exit_code == 0
+    ran = invoke("workflows", "run", str(plan), "--time-scale", "0")
+    assert ran.exit_code in (0, 1), ran.output  # the simulated agents may fail a step
+    assert "session ses_" in ran.output
+    assert invoke("workflows", "plan", "x y z", "--require", "sql.write").exit_code == 2

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from nofx.errors import ValidationError
+
+T = TypeVar("T")
 
 
 def encode(position: dict[str, Any]) -> str:
@@ -25,3 +28,14 @@ def decode(cursor: str | None) -> dict[str, Any] | None:
     if not isinstance(value, dict):
         raise ValidationError("the cursor is not valid", hint="pass next_cursor unchanged")
     return value
+
+
+def page(
+    items: list[T], limit: int, position_of: Callable[[T], dict[str, Any]]
+) -> tuple[list[T], str | None]:
+    """A page from ``limit + 1`` fetched items: the first ``limit``, and the cursor of the
+    next page when there is one (the extra item says so without a count query)."""
+    if len(items) <= limit:
+        return items, None
+    kept = items[:limit]
+    return kept, encode(position_of(kept[-1]))

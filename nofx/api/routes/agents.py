@@ -63,9 +63,7 @@ def list_agents(
         limit=limit + 1,
         after_id=after,
     )
-    more = len(items) > limit
-    items = items[:limit]
-    next_cursor = pagination.encode({"after": items[-1].agent_id}) if more else None
+    items, next_cursor = pagination.page(items, limit, lambda a: {"after": a.agent_id})
     return AgentPage(items=items, next_cursor=next_cursor)
 
 

@@ -72,12 +72,8 @@ def list_alerts(
         limit=limit + 1,
         before=before,
     )
-    more = len(items) > limit
-    items = items[:limit]
-    next_cursor = (
-        pagination.encode({"t": items[-1].last_seen_at.isoformat(), "id": items[-1].alert_id})
-        if more
-        else None
+    items, next_cursor = pagination.page(
+        items, limit, lambda a: {"t": a.last_seen_at.isoformat(), "id": a.alert_id}
     )
     return AlertPage(items=[_out(a) for a in items], next_cursor=next_cursor)
 

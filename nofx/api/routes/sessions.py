@@ -63,12 +63,8 @@ def list_sessions(
     items = svc.sessions.list(
         tenant_id=principal.tenant_id, status=status_filter, limit=limit + 1, before=before
     )
-    more = len(items) > limit
-    items = items[:limit]
-    next_cursor = (
-        pagination.encode({"t": items[-1].created_at.isoformat(), "id": items[-1].session_id})
-        if more
-        else None
+    items, next_cursor = pagination.page(
+        items, limit, lambda s: {"t": s.created_at.isoformat(), "id": s.session_id}
     )
     return SessionPage(items=items, next_cursor=next_cursor)
 

@@ -64,11 +64,29 @@ def warehouse_summary(path: Path) -> dict[str, Any]:
             if "analytics.operational_predictions" in tables
             else 0
         )
+        open_alerts = (
+            conn.execute("select count(*) from analytics.alerts where status = 'open'").fetchall()[
+                0
+            ][0]
+            if "analytics.alerts" in tables
+            else 0
+        )
+        recommendations, savings = (
+            conn.execute(
+                "select count(*), coalesce(sum(estimated_savings_usd), 0) "
+                "from analytics.recommendations"
+            ).fetchall()[0]
+            if "analytics.recommendations" in tables
+            else (0, 0.0)
+        )
     return {
         "raw_events_rows": int(raw),
         "agent_sessions": int(sessions),
         "success_rate": None if rate is None else float(rate),
         "predictions": int(predictions),
+        "open_alerts": int(open_alerts),
+        "recommendations": int(recommendations),
+        "estimated_savings_usd": float(savings),
     }
 
 

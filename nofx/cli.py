@@ -702,6 +702,13 @@ def _summary_table(
         if checks:
             passed = sum(1 for ok in checks.values() if ok)
             table.add_row("data-quality checks passed", f"{passed}/{len(checks)}")
+        if "open_alerts" in pipeline:
+            table.add_row("open alerts (Alerts page, /api/v1/alerts)", str(pipeline["open_alerts"]))
+            table.add_row(
+                "recommendations / est. savings",
+                f"{pipeline.get('recommendations', 0)} / "
+                f"${pipeline.get('estimated_savings_usd', 0.0):.4f}",
+            )
     return table
 
 

@@ -176,13 +176,18 @@ class PoolService:
 
 
 class PoolGate:
-    """This process's slots for one pool: at most ``capacity`` calls at once, the rest queue."""
+    """This process's slots for one pool: at most ``capacity`` calls at once, the rest queue;
+    among queued callers, a higher ``priority`` goes first."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.in_flight = 0
-        self.queued = 0
+        self.waiting: list[int] = []
         self._changed = asyncio.Condition()
+
+    @property
+    def queued(self) -> int:
+        return len(self.waiting)
 
     async def resize(self, capacity: int) -> None:
         async with self._changed:
@@ -190,13 +195,16 @@ class PoolGate:
             self._changed.notify_all()
 
     @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
+    async def slot(self, priority: int = 0) -> AsyncIterator[None]:
         async with self._changed:
-            self.queued += 1
+            self.waiting.append(priority)
             try:
-                await self._changed.wait_for(lambda: self.in_flight < self.capacity)
+                await self._changed.wait_for(
+                    lambda: self.in_flight < self.capacity and priority >= max(self.waiting)
+                )
             finally:
-                self.queued -= 1
+                self.waiting.remove(priority)
+                self._changed.notify_all()  # the next in line may now be the highest
             self.in_flight += 1
         try:
             yield

@@ -2,7 +2,7 @@
 
 A change touches only steps that have not started: adding a step (its dependencies may be
 finished steps), removing or replacing a pending step, pinning a pending step to an agent,
-or changing a pool's concurrency limit. ``apply_changes`` is the pure decision: it returns
+changing its priority, or changing a pool's concurrency limit. ``apply_changes`` is the pure decision: it returns
 the new spec or refuses with the change's index and what to do. The API records accepted
 changes as ``WorkflowAdapted`` events in the ``workflow-<session_id>`` stream, and the
 executor applies them before it starts each step, so a change lands without interrupting
@@ -50,6 +50,12 @@ class SetAgent(_Change):
     agent_id: str = Field(description="only this agent may run the step")
 
 
+class SetPriority(_Change):
+    op: Literal["set_priority"]
+    step_id: str
+    priority: int = Field(ge=-100, le=100, description="higher starts first in its pool")
+
+
 class SetPoolLimit(_Change):
     op: Literal["set_pool_limit"]
     pool: str
@@ -57,7 +63,8 @@ class SetPoolLimit(_Change):
 
 
 Change = Annotated[
-    AddStep | RemoveStep | ReplaceStep | SetAgent | SetPoolLimit, Field(discriminator="op")
+    AddStep | RemoveStep | ReplaceStep | SetAgent | SetPriority | SetPoolLimit,
+    Field(discriminator="op"),
 ]
 
 
@@ -128,6 +135,8 @@ def apply_changes(
             steps[target] = change.step
         elif isinstance(change, SetAgent):
             pinned[target] = change.agent_id
+        elif isinstance(change, SetPriority):
+            steps[target] = steps[target].model_copy(update={"priority": change.priority})
     spec = plan.spec.model_copy(update={"steps": list(steps.values())})
     validate(spec, known_capabilities)  # cycles, unknown dependencies and capabilities
     return Plan(spec=spec, pinned=pinned, pool_limits=limits)

@@ -43,9 +43,25 @@ class Analysis:
     max_parallelism: int
     estimated_cost_usd: float
     bottlenecks: list[str] = field(default_factory=list)
+    resource_conflicts: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def resource_conflicts(spec: WorkflowSpec, level: dict[str, int], limit: int) -> list[str]:
+    """Where steps that could run together (same level) outnumber their pool's slots."""
+    out = []
+    groups: dict[tuple[str, int], list[str]] = {}
+    for step in spec.steps:
+        groups.setdefault((step.pool, level[step.id]), []).append(step.id)
+    for (pool, depth), ids in sorted(groups.items()):
+        if len(ids) > limit:
+            out.append(
+                f"pool {pool!r}, level {depth}: {len(ids)} steps could run together on "
+                f"{limit} slots, so {len(ids) - limit} wait ({', '.join(sorted(ids))})"
+            )
+    return out
 
 
 def analyze(spec: WorkflowSpec, workers: int = 4) -> Analysis:
@@ -90,4 +106,5 @@ def analyze(spec: WorkflowSpec, workers: int = 4) -> Analysis:
         max_parallelism=max(profile),
         estimated_cost_usd=sum(s.estimates.cost_usd for s in spec.steps),
         bottlenecks=bottlenecks,
+        resource_conflicts=resource_conflicts(spec, level, workers),
     )

@@ -128,7 +128,7 @@ async def run_workflow(execution: SessionExecution) -> PatternResult:
                 for a in execution.runtime.candidates(execution.session.tenant_id, step.capability)
             }
             pin = plan.pinned.get(step_id)
-            async with pool.slot():
+            async with pool.slot(step.priority):
                 result = await try_step(
                     execution,
                     f"wf/{step_id}",

@@ -41,6 +41,12 @@ class StepSpec(BaseModel):
     )
     resources: dict[str, float] = Field(default_factory=dict, description="e.g. {memory_gb: 4}")
     max_attempts: int = Field(default=3, ge=1, le=10)
+    priority: int = Field(
+        default=0,
+        ge=-100,
+        le=100,
+        description="higher starts first among ready steps of a pool; ties by critical path",
+    )
     condition: str | None = None
     pattern: PatternName = PatternName.SOLO
 

@@ -1,7 +1,7 @@
 """List scheduling under resource limits, as a pure function over estimated durations.
 
-Priority is the upward rank (HEFT): a step's duration plus the longest chain of
-work after it, so the critical path goes first. Each step runs in a pool
+Priority is the step's own ``priority``, then its upward rank (HEFT): a step's
+duration plus the longest chain of work after it, so the critical path goes first. Each step runs in a pool
 (``resources['pool']``, default ``default``) whose concurrency is limited; a
 budget stops scheduling steps that would overspend (they and their dependants
 are reported as unscheduled).
@@ -66,7 +66,11 @@ def schedule(
         for dep in s.needs:
             dependants[dep].append(s.id)
     free: dict[str, list[int]] = {}
-    ready: list[tuple[float, str]] = [(-rank[i], i) for i, deps in waiting.items() if not deps]
+
+    def key(step_id: str) -> tuple[int, float, str]:
+        return (-steps[step_id].priority, -rank[step_id], step_id)
+
+    ready: list[tuple[int, float, str]] = [key(i) for i, deps in waiting.items() if not deps]
     heapq.heapify(ready)
     running: list[tuple[float, str, str, int]] = []  # (end, step, pool, worker)
     slots: list[Slot] = []
@@ -92,7 +96,7 @@ def schedule(
     while ready or running:
         deferred = []
         while ready:
-            _, step_id = heapq.heappop(ready)
+            *_, step_id = heapq.heappop(ready)
             step = steps[step_id]
             if budget_usd is not None and spent + step.estimates.cost_usd > budget_usd + 1e-12:
                 skip(step_id)
@@ -100,7 +104,7 @@ def schedule(
             pool = pool_of(step_id)
             available = workers(pool)
             if not available:
-                deferred.append((-rank[step_id], step_id))
+                deferred.append(key(step_id))
                 continue
             worker = available.pop(0)
             spent += step.estimates.cost_usd
@@ -117,6 +121,6 @@ def schedule(
         for child in dependants[done]:
             waiting[child].discard(done)
             if not waiting[child] and child not in skipped:
-                heapq.heappush(ready, (-rank[child], child))
+                heapq.heappush(ready, key(child))
     makespan = max((s.end_s for s in slots), default=0.0)
     return Schedule(slots, makespan, spent, sorted(skipped))

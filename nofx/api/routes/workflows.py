@@ -147,7 +147,14 @@ def adapt_workflow(
 
 class Feedback(BaseModel):
     suggestion_id: str = Field(min_length=1, max_length=300)
-    kind: Literal["parallelize", "cheaper_agent", "raise_retries", "merge_steps", "cache_step"]
+    kind: Literal[
+        "parallelize",
+        "cheaper_agent",
+        "raise_retries",
+        "merge_steps",
+        "cache_step",
+        "reorder_priority",
+    ]
     accepted: bool
 
 

@@ -13,6 +13,8 @@ learned capability statistics (nofx.workflows.learning), per-step run history
 - merge_steps: a step whose only dependant is the next step on the same capability, both
   short: one call instead of two.
 - cache_step: two steps ask exactly the same thing; run it once.
+- reorder_priority: a step on the critical path waits behind lower-value work in a full
+  pool (its priority is below theirs); raising it shortens the planned makespan.
 - prioritize: the executor starts ready steps in declaration order, so with limited
   workers a short side branch declared first can delay the critical path; declaring steps
   by upward rank (critical path first) finishes sooner.
@@ -390,6 +392,44 @@ def _prioritize(spec: WorkflowSpec, critical_path: list[str], workers: int) -> l
             order=tuple(proposed),
         )
     ]
+
+
+def _reorder(spec: WorkflowSpec, critical_path: list[str], workers: int) -> list[Suggestion]:
+    from nofx.workflows.scheduler import schedule
+
+    current = schedule(spec, {"default": workers}).makespan_s
+    top = max(s.priority for s in spec.steps)
+    out = []
+    for step_id in critical_path:
+        step = spec.step(step_id)
+        if step.priority >= top:
+            continue
+        raised = spec.model_copy(
+            update={
+                "steps": [
+                    s.model_copy(update={"priority": top + 1}) if s.id == step_id else s
+                    for s in spec.steps
+                ]
+            }
+        )
+        gain = current - schedule(raised, {"default": workers}).makespan_s
+        if gain > 1e-9:
+            out.append(
+                Suggestion(
+                    f"reorder_priority/{step_id}",
+                    "reorder_priority",
+                    (step_id,),
+                    f"{step_id!r} is on the critical path but yields its pool to steps of "
+                    f"higher priority; priority {top + 1} shortens the plan by {gain:.0f}s",
+                    gain_s=gain,
+                    change={
+                        "op": "set_priority",
+                        "step_id": step_id,
+                        "priority": min(100, top + 1),
+                    },
+                )
+            )
+    return out
 
 
 def suggest(

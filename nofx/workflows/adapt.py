@@ -142,6 +142,50 @@ def apply_changes(
     return Plan(spec=spec, pinned=pinned, pool_limits=limits)
 
 
+def deadline_relief(
+    plan: Plan,
+    finished: set[str],
+    elapsed_s: float,
+    deadline_s: float,
+    pool: str,
+    busy: int,
+    waiting: int,
+    default_limit: int,
+) -> tuple[SetPoolLimit, str] | None:
+    """Automatic adaptation: more slots for ``pool`` when its queue is what puts the deadline
+    at risk. The rest of the plan (finished steps count zero) is scheduled with the current
+    limits and with enough slots for everyone waiting; if only the latter meets the deadline,
+    the pool gets those slots. None when the deadline is safe, or lost either way."""
+    from nofx.workflows.scheduler import schedule
+
+    remaining = plan.spec.model_copy(
+        update={
+            "steps": [
+                s.model_copy(
+                    update={"estimates": s.estimates.model_copy(update={"duration_s": 0.0})}
+                )
+                if s.id in finished
+                else s
+                for s in plan.spec.steps
+            ]
+        }
+    )
+    limits = {"default": default_limit, **plan.pool_limits}
+    current = limits.get(pool, default_limit)
+    wanted = max(current, busy + waiting)
+    if wanted <= current:
+        return None
+    as_is = elapsed_s + schedule(remaining, limits).makespan_s
+    relieved = elapsed_s + schedule(remaining, {**limits, pool: wanted}).makespan_s
+    if as_is <= deadline_s or relieved > deadline_s:
+        return None
+    reason = (
+        f"deadline at risk: {as_is:.0f}s planned against a {deadline_s:.0f}s deadline with "
+        f"{current} slots in pool {pool!r}; {wanted} slots make it {relieved:.0f}s"
+    )
+    return SetPoolLimit(op="set_pool_limit", pool=pool, limit=min(1000, wanted)), reason
+
+
 class AdaptationService:
     """Validates an adaptation against the running session and records it."""
 

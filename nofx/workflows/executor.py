@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 
-from nofx.domain import Event
+from nofx.domain import Event, NewEvent
+from nofx.errors import ConcurrencyError
 from nofx.patterns.common import try_step
 from nofx.pools import PoolGate
 from nofx.runtime import PatternResult, SessionExecution, StepFailed, StepResult
-from nofx.workflows.adapt import Plan
+from nofx.workflows.adapt import STREAM_TYPE as ADAPT_STREAM_TYPE
+from nofx.workflows.adapt import Plan, apply_changes, deadline_relief
 from nofx.workflows.adapt import stream_id as adapt_stream
 from nofx.workflows.analysis import analyze, topological_order
 from nofx.workflows.model import StepSpec, WorkflowSpec
@@ -121,6 +123,8 @@ async def run_workflow(execution: SessionExecution) -> PatternResult:
             plan = adaptations.plan
             limit = plan.pool_limits.get(step.pool, POOL_LIMIT)
             pool = pools.setdefault(step.pool, PoolGate(limit))
+            if pool.in_flight >= pool.capacity and execution.session.deadline_s:
+                limit = relieve_deadline(step.pool, pool) or limit
             if pool.capacity != limit:
                 await pool.resize(limit)
             everyone = {
@@ -145,6 +149,49 @@ async def run_workflow(execution: SessionExecution) -> PatternResult:
                 outputs[step_id] = result.output
         finally:
             finished[step_id].set()
+
+    def relieve_deadline(pool_name: str, gate: PoolGate) -> int | None:
+        """Automatic adaptation when this pool's queue puts the deadline at risk: recorded
+        like a user's change (by 'system'), so a resumed run keeps it."""
+        plan = adaptations.refresh()
+        done = set(results) | set(failed) | skipped
+        decided = deadline_relief(
+            plan,
+            done,
+            realised_makespan_s(plan.spec, execution.history),
+            float(execution.session.deadline_s or 0),
+            pool_name,
+            gate.in_flight,
+            gate.queued + 1,
+            POOL_LIMIT,
+        )
+        if decided is None:
+            return None
+        change, reason = decided
+        new_plan = apply_changes(plan, [change], started=set())
+        try:
+            execution.runtime.store.append(
+                adapt_stream(sid),
+                ADAPT_STREAM_TYPE,
+                execution.session.tenant_id,
+                [
+                    NewEvent(
+                        type="WorkflowAdapted",
+                        payload={
+                            "session_id": sid,
+                            "changes": [change.model_dump(mode="json")],
+                            "reason": reason,
+                            "by": "system",
+                            "started_steps": sorted(done),
+                            "plan": new_plan.model_dump(mode="json"),
+                        },
+                    )
+                ],
+                expected_version=adaptations.seen,
+            )
+        except ConcurrencyError:
+            return None  # someone adapted the workflow meanwhile: their plan wins
+        return adaptations.refresh().pool_limits.get(pool_name)
 
     def launch_new_steps() -> None:
         spec = adaptations.refresh().spec

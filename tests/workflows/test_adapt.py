@@ -173,3 +173,73 @@ async def test_a_workflow_adapted_while_a_step_runs(store: EventStore, registry)
     }
     assert by_step["wf/b"] == agents[1].agent_id  # the pin held
     assert events[-1].payload["details"]["adaptations"] == 1
+
+
+def test_deadline_relief_is_a_pure_decision() -> None:
+    from nofx.workflows.adapt import deadline_relief
+
+    flat = Plan(
+        spec=WorkflowSpec.model_validate(
+            {
+                "name": "flat",
+                "steps": [
+                    {"id": f"s{i}", "capability": "code.generate", "estimates": {"duration_s": 10}}
+                    for i in range(8)
+                ],
+            }
+        )
+    )
+    # 8 x 10 s on 4 slots: 20 s planned against 15 s; 8 slots make it 10 s
+    change, reason = deadline_relief(flat, set(), 0.0, 15.0, "default", 4, 4, 4)
+    assert change.limit == 8 and "deadline at risk" in reason
+    assert deadline_relief(flat, set(), 0.0, 25.0, "default", 4, 4, 4) is None  # safe
+    assert deadline_relief(flat, set(), 0.0, 5.0, "default", 4, 4, 4) is None  # lost anyway
+    assert deadline_relief(flat, set(), 0.0, 15.0, "default", 4, 0, 8) is None  # no queue
+
+
+async def test_a_workflow_at_risk_of_its_deadline_gets_more_slots(
+    store: EventStore, registry
+) -> None:
+    registry.register(
+        AgentSpec(
+            name="worker",
+            capabilities=[{"name": "code.generate", "proficiency": 3}],
+            provider={"kind": "python"},
+            max_concurrency=100,
+        )
+    )
+    provider = Gated()
+    runtime = Runtime(
+        store,
+        registry,
+        providers=ProviderSet({ProviderKind.PYTHON: provider}),
+        config=RuntimeConfig(time_scale=0.0),
+    )
+    flat = {
+        "name": "flat",
+        "steps": [
+            {"id": f"s{i}", "capability": "code.generate", "estimates": {"duration_s": 10}}
+            for i in range(8)
+        ],
+    }
+    session = runtime.sessions.submit(
+        SessionRequest(
+            task=Task(prompt="eight", capability="code.generate"),
+            pattern=PatternName.WORKFLOW,
+            workflow=flat,
+            deadline_s=15,
+        )
+    )
+    running = asyncio.create_task(runtime.run_pending())
+    for _ in range(500):  # the four default slots fill, then the relief lets the rest in
+        if len(provider.calls) == 8:
+            break
+        await asyncio.sleep(0.01)
+    assert len(provider.calls) == 8, "all eight steps should run at once after the relief"
+    provider.gate.set()
+    await running
+    adapted = [e.payload for e in store.read_stream(f"workflow-{session.session_id}")]
+    assert [a["by"] for a in adapted] == ["system"]
+    assert adapted[0]["plan"]["pool_limits"] == {"default": 8}
+    assert "deadline at risk" in adapted[0]["reason"]
+    assert runtime.sessions.get(session.session_id).status.value == "succeeded"

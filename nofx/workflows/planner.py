@@ -7,12 +7,14 @@ capability the template lacks, and trims optional steps until the plan fits the 
 deadline, or says which limit cannot be met and by how much. ``LLMPlanner`` asks any
 OpenAI-compatible chat endpoint for a plan (off by default: ``NOFX_PLANNER=llm`` with
 ``NOFX_PLANNER_BASE_URL``, ``NOFX_PLANNER_MODEL``, ``NOFX_PLANNER_API_KEY``); its answer
-is never trusted: unknown dependencies are dropped, cycles broken, unknown capabilities
-mapped to an offered one of the same domain, and what cannot be repaired is refused.
+is never trusted: unknown dependencies are dropped, each cycle broken at one edge (forward
+references are fine), unknown capabilities mapped to the closest offered one of the same
+domain, and what cannot be repaired is refused.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
@@ -74,10 +76,36 @@ def _without(spec: WorkflowSpec, step_id: str) -> WorkflowSpec:
 
 
 def nearest_capability(capability: str, available: frozenset[str]) -> str | None:
-    """The offered capability of the same domain (``code.lint`` -> ``code.review``), if one."""
+    """The offered capability of the same domain closest in spelling (``code.lint`` ->
+    ``code.review`` over ``code.generate`` only if it is closer), if the domain has any."""
     domain = capability.split(".")[0]
     same = sorted(c for c in available if c.split(".")[0] == domain)
-    return same[0] if same else None
+    if not same:
+        return None
+    close = difflib.get_close_matches(capability, same, n=1, cutoff=0.0)
+    return close[0] if close else same[0]
+
+
+def break_cycles(needs: dict[str, list[str]]) -> list[tuple[str, str]]:
+    """Edges (step, dependency) to drop so that ``needs`` has no cycle: the back edges of a
+    depth-first walk in declaration order. Forward references are kept when acyclic."""
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+    dropped: list[tuple[str, str]] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        for dep in list(needs[node]):
+            if state.get(dep) == 1:
+                needs[node].remove(dep)
+                dropped.append((node, dep))
+            elif dep not in state:
+                visit(dep)
+        state[node] = 2
+
+    for node in list(needs):
+        if node not in state:
+            visit(node)
+    return dropped
 
 
 def fit_to_agents(spec: WorkflowSpec, request: PlanRequest, notes: list[str]) -> WorkflowSpec:
@@ -221,18 +249,13 @@ def repair(raw: dict[str, Any], request: PlanRequest, notes: list[str]) -> Workf
                 )
             notes.append(f"{step_id}: {capability} mapped to {mapped}")
             capability = mapped
-        declared = [str(d) for d in step.get("needs") or []]
-        # only earlier steps: drops unknown ids and every back edge, so no cycle survives
-        needs = [d for d in declared if d in seen]
-        for dropped in sorted(set(declared) - set(needs)):
-            notes.append(f"{step_id}: dependency on {dropped!r} dropped (unknown or a cycle)")
         given = step.get("estimates")
         estimates: dict[str, Any] = given if isinstance(given, dict) else {}
         clean.append(
             {
                 "id": step_id,
                 "capability": capability,
-                "needs": needs,
+                "needs": [str(d) for d in step.get("needs") or []],
                 "prompt": str(step.get("prompt", "")),
                 "estimates": {
                     k: v
@@ -244,6 +267,13 @@ def repair(raw: dict[str, Any], request: PlanRequest, notes: list[str]) -> Workf
             }
         )
         seen.add(step_id)
+    for item in clean:  # dependencies on steps that do not exist
+        for dropped in sorted(set(item["needs"]) - seen):
+            notes.append(f"{item['id']}: dependency on unknown step {dropped!r} dropped")
+        item["needs"] = [d for d in dict.fromkeys(item["needs"]) if d in seen]
+    graph = {item["id"]: item["needs"] for item in clean}
+    for step_id, dep in break_cycles(graph):  # one edge per cycle, not every later step
+        notes.append(f"{step_id}: dependency on {dep!r} dropped to break a cycle")
     try:
         spec = WorkflowSpec.model_validate({"name": str(raw.get("name") or "plan"), "steps": clean})
     except Exception as exc:

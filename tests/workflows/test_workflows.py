@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nofx.errors import ValidationError
@@ -420,3 +421,63 @@ def test_workflow_sessions_are_validated_at_submit(runtime, team) -> None:
         )
     with pytest.raises(PydanticValidationError, match="go together"):
         SessionRequest(task=Task(prompt="x", capability="code.generate"), pattern="workflow")
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(spec=random_dags())
+def test_replaying_a_workflows_events_rebuilds_its_state_and_calls_no_agent(
+    spec, store, team
+) -> None:
+    """Any DAG, run for real: the fold of its events is the projected row, and executing the
+    finished session again writes nothing and calls no agent."""
+    import asyncio
+
+    from nofx.domain import PatternName, SessionRequest, Task
+    from nofx.runtime import Runtime, RuntimeConfig
+    from nofx.sessions import replay
+    from nofx.store.schema import sessions as sessions_table
+
+    runtime = Runtime(store, config=RuntimeConfig(time_scale=0.0, seed=3))
+    session = runtime.sessions.submit(
+        SessionRequest(
+            task=Task(prompt="random dag", capability="code.generate"),
+            pattern=PatternName.WORKFLOW,
+            workflow=spec.model_dump(mode="json"),
+        )
+    )
+    done = asyncio.run(runtime.run_session(session.session_id))
+    events = runtime.sessions.events(session.session_id)
+    rebuilt = replay(events)
+    with store.engine.connect() as conn:
+        row = dict(
+            conn.execute(
+                sessions_table.select().where(sessions_table.c.session_id == session.session_id)
+            )
+            .first()
+            ._mapping
+        )
+    for key in ("status", "attempts", "agent_id", "cost_usd", "input_tokens", "output_tokens"):
+        assert rebuilt[key] == row[key], key
+    completed = {e.payload["step_id"] for e in events if e.type == "StepCompleted"}
+    if done.status.value == "succeeded":
+        assert completed == {f"wf/{s.id}" for s in spec.steps}
+    calls = Counter()
+
+    class Counting:
+        async def invoke(self, agent, call):  # pragma: no cover - must not be called
+            calls["agent"] += 1
+            raise AssertionError("a finished workflow called an agent on replay")
+
+    from nofx.agents import ProviderSet
+    from nofx.domain import ProviderKind
+
+    again = Runtime(
+        store,
+        providers=ProviderSet({ProviderKind.SIMULATED: Counting()}),
+        config=RuntimeConfig(time_scale=0.0),
+    )
+    asyncio.run(again.execute(session.session_id))
+    assert calls["agent"] == 0
+    assert len(runtime.sessions.events(session.session_id)) == len(events)

@@ -540,17 +540,62 @@ def workflows_plan(
     )
 
 
+def _simulate_missing_capabilities(store: EventStore, spec: Any) -> None:
+    """Register one simulated agent per capability nobody offers, with the median of the
+    steps' estimated durations as its latency (honestly labelled as a simulated replay)."""
+    from statistics import median
+
+    registry = AgentRegistry(store)
+    offered = registry.capabilities("default")
+    durations: dict[str, list[float]] = {}
+    for step in spec.steps:
+        if step.capability not in offered:
+            durations.setdefault(step.capability, []).append(step.estimates.duration_s)
+    for capability, seconds in sorted(durations.items()):
+        registry.register(
+            AgentSpec(
+                name=f"replay-{capability}"[:120],
+                capabilities=[{"name": capability, "proficiency": 3}],
+                provider={
+                    "kind": "simulated",
+                    "config": {
+                        "latency_median_ms": max(1.0, median(seconds) * 1000),
+                        "latency_sigma": 0.1,
+                        "error_rate": 0.0,
+                        "rate_limit_rate": 0.0,
+                        "skill": {capability: 0.99},
+                    },
+                },
+                labels={"simulated": "true", "replay": "workflow"},
+            )
+        )
+    if durations:
+        err.print(f"[dim]simulated agents for {len(durations)} capabilities nobody offers[/]")
+
+
 @workflows_app.command("run")
 def workflows_run(
     path: Annotated[str, typer.Argument(help="workflow YAML/JSON, or a WfFormat trace .json")],
     time_scale: Annotated[
         float, typer.Option(help="multiply simulated latencies (0 = instant)")
     ] = 0.01,
+    simulate_missing: Annotated[
+        bool,
+        typer.Option(
+            help="replay: give every capability no agent offers a simulated agent whose "
+            "latency is the steps' estimate (a WfFormat trace's measured runtime)"
+        ),
+    ] = False,
 ) -> None:
     """Submit the workflow as a session (pattern 'workflow') and run it to the end here."""
     spec = _read_workflow(path)
     _, store = _open_store()
+    if simulate_missing:
+        _simulate_missing_capabilities(store, spec)
     runtime = _make_runtime(store, time_scale=time_scale, seed=7)
+    # a step estimated at minutes must not be cut off by the default one-minute call timeout
+    longest = max(s.estimates.duration_s for s in spec.steps)
+    runtime.config.call_timeout_s = max(runtime.config.call_timeout_s, 3 * longest)
     try:
         session = runtime.sessions.submit(
             SessionRequest(
@@ -560,7 +605,8 @@ def workflows_run(
             )
         )
     except NofxError as exc:
-        raise _fail(str(exc)) from None
+        hint = "" if simulate_missing else "; to replay on simulated agents, add --simulate-missing"
+        raise _fail(f"{exc}{hint}") from None
     done = asyncio.run(runtime.run_session(session.session_id))
     events = runtime.sessions.events(session.session_id)
     table = Table(title=f"{spec.name}: {done.status.value}")

@@ -168,3 +168,17 @@ def test_workflow_validate_analyze_plan_and_run(nofx_home: Path, tmp_path: Path)
     assert ran.exit_code in (0, 1), ran.output  # the simulated agents may fail a step
     assert "session ses_" in ran.output
     assert invoke("workflows", "plan", "x y z", "--require", "sql.write").exit_code == 2
+
+
+def test_a_real_trace_replays_on_simulated_agents(nofx_home: Path) -> None:
+    trace = Path(__file__).resolve().parents[1] / "data" / "wfcommons"
+    sarek = next(trace.glob("sarek*.json"))
+    refused = invoke("workflow", "run", str(sarek), "--time-scale", "0")
+    said = " ".join(refused.output.split())  # the console wraps long lines
+    assert refused.exit_code == 2 and "which no agent offers" in said
+    assert "add --simulate-missing" in said
+    ran = invoke("workflow", "run", str(sarek), "--time-scale", "0", "--simulate-missing")
+    assert ran.exit_code == 0, ran.output
+    assert "succeeded" in ran.output
+    listed = json.loads(invoke("agents", "list", "--json").output)
+    assert listed and all(a["labels"].get("replay") == "workflow" for a in listed)

@@ -542,7 +542,10 @@ def workflows_plan(
 
 def _simulate_missing_capabilities(store: EventStore, spec: Any) -> None:
     """Register one simulated agent per capability nobody offers, with the median of the
-    steps' estimated durations as its latency (honestly labelled as a simulated replay)."""
+    steps' estimated durations as its latency (honestly labelled as a simulated replay).
+
+    Replay agents never fail: a trace records runtimes, not failures (WfFormat has none), so
+    a replay that failed at random would show the simulator's dice, not the workflow."""
     from statistics import median
 
     registry = AgentRegistry(store)
@@ -563,7 +566,7 @@ def _simulate_missing_capabilities(store: EventStore, spec: Any) -> None:
                         "latency_sigma": 0.1,
                         "error_rate": 0.0,
                         "rate_limit_rate": 0.0,
-                        "skill": {capability: 0.99},
+                        "skill": {capability: 1.0},
                     },
                 },
                 labels={"simulated": "true", "replay": "workflow"},

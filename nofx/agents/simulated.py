@@ -4,8 +4,9 @@ It is honest about being a simulator (every result says ``simulated=True``) and
 realistic where it matters to a control plane: each agent has a hidden skill per
 capability, a log-normal latency with a heavy tail, token usage that grows with
 the task, a per-token price, and failure modes (agent error, timeout, rate
-limit) plus optional degradation over time. Outcomes depend only on the seed,
-the agent and the call id, so runs are reproducible whatever the scheduling order.
+limit, an optional context window) plus optional degradation over time. Outcomes
+depend only on the seed, the agent and the call id, so runs are reproducible
+whatever the scheduling order.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class SimulatedProfile:
     rate_limit_rate: float = 0.01
     degradation_per_call: float = 0.0
     dark_after_calls: int | None = None
+    context_window_tokens: int | None = None
 
     @classmethod
     def from_agent(cls, agent: Agent) -> SimulatedProfile:
@@ -55,6 +57,7 @@ class SimulatedProfile:
             rate_limit_rate=float(config.get("rate_limit_rate", 0.01)),
             degradation_per_call=float(config.get("degradation_per_call", 0.0)),
             dark_after_calls=config.get("dark_after_calls"),
+            context_window_tokens=config.get("context_window_tokens"),
         )
 
 
@@ -104,6 +107,13 @@ class SimulatedProvider:
             return PermanentAgentError(
                 f"{agent.name} does not offer {call.capability}",
                 error_type="unsupported_capability",
+            )
+        window = profile.context_window_tokens
+        if window is not None and input_tokens > int(window):
+            return PermanentAgentError(
+                f"{agent.name} accepts at most {int(window)} input tokens; the call had "
+                f"{input_tokens} (simulated context_length_exceeded)",
+                error_type="context_length_exceeded",
             )
         roll = rng.random()
         if roll < profile.rate_limit_rate:

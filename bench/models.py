@@ -1,22 +1,52 @@
-"""Model quality on a simulated fleet with hidden ground truth.
+"""Model quality: simulated fleets with hidden ground truth, and real runs nobody here made.
+
+Failure prediction (agent runs): simulated fleets of 12 agents over 28 days, each run played
+by the runtime's SimulatedProvider; trained on the first 21 days, scored on the last 7 (held
+out whole). Peers: the agent's own historical failure rate as the score, and the oracle (the
+simulator's hidden failure probability), which bounds what any model can reach.
 
 Anomaly detection: fleets of agents with hourly telemetry (ml.fleet_timeseries), one clean
 week to learn each agent's baseline, then two weeks with injected degradation episodes;
 precision and recall of the episodes found, per seed and pooled. The peer is the fixed
 threshold rule people start with (latency over 2x the agent's training median, error rate
 over 10%, cost per call over 2x its median), run on the same data.
+
+Forecasts: hourly calls, cost and concurrency over five weeks with growth and bursts; the
+last week held out; MAE against the weekly and daily seasonal naive forecasts. Duration
+quantiles per capability and agent on the simulated runs, against mean + z * sd.
+
+Real data (../shared/data/real, skipped with a reason when absent): SWE-Bench Pro, failure
+AUC of (model, repository) against the per-model base rate with an instance-grouped split;
+Terminal-Bench, cross-validated p50/p90 agent-duration forecasts.
 """
 
 from __future__ import annotations
 
 import time
 from datetime import datetime
+from pathlib import Path
+from typing import Any
 
+import numpy as np
 import polars as pl
 
 from bench.report import parse_args, show, write
 from ml.anomaly import AnomalyEpisode, detect_episodes, evaluate_episodes, fit_baselines
-from ml.fleet_timeseries import fleet_telemetry
+from ml.duration import coverage, fit_quantiles, forecast, normal_baseline, pinball_loss
+from ml.fleet_runs import simulated_runs
+from ml.fleet_timeseries import fleet_telemetry, fleet_usage
+from ml.forecast import backtest
+from ml.real_runs import (
+    SWE_BENCH_FILE,
+    TERMINAL_BENCH_FILE,
+    duration_forecast_check,
+    load_swe_bench,
+    load_terminal_bench,
+    swe_bench_failure_check,
+)
+from ml.run_failure import add_history_features, train_run_failure_model
+
+REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 
 CUT = datetime(2026, 1, 12)
 
@@ -42,11 +72,104 @@ def fixed_threshold_episodes(train: pl.DataFrame, test: pl.DataFrame) -> list[An
     ]
 
 
-def main() -> None:
-    args = parse_args(__doc__.splitlines()[0])
-    seeds = range(1, 4) if args.quick else range(1, 21)
+def failure_rows(seeds: range, days: int, runs_per_day: int) -> list[dict[str, Any]]:
     rows = []
-    started = time.perf_counter()
+    for seed in seeds:
+        runs, _ = simulated_runs(days=days, runs_per_day=runs_per_day, seed=seed)
+        model = train_run_failure_model(add_history_features(runs), holdout_days=7)
+        m = model.metrics
+        rows.append(
+            {
+                "seed": seed,
+                "holdout_runs": int(m["holdout_runs"]),
+                "failure_rate": m["holdout_failure_rate"],
+                "auc": m["auc"],
+                "balanced_accuracy": m["balanced_accuracy"],
+                "brier": m["brier"],
+                "agent_base_rate_auc": m["agent_base_rate_auc"],
+                "oracle_auc": m["oracle_auc"],
+            }
+        )
+    return rows
+
+
+def duration_rows(seeds: range, days: int, runs_per_day: int) -> list[dict[str, Any]]:
+    """p50/p90 latency per capability and agent from 21 days, scored on the last 7."""
+    rows = []
+    for seed in seeds:
+        runs, _ = simulated_runs(days=days, runs_per_day=runs_per_day, seed=seed)
+        done = runs.filter(pl.col("failed") == 0)
+        cut = (
+            done["occurred_at"].min()
+            + (done["occurred_at"].max() - done["occurred_at"].min()) * 0.75
+        )
+        train, test = (
+            done.filter(pl.col("occurred_at") < cut),
+            done.filter(pl.col("occurred_at") >= cut),
+        )
+        predicted = forecast(
+            fit_quantiles(train, "latency_ms"), test.select("capability", "agent_id", "latency_ms")
+        )
+        actual = predicted["latency_ms"].to_numpy()
+        by_group = train.group_by("capability", "agent_id").agg(pl.col("latency_ms"))
+        normal = {
+            (r["capability"], r["agent_id"]): (
+                normal_baseline(np.array(r["latency_ms"]), 0.5),
+                normal_baseline(np.array(r["latency_ms"]), 0.9),
+            )
+            for r in by_group.iter_rows(named=True)
+        }
+        peer = np.array(
+            [normal[(c, a)] for c, a in zip(test["capability"], test["agent_id"], strict=True)]
+        )
+        rows.append(
+            {
+                "seed": seed,
+                "p90_coverage": coverage(actual, predicted["p90"].to_numpy()),
+                "p90_coverage_normal": coverage(actual, peer[:, 1]),
+                "p90_pinball": pinball_loss(actual, predicted["p90"].to_numpy(), 0.9),
+                "p90_pinball_normal": pinball_loss(actual, peer[:, 1], 0.9),
+                "p50_pinball": pinball_loss(actual, predicted["p50"].to_numpy(), 0.5),
+                "p50_pinball_normal": pinball_loss(actual, peer[:, 0], 0.5),
+            }
+        )
+    return rows
+
+
+def forecast_rows(seeds: range) -> list[dict[str, Any]]:
+    rows = []
+    for seed in seeds:
+        usage = fleet_usage(days=35, seed=seed)
+        for metric in ("calls", "cost_usd", "concurrency"):
+            rows.append({"seed": seed, "metric": metric, **backtest(usage, metric)})
+    return rows
+
+
+def real_data_results() -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    swe = REAL_DATA / SWE_BENCH_FILE
+    if swe.exists():
+        check = swe_bench_failure_check(load_swe_bench(swe))
+        out.update(
+            swe_bench_auc=check["auc"],
+            swe_bench_base_rate_auc=check["base_rate_auc"],
+            swe_bench_auc_gain=check["auc_gain"],
+            swe_bench_runs=int(check["runs"]),
+        )
+    else:
+        out["swe_bench_skipped"] = f"{swe} is absent (see ../shared/data/real/SOURCES.md)"
+    terminal = REAL_DATA / TERMINAL_BENCH_FILE
+    if terminal.exists():
+        trials = load_terminal_bench(terminal)
+        check = duration_forecast_check(trials["agent_seconds"].to_numpy())
+        out.update({f"terminal_bench_{k}": v for k, v in check.items()})
+    else:
+        out["terminal_bench_skipped"] = f"{terminal} is absent"
+    return out
+
+
+def anomaly_rows(seeds: range) -> list[dict[str, Any]]:
+    rows = []
     for seed in seeds:
         frame, truth = fleet_telemetry(agents=10, days=21, episodes=15, seed=seed)
         train = frame.filter(pl.col("bucket_start") < CUT)
@@ -63,31 +186,65 @@ def main() -> None:
                 "fixed_threshold_recall": peer["recall"],
             }
         )
-    elapsed = time.perf_counter() - started
+    return rows
 
-    def mean(key: str) -> float:
-        return sum(r[key] for r in rows) / len(rows)
 
-    results = {
-        "anomaly_precision": mean("precision"),
-        "anomaly_recall": mean("recall"),
-        "anomaly_min_precision": min(r["precision"] for r in rows),
-        "anomaly_min_recall": min(r["recall"] for r in rows),
-        "fixed_threshold_precision": mean("fixed_threshold_precision"),
-        "fixed_threshold_recall": mean("fixed_threshold_recall"),
-        "fleets": len(rows),
-        "seconds": round(elapsed, 2),
-        "not_measured_yet": [
-            "failure_auc",
-            "failure_balanced_accuracy",
-            "swe_bench_auc",
-            "duration forecast on terminal-bench",
-        ],
-        "rows": rows,
+def mean(rows: list[dict[str, Any]], key: str) -> float:
+    return float(sum(r[key] for r in rows) / len(rows))
+
+
+def main() -> None:
+    args = parse_args(__doc__.splitlines()[0])
+    started = time.perf_counter()
+    if args.quick:
+        failure_seeds, runs_per_day, other_seeds = range(1, 3), 1500, range(1, 3)
+    else:
+        failure_seeds, runs_per_day, other_seeds = range(1, 11), 3000, range(1, 21)
+    failures = failure_rows(failure_seeds, 28, runs_per_day)
+    anomalies = anomaly_rows(other_seeds)
+    durations = duration_rows(failure_seeds, 28, runs_per_day)
+    forecasts = forecast_rows(other_seeds if not args.quick else range(1, 3))
+    real = real_data_results()
+
+    def forecast_ratio(metric: str) -> float:
+        return mean([r for r in forecasts if r["metric"] == metric], "mae_ratio_to_best_naive")
+
+    results: dict[str, Any] = {
+        "failure_auc": mean(failures, "auc"),
+        "failure_balanced_accuracy": mean(failures, "balanced_accuracy"),
+        "failure_min_auc": min(r["auc"] for r in failures),
+        "failure_min_balanced_accuracy": min(r["balanced_accuracy"] for r in failures),
+        "failure_agent_base_rate_auc": mean(failures, "agent_base_rate_auc"),
+        "failure_oracle_auc": mean(failures, "oracle_auc"),
+        "failure_rate": mean(failures, "failure_rate"),
+        "anomaly_precision": mean(anomalies, "precision"),
+        "anomaly_recall": mean(anomalies, "recall"),
+        "anomaly_min_precision": min(r["precision"] for r in anomalies),
+        "anomaly_min_recall": min(r["recall"] for r in anomalies),
+        "fixed_threshold_precision": mean(anomalies, "fixed_threshold_precision"),
+        "fixed_threshold_recall": mean(anomalies, "fixed_threshold_recall"),
+        "forecast_calls_mae_ratio": forecast_ratio("calls"),
+        "forecast_cost_mae_ratio": forecast_ratio("cost_usd"),
+        "forecast_concurrency_mae_ratio": forecast_ratio("concurrency"),
+        "duration_p90_coverage": mean(durations, "p90_coverage"),
+        "duration_p90_coverage_normal": mean(durations, "p90_coverage_normal"),
+        "duration_p90_pinball_ratio": mean(durations, "p90_pinball")
+        / mean(durations, "p90_pinball_normal"),
+        **real,
+        "fleets": len(failures),
+        "seconds": 0.0,
+        "failure_rows": failures,
+        "anomaly_rows": anomalies,
+        "duration_rows": durations,
+        "forecast_rows": forecasts,
     }
-    show("anomaly detection on simulated fleets (hidden ground truth)", rows)
-    summary = {k: v for k, v in results.items() if k not in ("rows", "not_measured_yet")}
-    show("summary", [summary])
+    results["seconds"] = round(time.perf_counter() - started, 2)
+    show("failure prediction on held-out days (simulated fleets, hidden ground truth)", failures)
+    show("anomaly detection on simulated fleets (hidden ground truth)", anomalies)
+    show("hourly forecasts, last week held out (MAE vs seasonal naive)", forecasts)
+    show("duration quantiles per capability and agent", durations)
+    summary = {k: v for k, v in results.items() if not k.endswith("_rows")}
+    show("summary", [{"metric": k, "value": v} for k, v in summary.items()])
     write(args.json, "models", args.quick, results)
 
 

@@ -95,3 +95,40 @@ def fleet_telemetry(
                 }
             )
     return pl.DataFrame(rows), sorted(truth, key=lambda t: (t.start, t.agent_id))
+
+
+def fleet_usage(
+    days: int = 35,
+    *,
+    seed: int = 7,
+    growth_per_week: float = 0.04,
+    start: datetime = datetime(2026, 1, 5),
+) -> pl.DataFrame:
+    """Hourly fleet totals (calls, tokens, cost, mean concurrency) for forecasting benchmarks.
+
+    Traffic has the same day and week shape as above, grows ``growth_per_week``, is noisier
+    than a Poisson count (a gamma-distributed hourly rate), and has a few one-hour bursts
+    (a batch job, a retry storm) that no forecast should chase."""
+    rng = random.Random(seed)
+    rows = []
+    for h in range(days * 24):
+        at = start + timedelta(hours=h)
+        daily = 0.35 + 0.65 * math.sin(math.pi * ((at.hour - 6) % 24) / 24) ** 2
+        weekly = 0.6 if at.weekday() >= 5 else 1.0
+        growth = (1.0 + growth_per_week) ** (h / 168)
+        rate = 900.0 * daily * weekly * growth * rng.gammavariate(25.0, 1 / 25.0)
+        if rng.random() < 0.01:
+            rate *= rng.uniform(2.0, 4.0)
+        calls = max(0, int(rate))
+        tokens = int(calls * rng.uniform(1700, 2300))
+        latency_s = rng.uniform(1.5, 2.5)
+        rows.append(
+            {
+                "bucket_start": at,
+                "calls": calls,
+                "tokens": tokens,
+                "cost_usd": tokens / 1000 * 0.002,
+                "concurrency": calls * latency_s / 3600,
+            }
+        )
+    return pl.DataFrame(rows)

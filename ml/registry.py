@@ -226,3 +226,25 @@ def registry_rows(name: str, tracking_uri: str) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def log_tracking_run(
+    *,
+    experiment: str,
+    tracking_uri: str,
+    artifact_root: Path | str,
+    params: dict[str, Any],
+    metrics: dict[str, float],
+    tags: dict[str, str] | None = None,
+) -> str:
+    """Track a training run that is refitted every time rather than registered (forecasters):
+    its parameters and backtest metrics, so their quality over time is on record."""
+    client = configure(tracking_uri)
+    experiment_id = ensure_experiment(client, experiment, artifact_root)
+    run = client.create_run(experiment_id, tags=tags or {})
+    for key, value in params.items():
+        client.log_param(run.info.run_id, key, value)
+    for key, value in finite(metrics).items():
+        client.log_metric(run.info.run_id, key, value)
+    client.set_terminated(run.info.run_id)
+    return str(run.info.run_id)

@@ -15,6 +15,7 @@ def defs() -> dg.Definitions:
         raw_events_known_stream_types,
         raw_events_valid,
     )
+    from dagster_project.defs.forecasts import step_duration_forecasts, usage_forecasts
     from dagster_project.defs.ingest import raw_events
     from dagster_project.defs.jobs import everything, refresh_warehouse, run_requested_sessions
     from dagster_project.defs.models import failure_model, session_failure_predictions
@@ -37,6 +38,8 @@ def defs() -> dg.Definitions:
             nofx_dbt_assets(),
             failure_model,
             session_failure_predictions,
+            step_duration_forecasts,
+            usage_forecasts,
             prediction_accuracy,
             agent_anomalies,
             alerts,

@@ -49,6 +49,8 @@ def test_definitions_hold_every_asset_with_lineage(definitions: dg.Definitions) 
             "alerts",
             "recommendations",
             "agent_anomalies",
+            "step_duration_forecasts",
+            "usage_forecasts",
         }
         | DBT_MODELS
     )
@@ -61,6 +63,7 @@ def test_definitions_hold_every_asset_with_lineage(definitions: dg.Definitions) 
     assert parents("agent_sessions") == {"stg_session_events"}
     assert parents("failure_model") == {"agent_sessions", "agent_step_calls"}
     assert parents("session_failure_predictions") == {"failure_model"}
+    assert parents("step_duration_forecasts") == parents("usage_forecasts") == {"agent_step_calls"}
     assert parents("workflow_executions") == {"agent_sessions", "stg_session_events", "stg_events"}
     assert parents("agent_relationships") == {"stg_events"}
     groups = {graph.get(dg.AssetKey(m)).group_name for m in DBT_MODELS}

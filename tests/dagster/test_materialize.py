@@ -49,6 +49,8 @@ def test_every_stage_ran_and_every_asset_materialized(pipeline: PipelineRun) -> 
         "alerts",
         "recommendations",
         "agent_anomalies",
+        "step_duration_forecasts",
+        "usage_forecasts",
     }
     assert [line.split("]")[0] for line in pipeline.lines if line.startswith("[")] == [
         "[1/4",
@@ -198,3 +200,36 @@ def test_every_model_and_column_is_documented(pipeline: PipelineRun) -> None:
         }
         documented = {name for name, col in model["columns"].items() if col["description"]}
         assert built == documented, model["name"]
+
+
+def test_duration_forecasts_match_the_step_calls_and_are_tracked(pipeline: PipelineRun) -> None:
+    """Quantiles per capability equal the mart's; an agent with under 20 completed runs of a
+    capability borrows the capability's numbers and says so; the fit is an MLflow run. Usage
+    forecasts wait for a week of history."""
+    capability_rows = warehouse_rows(
+        pipeline,
+        "select f.latency_p50_ms, f.latency_p90_ms, f.samples, q.p50, q.p90, q.n "
+        "from analytics.step_duration_forecasts f join ("
+        "  select capability, quantile_cont(latency_ms, 0.5) as p50, "
+        "  quantile_cont(latency_ms, 0.9) as p90, count(*) as n from agent_step_calls "
+        "  where outcome = 'completed' group by all) q using (capability) "
+        "where f.agent_id is null and f.level = 'capability'",
+    )
+    assert capability_rows
+    for p50, p90, samples, true_p50, true_p90, n in capability_rows:
+        assert samples == n >= 20
+        assert p50 == pytest.approx(true_p50) and p90 == pytest.approx(true_p90)
+        assert p90 >= p50
+    agent_rows = warehouse_rows(
+        pipeline,
+        "select samples, level from analytics.step_duration_forecasts where agent_id is not null",
+    )
+    assert agent_rows and all(
+        (level == "agent") == (samples >= 20) for samples, level in agent_rows
+    )
+    client = MlflowClient(tracking_uri=pipeline.settings.mlflow_tracking_uri)
+    experiment = client.get_experiment_by_name("nofx-duration-forecasts")
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id])
+    assert runs and runs[0].data.metrics["groups"] > 0
+    assert warehouse_rows(pipeline, "select count(*) from analytics.usage_forecasts") == [(0,)]

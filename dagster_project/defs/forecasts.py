@@ -19,8 +19,32 @@ from ml.registry import log_tracking_run
 
 DURATION_TABLE = f"{ANALYTICS_SCHEMA}.step_duration_forecasts"
 USAGE_TABLE = f"{ANALYTICS_SCHEMA}.usage_forecasts"
-USAGE_SCHEMA = {"bucket_start": pl.Datetime("us"), "metric": pl.String, "forecast": pl.Float64}
+USAGE_SCHEMA = {
+    "bucket_start": pl.Datetime("us"),
+    "metric": pl.String,
+    "forecast": pl.Float64,
+    "tenant_id": pl.String,
+}
 HORIZON_HOURS = 7 * 24
+
+
+def duration_table(calls: pl.DataFrame) -> pl.DataFrame:
+    """Latency and cost quantiles side by side, one row per (capability, agent) level."""
+    latency = fit_quantiles(calls, "latency_ms")
+    if latency.is_empty():
+        return pl.DataFrame()
+    cost = fit_quantiles(calls, "cost_usd")
+    return latency.rename({"p50": "latency_p50_ms", "p90": "latency_p90_ms"}).join(
+        cost.select(
+            "capability",
+            "agent_id",
+            pl.col("p50").alias("cost_p50_usd"),
+            pl.col("p90").alias("cost_p90_usd"),
+        ),
+        on=["capability", "agent_id"],
+        how="left",
+        nulls_equal=True,
+    )
 
 
 @dg.asset(
@@ -36,30 +60,24 @@ def step_duration_forecasts(
 ) -> dg.MaterializeResult:
     with warehouse.connect(read_only=True) as conn:
         calls = conn.sql(
-            "select capability, agent_id, cast(latency_ms as double) as latency_ms, "
+            "select tenant_id, capability, agent_id, cast(latency_ms as double) as latency_ms, "
             "cast(cost_usd as double) as cost_usd from main.agent_step_calls "
             "where outcome = 'completed'"
         ).pl()
-    latency = fit_quantiles(calls, "latency_ms")
-    cost = fit_quantiles(calls, "cost_usd")
-    if latency.is_empty():
-        table = pl.DataFrame()
-    else:
-        table = latency.rename({"p50": "latency_p50_ms", "p90": "latency_p90_ms"}).join(
-            cost.select(
-                "capability",
-                "agent_id",
-                pl.col("p50").alias("cost_p50_usd"),
-                pl.col("p90").alias("cost_p90_usd"),
-            ),
-            on=["capability", "agent_id"],
-            how="left",
-            nulls_equal=True,
+    # per tenant: one tenant's forecasts never mention another's agents
+    tables = [
+        duration_table(calls.filter(pl.col("tenant_id") == tenant)).with_columns(
+            pl.lit(tenant).alias("tenant_id")
         )
+        for tenant in sorted(set(calls["tenant_id"].to_list()))
+    ]
+    tables = [t for t in tables if t.height]
+    table = pl.concat(tables, how="diagonal") if tables else pl.DataFrame()
+    latency = fit_quantiles(calls, "latency_ms")
     with warehouse.connect() as conn:
         replace_table(conn, DURATION_TABLE, table)
     metrics: dict[str, float] = {"groups": float(table.height), "calls": float(calls.height)}
-    if calls.height:
+    if calls.height and table.height:
         fitted = forecast(latency, calls.select("capability", "agent_id", "latency_ms"))
         metrics["in_sample_p90_coverage"] = coverage(
             fitted["latency_ms"].to_numpy(), fitted["p90"].to_numpy()
@@ -84,40 +102,51 @@ def step_duration_forecasts(
     deps=["agent_step_calls"],
     description="Hourly calls, tokens, cost and concurrency for the next 7 days (seasonal "
     "trend model), in analytics.usage_forecasts; needs a week of history. The backtest "
-    "against the seasonal naive forecasts is tracked in MLflow once there are two weeks.",
+    "against the seasonal naive forecasts is tracked in MLflow per tenant with two weeks.",
 )
 def usage_forecasts(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, mlflow: MlflowResource
 ) -> dg.MaterializeResult:
     with warehouse.connect(read_only=True) as conn:
         calls = conn.sql(
-            "select started_at, input_tokens, output_tokens, cost_usd, "
+            "select tenant_id, started_at, input_tokens, output_tokens, cost_usd, "
             "cast(latency_ms as double) as latency_ms from main.agent_step_calls"
         ).pl()
-    usage = hourly_usage(calls)
-    metadata: dict[str, Any] = {"history_hours": usage.height}
-    try:
-        frame = forecast_usage(usage, horizon_hours=HORIZON_HOURS)
-    except InsufficientDataError as exc:
-        context.log.info(f"usage_forecasts: {exc}")
-        frame = pl.DataFrame(schema=USAGE_SCHEMA)
-        metadata["skipped_reason"] = str(exc)
+    frames, skipped, backtests = [], {}, {}
+    for tenant in sorted(set(calls["tenant_id"].to_list())):
+        mine = hourly_usage(calls.filter(pl.col("tenant_id") == tenant))
+        try:
+            frames.append(
+                forecast_usage(mine, horizon_hours=HORIZON_HOURS).with_columns(
+                    pl.lit(tenant).alias("tenant_id")
+                )
+            )
+        except InsufficientDataError as exc:
+            skipped[tenant] = str(exc)
+            context.log.info(f"usage_forecasts for {tenant}: {exc}")
+            continue
+        if mine.height >= MIN_HISTORY_HOURS + HORIZON_HOURS:
+            scores = {
+                f"{metric}_{key}": value
+                for metric in ("calls", "cost_usd", "concurrency")
+                for key, value in backtest(mine, metric, horizon_hours=HORIZON_HOURS).items()
+            }
+            log_tracking_run(
+                experiment="nofx-usage-forecasts",
+                tracking_uri=mlflow.tracking_uri,
+                artifact_root=mlflow.artifact_root,
+                params={"model": "seasonal_trend_huber", "horizon_hours": HORIZON_HOURS},
+                metrics=scores,
+                tags={"dagster.run_id": context.run.run_id, "tenant_id": tenant},
+            )
+            backtests[tenant] = scores["calls_mae_ratio_to_best_naive"]
+    frame = pl.concat(frames) if frames else pl.DataFrame(schema=USAGE_SCHEMA)
     with warehouse.connect() as conn:
         replace_table(conn, USAGE_TABLE, frame)
-    if usage.height >= MIN_HISTORY_HOURS + HORIZON_HOURS:
-        scores = {
-            f"{metric}_{key}": value
-            for metric in ("calls", "cost_usd", "concurrency")
-            for key, value in backtest(usage, metric, horizon_hours=HORIZON_HOURS).items()
-        }
-        metadata["mlflow_run_id"] = log_tracking_run(
-            experiment="nofx-usage-forecasts",
-            tracking_uri=mlflow.tracking_uri,
-            artifact_root=mlflow.artifact_root,
-            params={"model": "seasonal_trend_huber", "horizon_hours": HORIZON_HOURS},
-            metrics=scores,
-            tags={"dagster.run_id": context.run.run_id},
-        )
-        metadata.update(scores)
+    metadata: dict[str, Any] = {
+        "tenants_forecast": len(frames),
+        "skipped": dg.MetadataValue.json(skipped),
+        "calls_mae_ratio_to_best_naive": dg.MetadataValue.json(backtests),
+    }
     metadata["dagster/row_count"] = frame.height
     return dg.MaterializeResult(metadata=metadata)

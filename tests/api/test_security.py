@@ -116,6 +116,8 @@ def endpoints(w: dict) -> list[tuple[str, str, dict | None, Scope, bool]]:
         ("GET", "/api/v1/analytics/predictions", None, Scope.READ, False),
         ("GET", "/api/v1/analytics/insights", None, Scope.READ, False),
         ("GET", "/api/v1/analytics/recommendations", None, Scope.READ, False),
+        ("GET", "/api/v1/analytics/forecasts/durations", None, Scope.READ, False),
+        ("GET", "/api/v1/analytics/forecasts/usage", None, Scope.READ, False),
         ("GET", "/api/v1/alerts", None, Scope.READ, False),
         ("GET", f"/api/v1/alerts/{w['alert']}", None, Scope.READ, True),
         ("POST", f"/api/v1/alerts/{w['alert']}/resolve", {"note": "ok"}, Scope.WRITE, True),

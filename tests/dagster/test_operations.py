@@ -132,9 +132,18 @@ def test_analytics_endpoints_serve_what_the_pipeline_published(
             assert {r["kind"] for r in only.json()["items"]} == {kind}
         insights = client.get("/api/v1/analytics/insights").json()["items"]
         assert {i["subject"] for i in insights} == {"code.generate", "code.review"}
+        durations = client.get("/api/v1/analytics/forecasts/durations").json()["items"]
+        assert {d["level"] for d in durations} >= {"fleet", "capability"}
+        assert all(d["latency_p90_ms"] >= d["latency_p50_ms"] for d in durations)
+        review = client.get(
+            "/api/v1/analytics/forecasts/durations", params={"capability": "code.review"}
+        ).json()["items"]
+        assert review and {d["capability"] for d in review} == {"code.review"}
+        usage = client.get("/api/v1/analytics/forecasts/usage").json()
+        assert usage["items"] == []  # minutes of history, not a week
         # another tenant sees none of it
         other = {"X-Tenant-ID": "acme"}
-        for path in ("predictions", "insights", "recommendations"):
+        for path in ("predictions", "insights", "recommendations", "forecasts/durations"):
             assert client.get(f"/api/v1/analytics/{path}", headers=other).json()["items"] == []
         # while the pipeline holds the warehouse: 503 and when to come back, not a hang
         copy = tmp_path / "home"
@@ -193,3 +202,72 @@ def test_agent_anomalies_finds_a_degradation_in_the_last_day(tmp_path: Path) -> 
     assert found == [(truth[0].agent_id,)]
     assert "agent_anomaly_episodes" in measured
     assert [o.subject for o in seen if o.metric == "agent_anomaly_episodes"] == [truth[0].agent_id]
+
+
+def test_usage_forecasts_per_tenant_with_a_tracked_backtest(tmp_path: Path) -> None:
+    """Fifteen days of step calls for one tenant and two days for another: the first gets a
+    week of hourly forecasts with a weekday/weekend shape, the second a reason, and the
+    fleet's backtest against seasonal naive is an MLflow run."""
+    from datetime import datetime, timedelta
+
+    import polars as pl
+    from mlflow import MlflowClient
+
+    from dagster_project.defs.forecasts import step_duration_forecasts, usage_forecasts
+    from dagster_project.resources import MlflowResource, WarehouseResource
+    from ml.fleet_timeseries import fleet_usage
+
+    start = datetime(2026, 3, 2)
+    calls = []
+    for tenant, days in (("default", 15), ("acme", 2)):
+        for row in fleet_usage(days=days, seed=5, start=start).iter_rows(named=True):
+            for i in range(row["calls"] // 20):
+                calls.append(
+                    {
+                        "tenant_id": tenant,
+                        "capability": "code.generate",
+                        "agent_id": f"{tenant}-agent",
+                        "outcome": "completed",
+                        "started_at": row["bucket_start"] + timedelta(seconds=i),
+                        "input_tokens": 1500,
+                        "output_tokens": 500,
+                        "cost_usd": 0.004,
+                        "latency_ms": 1800.0 + i,
+                    }
+                )
+    path = tmp_path / "warehouse.duckdb"
+    with duckdb.connect(str(path)) as conn:
+        conn.register("calls", pl.DataFrame(calls))
+        conn.execute("create table main.agent_step_calls as select * from calls")
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    resources = {
+        "warehouse": WarehouseResource(path=str(path)),
+        "mlflow": MlflowResource(tracking_uri=tracking, artifact_root=str(tmp_path / "art")),
+    }
+    result = dg.materialize([usage_forecasts, step_duration_forecasts], resources=resources)
+    assert result.success
+    with duckdb.connect(str(path), read_only=True) as conn:
+        tenants = conn.execute(
+            "select distinct tenant_id from analytics.usage_forecasts"
+        ).fetchall()
+        noon = conn.execute(
+            "select dayofweek(bucket_start) in (0, 6), forecast from analytics.usage_forecasts "
+            "where metric = 'calls' and hour(bucket_start) = 12"
+        ).fetchall()
+        durations = conn.execute(
+            "select tenant_id, agent_id, level from analytics.step_duration_forecasts "
+            "where agent_id is not null order by tenant_id"
+        ).fetchall()
+    assert tenants == [("default",)]
+    weekend = [f for is_weekend, f in noon if is_weekend]
+    weekday = [f for is_weekend, f in noon if not is_weekend]
+    assert len(noon) == 7 and max(weekend) < min(weekday)
+    assert durations == [("acme", "acme-agent", "agent"), ("default", "default-agent", "agent")]
+    metadata = result.asset_materializations_for_node("usage_forecasts")[0].metadata
+    assert "at least a week" in metadata["skipped"].value["acme"]
+    client = MlflowClient(tracking_uri=tracking)
+    runs = client.search_runs([client.get_experiment_by_name("nofx-usage-forecasts").experiment_id])
+    assert [r.data.tags["tenant_id"] for r in runs] == ["default"]
+    assert (
+        runs[0].data.metrics["calls_mae"] < runs[0].data.metrics["calls_mae_seasonal_naive_weekly"]
+    )

@@ -122,3 +122,57 @@ def recommendations(
         order_by="estimated_savings_usd desc nulls last, recommendation_id",
         limit=limit,
     )
+
+
+@router.get(
+    "/forecasts/durations",
+    response_model=Listing,
+    summary="p50/p90 latency and cost per capability and agent",
+)
+def duration_forecasts(
+    capability: str | None = Query(default=None, max_length=120),
+    agent_id: str | None = Query(default=None, max_length=64),
+    limit: int = Query(default=100, ge=1, le=1000),
+    principal: Principal = Depends(reader),
+) -> Listing:
+    """``level`` says where each row's numbers come from: the agent's own runs, its
+    capability's (under 20 runs of its own), or the whole fleet's. Rows without an agent
+    are the capability's and the fleet's own."""
+    clauses, params = [], []
+    if capability:
+        clauses.append("capability = ?")
+        params.append(capability)
+    if agent_id:
+        clauses.append("agent_id = ?")
+        params.append(agent_id)
+    return read(
+        "analytics.step_duration_forecasts",
+        principal,
+        where=" and ".join(clauses),
+        params=params,
+        order_by="capability nulls last, agent_id nulls first",
+        limit=limit,
+    )
+
+
+@router.get(
+    "/forecasts/usage",
+    response_model=Listing,
+    summary="Hourly calls, tokens, cost and concurrency forecast for the next 7 days",
+)
+def usage_forecasts(
+    metric: str | None = Query(
+        default=None, pattern=r"^(calls|tokens|cost_usd|concurrency)$", description="one metric"
+    ),
+    limit: int = Query(default=168, ge=1, le=1000),
+    principal: Principal = Depends(reader),
+) -> Listing:
+    """Empty until a tenant has a week of history (the note says when nothing is published)."""
+    return read(
+        "analytics.usage_forecasts",
+        principal,
+        where="metric = ?" if metric else "",
+        params=[metric] if metric else None,
+        order_by="metric, bucket_start",
+        limit=limit,
+    )

@@ -360,6 +360,38 @@ def cost_page() -> None:
             estimated_savings_usd=USD,
             confidence=PERCENT,
         )
+    forecasts_section()
+
+
+def forecasts_section() -> None:
+    """What the next week will cost, and how long each step type takes in a bad case."""
+    st.subheader("Forecasts")
+    usage = published(f"{data.ANALYTICS}.usage_forecasts", "bucket_start")
+    if usage is not None and usage.height:
+        cost = usage.filter(pl.col("metric") == "cost_usd")
+        cols = st.columns(2)
+        cols[0].metric("Forecast cost, next 7 days", metrics.fmt_usd(float(cost["forecast"].sum())))
+        peak = usage.filter(pl.col("metric") == "concurrency")["forecast"].max()
+        cols[1].metric("Peak concurrency forecast", f"{float(peak or 0.0):.1f}")
+        st.altair_chart(
+            alt.Chart(cost.to_pandas(), title="Hourly cost forecast")
+            .mark_line()
+            .encode(
+                x=alt.X("bucket_start:T", title=None),
+                y=alt.Y("forecast:Q", title="cost ($/hour)"),
+                color=alt.Color("tenant_id:N"),
+            ),
+            width="stretch",
+        )
+    elif usage is not None:
+        st.info("Usage forecasts start once a tenant has a week of history.")
+    durations = published(f"{data.ANALYTICS}.step_duration_forecasts", "capability, agent_id")
+    if durations is not None and durations.height:
+        st.caption(
+            "p50/p90 per capability and agent; 'level' says when an agent with under 20 runs "
+            "borrows its capability's numbers."
+        )
+        table(durations, "step_duration_forecasts", cost_p50_usd=USD, cost_p90_usd=USD)
 
 
 def alerts_page() -> None:

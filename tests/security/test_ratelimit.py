@@ -57,3 +57,57 @@ def test_limiters_sharing_a_store_enforce_one_limit(store) -> None:  # type: ign
     # tokens come back with time, for whichever process asks; other keys are separate
     assert first.check("key-1", rate=2.0, burst=4, now=now + 1.0)[0]
     assert second.check("key-2", rate=2.0, burst=4, now=now)[0]
+
+
+@given(
+    rate=st.floats(min_value=1, max_value=5000),
+    burst=st.floats(min_value=1, max_value=500),
+    workers=st.integers(min_value=1, max_value=4),
+    gaps=st.lists(st.floats(min_value=0, max_value=0.2), min_size=1, max_size=150),
+)
+def test_leased_tokens_never_exceed_the_shared_budget(rate, burst, workers, gaps) -> None:
+    """Several processes leasing batches from one bucket allow no more than the bucket."""
+    from nofx.security.ratelimit import SharedRateLimiter
+
+    class Bucket:  # the store's row, without a database: the leasing logic is what is tested
+        def __init__(self) -> None:
+            self.bucket: TokenBucket | None = None
+
+    shared = Bucket()
+    limiters = [SharedRateLimiter(None) for _ in range(workers)]  # type: ignore[arg-type]
+    for limiter in limiters:
+
+        def take(key, rate, burst, now, want, shared=shared):  # type: ignore[no-untyped-def]
+            bucket = shared.bucket or TokenBucket.full(rate, burst, now)
+            shared.bucket, granted, wait = bucket.take_up_to(now, want)
+            return granted, wait
+
+        limiter._take = take  # type: ignore[method-assign]
+    now, allowed = 0.0, 0
+    for i, gap in enumerate(gaps):
+        now += gap
+        ok, retry_after = limiters[i % workers].check("k", rate, burst, now)
+        allowed += ok
+        assert ok or retry_after >= 1
+    assert allowed <= burst + rate * now + 1e-6
+
+
+def test_a_fast_key_touches_the_store_once_per_lease(store) -> None:  # type: ignore[no-untyped-def]
+    from nofx.security import SharedRateLimiter
+
+    limiter = SharedRateLimiter(store)
+    writes = []
+    original = limiter._take
+
+    def counting(*args):  # type: ignore[no-untyped-def]
+        writes.append(args)
+        return original(*args)
+
+    limiter._take = counting  # type: ignore[method-assign]
+    assert all(limiter.check("fast", rate=10_000, burst=10_000, now=5.0)[0] for _ in range(250))
+    assert len(writes) == 3  # 100 tokens per lease
+    # a slow key leases one token at a time: exact, as before
+    assert limiter.lease_size(10, 10) == 1
+    # a lease lapses: later requests take fresh tokens from the shared bucket
+    assert limiter.check("fast", rate=10_000, burst=10_000, now=5.1)[0]
+    assert len(writes) == 4

@@ -46,7 +46,7 @@ def register(
 
 
 @router.get("", response_model=AgentPage, summary="List agents (cursor pagination)")
-def list_agents(
+async def list_agents(
     capability: str | None = Query(default=None, max_length=120, examples=["code.generate"]),
     min_proficiency: int = Query(default=1, ge=1, le=5),
     limit: int = Query(default=50, ge=1, le=500),
@@ -68,7 +68,7 @@ def list_agents(
 
 
 @router.get("/{agent_id}", response_model=Agent, summary="One agent")
-def get_agent(
+async def get_agent(
     agent_id: str,
     principal: Principal = Depends(reader),
     svc: Services = Depends(services),

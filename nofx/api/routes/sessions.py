@@ -51,7 +51,7 @@ def create_session(
 
 
 @router.get("/sessions", response_model=SessionPage, summary="List sessions, newest first")
-def list_sessions(
+async def list_sessions(
     status_filter: SessionStatus | None = Query(default=None, alias="status"),
     limit: int = Query(default=50, ge=1, le=500),
     cursor: str | None = Query(default=None, max_length=500),
@@ -70,7 +70,7 @@ def list_sessions(
 
 
 @router.get("/sessions/{session_id}", response_model=Session, summary="One session")
-def get_session(
+async def get_session(
     session_id: str,
     principal: Principal = Depends(reader),
     svc: Services = Depends(services),

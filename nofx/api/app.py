@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
 from nofx import __version__
-from nofx.api import observability, problems
+from nofx.api import examples, observability, problems
 from nofx.api.deps import Services
 from nofx.api.routes import (
     agents,
@@ -115,4 +116,19 @@ def create_app(
     ):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(communicate.breakers_router, prefix="/api/v1")
+    install_response_examples(app)
     return app
+
+
+def install_response_examples(app: FastAPI) -> None:
+    """Serve the spec with the recorded response examples (nofx/api/examples.py) attached."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = examples.attach_response_examples(
+                build(), examples.load_examples()
+            )
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

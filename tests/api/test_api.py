@@ -377,3 +377,35 @@ def test_the_openapi_spec_documents_every_operation(client: TestClient) -> None:
         if body:
             content = body["content"]["application/json"]
             assert content.get("examples") or content.get("example"), (method, path)
+
+
+def test_every_response_has_a_recorded_example_that_fits_its_schema(client: TestClient) -> None:
+    """Response examples come from real calls (python -m nofx.api.examples); when a model
+    changes or an operation is added without re-recording, this says which one."""
+    from jsonschema import Draft202012Validator
+
+    from nofx.api.examples import load_examples
+
+    spec = client.get("/openapi.json").json()
+    recorded = load_examples()
+    missing, invalid = [], []
+    for path, ops in spec["paths"].items():
+        if not path.startswith("/api/v1"):
+            continue
+        for method, op in ops.items():
+            for code, response in op["responses"].items():
+                content = response.get("content", {}).get("application/json")
+                if not code.startswith("2") or content is None:
+                    continue
+                example = content.get("examples", {}).get("recorded")
+                if example is None:
+                    missing.append(f"{method.upper()} {path}")
+                    continue
+                schema = {**content["schema"], "components": spec["components"]}
+                errors = list(Draft202012Validator(schema).iter_errors(example["value"]))
+                if errors:
+                    invalid.append(f"{method.upper()} {path}: {errors[0].message}")
+    assert not missing, f"no recorded example (run python -m nofx.api.examples): {missing}"
+    assert not invalid, invalid
+    known = {f"{m.upper()} {p}" for p, ops in spec["paths"].items() for m in ops}
+    assert set(recorded) <= known, f"stale examples: {set(recorded) - known}"

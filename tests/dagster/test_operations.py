@@ -105,6 +105,7 @@ def test_analytics_endpoints_serve_what_the_pipeline_published(
 ) -> None:
     from fastapi.testclient import TestClient
 
+    from nofx.api import pagination
     from nofx.api.app import create_app
     from tests.dashboards.writer import writer_holding
 
@@ -115,6 +116,24 @@ def test_analytics_endpoints_serve_what_the_pipeline_published(
         predicted = client.get("/api/v1/analytics/predictions", params={"limit": 500}).json()
         probabilities = [p["failure_probability"] for p in predicted["items"]]
         assert len(probabilities) == 126 and probabilities == sorted(probabilities, reverse=True)
+        pages, cursor = [], None
+        while True:
+            page = client.get(
+                "/api/v1/analytics/predictions", params={"limit": 50, "cursor": cursor}
+            ).json()
+            pages.append(page["items"])
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert [len(p) for p in pages] == [50, 50, 26]
+        assert [p["session_id"] for items in pages for p in items] == [
+            p["session_id"] for p in predicted["items"]
+        ]
+        stale = client.get(
+            "/api/v1/analytics/predictions",
+            params={"cursor": pagination.encode({"offset": 50, "rows": 999})},
+        )
+        assert stale.status_code == 422 and "list again" in stale.json()["detail"]
         risky = client.get("/api/v1/analytics/predictions", params={"min_probability": 0.5})
         assert all(p["failure_probability"] >= 0.5 for p in risky.json()["items"])
         one = predicted["items"][0]["session_id"]

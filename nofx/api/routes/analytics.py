@@ -14,8 +14,9 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
 from nofx import warehouse
+from nofx.api import pagination
 from nofx.api.deps import reader
-from nofx.errors import NofxError
+from nofx.errors import NofxError, ValidationError
 from nofx.security import Principal
 
 router = APIRouter(prefix="/analytics", tags=["analytics"])
@@ -29,9 +30,20 @@ class WarehouseBusyError(NofxError):
 
 class Listing(BaseModel):
     items: list[dict[str, Any]]
+    next_cursor: str | None = Field(
+        default=None, description="pass as `cursor` for the next page; null on the last"
+    )
     note: str | None = Field(
         default=None, description="why the list is empty, when the pipeline has not published"
     )
+
+
+CURSOR = Query(
+    default=None,
+    max_length=500,
+    description="next_cursor of the previous page. Pages walk one published snapshot: a "
+    "cursor from a snapshot with a different number of rows is refused (list again)",
+)
 
 
 def read(
@@ -42,6 +54,7 @@ def read(
     params: list[Any] | None = None,
     order_by: str | None = None,
     limit: int = 100,
+    cursor: str | None = None,
 ) -> Listing:
     clause = "tenant_id = ?" + (f" and {where}" if where else "")
     try:
@@ -56,11 +69,23 @@ def read(
         return Listing(
             items=[], note=f"{qualified} is not published yet: run the pipeline (`nofx demo`)"
         )
-    items = frame.head(limit).to_dicts()
+    position = pagination.decode(cursor) or {"offset": 0, "rows": frame.height}
+    offset = position.get("offset")
+    if position.get("rows") != frame.height or not isinstance(offset, int) or offset < 0:
+        raise ValidationError(
+            "the cursor belongs to an earlier snapshot of this table",
+            hint="the pipeline republished it: list again without a cursor",
+        )
+    start = position["offset"]
+    items = frame.slice(start, limit).to_dicts()
+    more = start + limit < frame.height
     for item in items:
         if isinstance(item.get("evidence"), str):
             item["evidence"] = json.loads(item["evidence"])
-    return Listing(items=items)
+    next_cursor = (
+        pagination.encode({"offset": start + limit, "rows": frame.height}) if more else None
+    )
+    return Listing(items=items, next_cursor=next_cursor)
 
 
 @router.get(
@@ -72,6 +97,7 @@ def predictions(
     session_id: str | None = Query(default=None, max_length=64),
     min_probability: float = Query(default=0.0, ge=0, le=1),
     limit: int = Query(default=100, ge=1, le=1000),
+    cursor: str | None = CURSOR,
     principal: Principal = Depends(reader),
 ) -> Listing:
     """Most likely failures first. ``actual_status`` shows the outcome once it is known."""
@@ -87,6 +113,7 @@ def predictions(
         params=params,
         order_by="failure_probability desc, session_id",
         limit=limit,
+        cursor=cursor,
     )
 
 
@@ -97,9 +124,16 @@ def predictions(
 )
 def insights(
     limit: int = Query(default=100, ge=1, le=1000),
+    cursor: str | None = CURSOR,
     principal: Principal = Depends(reader),
 ) -> Listing:
-    return read("analytics.analytics_insights", principal, order_by="insight_id", limit=limit)
+    return read(
+        "analytics.analytics_insights",
+        principal,
+        order_by="insight_id",
+        limit=limit,
+        cursor=cursor,
+    )
 
 
 @router.get(
@@ -112,6 +146,7 @@ def recommendations(
         default=None, pattern=r"^[a-z_]+$", description="cheaper_agent, flaky_step, underused_pool"
     ),
     limit: int = Query(default=100, ge=1, le=1000),
+    cursor: str | None = CURSOR,
     principal: Principal = Depends(reader),
 ) -> Listing:
     return read(
@@ -121,6 +156,7 @@ def recommendations(
         params=[kind] if kind else None,
         order_by="estimated_savings_usd desc nulls last, recommendation_id",
         limit=limit,
+        cursor=cursor,
     )
 
 
@@ -133,6 +169,7 @@ def duration_forecasts(
     capability: str | None = Query(default=None, max_length=120),
     agent_id: str | None = Query(default=None, max_length=64),
     limit: int = Query(default=100, ge=1, le=1000),
+    cursor: str | None = CURSOR,
     principal: Principal = Depends(reader),
 ) -> Listing:
     """``level`` says where each row's numbers come from: the agent's own runs, its
@@ -152,6 +189,7 @@ def duration_forecasts(
         params=params,
         order_by="capability nulls last, agent_id nulls first",
         limit=limit,
+        cursor=cursor,
     )
 
 
@@ -165,6 +203,7 @@ def usage_forecasts(
         default=None, pattern=r"^(calls|tokens|cost_usd|concurrency)$", description="one metric"
     ),
     limit: int = Query(default=168, ge=1, le=1000),
+    cursor: str | None = CURSOR,
     principal: Principal = Depends(reader),
 ) -> Listing:
     """Empty until a tenant has a week of history (the note says when nothing is published)."""
@@ -175,4 +214,5 @@ def usage_forecasts(
         params=[metric] if metric else None,
         order_by="metric, bucket_start",
         limit=limit,
+        cursor=cursor,
     )

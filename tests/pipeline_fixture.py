@@ -39,6 +39,22 @@ def isolated_settings(home: Path) -> Settings:
     return settings
 
 
+def exchange_messages(store: EventStore) -> None:
+    """Bus traffic for the agent_communications mart: a session topic and a direct channel,
+    one body large enough to be stored as a blob."""
+    from nofx.bus import MessageBus
+    from nofx.domain import Message
+
+    bus = MessageBus(store)
+    agents = [a.agent_id for a in AgentRegistry(store).list()]
+    session = store.read_all(limit=1, stream_type="session")[0].stream_id.removeprefix("session-")
+    for i in range(3):
+        bus.publish(
+            Message(sender=agents[i], topic=f"session-{session}", session_id=session, body={"i": i})
+        )
+    bus.publish(Message(sender=agents[0], recipient=agents[1], body={"diff": "x" * 70_000}))
+
+
 @pytest.fixture(scope="session")
 def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PipelineRun]:
     settings = isolated_settings(tmp_path_factory.mktemp("pipeline") / "nofx-home")
@@ -47,6 +63,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PipelineRun]:
     register_mixed_fleet(registry)
     run_waves(store, registry, waves=4, per_wave=30)
     run_workflows(store, registry, 6)
+    exchange_messages(store)
     store.dispose()
     out = settings.home / "summary.json"
     with pytest.MonkeyPatch.context() as env, contextlib.redirect_stdout(io.StringIO()) as said:

@@ -12,6 +12,7 @@ visibility timeout.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 
 from nofx.bus import blobstore
 from nofx.bus.subscription import Delivery, Subscription, notifier_for
-from nofx.domain import Message, utcnow
+from nofx.domain import Message, NewEvent, utcnow
 from nofx.errors import ConcurrencyError, NotFoundError
 from nofx.store import EventStore
 from nofx.store.event_store import as_utc
@@ -39,6 +40,25 @@ class StoredMessage:
     session_id: str | None
     body: dict[str, Any]
     created_at: datetime
+
+
+MESSAGE_STREAM_TYPE = "bus"
+
+
+def published_event(message: Message, seq: int, *, stored_as_blob: bool) -> NewEvent:
+    """What analytics needs of a message (not its body), in OpenTelemetry messaging terms."""
+    return NewEvent(
+        type="MessagePublished",
+        payload={
+            "messaging.message.id": message.message_id,
+            "messaging.destination.name": message.channel,
+            "channel_seq": seq,
+            "session_id": message.session_id,
+            "sender": message.sender,
+            "body_bytes": len(json.dumps(message.body, default=str)),
+            "stored_as_blob": stored_as_blob,
+        },
+    )
 
 
 class MessageBus:
@@ -76,6 +96,14 @@ class MessageBus:
                             body_ref=ref,
                             created_at=utcnow(),
                         )
+                    )
+                    # the same transaction records it for analytics (agent_communications
+                    # mart): no message without its event, no event without its message
+                    tx.append(
+                        f"message-{message.message_id}",
+                        MESSAGE_STREAM_TYPE,
+                        message.tenant_id,
+                        [published_event(message, seq, stored_as_blob=ref is not None)],
                     )
             except IntegrityError:
                 again = self._by_id(message.message_id, message.tenant_id)

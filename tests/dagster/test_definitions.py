@@ -26,6 +26,7 @@ DBT_MODELS = {
     "pool_scaling_decisions",
     "api_latency_windows",
     "workflow_adaptations",
+    "agent_communications",
 }
 
 

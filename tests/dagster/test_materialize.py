@@ -187,7 +187,7 @@ def test_every_model_and_column_is_documented(pipeline: PipelineRun) -> None:
 
     manifest = json.loads(dbt_project().manifest_path.read_text())
     models = [n for n in manifest["nodes"].values() if n["resource_type"] == "model"]
-    assert len(models) == 13
+    assert len(models) == 14
     for model in models:
         assert model["description"], model["name"]
         built = {
@@ -233,3 +233,32 @@ def test_duration_forecasts_match_the_step_calls_and_are_tracked(pipeline: Pipel
     runs = client.search_runs([experiment.experiment_id])
     assert runs and runs[0].data.metrics["groups"] > 0
     assert warehouse_rows(pipeline, "select count(*) from analytics.usage_forecasts") == [(0,)]
+
+
+def test_agent_communications_mart_holds_every_bus_message(
+    pipeline: PipelineRun, store: EventStore
+) -> None:
+    """Each message the patterns exchanged is one mart row, in channel order, with its sender."""
+    from sqlalchemy import select
+
+    from nofx.store.schema import agent_communications
+
+    with store.engine.connect() as conn:
+        stored = {
+            r.message_id: (r.channel, r.channel_seq, r.sender, r.session_id)
+            for r in conn.execute(select(agent_communications))
+        }
+    mart = {
+        r[0]: r[1:]
+        for r in warehouse_rows(
+            pipeline,
+            "select message_id, channel, channel_seq, sender, session_id from agent_communications",
+        )
+    }
+    assert stored and mart == stored
+    kinds = warehouse_rows(
+        pipeline,
+        "select channel_kind, count(*), max(channel_seq), bool_or(stored_as_blob) "
+        "from agent_communications group by 1 order by 1",
+    )
+    assert kinds == [("direct", 1, 1, True), ("topic", 3, 3, False)]

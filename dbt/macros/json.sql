@@ -15,7 +15,7 @@
 {%- endmacro %}
 
 {% macro postgres__json_text(column, key) -%}
-  ({{ column }})::jsonb #>> '{ {{- key.split("/") | join(",") -}} }'
+  (({{ column }})::jsonb #>> '{ {{- key.split("/") | join(",") -}} }')
 {%- endmacro %}
 
 {% macro json_number(column, key, type=none) -%}

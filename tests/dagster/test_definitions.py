@@ -27,6 +27,7 @@ DBT_MODELS = {
     "api_latency_windows",
     "workflow_adaptations",
     "agent_communications",
+    "workflow_plans",
 }
 
 

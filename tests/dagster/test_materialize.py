@@ -187,7 +187,7 @@ def test_every_model_and_column_is_documented(pipeline: PipelineRun) -> None:
 
     manifest = json.loads(dbt_project().manifest_path.read_text())
     models = [n for n in manifest["nodes"].values() if n["resource_type"] == "model"]
-    assert len(models) == 14
+    assert len(models) == 15
     for model in models:
         assert model["description"], model["name"]
         built = {
@@ -262,3 +262,33 @@ def test_agent_communications_mart_holds_every_bus_message(
         "from agent_communications group by 1 order by 1",
     )
     assert kinds == [("direct", 1, 1, True), ("topic", 3, 3, False)]
+
+
+def test_workflow_plans_mart_matches_the_parsed_workflows(
+    pipeline: PipelineRun, store: EventStore
+) -> None:
+    """Every step of every requested workflow, with the parser's defaults filled in."""
+    from nofx.workflows import parse_workflow
+
+    expected = {}
+    for event in store.read_all(limit=100_000, stream_type="session"):
+        if event.type == "SessionRequested" and event.payload["pattern"] == "workflow":
+            spec = parse_workflow(event.payload["request"]["workflow"])
+            for step in spec.steps:
+                expected[f"{event.payload['session_id']}/{step.id}"] = (
+                    step.capability,
+                    len(step.needs),
+                    pytest.approx(step.estimates.duration_s),
+                    step.estimates.tokens,
+                    step.max_attempts,
+                    step.priority,
+                )
+    mart = {
+        r[0]: r[1:]
+        for r in warehouse_rows(
+            pipeline,
+            "select workflow_plan_step_id, capability, dependencies, estimated_duration_s, "
+            "estimated_tokens, max_attempts, priority from workflow_plans",
+        )
+    }
+    assert expected and mart == expected

@@ -18,7 +18,11 @@ def defs() -> dg.Definitions:
     from dagster_project.defs.forecasts import step_duration_forecasts, usage_forecasts
     from dagster_project.defs.ingest import raw_events
     from dagster_project.defs.jobs import everything, refresh_warehouse, run_requested_sessions
-    from dagster_project.defs.models import failure_model, session_failure_predictions
+    from dagster_project.defs.models import (
+        failure_model,
+        run_failure_model,
+        session_failure_predictions,
+    )
     from dagster_project.defs.operations import (
         agent_anomalies,
         alerts,
@@ -37,6 +41,7 @@ def defs() -> dg.Definitions:
             raw_events,
             nofx_dbt_assets(),
             failure_model,
+            run_failure_model,
             session_failure_predictions,
             step_duration_forecasts,
             usage_forecasts,

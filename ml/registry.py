@@ -12,21 +12,28 @@ import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import mlflow
 import mlflow.sklearn
+import numpy as np
+import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
 from ml.errors import ModelNotFoundError
-from ml.failure_model import PRIMARY_METRIC, TrainedModel, beats, evaluate, failure_probabilities
+from ml.failure_model import PRIMARY_METRIC, beats, evaluate, failure_probabilities
 
 CHALLENGER = "challenger"
 CHAMPION = "champion"
 # Types our pipelines hold beyond sklearn's own; skops refuses to load anything unlisted.
-SKOPS_TRUSTED_TYPES = ["numpy.dtype"]
+# types our pipelines hold that skops does not trust by default (the run model's splines)
+SKOPS_TRUSTED_TYPES = [
+    "numpy.dtype",
+    "scipy._lib.array_api_compat.numpy._aliases.asarray",
+    "scipy.interpolate._bsplines.BSpline",
+]
 
 
 @dataclass(frozen=True)
@@ -110,8 +117,21 @@ def load_champion(name: str, tracking_uri: str) -> Any:
     return mlflow.sklearn.load_model(f"models:/{name}@{CHAMPION}")
 
 
+class Registrable(Protocol):
+    """What registering needs of a trained model (the session and the run failure models)."""
+
+    pipeline: Any
+    metrics: dict[str, float]
+
+    @property
+    def holdout_features(self) -> pd.DataFrame: ...
+
+    @property
+    def holdout_labels(self) -> np.ndarray: ...
+
+
 def log_and_register(
-    trained: TrainedModel,
+    trained: Registrable,
     *,
     name: str,
     tracking_uri: str,
@@ -129,8 +149,8 @@ def log_and_register(
         try:
             champion_model = mlflow.sklearn.load_model(f"models:/{name}/{incumbent.version}")
             champion_metrics = evaluate(
-                failure_probabilities(champion_model, holdout),
-                trained.split.holdout["failed"].to_numpy(),
+                failure_probabilities(champion_model, holdout, list(holdout.columns)),
+                trained.holdout_labels,
             )
         except Exception as exc:  # a champion built on other features cannot be compared
             champion_metrics = {PRIMARY_METRIC: float("nan"), "error": float("nan")}
@@ -138,7 +158,13 @@ def log_and_register(
         else:
             comparison_error = None
     promote = beats(trained.metrics, champion_metrics)
-    if incumbent is None:
+    floor = trained.metrics.get("base_rate_brier")
+    if floor is not None and not beats(trained.metrics, None):
+        reason = (
+            f"{PRIMARY_METRIC} {trained.metrics[PRIMARY_METRIC]:.4f} does not beat always "
+            f"predicting the base rate ({floor:.4f}): kept as challenger only"
+        )
+    elif incumbent is None:
         reason = "no champion yet"
     elif champion_metrics is not None and "error" in champion_metrics:
         reason = f"champion could not score the holdout ({comparison_error})"

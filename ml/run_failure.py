@@ -23,6 +23,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, SplineTransformer, StandardScaler
 
 from ml.errors import InsufficientDataError
+from ml.failure_model import evaluate
 
 RUN_CATEGORICAL = ("agent_id", "capability")
 RUN_NUMERIC = (
@@ -42,7 +43,7 @@ RUN_CURVED = ("log_timeout_margin", "recent_failure_rate", "complexity", "contex
 RUN_LABEL = "failed"
 RECENT_RUNS = 20
 LATENCY_HISTORY = 50
-MIN_RUNS = 200
+MIN_RUNS = 100
 
 
 def add_history_features(runs: pl.DataFrame) -> pl.DataFrame:
@@ -124,7 +125,7 @@ def build_run_pipeline() -> Pipeline:
     return Pipeline(
         [
             ("features", preprocess),
-            ("classifier", LogisticRegression(C=1.0, max_iter=3000)),
+            ("classifier", LogisticRegression(C=0.1, max_iter=3000)),
         ]
     )
 
@@ -145,21 +146,58 @@ class RunFailureModel:
     pipeline: Pipeline
     threshold: float
     metrics: dict[str, float] = field(default_factory=dict)
+    holdout: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def probabilities(self, features: pd.DataFrame) -> np.ndarray:
         return np.asarray(self.pipeline.predict_proba(features[list(RUN_FEATURES)]))[:, 1]
 
+    @property
+    def holdout_features(self) -> pd.DataFrame:
+        return self.holdout[list(RUN_FEATURES)]
 
-def day_split(frame: pl.DataFrame, holdout_days: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Everything before the last ``holdout_days`` days trains; those days are held out."""
+    @property
+    def holdout_labels(self) -> np.ndarray:
+        return self.holdout[RUN_LABEL].to_numpy(dtype=int)
+
+
+def runs_from_step_calls(calls: pl.DataFrame) -> pl.DataFrame:
+    """The ``agent_step_calls`` mart as runs: attempts that completed or failed (abandoned
+    ones say nothing about the agent), with what was known when each started. The fleet
+    declares no context windows yet, so that input is absent (zero) in the product."""
+    finished = calls.filter(
+        pl.col("outcome").is_in(["completed", "failed"]) & pl.col("started_at").is_not_null()
+    )
+    return finished.select(
+        pl.col("step_call_id").alias("run_id"),
+        pl.col("started_at").alias("occurred_at"),
+        "agent_id",
+        "capability",
+        pl.col("complexity").fill_null(0.5).cast(pl.Float64),
+        pl.col("requested_input_tokens").fill_null(1000).cast(pl.Int64).alias("input_tokens"),
+        pl.col("timeout_s").fill_null(60.0).cast(pl.Float64),
+        pl.lit(None, dtype=pl.Int64).alias("context_window_tokens"),
+        pl.col("proficiency").fill_null(3).cast(pl.Float64),
+        pl.col("latency_ms").cast(pl.Float64),
+        (pl.col("outcome") == "failed").cast(pl.Int64).alias("failed"),
+    )
+
+
+def day_split(frame: pl.DataFrame, holdout_days: int | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Everything before the last ``holdout_days`` days trains; those days are held out.
+
+    With ``holdout_days=None`` (a history shorter than a couple of weeks) the latest quarter
+    of the runs by time is held out instead."""
     if frame.height < MIN_RUNS:
         raise InsufficientDataError(
             f"only {frame.height} agent runs to learn from; {MIN_RUNS} are needed",
             hint="run more sessions and materialize again",
         )
     last = frame["occurred_at"].max()
-    last_midnight = last.replace(hour=0, minute=0, second=0, microsecond=0)
-    cut = last_midnight - timedelta(days=holdout_days - 1)
+    if holdout_days is None:
+        cut = frame["occurred_at"].sort()[int(frame.height * 0.75)]
+    else:
+        last_midnight = last.replace(hour=0, minute=0, second=0, microsecond=0)
+        cut = last_midnight - timedelta(days=holdout_days - 1)
     train = frame.filter(pl.col("occurred_at") < cut).to_pandas()
     holdout = frame.filter(pl.col("occurred_at") >= cut).to_pandas()
     if train.empty or holdout.empty or train[RUN_LABEL].nunique() < 2:
@@ -171,7 +209,9 @@ def day_split(frame: pl.DataFrame, holdout_days: int) -> tuple[pd.DataFrame, pd.
     return train, holdout
 
 
-def train_run_failure_model(frame: pl.DataFrame, *, holdout_days: int = 7) -> RunFailureModel:
+def train_run_failure_model(
+    frame: pl.DataFrame, *, holdout_days: int | None = 7
+) -> RunFailureModel:
     """Fit on the earlier days, pick the threshold there, score the held-out days.
 
     ``frame`` is the output of :func:`add_history_features`. Metrics include the peers a
@@ -181,13 +221,15 @@ def train_run_failure_model(frame: pl.DataFrame, *, holdout_days: int = 7) -> Ru
     train, holdout = day_split(frame, holdout_days)
     pipeline = build_run_pipeline()
     pipeline.fit(train[list(RUN_FEATURES)], train[RUN_LABEL].astype(int))
-    model = RunFailureModel(pipeline=pipeline, threshold=0.5)
+    model = RunFailureModel(pipeline=pipeline, threshold=0.5, holdout=holdout)
     model.threshold = youden_threshold(
         train[RUN_LABEL].to_numpy(dtype=int), model.probabilities(train)
     )
     labels = holdout[RUN_LABEL].to_numpy(dtype=int)
     scores = np.clip(model.probabilities(holdout), 1e-6, 1 - 1e-6)
     metrics = {
+        # the session model's metrics too, so both compare alike in the registry
+        **evaluate(scores, labels, base_rate=float(train[RUN_LABEL].mean())),
         "auc": _auc(labels, scores),
         "balanced_accuracy": float(balanced_accuracy_score(labels, scores >= model.threshold)),
         "brier": float(brier_score_loss(labels, scores)),

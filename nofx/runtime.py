@@ -478,7 +478,11 @@ class Runtime:
             "gen_ai.provider.name": agent.provider.kind.value,
             "capability": request.capability,
         }
-        execution.emit("StepStarted", base, key=f"{sid}/{step_id}/{attempt}/started")
+        execution.emit(
+            "StepStarted",
+            {**base, "timeout_s": self.config.call_timeout_s},  # a failure-model input
+            key=f"{sid}/{step_id}/{attempt}/started",
+        )
         call = AgentCall(
             call_id=f"{sid}/{step_id}/{attempt}",
             capability=request.capability,

@@ -17,8 +17,12 @@ from ml.failure_model import failure_probabilities, train_failure_model
 from ml.features import session_features
 from ml.registry import load_champion_version, log_and_register
 from ml.registry import registry_rows as model_registry_rows
+from ml.run_failure import add_history_features, runs_from_step_calls, train_run_failure_model
 
 ML_GROUP = "ml"
+RUN_FAILURE_MODEL_NAME = "nofx-run-failure"
+# a day-based holdout once there are two weeks of runs; before that, the latest quarter
+RUN_HOLDOUT_DAYS = 7
 ANALYTICS_SCHEMA = "analytics"
 PREDICTION_MODELS_TABLE = f"{ANALYTICS_SCHEMA}.prediction_models"
 PREDICTIONS_TABLE = f"{ANALYTICS_SCHEMA}.operational_predictions"
@@ -57,7 +61,11 @@ def replace_table(conn: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFra
 
 
 def mirror_registry(warehouse: WarehouseResource, mlflow: MlflowResource) -> int:
-    rows = model_registry_rows(mlflow.model_name, mlflow.tracking_uri)
+    rows = [
+        row
+        for name in (mlflow.model_name, RUN_FAILURE_MODEL_NAME)
+        for row in model_registry_rows(name, mlflow.tracking_uri)
+    ]
     frame = pl.DataFrame(rows, schema=PREDICTION_MODELS_SCHEMA)
     with warehouse.connect() as conn:
         replace_table(conn, PREDICTION_MODELS_TABLE, frame)
@@ -106,6 +114,51 @@ def failure_model(
         "run_id": registered.run_id,
         "sessions": features.height,
         "metrics": dg.MetadataValue.json(registered.metrics),
+        "registry_versions": mirror_registry(warehouse, mlflow),
+    }
+    metadata.update({f"metric_{k}": v for k, v in registered.metrics.items()})
+    return dg.MaterializeResult(metadata=metadata)
+
+
+@dg.asset(
+    group_name=ML_GROUP,
+    kinds={"mlflow", "scikitlearn"},
+    deps=["agent_step_calls"],
+    description="Agent-run failure model (will this call fail?) on agent_step_calls: the "
+    "timeout margin against the agent's recent latency, its recent failures, the task. "
+    "Registered as nofx-run-failure with the same champion/challenger rule.",
+)
+def run_failure_model(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, mlflow: MlflowResource
+) -> dg.MaterializeResult:
+    with warehouse.connect(read_only=True) as conn:
+        calls = conn.sql("select * from main.agent_step_calls").pl()
+    runs = add_history_features(runs_from_step_calls(calls))
+    span_days = 0.0
+    if runs.height:
+        span = runs["occurred_at"].max() - runs["occurred_at"].min()  # type: ignore[operator]
+        span_days = span.total_seconds() / 86_400
+    holdout_days = RUN_HOLDOUT_DAYS if span_days >= 2 * RUN_HOLDOUT_DAYS else None
+    try:
+        trained = train_run_failure_model(runs, holdout_days=holdout_days)
+    except InsufficientDataError as exc:
+        context.log.warning(f"run_failure_model not trained: {exc}")
+        return dg.MaterializeResult(metadata={"skipped_reason": str(exc), "runs": runs.height})
+    registered = log_and_register(
+        trained,
+        name=RUN_FAILURE_MODEL_NAME,
+        tracking_uri=mlflow.tracking_uri,
+        artifact_root=mlflow.artifact_root,
+        experiment="nofx-run-failure-model",
+        tags={"dagster.run_id": context.run.run_id},
+    )
+    metadata: dict[str, Any] = {
+        "model_name": registered.name,
+        "version": registered.version,
+        "alias": registered.alias,
+        "reason": registered.reason,
+        "runs": runs.height,
+        "holdout": f"last {holdout_days} days" if holdout_days else "latest quarter of runs",
         "registry_versions": mirror_registry(warehouse, mlflow),
     }
     metadata.update({f"metric_{k}": v for k, v in registered.metrics.items()})

@@ -53,6 +53,7 @@ def test_definitions_hold_every_asset_with_lineage(definitions: dg.Definitions) 
             "agent_anomalies",
             "step_duration_forecasts",
             "usage_forecasts",
+            "run_failure_model",
         }
         | DBT_MODELS
     )

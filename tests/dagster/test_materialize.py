@@ -51,6 +51,7 @@ def test_every_stage_ran_and_every_asset_materialized(pipeline: PipelineRun) -> 
         "agent_anomalies",
         "step_duration_forecasts",
         "usage_forecasts",
+        "run_failure_model",
     }
     assert [line.split("]")[0] for line in pipeline.lines if line.startswith("[")] == [
         "[1/4",
@@ -145,7 +146,9 @@ def test_model_registered_as_champion_and_predictions_written(pipeline: Pipeline
     )
     assert 0 <= low <= high <= 1 and version == 1
     assert warehouse_rows(
-        pipeline, "select version, is_champion from analytics.prediction_models"
+        pipeline,
+        "select version, is_champion from analytics.prediction_models "
+        f"where model_name = '{FAILURE_MODEL_NAME}'",
     ) == [(1, True)]
     assert not list(Path.cwd().glob("mlruns"))  # artifacts went under NOFX_HOME
 
@@ -292,3 +295,26 @@ def test_workflow_plans_mart_matches_the_parsed_workflows(
         )
     }
     assert expected and mart == expected
+
+
+def test_run_failure_model_is_registered_and_mirrored(pipeline: PipelineRun) -> None:
+    """The agent-run model trains on the step calls (timeouts recorded by the runtime) and
+    sits in the registry mirror next to the session model."""
+    ((with_timeout, calls),) = warehouse_rows(
+        pipeline, "select count(timeout_s), count(*) from agent_step_calls"
+    )
+    assert with_timeout == calls > 100
+    client = MlflowClient(tracking_uri=pipeline.settings.mlflow_tracking_uri)
+    (found,) = client.search_model_versions("name = 'nofx-run-failure'")
+    version = client.get_model_version("nofx-run-failure", found.version)  # with its aliases
+    metrics = client.get_run(version.run_id).data.metrics
+    assert metrics["holdout_runs"] > 0 and "base_rate_brier" in metrics
+    # champion only if it beats always predicting the base rate; the reason says which
+    beat_base_rate = metrics["brier"] < metrics["base_rate_brier"]
+    assert ("champion" in version.aliases) == beat_base_rate
+    assert ("base rate" in version.tags["promotion"]) != beat_base_rate
+    mirrored = warehouse_rows(
+        pipeline,
+        "select model_name, count(*) from analytics.prediction_models group by 1 order by 1",
+    )
+    assert mirrored == [("nofx-run-failure", 1), ("nofx-session-failure", 1)]

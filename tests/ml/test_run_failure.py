@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import polars as pl
 import pytest
 from hypothesis import given, settings
@@ -104,3 +105,39 @@ def test_too_few_runs_or_one_outcome_say_what_to_do() -> None:
 
 def test_youden_threshold_separates_clean_scores() -> None:
     assert 0.2 < youden_threshold([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9]) <= 0.8
+
+
+def test_a_model_no_better_than_the_base_rate_never_becomes_champion() -> None:
+    from ml.failure_model import beats, evaluate
+
+    labels = np.array([0, 0, 0, 1])
+    scored = evaluate(np.array([0.9, 0.9, 0.9, 0.1]), labels, base_rate=0.25)
+    assert scored["base_rate_brier"] == pytest.approx(0.1875)
+    assert not beats(scored, None)  # worse than always saying 25%
+    good = evaluate(np.array([0.05, 0.05, 0.05, 0.9]), labels, base_rate=0.25)
+    assert beats(good, None) and beats(good, scored)
+    assert not beats(scored, good)
+
+
+def test_step_calls_become_runs_without_abandoned_attempts() -> None:
+    from ml.run_failure import runs_from_step_calls
+
+    calls = pl.DataFrame(
+        {
+            "step_call_id": ["s/a/1", "s/a/2", "s/b/1"],
+            "started_at": [T0, T0 + timedelta(seconds=5), T0 + timedelta(seconds=9)],
+            "agent_id": ["x", "y", "x"],
+            "capability": ["code.review"] * 3,
+            "complexity": [0.4, None, 0.2],
+            "requested_input_tokens": [800, 800, None],
+            "timeout_s": [30.0, None, 30.0],
+            "proficiency": [4, 2, None],
+            "latency_ms": [900.0, 0.0, 700.0],
+            "outcome": ["failed", "abandoned", "completed"],
+        }
+    )
+    runs = runs_from_step_calls(calls)
+    assert runs["run_id"].to_list() == ["s/a/1", "s/b/1"]
+    assert runs["failed"].to_list() == [1, 0]
+    assert runs["input_tokens"].to_list() == [800, 1000] and runs["timeout_s"][1] == 30.0
+    assert add_history_features(runs)["context_fill"].to_list() == [0.0, 0.0]

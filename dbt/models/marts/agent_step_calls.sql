@@ -3,6 +3,7 @@
         materialized='incremental',
         unique_key='step_call_id',
         incremental_strategy='delete+insert',
+        on_schema_change='append_new_columns',
     )
 }}
 -- One row per step attempt that reached an outcome (completed, failed or abandoned):
@@ -19,7 +20,7 @@ with outcomes as (
 
 started as (
     select session_id, step_id, attempt, occurred_at, agent_id, agent_version, agent_name,
-        provider_name, capability
+        provider_name, capability, timeout_s
     from {{ ref('stg_session_events') }}
     where event_type = 'StepStarted'
 ),
@@ -74,6 +75,7 @@ select
     coalesce(o.output_tokens, 0) as output_tokens,
     coalesce(o.cost_usd, 0.0) as cost_usd,
     o.latency_ms,
+    s.timeout_s,
     o.quality,
     sel.selection_score,
     sel.expected_success,

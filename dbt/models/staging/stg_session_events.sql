@@ -23,6 +23,7 @@ select
     {{ nofx.json_number('payload', 'gen_ai.usage.output_tokens', 'bigint') }} as output_tokens,
     {{ nofx.json_number('payload', 'cost_usd') }} as cost_usd,
     {{ nofx.json_number('payload', 'latency_ms') }} as latency_ms,
+    {{ nofx.json_number('payload', 'timeout_s') }} as timeout_s,
     {{ nofx.json_number('payload', 'quality') }} as quality,
     {{ nofx.json_number('payload', 'score') }} as selection_score,
     {{ nofx.json_number('payload', 'expected_success') }} as expected_success,

@@ -61,15 +61,26 @@ class Validation:
     rows: int
 
 
-def raw_events_suite(now: datetime | None = None) -> list[gxe.Expectation]:
-    """Structural expectations on raw.raw_events: the contract with the event store."""
-    latest = (now or datetime.now(UTC)).replace(tzinfo=None) + timedelta(days=1)
-    expectations: list[gxe.Expectation] = [
-        gxe.ExpectTableColumnsToMatchSet(column_set=RAW_COLUMNS, exact_match=True),
+KEY_COLUMNS = ["position", "stream_id", "seq"]
+# rows per GE batch for the row-level expectations: bounds memory on large warehouses
+CHUNK_ROWS = 200_000
+
+
+def raw_events_key_suite() -> list[gxe.Expectation]:
+    """Whole-table expectations on the narrow key columns: uniqueness needs every row."""
+    return [
         gxe.ExpectColumnValuesToBeUnique(column="position"),
         gxe.ExpectCompoundColumnsToBeUnique(column_list=["stream_id", "seq"]),
         gxe.ExpectColumnValuesToBeBetween(column="position", min_value=1),
         gxe.ExpectColumnValuesToBeBetween(column="seq", min_value=1),
+    ]
+
+
+def raw_events_row_suite(now: datetime | None = None) -> list[gxe.Expectation]:
+    """Row-level expectations, valid on any slice of the table."""
+    latest = (now or datetime.now(UTC)).replace(tzinfo=None) + timedelta(days=1)
+    expectations: list[gxe.Expectation] = [
+        gxe.ExpectTableColumnsToMatchSet(column_set=RAW_COLUMNS, exact_match=True),
         gxe.ExpectColumnValuesToBeBetween(
             column="occurred_at", min_value=EARLIEST_EVENT, max_value=latest
         ),
@@ -79,6 +90,44 @@ def raw_events_suite(now: datetime | None = None) -> list[gxe.Expectation]:
     ]
     expectations += [gxe.ExpectColumnValuesToNotBeNull(column=c) for c in REQUIRED_RAW_COLUMNS]
     return expectations
+
+
+def merge(parts: list[Validation]) -> Validation:
+    """One outcome from several batches of the same table (failures keep their batch)."""
+    failures = {
+        f"batch {i}/{key}": value
+        for i, part in enumerate(parts)
+        for key, value in part.failures.items()
+    }
+    return Validation(
+        passed=all(p.passed for p in parts),
+        evaluated=sum(p.evaluated for p in parts),
+        failures=failures,
+        rows=max((p.rows for p in parts), default=0),
+    )
+
+
+def validate_raw_events(warehouse: WarehouseResource, chunk_rows: int = CHUNK_ROWS) -> Validation:
+    """Keys over the whole table, everything else batch by batch (position ranges), so a
+    warehouse of millions of events is checked without holding its payloads in memory."""
+    with warehouse.connect() as conn:
+        ensure_raw_table(conn)
+        keys = conn.sql(f"select {', '.join(KEY_COLUMNS)} from {RAW_TABLE}").pl()
+    parts = [validate(keys, raw_events_key_suite(), "raw_events_keys")]
+    bounds = keys["position"].sort().gather_every(chunk_rows).to_list() if keys.height else []
+    for i, low in enumerate(bounds):
+        high = bounds[i + 1] if i + 1 < len(bounds) else None
+        where = f"position >= {int(low)}" + (f" and position < {int(high)}" if high else "")
+        with warehouse.connect() as conn:
+            batch = conn.sql(f"select * from {RAW_TABLE} where {where}").pl()
+        parts.append(validate(batch, raw_events_row_suite(), f"raw_events_{i}"))
+        del batch
+    if keys.is_empty():  # still check the table's columns
+        with warehouse.connect() as conn:
+            parts.append(
+                validate(conn.sql(f"select * from {RAW_TABLE}").pl(), raw_events_row_suite(), "raw")
+            )
+    return merge(parts)
 
 
 def stream_types_suite() -> list[gxe.Expectation]:
@@ -149,12 +198,6 @@ def check_result(validation: Validation, **metadata: Any) -> dg.AssetCheckResult
     )
 
 
-def read_raw_events(warehouse: WarehouseResource) -> pl.DataFrame:
-    with warehouse.connect() as conn:
-        ensure_raw_table(conn)
-        return conn.sql(f"select * from {RAW_TABLE} order by position").pl()
-
-
 @dg.asset_check(
     asset="raw_events",
     blocking=True,
@@ -162,7 +205,7 @@ def read_raw_events(warehouse: WarehouseResource) -> pl.DataFrame:
     "plausible times, JSON payloads. Blocks dbt when it fails.",
 )
 def raw_events_valid(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    return check_result(validate(read_raw_events(warehouse), raw_events_suite(), "raw_events"))
+    return check_result(validate_raw_events(warehouse))
 
 
 @dg.asset_check(
@@ -170,7 +213,9 @@ def raw_events_valid(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     description="Warns when events arrive from a stream type the marts do not model yet.",
 )
 def raw_events_known_stream_types(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    frame = read_raw_events(warehouse).select("stream_type")
+    with warehouse.connect() as conn:
+        ensure_raw_table(conn)
+        frame = conn.sql(f"select stream_type from {RAW_TABLE}").pl()
     validation = validate(frame, stream_types_suite(), "raw_stream_types")
     unknown = sorted(set(frame["stream_type"].unique().to_list()) - set(KNOWN_STREAM_TYPES))
     result = check_result(validation, unknown_stream_types=", ".join(unknown) or "none")

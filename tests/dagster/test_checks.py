@@ -11,9 +11,10 @@ import polars as pl
 from dagster_project.defs.checks import (
     agent_sessions_suite,
     raw_events_known_stream_types,
-    raw_events_suite,
+    raw_events_row_suite,
     raw_events_valid,
     validate,
+    validate_raw_events,
 )
 from dagster_project.defs.ingest import RAW_TABLE, copy_new_events, ensure_raw_table, raw_events
 from dagster_project.resources import EventStoreResource, WarehouseResource
@@ -119,7 +120,7 @@ def test_agent_sessions_suite_catches_negative_cost_duplicates_and_unknown_agent
 
 def test_raw_suite_rejects_missing_columns() -> None:
     frame = pl.DataFrame({"position": [1]})
-    outcome = validate(frame, raw_events_suite()[:1], "raw")
+    outcome = validate(frame, raw_events_row_suite()[:1], "raw")
     assert not outcome.passed and outcome.rows == 1
 
 
@@ -138,3 +139,22 @@ def test_ingest_is_idempotent_and_picks_up_a_late_commit(
         assert late.rows_added == 1
         positions = [r[0] for r in conn.execute(f"select position from {RAW_TABLE}").fetchall()]
     assert sorted(positions) == list(range(1, store.count_events() + 1))
+
+
+def test_batched_validation_finds_duplicates_across_batches_and_bad_rows_in_any(
+    settings: Settings,
+) -> None:
+    """Batches bound memory; keys are still checked over the whole table."""
+    rows = [good_row(p) for p in range(1, 8)]
+    rows.append((*good_row(9)[:3], 3, *good_row(9)[4:]))  # (stream, seq) of row 3 again
+    rows.append((*good_row(10)[:8], "{not json", good_row(10)[9]))  # in the last batch
+    insert_raw(settings, rows)
+    warehouse = WarehouseResource(path=str(settings.warehouse_path))
+    outcome = validate_raw_events(warehouse, chunk_rows=3)
+    assert not outcome.passed and outcome.rows == 9
+    described = " ".join(outcome.failures.values())
+    assert "compound_columns_to_be_unique" in described
+    assert "json_parseable(payload): unexpected=1" in described
+    assert any(key.startswith("batch 3/") for key in outcome.failures)  # rows 9-10: batch 3
+    clean = validate_raw_events(warehouse, chunk_rows=100)
+    assert clean.failures.keys() != outcome.failures.keys()  # batch labels follow the batching

@@ -9,6 +9,7 @@ are reported as unscheduled).
 
 from __future__ import annotations
 
+import bisect
 import heapq
 from dataclasses import dataclass, field
 
@@ -70,16 +71,21 @@ def schedule(
     def key(step_id: str) -> tuple[int, float, str]:
         return (-steps[step_id].priority, -rank[step_id], step_id)
 
-    ready: list[tuple[int, float, str]] = [key(i) for i, deps in waiting.items() if not deps]
-    heapq.heapify(ready)
+    # one ready heap per pool: a full pool's steps wait without being looked at again, so
+    # each event costs O(pools + log n) instead of a pass over every ready step
+    ready: dict[str, list[tuple[int, float, str]]] = {}
+
+    def make_ready(step_id: str) -> None:
+        heapq.heappush(ready.setdefault(steps[step_id].pool, []), key(step_id))
+
+    for step_id, deps in waiting.items():
+        if not deps:
+            make_ready(step_id)
     running: list[tuple[float, str, str, int]] = []  # (end, step, pool, worker)
     slots: list[Slot] = []
     spent = 0.0
     now = 0.0
     skipped: set[str] = set()
-
-    def pool_of(step_id: str) -> str:
-        return steps[step_id].pool
 
     def workers(pool: str) -> list[int]:
         if pool not in free:
@@ -93,34 +99,30 @@ def schedule(
         for child in dependants[step_id]:
             skip(child)
 
-    while ready or running:
-        deferred = []
-        while ready:
-            *_, step_id = heapq.heappop(ready)
+    while True:
+        # start ready steps in priority order across the pools that have a free worker
+        while True:
+            startable = [(heap[0], pool) for pool, heap in ready.items() if heap and workers(pool)]
+            if not startable:
+                break
+            _, pool = min(startable)
+            *_, step_id = heapq.heappop(ready[pool])
             step = steps[step_id]
             if budget_usd is not None and spent + step.estimates.cost_usd > budget_usd + 1e-12:
                 skip(step_id)
                 continue
-            pool = pool_of(step_id)
-            available = workers(pool)
-            if not available:
-                deferred.append(key(step_id))
-                continue
-            worker = available.pop(0)
+            worker = workers(pool).pop(0)
             spent += step.estimates.cost_usd
             end = now + step.estimates.duration_s
             heapq.heappush(running, (end, step_id, pool, worker))
             slots.append(Slot(step_id, pool, worker, now, end))
-        for item in deferred:
-            heapq.heappush(ready, item)
         if not running:
             break
         now, done, pool, worker = heapq.heappop(running)
-        workers(pool).append(worker)
-        workers(pool).sort()
+        bisect.insort(workers(pool), worker)
         for child in dependants[done]:
             waiting[child].discard(done)
             if not waiting[child] and child not in skipped:
-                heapq.heappush(ready, key(child))
+                make_ready(child)
     makespan = max((s.end_s for s in slots), default=0.0)
     return Schedule(slots, makespan, spent, sorted(skipped))

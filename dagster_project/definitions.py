@@ -17,7 +17,12 @@ def defs() -> dg.Definitions:
     )
     from dagster_project.defs.forecasts import step_duration_forecasts, usage_forecasts
     from dagster_project.defs.ingest import raw_events
-    from dagster_project.defs.jobs import everything, refresh_warehouse, run_requested_sessions
+    from dagster_project.defs.jobs import (
+        daily_rollup,
+        everything,
+        refresh_warehouse,
+        run_requested_sessions,
+    )
     from dagster_project.defs.models import (
         failure_model,
         run_failure_model,
@@ -30,16 +35,18 @@ def defs() -> dg.Definitions:
         recommendations,
     )
     from dagster_project.defs.sensors import (
+        daily_rollup_schedule,
         new_events_sensor,
         nightly_retrain,
         requested_sessions_sensor,
     )
-    from dagster_project.defs.transform import nofx_dbt_assets
+    from dagster_project.defs.transform import nofx_daily_dbt_assets, nofx_dbt_assets
 
     return dg.Definitions(
         assets=[
             raw_events,
             nofx_dbt_assets(),
+            nofx_daily_dbt_assets(),
             failure_model,
             run_failure_model,
             session_failure_predictions,
@@ -51,8 +58,8 @@ def defs() -> dg.Definitions:
             recommendations,
         ],
         asset_checks=[raw_events_valid, raw_events_known_stream_types, agent_sessions_valid],
-        jobs=[everything, refresh_warehouse, run_requested_sessions],
+        jobs=[everything, refresh_warehouse, daily_rollup, run_requested_sessions],
         sensors=[requested_sessions_sensor, new_events_sensor],
-        schedules=[nightly_retrain],
+        schedules=[nightly_retrain, daily_rollup_schedule],
         resources=build_resources(),
     )

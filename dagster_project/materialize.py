@@ -1,7 +1,7 @@
 """Materialize every asset into the Dagster instance at DAGSTER_HOME and print a summary.
 
-``python -m dagster_project.materialize [--json PATH]`` runs three stages (ingest, transform,
-ml), each a Dagster run that shows in the UI, with their asset checks; it stops at the first
+``python -m dagster_project.materialize [--json PATH]`` runs five stages (ingest, transform,
+daily, ml, operations), each a Dagster run that shows in the UI, with their asset checks; it stops at the first
 failed stage. dbt's own output goes to ``$NOFX_HOME/materialize.log``. The JSON summary
 is what ``nofx demo`` renders: {"assets", "raw_events_rows", "agent_sessions",
 "success_rate", "model": {"name", "version", "alias", "metrics"}, "checks", ...}.
@@ -26,10 +26,37 @@ from nofx.settings import Settings
 STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("ingest", ("ingest",)),
     ("transform", ("transform",)),
+    ("daily", ("daily",)),  # partitioned by day: every day the step calls cover, in one run
     ("ml", ("ml",)),
     ("operations", ("operations",)),
 )
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+
+
+def partition_range(warehouse: Path) -> tuple[str, str] | None:
+    """First and last UTC day of the step calls (clamped to the daily partitions), or None."""
+    from dagster_project.defs.transform import DAILY_PARTITIONS
+
+    if not warehouse.exists():
+        return None
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+        try:
+            first, last = conn.execute(
+                "select cast(min(ended_at) as date), cast(max(ended_at) as date) "
+                "from agent_step_calls"
+            ).fetchall()[0]
+        except duckdb.CatalogException:
+            return None
+    if first is None:
+        return None
+    keys = DAILY_PARTITIONS.get_partition_keys()
+    start = max(first.isoformat(), keys[0])
+    end = min(last.isoformat(), keys[-1])
+    return (start, end) if start <= end else None
 
 
 def metadata_values(event: Any) -> dict[str, Any]:
@@ -133,6 +160,14 @@ def materialize_all(
             key for key in graph.materializable_asset_keys if graph.get(key).group_name in groups
         ]
         names = ", ".join(sorted(k.to_user_string() for k in keys))
+        tags = {"nofx/stage": stage}
+        if stage == "daily":
+            days = partition_range(settings.warehouse_path)
+            if days is None:
+                say(f"[{index}/{len(STAGES)}] {stage}: no step calls yet, nothing to roll up")
+                continue
+            tags.update({RANGE_START_TAG: days[0], RANGE_END_TAG: days[1]})
+            names += f" (days {days[0]} to {days[1]})"
         say(f"[{index}/{len(STAGES)}] {stage}: {names}")
         with log_path.open("a") as log, contextlib.redirect_stdout(log):
             result = dg.materialize(
@@ -142,7 +177,7 @@ def materialize_all(
                 resources=resources,
                 run_config=QUIET_RUN_CONFIG,
                 raise_on_error=False,
-                tags={"nofx/stage": stage},
+                tags=tags,
             )
         runs.append(result.run_id)
         for event in result.get_asset_materialization_events():

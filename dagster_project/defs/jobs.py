@@ -6,7 +6,7 @@ import dagster as dg
 
 from dagster_project.defs.ingest import raw_events
 from dagster_project.defs.operations import OPERATIONS_GROUP
-from dagster_project.defs.transform import TRANSFORM_GROUP
+from dagster_project.defs.transform import DAILY_GROUP, DAILY_PARTITIONS, TRANSFORM_GROUP
 from dagster_project.resources import EventStoreResource
 from nofx.runtime import Runtime, RuntimeConfig
 
@@ -43,14 +43,23 @@ def run_requested_sessions() -> None:
 
 everything = dg.define_asset_job(
     "everything",
-    selection=dg.AssetSelection.all(),
-    description="Every asset: raw events, dbt staging and marts, the model and its predictions.",
+    selection=dg.AssetSelection.all() - dg.AssetSelection.groups(DAILY_GROUP),
+    description="Every unpartitioned asset: raw events, dbt staging and marts, the models, "
+    "forecasts and operations (the daily marts have their own job, one day per run).",
 )
 
 refresh_warehouse = dg.define_asset_job(
     "refresh_warehouse",
     selection=dg.AssetSelection.assets(raw_events)
-    | dg.AssetSelection.groups(TRANSFORM_GROUP, OPERATIONS_GROUP),
-    description="Land new events, rebuild the dbt models, score prediction accuracy and "
-    "evaluate the alert rules (no retraining).",
+    | dg.AssetSelection.groups(TRANSFORM_GROUP, DAILY_GROUP, OPERATIONS_GROUP),
+    partitions_def=DAILY_PARTITIONS,
+    description="Land new events, rebuild the dbt models and the day's partition of the daily "
+    "marts, score prediction accuracy and evaluate the alert rules (no retraining).",
+)
+
+daily_rollup = dg.define_asset_job(
+    "daily_rollup",
+    selection=dg.AssetSelection.groups(DAILY_GROUP),
+    partitions_def=DAILY_PARTITIONS,
+    description="Rebuild one day (or a range of days, in one run) of the daily marts.",
 )

@@ -4,11 +4,17 @@ Sensor cursors are JSON, so the UI shows what a sensor last acted on.
 """
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 from sqlalchemy import func, select
 
-from dagster_project.defs.jobs import everything, refresh_warehouse, run_requested_sessions
+from dagster_project.defs.jobs import (
+    daily_rollup,
+    everything,
+    refresh_warehouse,
+    run_requested_sessions,
+)
 from dagster_project.resources import EventStoreResource
 from nofx.domain import SessionStatus
 from nofx.store.schema import sessions
@@ -78,9 +84,14 @@ def new_events_sensor(
     seen = int(read_cursor(context.cursor).get("last_position", 0))
     if last <= seen:
         return dg.SkipReason(f"no new events since position {seen}")
+    today = datetime.now(UTC).strftime("%Y-%m-%d")  # the daily marts' partition that grows
     return dg.SensorResult(
         run_requests=[
-            dg.RunRequest(run_key=f"events/{last}", tags={"nofx/new_events": str(last - seen)})
+            dg.RunRequest(
+                run_key=f"events/{last}",
+                partition_key=today,
+                tags={"nofx/new_events": str(last - seen)},
+            )
         ],
         cursor=json.dumps({"last_position": last}),
     )
@@ -93,3 +104,16 @@ nightly_retrain = dg.ScheduleDefinition(
     execution_timezone="UTC",
     description="Rebuild the warehouse and retrain the failure model every night at 02:00 UTC.",
 )
+
+
+@dg.schedule(
+    job=daily_rollup,
+    cron_schedule="30 0 * * *",
+    execution_timezone="UTC",
+    description="At 00:30 UTC, rebuild yesterday's partition of the daily marts with its "
+    "late events included.",
+)
+def daily_rollup_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    tick = context.scheduled_execution_time or datetime.now(UTC)
+    yesterday = (tick.astimezone(UTC) - timedelta(days=1)).strftime("%Y-%m-%d")
+    return dg.RunRequest(run_key=f"daily/{yesterday}", partition_key=yesterday)

@@ -5,7 +5,9 @@ manifest is parsed on first use when missing (see ``resources.dbt_project``). db
 ``raw.raw_events`` maps to the ``raw_events`` asset, so lineage runs store -> raw -> marts.
 """
 
+import json
 from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
@@ -15,6 +17,14 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 from dagster_project.resources import WarehouseResource, dbt_project
 
 TRANSFORM_GROUP = "transform"
+DAILY_GROUP = "daily"
+# models rebuilt one UTC day at a time (time-based facts); everything else is built whole
+DAILY_MODELS = ("agent_performance_daily",)
+DAILY_PARTITIONS = dg.DailyPartitionsDefinition(
+    start_date="2025-01-01",
+    end_offset=1,
+    timezone="UTC",  # today's partition fills live
+)
 
 
 class NofxDbtTranslator(DagsterDbtTranslator):
@@ -26,7 +36,7 @@ class NofxDbtTranslator(DagsterDbtTranslator):
         return super().get_asset_key(dbt_resource_props)
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
-        return TRANSFORM_GROUP
+        return DAILY_GROUP if dbt_resource_props["name"] in DAILY_MODELS else TRANSFORM_GROUP
 
 
 def dbt_build_args(full_refresh: bool = False) -> list[str]:
@@ -47,6 +57,7 @@ def nofx_dbt_assets() -> dg.AssetsDefinition:
         project=project,
         dagster_dbt_translator=NofxDbtTranslator(),
         name="nofx_dbt",
+        exclude=" ".join(DAILY_MODELS),
     )
     def nofx_dbt(
         context: dg.AssetExecutionContext,
@@ -58,3 +69,35 @@ def nofx_dbt_assets() -> dg.AssetsDefinition:
             yield from dbt.cli(dbt_build_args(config.full_refresh), context=context).stream()
 
     return nofx_dbt
+
+
+def daily_vars(start: datetime, end: datetime) -> dict[str, str]:
+    """The dbt vars of a run over the days [start, end): naive UTC timestamps."""
+    return {
+        "min_day": start.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" "),
+        "max_day": end.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" "),
+    }
+
+
+@cache
+def nofx_daily_dbt_assets() -> dg.AssetsDefinition:
+    project = dbt_project()
+
+    @dbt_assets(
+        manifest=project.manifest_path,
+        project=project,
+        dagster_dbt_translator=NofxDbtTranslator(),
+        name="nofx_dbt_daily",
+        select=" ".join(DAILY_MODELS),
+        partitions_def=DAILY_PARTITIONS,
+        backfill_policy=dg.BackfillPolicy.single_run(),  # a range of days is one dbt run
+    )
+    def nofx_dbt_daily(
+        context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource
+    ) -> Iterator[Any]:
+        window = context.partition_time_window
+        args = ["build", "--vars", json.dumps(daily_vars(window.start, window.end))]
+        with warehouse.dbt_env():
+            yield from dbt.cli(args, context=context).stream()
+
+    return nofx_dbt_daily

@@ -69,8 +69,12 @@ def test_definitions_hold_every_asset_with_lineage(definitions: dg.Definitions) 
     assert parents("step_duration_forecasts") == parents("usage_forecasts") == {"agent_step_calls"}
     assert parents("workflow_executions") == {"agent_sessions", "stg_session_events", "stg_events"}
     assert parents("agent_relationships") == {"stg_events"}
-    groups = {graph.get(dg.AssetKey(m)).group_name for m in DBT_MODELS}
-    assert groups == {"transform"}
+    groups = {m: graph.get(dg.AssetKey(m)).group_name for m in DBT_MODELS}
+    assert {m for m, g in groups.items() if g == "daily"} == {"agent_performance_daily"}
+    assert set(groups.values()) == {"transform", "daily"}
+    daily = graph.get(dg.AssetKey("agent_performance_daily"))
+    assert isinstance(daily.partitions_def, dg.DailyPartitionsDefinition)
+    assert parents("agent_performance_daily") == {"agent_step_calls"}
 
 
 def test_checks_are_attached_and_blocking_where_they_guard_downstream(
@@ -109,6 +113,36 @@ def test_jobs_sensors_and_schedule(definitions: dg.Definitions) -> None:
     schedule = definitions.resolve_schedule_def("nightly_retrain")
     assert schedule.cron_schedule == "0 2 * * *"
     assert schedule.job_name == "everything"
+    assert "agent_performance_daily" not in {
+        k.to_user_string() for k in everything.asset_layer.executable_asset_keys
+    }  # unpartitioned runs never touch the daily marts
+    assert "agent_performance_daily" in refreshed
+    rollup = definitions.resolve_schedule_def("daily_rollup_schedule")
+    assert rollup.job_name == "daily_rollup" and rollup.cron_schedule == "30 0 * * *"
+
+
+def test_the_daily_schedule_rebuilds_yesterday() -> None:
+    from datetime import UTC, datetime
+
+    from dagster_project.defs.sensors import daily_rollup_schedule
+
+    context = dg.build_schedule_context(
+        scheduled_execution_time=datetime(2026, 3, 2, 0, 30, tzinfo=UTC)
+    )
+    request = daily_rollup_schedule(context)
+    assert request.partition_key == "2026-03-01"
+
+
+def test_daily_vars_are_whole_utc_days() -> None:
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from dagster_project.defs.transform import daily_vars
+
+    paris = timezone(timedelta(hours=1))
+    assert daily_vars(datetime(2026, 3, 1, 1, tzinfo=paris), datetime(2026, 3, 2, tzinfo=UTC)) == {
+        "min_day": "2026-03-01 00:00:00",
+        "max_day": "2026-03-02 00:00:00",
+    }
 
 
 def test_dbt_target_comes_from_the_environment() -> None:

@@ -54,10 +54,11 @@ def test_every_stage_ran_and_every_asset_materialized(pipeline: PipelineRun) -> 
         "run_failure_model",
     }
     assert [line.split("]")[0] for line in pipeline.lines if line.startswith("[")] == [
-        "[1/4",
-        "[2/4",
-        "[3/4",
-        "[4/4",
+        "[1/5",
+        "[2/5",
+        "[3/5",
+        "[4/5",
+        "[5/5",
     ]
 
 
@@ -179,7 +180,7 @@ def test_summary_json_and_runs_in_the_dagster_home(pipeline: PipelineRun) -> Non
     assert summary["dagster_home"] == str(pipeline.settings.dagster_home)
     records = pipeline.instance.get_run_records()
     assert {r.dagster_run.run_id for r in records} >= set(summary["dagster_runs"])
-    assert len(summary["dagster_runs"]) == 4  # one run per stage, visible in the UI
+    assert len(summary["dagster_runs"]) == 5  # one run per stage, visible in the UI
     assert pipeline.lines[-1].startswith("done in ")
     assert (pipeline.settings.dagster_home / "dagster.yaml").exists()
 
@@ -318,3 +319,41 @@ def test_run_failure_model_is_registered_and_mirrored(pipeline: PipelineRun) -> 
         "select model_name, count(*) from analytics.prediction_models group by 1 order by 1",
     )
     assert mirrored == [("nofx-run-failure", 1), ("nofx-session-failure", 1)]
+
+
+def test_daily_marts_are_materialized_per_day_and_a_day_rebuilds_alone(
+    pipeline: PipelineRun, tmp_path: Path
+) -> None:
+    """The daily stage records a partition for every day of step calls; rebuilding one day
+    replaces that day's rows exactly (delete+insert on whole days), leaving the rest."""
+    import shutil
+
+    from dagster_project.definitions import defs
+    from dagster_project.resources import build_resources
+    from nofx.settings import Settings
+
+    key = dg.AssetKey("agent_performance_daily")
+    days = {
+        d.isoformat()
+        for (d,) in warehouse_rows(
+            pipeline, "select distinct cast(ended_at as date) from agent_step_calls"
+        )
+    }
+    assert pipeline.instance.get_materialized_partitions(key) >= days
+    before = warehouse_rows(pipeline, "select * from agent_performance_daily order by all")
+    copy = tmp_path / "home"
+    shutil.copytree(pipeline.settings.home, copy, ignore=shutil.ignore_patterns("dagster"))
+    settings = Settings.from_env({"NOFX_HOME": str(copy)})
+    definitions = defs()
+    day = sorted(days)[-1]
+    result = dg.materialize(
+        list(definitions.assets or []),
+        selection=[key],
+        partition_key=day,
+        resources=build_resources(settings),
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    assert result.success
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as conn:
+        after = conn.execute("select * from agent_performance_daily order by all").fetchall()
+    assert after == before

@@ -1,5 +1,15 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key=['day', 'agent_id', 'capability'],
+        incremental_strategy='delete+insert',
+        on_schema_change='append_new_columns',
+    )
+}}
 -- Per agent, capability and UTC day: how many calls, how many succeeded, latency and spend.
 -- Abandoned attempts (lost workers) have no outcome to judge and are left out.
+-- Partitioned by day in Dagster: a run passes min_day/max_day and rebuilds just those days
+-- (whole days, so delete+insert on the day replaces them exactly); without them, every day.
 select
     cast(date_trunc('day', ended_at) as date) as day,
     agent_id,
@@ -16,4 +26,8 @@ select
     cast(sum(output_tokens) as bigint) as output_tokens
 from {{ ref('agent_step_calls') }}
 where outcome in ('completed', 'failed')
+{% if var('min_day', none) is not none %}
+    and ended_at >= cast('{{ var("min_day") }}' as timestamp)
+    and ended_at < cast('{{ var("max_day") }}' as timestamp)
+{% endif %}
 group by cast(date_trunc('day', ended_at) as date), agent_id, capability

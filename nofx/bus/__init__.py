@@ -84,6 +84,7 @@ class MessageBus:
                         or 0
                     )
                     body, ref = blobstore.put_if_large(tx.conn, message.body, self.inline_limit)
+                    created_at = utcnow()
                     tx.conn.execute(
                         comms.insert().values(
                             message_id=message.message_id,
@@ -94,7 +95,7 @@ class MessageBus:
                             sender=message.sender,
                             body=body,
                             body_ref=ref,
-                            created_at=utcnow(),
+                            created_at=created_at,
                         )
                     )
                     # the same transaction records it for analytics (agent_communications
@@ -110,8 +111,16 @@ class MessageBus:
                 if again is not None:
                     return again  # a concurrent publish of the same message won
                 continue  # another message took this sequence number: take the next one
-            stored = self._by_id(message.message_id, message.tenant_id)
-            assert stored is not None
+            # what was just written, without reading it back
+            stored = StoredMessage(
+                message.message_id,
+                message.channel,
+                seq,
+                message.sender,
+                message.session_id,
+                message.body,
+                created_at,
+            )
             notifier_for(self.store).signal(message.tenant_id, stored.channel)
             return stored
         raise ConcurrencyError(f"could not append to {message.channel}", hint="retry the publish")

@@ -79,7 +79,8 @@ def build_pipeline() -> Pipeline:
     return Pipeline(
         [
             ("features", preprocess),
-            ("classifier", LogisticRegression(C=1.0, max_iter=1000, class_weight=None)),
+            # strong regularisation: a few hundred sessions, a dozen one-hot columns
+            ("classifier", LogisticRegression(C=0.1, max_iter=1000, class_weight=None)),
         ]
     )
 
@@ -153,10 +154,14 @@ def train_failure_model(frame: pl.DataFrame) -> TrainedModel:
     split = time_split(frame)
     pipeline = build_pipeline()
     pipeline.fit(split.train[list(FEATURES)], split.train[LABEL].astype(int))
-    # no base-rate floor here yet: on the demo's few hundred sessions the model does not
-    # beat it, and the demo's predictions come from this champion (see the issue notes)
+    # the base-rate floor is reported, not yet enforced for this model: on the test fixture's
+    # 126 sessions it does not clear it, and the demo's predictions come from this champion
     metrics = evaluate(
         failure_probabilities(pipeline, split.holdout), split.holdout[LABEL].to_numpy()
+    )
+    constant = np.full(len(split.holdout), float(split.train[LABEL].mean()))
+    metrics["base_rate_brier_reference"] = float(
+        brier_score_loss(split.holdout[LABEL].to_numpy(), constant)
     )
     metrics["train_sessions"] = float(len(split.train))
     metrics["train_failure_rate"] = float(split.train[LABEL].mean())

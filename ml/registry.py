@@ -110,6 +110,16 @@ def load_champion_version(name: str, tracking_uri: str) -> tuple[str, Any]:
     return str(version.version), mlflow.sklearn.load_model(f"models:/{name}/{version.version}")
 
 
+def champion_decision_threshold(name: str, tracking_uri: str) -> float:
+    """The probability from which the champion's predictions say 'will fail' (chosen on its
+    training data; 0.5 for a version trained before thresholds were recorded)."""
+    client = configure(tracking_uri)
+    version = champion_version(client, name)
+    if version is None or not version.run_id:
+        return 0.5
+    return float(client.get_run(version.run_id).data.metrics.get("decision_threshold", 0.5))
+
+
 def load_champion(name: str, tracking_uri: str) -> Any:
     """The champion model (an sklearn pipeline with predict_proba) from ``models:/N@champion``."""
     configure(tracking_uri)

@@ -18,12 +18,12 @@ import pandas as pd
 import polars as pl
 from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import balanced_accuracy_score, brier_score_loss, roc_auc_score, roc_curve
+from sklearn.metrics import brier_score_loss, roc_auc_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, SplineTransformer, StandardScaler
 
 from ml.errors import InsufficientDataError
-from ml.failure_model import evaluate
+from ml.failure_model import evaluate, youden_threshold
 
 RUN_CATEGORICAL = ("agent_id", "capability")
 RUN_NUMERIC = (
@@ -130,13 +130,6 @@ def build_run_pipeline() -> Pipeline:
     )
 
 
-def youden_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
-    """The cut that maximises sensitivity + specificity (what balanced accuracy rewards)."""
-    fpr, tpr, thresholds = roc_curve(labels, scores)
-    best = int(np.argmax(tpr - fpr))
-    return float(min(1.0, thresholds[best]))
-
-
 def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float(roc_auc_score(labels, scores)) if len(set(labels.tolist())) == 2 else math.nan
 
@@ -229,9 +222,10 @@ def train_run_failure_model(
     scores = np.clip(model.probabilities(holdout), 1e-6, 1 - 1e-6)
     metrics = {
         # the session model's metrics too, so both compare alike in the registry
-        **evaluate(scores, labels, base_rate=float(train[RUN_LABEL].mean())),
+        **evaluate(
+            scores, labels, base_rate=float(train[RUN_LABEL].mean()), threshold=model.threshold
+        ),
         "auc": _auc(labels, scores),
-        "balanced_accuracy": float(balanced_accuracy_score(labels, scores >= model.threshold)),
         "brier": float(brier_score_loss(labels, scores)),
         "threshold": model.threshold,
         "holdout_runs": float(len(labels)),

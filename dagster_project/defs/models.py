@@ -15,7 +15,7 @@ from dagster_project.resources import MlflowResource, WarehouseResource
 from ml.errors import InsufficientDataError, ModelNotFoundError
 from ml.failure_model import failure_probabilities, train_failure_model
 from ml.features import session_features
-from ml.registry import load_champion_version, log_and_register
+from ml.registry import champion_decision_threshold, load_champion_version, log_and_register
 from ml.registry import registry_rows as model_registry_rows
 from ml.run_failure import add_history_features, runs_from_step_calls, train_run_failure_model
 
@@ -166,9 +166,14 @@ def run_failure_model(
 
 
 def predictions_frame(
-    features: pl.DataFrame, probabilities: Any, model_name: str, model_version: str
+    features: pl.DataFrame,
+    probabilities: Any,
+    model_name: str,
+    model_version: str,
+    threshold: float = 0.5,
 ) -> pl.DataFrame:
-    """One prediction per session, with the outcome alongside once it is known."""
+    """One prediction per session, with the outcome alongside once it is known;
+    ``predicted_failure`` uses the champion's decision threshold."""
     predicted_at = datetime.now(UTC).replace(tzinfo=None)
     return features.select(
         pl.concat_str([pl.col("session_id"), pl.lit(f"/{model_name}/{model_version}")]).alias(
@@ -181,7 +186,7 @@ def predictions_frame(
         pl.lit(model_name).alias("model_name"),
         pl.lit(int(model_version)).alias("model_version"),
         pl.Series("failure_probability", probabilities, dtype=pl.Float64),
-        (pl.Series("p", probabilities) >= 0.5).alias("predicted_failure"),
+        (pl.Series("p", probabilities, dtype=pl.Float64) >= threshold).alias("predicted_failure"),
         pl.col("status").alias("actual_status"),
         pl.lit(predicted_at).alias("predicted_at"),
     )
@@ -227,7 +232,8 @@ def session_failure_predictions(
     with warehouse.connect(read_only=True) as conn:
         features = session_features(conn, finished_only=False)
     probabilities = failure_probabilities(model, features.to_pandas()) if features.height else []
-    frame = predictions_frame(features, probabilities, mlflow.model_name, version)
+    threshold = champion_decision_threshold(mlflow.model_name, mlflow.tracking_uri)
+    frame = predictions_frame(features, probabilities, mlflow.model_name, version, threshold)
     with warehouse.connect() as conn:
         replace_table(conn, PREDICTIONS_TABLE, frame)
         logged = log_open_predictions(conn, frame)
@@ -236,6 +242,7 @@ def session_failure_predictions(
             "rows": frame.height,
             "logged_before_outcome": logged,
             "model_version": version,
+            "decision_threshold": threshold,
             "mean_failure_probability": float(frame["failure_probability"].mean() or 0.0),
             "dagster/row_count": frame.height,
         }

@@ -146,6 +146,16 @@ def test_model_registered_as_champion_and_predictions_written(pipeline: Pipeline
         "from analytics.operational_predictions",
     )
     assert 0 <= low <= high <= 1 and version == 1
+    # "will fail" from the champion's own threshold (chosen on training data), not 0.5
+    threshold = client.get_run(champion.run_id).data.metrics["decision_threshold"]
+    assert 0 < threshold < 1
+    ((mismatched, flagged),) = warehouse_rows(
+        pipeline,
+        "select count(*) filter (where predicted_failure != (failure_probability >= "
+        f"{threshold})), count(*) filter (where predicted_failure) "
+        "from analytics.operational_predictions",
+    )
+    assert mismatched == 0 and flagged > 0
     assert warehouse_rows(
         pipeline,
         "select version, is_champion from analytics.prediction_models "

@@ -83,7 +83,7 @@ def failure_rows(seeds: range, days: int, runs_per_day: int) -> list[dict[str, A
                 "seed": seed,
                 "holdout_runs": int(m["holdout_runs"]),
                 "failure_rate": m["holdout_failure_rate"],
-                "auc": m["auc"],
+                "auc": m["roc_auc"],
                 "balanced_accuracy": m["balanced_accuracy"],
                 "brier": m["brier"],
                 "agent_base_rate_auc": m["agent_base_rate_auc"],

@@ -1,9 +1,9 @@
 """Materialize every asset into the Dagster instance at DAGSTER_HOME and print a summary.
 
 ``python -m dagster_project.materialize [--json PATH]`` runs five stages (ingest, transform,
-daily, ml, operations), each a Dagster run that shows in the UI, with their asset checks; it stops at the first
-failed stage. dbt's own output goes to ``$NOFX_HOME/materialize.log``. The JSON summary
-is what ``nofx demo`` renders: {"assets", "raw_events_rows", "agent_sessions",
+daily, ml, operations), each a Dagster run that shows in the UI, with their asset checks;
+it stops at the first failed stage. dbt's own output goes to ``$NOFX_HOME/materialize.log``.
+The JSON summary is what ``nofx demo`` renders: {"assets", "raw_events_rows", "agent_sessions",
 "success_rate", "model": {"name", "version", "alias", "metrics"}, "checks", ...}.
 """
 

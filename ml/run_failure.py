@@ -18,7 +18,7 @@ import pandas as pd
 import polars as pl
 from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import brier_score_loss, roc_auc_score
+from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, SplineTransformer, StandardScaler
 
@@ -219,17 +219,16 @@ def train_run_failure_model(
         train[RUN_LABEL].to_numpy(dtype=int), model.probabilities(train)
     )
     labels = holdout[RUN_LABEL].to_numpy(dtype=int)
-    scores = np.clip(model.probabilities(holdout), 1e-6, 1 - 1e-6)
+    # the session model's metrics (brier, roc_auc, balanced accuracy at the threshold...),
+    # so both compare alike in the registry, plus the peers a user would compare against
     metrics = {
-        # the session model's metrics too, so both compare alike in the registry
         **evaluate(
-            scores, labels, base_rate=float(train[RUN_LABEL].mean()), threshold=model.threshold
+            model.probabilities(holdout),
+            labels,
+            base_rate=float(train[RUN_LABEL].mean()),
+            threshold=model.threshold,
         ),
-        "auc": _auc(labels, scores),
-        "brier": float(brier_score_loss(labels, scores)),
-        "threshold": model.threshold,
         "holdout_runs": float(len(labels)),
-        "holdout_failure_rate": float(labels.mean()),
         "train_runs": float(len(train)),
         "agent_base_rate_auc": _auc(labels, holdout["prior_failure_rate"].to_numpy()),
     }

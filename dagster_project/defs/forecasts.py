@@ -12,7 +12,7 @@ import polars as pl
 
 from dagster_project.defs.models import ANALYTICS_SCHEMA, ML_GROUP, replace_table
 from dagster_project.resources import MlflowResource, WarehouseResource
-from ml.duration import MIN_SAMPLES, QUANTILES, coverage, fit_quantiles, forecast
+from ml.duration import MIN_SAMPLES, QUANTILES, fit_quantiles, forecast
 from ml.errors import InsufficientDataError
 from ml.forecast import MIN_HISTORY_HOURS, backtest, forecast_usage, hourly_usage
 from ml.registry import log_tracking_run
@@ -28,11 +28,9 @@ USAGE_SCHEMA = {
 HORIZON_HOURS = 7 * 24
 
 
-def duration_table(calls: pl.DataFrame) -> pl.DataFrame:
-    """Latency and cost quantiles side by side, one row per (capability, agent) level."""
-    latency = fit_quantiles(calls, "latency_ms")
-    if latency.is_empty():
-        return pl.DataFrame()
+def duration_table(calls: pl.DataFrame, latency: pl.DataFrame) -> pl.DataFrame:
+    """Latency quantiles (already fitted) and cost quantiles side by side, one row per
+    (capability, agent) level."""
     cost = fit_quantiles(calls, "cost_usd")
     return latency.rename({"p50": "latency_p50_ms", "p90": "latency_p90_ms"}).join(
         cost.select(
@@ -65,23 +63,21 @@ def step_duration_forecasts(
             "where outcome = 'completed'"
         ).pl()
     # per tenant: one tenant's forecasts never mention another's agents
-    tables = [
-        duration_table(calls.filter(pl.col("tenant_id") == tenant)).with_columns(
-            pl.lit(tenant).alias("tenant_id")
-        )
-        for tenant in sorted(set(calls["tenant_id"].to_list()))
-    ]
-    tables = [t for t in tables if t.height]
+    tables, covered = [], 0
+    for tenant in sorted(set(calls["tenant_id"].to_list())):
+        mine = calls.filter(pl.col("tenant_id") == tenant)
+        latency = fit_quantiles(mine, "latency_ms")
+        if latency.is_empty():
+            continue
+        tables.append(duration_table(mine, latency).with_columns(pl.lit(tenant).alias("tenant_id")))
+        fitted = forecast(latency, mine.select("capability", "agent_id", "latency_ms"))
+        covered += int((fitted["latency_ms"] <= fitted["p90"]).sum())
     table = pl.concat(tables, how="diagonal") if tables else pl.DataFrame()
-    latency = fit_quantiles(calls, "latency_ms")
     with warehouse.connect() as conn:
         replace_table(conn, DURATION_TABLE, table)
     metrics: dict[str, float] = {"groups": float(table.height), "calls": float(calls.height)}
-    if calls.height and table.height:
-        fitted = forecast(latency, calls.select("capability", "agent_id", "latency_ms"))
-        metrics["in_sample_p90_coverage"] = coverage(
-            fitted["latency_ms"].to_numpy(), fitted["p90"].to_numpy()
-        )
+    if table.height:
+        metrics["in_sample_p90_coverage"] = covered / calls.height
         metrics["agent_level_share"] = float((table["level"] == "agent").mean() or 0.0)
     run_id = log_tracking_run(
         experiment="nofx-duration-forecasts",

@@ -91,7 +91,6 @@ def record(client: Any) -> tuple[dict[str, Any], list[str]]:
     pool_agent = _first(pools, "agent_id")
     queries: dict[str, dict[str, Any]] = {
         "/api/v1/orchestration/agents/select": {"capability": capability},
-        "/api/v1/analytics/forecasts/usage": {"limit": 3},
     }
     examples: dict[str, Any] = {}
     problems: list[str] = []
@@ -109,16 +108,16 @@ def record(client: Any) -> tuple[dict[str, Any], list[str]]:
             if path.endswith("/cancel"):
                 concrete = path.format(**{**ids, "session_id": pending["session_id"]})
             body = request_example(operation)
-            if path == "/api/v1/agents" and method in ("post", "put"):
+            if path == "/api/v1/agents" and method == "post":
                 body = {**body, "name": "example-coder"}
             if path == "/api/v1/agents/{agent_id}" and method == "put":
                 concrete = path.format(agent_id=ids.get("new_agent_id", agent_id))
                 body = {**body, "name": "example-coder"}
             if path.endswith("/adapt"):
                 body = {**body, "session_id": workflow["session_id"]}
-            params = {"limit": 3, **queries.get(path, {})} if method == "get" else None
-            if method == "get" and "{" in path:
-                params = queries.get(path)
+            params: dict[str, Any] | None = None
+            if method == "get":  # lists show three items; one-item reads take no limit
+                params = queries.get(path) if "{" in path else {"limit": 3, **queries.get(path, {})}
             answer = client.request(method.upper(), concrete, json=body, params=params)
             if answer.status_code >= 300:
                 problems.append(f"{key}: {answer.status_code} {answer.text[:300]}")

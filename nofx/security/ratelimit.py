@@ -48,14 +48,10 @@ class TokenBucket:
             return TokenBucket(self.rate, self.burst, tokens - granted, now), granted, 0.0
         return TokenBucket(self.rate, self.burst, tokens, now), 0, (1.0 - tokens) / self.rate
 
-    def take(self, now: float, cost: float = 1.0) -> tuple[TokenBucket, bool, float]:
-        """(new bucket, allowed, seconds until a token is free when refused)."""
-        elapsed = max(0.0, now - self.updated)
-        tokens = min(self.burst, self.tokens + elapsed * self.rate)
-        if tokens >= cost:
-            return TokenBucket(self.rate, self.burst, tokens - cost, now), True, 0.0
-        wait = (cost - tokens) / self.rate
-        return TokenBucket(self.rate, self.burst, tokens, now), False, wait
+    def take(self, now: float) -> tuple[TokenBucket, bool, float]:
+        """(new bucket, allowed, seconds until a token is free when refused): one token."""
+        bucket, granted, wait = self.take_up_to(now, 1)
+        return bucket, granted == 1, wait
 
 
 class Limiter(Protocol):

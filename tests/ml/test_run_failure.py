@@ -74,9 +74,9 @@ def test_held_out_days_auc_beats_the_agent_base_rate_and_nears_the_oracle() -> N
     model = train_run_failure_model(add_history_features(runs), holdout_days=7)
     m = model.metrics
     assert m["holdout_runs"] == 7 * 1500
-    assert m["auc"] >= 0.85, m
-    assert m["auc"] > m["agent_base_rate_auc"] + 0.2, m
-    assert m["auc"] <= m["oracle_auc"] + 0.02, m
+    assert m["roc_auc"] >= 0.85, m
+    assert m["roc_auc"] > m["agent_base_rate_auc"] + 0.2, m
+    assert m["roc_auc"] <= m["oracle_auc"] + 0.02, m
     assert m["balanced_accuracy"] >= 0.8, m
     # calibrated: predicted and observed failure rates agree on the held-out days
     assert m["brier"] < m["holdout_failure_rate"] * (1 - m["holdout_failure_rate"])

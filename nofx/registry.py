@@ -1,13 +1,16 @@
 """The agent registry: register, update (version bump), deregister, list, filter by capability.
 
 The ``agents`` table is a projection of the ``agent`` event streams, written in
-the same transaction as the events.
+the same transaction as the events. Every spec is checked against the operator
+policy (nofx.security.policy) before anything is written, and stored specs are
+read back with any inline secret redacted.
 """
 
 from __future__ import annotations
 
 import builtins
 import difflib
+import os
 from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
@@ -15,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from nofx.domain import Agent, AgentSpec, AgentStatus, NewEvent, new_id, utcnow
 from nofx.errors import ConcurrencyError, DuplicateAgentError, NotFoundError, UnknownCapabilityError
+from nofx.security.policy import OperatorPolicy, check_provider, policy_from_settings, redact_spec
 from nofx.store import EventStore
 from nofx.store.event_store import as_utc
 from nofx.store.schema import agent_capabilities, agents
@@ -28,7 +32,7 @@ def agent_stream(agent_id: str) -> str:
 
 def _row_to_agent(row: Any) -> Agent:
     return Agent(
-        **row.spec,
+        **redact_spec(row.spec),
         agent_id=row.agent_id,
         version=row.version,
         status=AgentStatus(row.status),
@@ -38,8 +42,25 @@ def _row_to_agent(row: Any) -> Agent:
 
 
 class AgentRegistry:
-    def __init__(self, store: EventStore) -> None:
+    def __init__(self, store: EventStore, policy: OperatorPolicy | None = None) -> None:
         self.store = store
+        self._policy = policy
+
+    @property
+    def policy(self) -> OperatorPolicy:
+        """The operator policy given, else this process's (read once, on first use)."""
+        if self._policy is None:
+            self._policy = policy_from_settings()
+        return self._policy
+
+    def check(self, spec: AgentSpec) -> None:
+        """Refuse a spec the operator policy does not allow (403) or that is malformed (422)."""
+        check_provider(
+            spec.provider.kind.value,
+            spec.provider.config,
+            self.policy,
+            path=os.environ.get("PATH"),
+        )
 
     def _write_capabilities(self, conn: Connection, agent_id: str, spec: AgentSpec) -> None:
         conn.execute(delete(agent_capabilities).where(agent_capabilities.c.agent_id == agent_id))
@@ -58,6 +79,7 @@ class AgentRegistry:
 
     def register(self, spec: AgentSpec, *, agent_id: str | None = None) -> Agent:
         """Add an agent; a second agent with the same name in the tenant is refused."""
+        self.check(spec)
         agent_id = agent_id or new_id("agt")
         now = utcnow()
         spec_json = spec.model_dump(mode="json")
@@ -99,6 +121,7 @@ class AgentRegistry:
         self, agent_id: str, spec: AgentSpec, *, expected_version: int | None = None
     ) -> Agent:
         """Replace an agent's spec and bump its version."""
+        self.check(spec)
         current = self.get(agent_id)
         if expected_version is not None and expected_version != current.version:
             raise ConcurrencyError(

@@ -7,6 +7,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+def policy_file(env: dict[str, str], home: Path) -> Path | None:
+    """The operator policy (docs/security.md): ``NOFX_POLICY_FILE``, else
+    ``<NOFX_HOME>/policy.yaml`` when it exists; None means the deny-all default."""
+    named = env.get("NOFX_POLICY_FILE")
+    if named:
+        return Path(named).expanduser().resolve()
+    default = home / "policy.yaml"
+    return default if default.is_file() else None
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -14,6 +24,7 @@ class Settings:
     warehouse_path: Path
     mlflow_tracking_uri: str
     dagster_home: Path
+    policy_file: Path | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -30,6 +41,7 @@ class Settings:
             warehouse_path=warehouse.resolve(),
             mlflow_tracking_uri=mlflow_uri,
             dagster_home=dagster_home.resolve(),
+            policy_file=policy_file(env, home),
         )
 
     def ensure_dirs(self) -> None:

@@ -26,6 +26,28 @@ def nofx_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
+LOCAL_AGENTS_POLICY = """\
+# what the tests' local agents need; production default is deny-all (docs/security.md)
+command:
+  allowed_executables: [{python}, sleep]
+python:
+  allowed_modules: [tests]
+"""
+
+
+@pytest.fixture
+def local_agents_policy(nofx_home: Path) -> Path:
+    """An operator policy.yaml in NOFX_HOME that lets tests run local agents: this Python,
+    ``sleep``, and functions defined under the ``tests`` package."""
+    import json
+    import sys
+
+    nofx_home.mkdir(parents=True, exist_ok=True)
+    path = nofx_home / "policy.yaml"
+    path.write_text(LOCAL_AGENTS_POLICY.format(python=json.dumps(sys.executable)))
+    return path
+
+
 @pytest.fixture
 def settings(nofx_home: Path) -> Settings:
     s = Settings.from_env()

@@ -15,6 +15,7 @@ from nofx.agents.base import (
 from nofx.agents.simulated import SimulatedProvider
 from nofx.domain import Agent, ProviderKind
 from nofx.errors import ConfigurationError
+from nofx.security.policy import OperatorPolicy
 
 __all__ = [
     "AgentCall",
@@ -37,8 +38,11 @@ class ProviderSet:
         self.providers: dict[ProviderKind, AgentProvider] = dict(providers or {})
 
     @classmethod
-    def default(cls, *, seed: int = 7, time_scale: float = 1.0) -> ProviderSet:
-        """The simulator, plus every real provider kind whose module is available."""
+    def default(
+        cls, *, seed: int = 7, time_scale: float = 1.0, policy: OperatorPolicy | None = None
+    ) -> ProviderSet:
+        """The simulator, plus every real provider kind, each checking every call against the
+        operator policy (this process's, read on first use, unless one is given)."""
         providers: dict[ProviderKind, AgentProvider] = {
             ProviderKind.SIMULATED: SimulatedProvider(seed=seed, time_scale=time_scale)
         }
@@ -49,9 +53,9 @@ class ProviderSet:
         except ImportError:  # pragma: no cover - all ship with nofx
             pass
         else:
-            providers[ProviderKind.OPENAI] = OpenAIProvider()
-            providers[ProviderKind.COMMAND] = CommandProvider()
-            providers[ProviderKind.PYTHON] = PythonProvider()
+            providers[ProviderKind.OPENAI] = OpenAIProvider(policy=policy)
+            providers[ProviderKind.COMMAND] = CommandProvider(policy=policy)
+            providers[ProviderKind.PYTHON] = PythonProvider(policy=policy)
         return cls(providers)
 
     def for_agent(self, agent: Agent) -> AgentProvider:

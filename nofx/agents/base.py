@@ -12,6 +12,14 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from nofx.domain import Agent
+from nofx.errors import NofxError
+from nofx.security.policy import (
+    ExecutableNotFoundError,
+    InlineSecretError,
+    OperatorPolicy,
+    PolicyDeniedError,
+    policy_from_settings,
+)
 
 
 class ErrorClass(StrEnum):
@@ -84,3 +92,33 @@ class AgentProvider(Protocol):
     """Anything that can run a call for an agent."""
 
     async def invoke(self, agent: Agent, call: AgentCall) -> AgentResult: ...
+
+
+def refused(agent: Agent, exc: NofxError) -> PermanentAgentError:
+    """A policy or configuration refusal at call time, as a permanent (never retried) error.
+
+    ``policy_denied`` means the operator policy no longer allows this stored agent.
+    """
+    if isinstance(exc, PolicyDeniedError | InlineSecretError):
+        error_type = "policy_denied"
+    elif isinstance(exc, ExecutableNotFoundError):
+        error_type = "executable_not_found"
+    else:
+        error_type = "configuration_error"
+    return PermanentAgentError(f"agent {agent.name}: {exc}", error_type=error_type)
+
+
+class PolicyBound:
+    """A provider that checks every call against the operator policy.
+
+    Given none, it reads this process's policy (settings) once, on first use.
+    """
+
+    def __init__(self, policy: OperatorPolicy | None = None) -> None:
+        self._policy = policy
+
+    @property
+    def policy(self) -> OperatorPolicy:
+        if self._policy is None:
+            self._policy = policy_from_settings()
+        return self._policy

@@ -1,5 +1,10 @@
 """Runs an agent as a subprocess (a coding-agent CLI, a script): the prompt in, stdout out.
 
+Only what the operator policy allows runs (``command.allowed_executables`` /
+``allowed_argv_prefixes``), checked again before every call; the child gets a
+minimal environment plus the secrets the agent references, and every secret
+value it prints is replaced by ``[REDACTED:<name>]`` before anything is returned.
+
 Exit code 0 is success; 75 (EX_TEMPFAIL, "try again later") is transient; any
 other exit is the agent's fault. A call that outlives its timeout has its whole
 process group killed, so no grandchild keeps running, and counts as a transient
@@ -13,9 +18,9 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
 import signal
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -25,10 +30,20 @@ from nofx.agents.base import (
     AgentFaultError,
     AgentResult,
     PermanentAgentError,
+    PolicyBound,
     TransientAgentError,
+    refused,
 )
 from nofx.agents.openai import estimate_tokens
 from nofx.domain import Agent
+from nofx.errors import NofxError
+from nofx.security.policy import (
+    OperatorPolicy,
+    Redactor,
+    SecretRef,
+    check_command,
+    resolve_secret,
+)
 
 EX_TEMPFAIL = 75
 STDIN_MODES = ("prompt", "json", "none")
@@ -36,44 +51,74 @@ STDIN_MODES = ("prompt", "json", "none")
 
 @dataclass(frozen=True)
 class CommandConfig:
-    """``provider.config`` of a ``command`` agent."""
+    """``provider.config`` of a ``command`` agent, checked against the operator policy.
+
+    ``argv[0]`` is kept as written (a multi-call binary dispatches on it); ``executable``
+    is the resolved real path the policy allowed, and the one that is started.
+    """
 
     argv: list[str]
+    executable: str
     cwd: str | None = None
     env: dict[str, str] = field(default_factory=dict)
-    inherit_env: bool = True
+    secret_env: dict[str, SecretRef] = field(default_factory=dict)
+    inherit_env: bool = False
     timeout_s: float = 300.0
     stdin: Literal["prompt", "json", "none"] = "prompt"
 
     @classmethod
-    def from_agent(cls, agent: Agent) -> CommandConfig:
+    def from_agent(
+        cls, agent: Agent, policy: OperatorPolicy, env: Mapping[str, str] | None = None
+    ) -> CommandConfig:
+        env = os.environ if env is None else env
         config = agent.provider.config
-        argv = config.get("argv")
-        if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
-            raise PermanentAgentError(
-                f"agent {agent.name}: provider.config.argv must be a non-empty list of strings, "
-                "e.g. ['my-agent', '--quiet']",
-                error_type="configuration_error",
-            )
-        stdin = config.get("stdin", "prompt")
-        if stdin not in STDIN_MODES:
-            raise PermanentAgentError(
-                f"agent {agent.name}: provider.config.stdin is {stdin!r}; "
-                f"use one of {', '.join(STDIN_MODES)}",
-                error_type="configuration_error",
-            )
+        path = env.get("PATH") if "PATH" in policy.command.env_passthrough else None
+        try:
+            resolved = check_command(config, policy, path=path)
+        except NofxError as exc:
+            raise refused(agent, exc) from None
         return cls(
-            argv=list(argv),
+            argv=list(config["argv"]),
+            executable=resolved[0],
             cwd=config.get("cwd"),
-            env={str(k): str(v) for k, v in config.get("env", {}).items()},
-            inherit_env=bool(config.get("inherit_env", True)),
+            env=dict(config.get("env", {})),
+            secret_env={
+                var: ref
+                for var, raw in config.get("secret_env", {}).items()
+                if (ref := SecretRef.parse(raw)) is not None
+            },
+            inherit_env=bool(config.get("inherit_env", False)),
             timeout_s=float(config.get("timeout_s", 300.0)),
-            stdin=stdin,
+            stdin=config.get("stdin", "prompt"),
         )
 
-    def environment(self) -> dict[str, str]:
-        base = dict(os.environ) if self.inherit_env else {}
-        return {**base, **self.env}
+    def environment(
+        self, agent: Agent, policy: OperatorPolicy, env: Mapping[str, str] | None = None
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """The child's environment, and the secrets in it by name (to redact its output).
+
+        Only ``command.env_passthrough`` names, the agent's own allowed ``env`` and the
+        secrets it references: never the worker's whole environment unless the operator
+        set ``command.allow_inherit_env``.
+        """
+        env = os.environ if env is None else env
+        if self.inherit_env:
+            base = dict(env)
+        else:
+            base = {k: env[k] for k in policy.command.env_passthrough if k in env}
+        secrets: dict[str, str] = {}
+        child = {**base, **self.env}
+        for var, ref in self.secret_env.items():
+            value = resolve_secret(ref, policy.secrets, env)
+            if value is None:
+                raise PermanentAgentError(
+                    f"agent {agent.name}: secret {ref} for {var} is not set; the operator "
+                    "sets it before starting the workers",
+                    error_type="missing_secret",
+                )
+            child[var] = value
+            secrets[ref.name] = value
+        return child, secrets
 
 
 def stdin_payload(config: CommandConfig, agent: Agent, call: AgentCall) -> bytes | None:
@@ -91,8 +136,8 @@ def stdin_payload(config: CommandConfig, agent: Agent, call: AgentCall) -> bytes
     return call.prompt.encode()
 
 
-def _tail(data: bytes, limit: int = 500) -> str:
-    return data.decode(errors="replace").strip()[-limit:]
+def _tail(text: str, limit: int = 500) -> str:
+    return text.strip()[-limit:]
 
 
 def _kill_group(process: asyncio.subprocess.Process) -> None:
@@ -101,32 +146,34 @@ def _kill_group(process: asyncio.subprocess.Process) -> None:
         os.killpg(process.pid, signal.SIGKILL)
 
 
-class CommandProvider:
+class CommandProvider(PolicyBound):
     """One provider object serves every ``command`` agent."""
 
+    def __init__(
+        self, policy: OperatorPolicy | None = None, env: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(policy)
+        self._env = env
+
     async def invoke(self, agent: Agent, call: AgentCall) -> AgentResult:
-        config = CommandConfig.from_agent(agent)
+        policy = self.policy
+        config = CommandConfig.from_agent(agent, policy, self._env)
         if config.cwd is not None and not Path(config.cwd).is_dir():
             raise PermanentAgentError(
                 f"agent {agent.name}: working directory {config.cwd!r} does not exist; "
                 "create it or fix provider.config.cwd",
                 error_type="configuration_error",
             )
-        env = config.environment()
+        env, secrets = config.environment(agent, policy, self._env)
+        redact = Redactor(secrets)
         executable = config.argv[0]
-        if shutil.which(executable, path=env.get("PATH")) is None:
-            raise PermanentAgentError(
-                f"agent {agent.name}: executable {executable!r} was not found "
-                "(or is not executable) on PATH; install it or put its full path in "
-                "provider.config.argv[0]",
-                error_type="executable_not_found",
-            )
         payload = stdin_payload(config, agent, call)
         timeout = min(config.timeout_s, call.timeout_s)
         started = time.perf_counter()
         try:
             process = await asyncio.create_subprocess_exec(
                 *config.argv,
+                executable=config.executable,
                 stdin=asyncio.subprocess.DEVNULL if payload is None else asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
@@ -134,7 +181,7 @@ class CommandProvider:
                 env=env,
                 start_new_session=True,
             )
-        except OSError as exc:  # e.g. a PATH entry that is not executable after all
+        except OSError as exc:  # e.g. a file that is not executable after all
             raise PermanentAgentError(
                 f"agent {agent.name}: cannot start {executable!r}: {exc}; "
                 "check provider.config.argv and the file's permissions",
@@ -158,24 +205,26 @@ class CommandProvider:
         latency_ms = (time.perf_counter() - started) * 1000
         input_tokens = estimate_tokens(call.prompt)
         code = process.returncode
+        # redact the whole text first: a secret cut by the tail must not leak its remainder
+        stderr_tail = _tail(redact(stderr.decode(errors="replace")))
         if code != 0:
-            stderr_tail = _tail(stderr) or "(no stderr)"
+            shown = stderr_tail or "(no stderr)"
             if code == EX_TEMPFAIL:
                 raise TransientAgentError(
                     f"{agent.name}: {executable} asked to be retried later "
-                    f"(exit {EX_TEMPFAIL}, EX_TEMPFAIL): {stderr_tail}",
+                    f"(exit {EX_TEMPFAIL}, EX_TEMPFAIL): {shown}",
                     error_type="temporary_failure",
                     latency_ms=latency_ms,
                     input_tokens=input_tokens,
                 )
             kind = "killed_by_signal" if code is not None and code < 0 else "nonzero_exit"
             raise AgentFaultError(
-                f"{agent.name}: {executable} exited with code {code}: {stderr_tail}",
+                f"{agent.name}: {executable} exited with code {code}: {shown}",
                 error_type=kind,
                 latency_ms=latency_ms,
                 input_tokens=input_tokens,
             )
-        output = stdout.decode(errors="replace").strip()
+        output = redact(stdout.decode(errors="replace").strip())
         output_tokens = estimate_tokens(output)
         return AgentResult(
             output=output,
@@ -187,6 +236,6 @@ class CommandProvider:
                 "tokens_estimated": True,
                 "token_estimate": "len(text) / 4",
                 "exit_code": code,
-                "stderr": _tail(stderr),
+                "stderr": stderr_tail,
             },
         )

@@ -4,7 +4,11 @@ Failures are classified for the retry policy: throttling, 503s, timeouts and
 broken connections are transient (retry the same agent, after ``Retry-After``
 when the server says so); other 5xx and unreadable answers are the agent's
 fault (reroute); a bad request, key, permission or URL is permanent (fail fast).
-API keys are read from the environment at call time and never written anywhere.
+
+Only origins the operator policy allows are called (``openai.allowed_base_urls``),
+redirects are never followed, and ``Authorization`` carries only a secret the
+policy allows (``api_key_env`` in ``secrets.allowed_env``, or ``secret_ref`` to the
+secrets file), read at call time and never written anywhere.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import os
 import time
 import weakref
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -27,9 +31,20 @@ from nofx.agents.base import (
     AgentFaultError,
     AgentResult,
     PermanentAgentError,
+    PolicyBound,
     TransientAgentError,
+    refused,
 )
 from nofx.domain import Agent
+from nofx.errors import NofxError
+from nofx.security.policy import (
+    OperatorPolicy,
+    Redactor,
+    SecretRef,
+    check_openai,
+    openai_secret_ref,
+    resolve_secret,
+)
 
 PERMANENT_HINTS = {
     400: "the endpoint rejected the request: check provider.config (model, max_tokens, ...)",
@@ -49,12 +64,11 @@ class ThrottledAgentError(TransientAgentError):
 
 @dataclass(frozen=True)
 class OpenAIConfig:
-    """``provider.config`` of an ``openai`` agent."""
+    """``provider.config`` of an ``openai`` agent, checked against the operator policy."""
 
     base_url: str
     model: str
-    api_key: str | None = None
-    api_key_env: str | None = None
+    secret: SecretRef | None = None
     timeout_s: float = 60.0
     temperature: float | None = None
     max_tokens: int | None = None
@@ -62,29 +76,18 @@ class OpenAIConfig:
     headers: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_agent(cls, agent: Agent) -> OpenAIConfig:
+    def from_agent(cls, agent: Agent, policy: OperatorPolicy) -> OpenAIConfig:
         config = agent.provider.config
-        missing = [key for key in ("base_url", "model") if not config.get(key)]
-        if missing:
-            raise PermanentAgentError(
-                f"agent {agent.name}: provider.config needs {' and '.join(missing)} "
-                "(e.g. base_url='https://api.openai.com/v1', model='gpt-4o-mini')",
-                error_type="configuration_error",
-            )
-        known = set(cls.__dataclass_fields__) | {"extra_headers"}
-        unknown = sorted(set(config) - known)
-        if unknown:
-            raise PermanentAgentError(
-                f"agent {agent.name}: unknown provider.config keys {', '.join(unknown)}; "
-                f"use only {', '.join(sorted(known))}",
-                error_type="configuration_error",
-            )
+        try:
+            check_openai(config, policy)
+            secret = openai_secret_ref(config, policy)
+        except NofxError as exc:
+            raise refused(agent, exc) from None
         headers = {**config.get("headers", {}), **config.get("extra_headers", {})}
         return cls(
             base_url=str(config["base_url"]).rstrip("/"),
             model=str(config["model"]),
-            api_key=config.get("api_key"),
-            api_key_env=config.get("api_key_env"),
+            secret=secret,
             timeout_s=float(config.get("timeout_s", 60.0)),
             temperature=None if config.get("temperature") is None else float(config["temperature"]),
             max_tokens=None if config.get("max_tokens") is None else int(config["max_tokens"]),
@@ -92,18 +95,20 @@ class OpenAIConfig:
             headers={str(k): str(v) for k, v in headers.items()},
         )
 
-    def resolve_api_key(self, agent_name: str, env: Mapping[str, str]) -> str | None:
-        if self.api_key:
-            return self.api_key
-        if not self.api_key_env:
+    def resolve_api_key(
+        self, agent_name: str, policy: OperatorPolicy, env: Mapping[str, str]
+    ) -> str | None:
+        if self.secret is None:
             return None  # e.g. a local server that needs no key
-        key = env.get(self.api_key_env)
+        key = resolve_secret(self.secret, policy.secrets, env)
         if not key:
-            raise PermanentAgentError(
-                f"agent {agent_name}: environment variable {self.api_key_env} is not set; "
-                "export the API key there before starting the runtime",
-                error_type="missing_api_key",
+            where = (
+                f"environment variable {self.secret.name} is not set; export the API key "
+                "there before starting the runtime"
+                if self.secret.source == "env"
+                else f"the secrets file has no value for {self.secret.name}"
             )
+            raise PermanentAgentError(f"agent {agent_name}: {where}", error_type="missing_api_key")
         return key
 
 
@@ -147,7 +152,7 @@ def _error_detail(response: httpx.Response) -> str:
     return str(body)[:200]
 
 
-class OpenAIProvider:
+class OpenAIProvider(PolicyBound):
     """One provider object serves every ``openai`` agent; clients are pooled per event loop."""
 
     def __init__(
@@ -155,7 +160,9 @@ class OpenAIProvider:
         *,
         client: httpx.AsyncClient | None = None,
         env: Mapping[str, str] | None = None,
+        policy: OperatorPolicy | None = None,
     ) -> None:
+        super().__init__(policy)
         self._client = client
         self._env = env
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
@@ -168,7 +175,9 @@ class OpenAIProvider:
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None or client.is_closed:
-            client = httpx.AsyncClient(limits=httpx.Limits(max_connections=200))
+            client = httpx.AsyncClient(
+                limits=httpx.Limits(max_connections=200), follow_redirects=False
+            )
             self._clients[loop] = client
         return client
 
@@ -192,9 +201,11 @@ class OpenAIProvider:
         return body
 
     async def invoke(self, agent: Agent, call: AgentCall) -> AgentResult:
-        config = OpenAIConfig.from_agent(agent)
+        policy = self.policy
+        config = OpenAIConfig.from_agent(agent, policy)
         env = os.environ if self._env is None else self._env
-        api_key = config.resolve_api_key(agent.name, env)
+        api_key = config.resolve_api_key(agent.name, policy, env)
+        redact = Redactor({config.secret.name: api_key} if config.secret and api_key else {})
         headers = {"Content-Type": "application/json", **config.headers}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
@@ -203,7 +214,11 @@ class OpenAIProvider:
         started = time.perf_counter()
         try:
             response = await self.client().post(
-                url, json=self.request_body(config, call), headers=headers, timeout=timeout
+                url,
+                json=self.request_body(config, call),
+                headers=headers,
+                timeout=timeout,
+                follow_redirects=False,  # a redirect could carry the key to another host
             )
         except httpx.TimeoutException as exc:
             raise TransientAgentError(
@@ -213,14 +228,27 @@ class OpenAIProvider:
             ) from exc
         except httpx.TransportError as exc:
             raise TransientAgentError(
-                f"{agent.name}: cannot reach {url} ({type(exc).__name__}: {exc})",
+                f"{agent.name}: cannot reach {url} ({type(exc).__name__}: {redact(str(exc))})",
                 error_type="connection_error",
                 latency_ms=(time.perf_counter() - started) * 1000,
             ) from exc
         latency_ms = (time.perf_counter() - started) * 1000
+        if 300 <= response.status_code < 400:
+            raise PermanentAgentError(
+                f"{agent.name}: HTTP {response.status_code} redirect to "
+                f"{response.headers.get('location', '?')[:200]!r} was not followed; "
+                "put the final URL in provider.config.base_url (the operator must allow it)",
+                error_type="redirect_refused",
+                latency_ms=latency_ms,
+            )
         if response.status_code >= 400:
-            raise self._http_error(agent, response, latency_ms)
-        return self._result(agent, call, response, latency_ms)
+            error = self._http_error(agent, response, latency_ms)
+            error.args = (redact(str(error)),)
+            raise error
+        result = self._result(agent, call, response, latency_ms)
+        if redact:
+            result = replace(result, output=redact(result.output))
+        return result
 
     def _http_error(
         self, agent: Agent, response: httpx.Response, latency_ms: float

@@ -5,6 +5,10 @@ dict ``{"output": ..., "input_tokens": ..., "output_tokens": ...}``. Async
 functions are awaited; plain ones run in a worker thread so they never block
 the runtime's event loop. A function may raise one of the agent errors itself
 (e.g. ``TransientAgentError``) to choose how the failure is retried.
+
+Only functions the operator policy allows are imported and called
+(``python.allowed_callables`` exactly, or anything defined in
+``python.allowed_modules``), checked again before every call.
 """
 
 from __future__ import annotations
@@ -22,9 +26,13 @@ from nofx.agents.base import (
     AgentFaultError,
     AgentResult,
     PermanentAgentError,
+    PolicyBound,
+    refused,
 )
 from nofx.agents.openai import estimate_tokens
 from nofx.domain import Agent
+from nofx.errors import NofxError
+from nofx.security.policy import OperatorPolicy, check_python, module_allowed
 
 AgentFunction = Callable[[str, dict[str, Any]], Any]
 
@@ -83,18 +91,38 @@ def call_context(agent: Agent, call: AgentCall) -> dict[str, Any]:
     }
 
 
-class PythonProvider:
+def defined_in_allowed_module(target: str, function: object, policy: OperatorPolicy) -> bool:
+    """A module grant covers what the module defines, not what it imported (``mod:os.system``)."""
+    if target in policy.python.allowed_callables:
+        return True
+    module = getattr(function, "__module__", None)
+    return isinstance(module, str) and module_allowed(module, policy.python.allowed_modules)
+
+
+class PythonProvider(PolicyBound):
     """One provider object serves every ``python`` agent; imports are cached."""
 
-    def __init__(self) -> None:
+    def __init__(self, policy: OperatorPolicy | None = None) -> None:
+        super().__init__(policy)
         self._functions: dict[str, AgentFunction] = {}
 
     def function(self, agent: Agent) -> AgentFunction:
-        target = agent.provider.config.get("callable")
-        key = str(target)
-        if key not in self._functions:
-            self._functions[key] = resolve_callable(target, agent.name)
-        return self._functions[key]
+        policy = self.policy
+        try:
+            target = check_python(agent.provider.config, policy)
+        except NofxError as exc:
+            raise refused(agent, exc) from None
+        if target not in self._functions:
+            function = resolve_callable(target, agent.name)
+            if not defined_in_allowed_module(target, function, policy):
+                raise PermanentAgentError(
+                    f"agent {agent.name}: {target} resolves to a function defined in "
+                    f"{getattr(function, '__module__', '?')!r}, outside python.allowed_modules; "
+                    "the operator must list it in python.allowed_callables",
+                    error_type="policy_denied",
+                )
+            self._functions[target] = function
+        return self._functions[target]
 
     async def invoke(self, agent: Agent, call: AgentCall) -> AgentResult:
         function = self.function(agent)

@@ -1,7 +1,9 @@
 """OpenAIProvider against a real HTTP server on 127.0.0.1 that speaks chat completions.
 
 The server's behaviour is chosen by the ``model`` in the request, so one server
-covers success, throttling, server errors, bad keys, slowness and garbage.
+covers success, throttling, server errors, bad keys, slowness, garbage and
+redirects. Every provider runs under an explicit operator policy that allows
+that server's origin and the ``TEST_KEY`` variable.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -24,6 +27,13 @@ from nofx.agents.openai import OpenAIProvider, ThrottledAgentError, parse_retry_
 from nofx.domain import Agent, AgentSpec, SessionRequest, SessionStatus, Task, utcnow
 from nofx.registry import AgentRegistry
 from nofx.runtime import Runtime, RuntimeConfig
+from nofx.security.policy import (
+    OpenAIPolicy,
+    OperatorPolicy,
+    SecretsPolicy,
+    SecretValues,
+    url_origin,
+)
 from nofx.store import EventStore
 
 API_KEY = "sk-test-not-a-real-key"
@@ -60,7 +70,17 @@ class ChatHandler(BaseHTTPRequestHandler):
             return
         model = body["model"]
         prompt = body["messages"][-1]["content"]
-        if model == "throttled":
+        if model == "redirect":
+            target = body["messages"][0]["content"] if len(body["messages"]) > 1 else "/"
+            self._send(307, b"{}", {"Location": target})
+        elif model == "echo-key":
+            content = f"your header was {self.headers.get('Authorization')}"
+            choice = {"index": 0, "message": {"role": "assistant", "content": content}}
+            self._send(200, json.dumps({"choices": [choice]}).encode())
+        elif model == "echo-key-error":
+            detail = {"error": {"message": f"bad {self.headers.get('Authorization')}"}}
+            self._send(400, json.dumps(detail).encode())
+        elif model == "throttled":
             error = {"error": {"message": "Rate limit reached", "type": "rate_limit"}}
             self._send(429, json.dumps(error).encode(), {"Retry-After": "7"})
         elif model == "overloaded":
@@ -131,9 +151,20 @@ def call(prompt: str = "write a parser", timeout_s: float = 10.0) -> AgentCall:
     )
 
 
+def policy(*urls: str, secrets: dict[str, str] | None = None) -> OperatorPolicy:
+    return OperatorPolicy(
+        openai=OpenAIPolicy(allowed_base_urls=frozenset(url_origin(u) for u in urls)),  # type: ignore[misc]
+        secrets=SecretsPolicy(
+            allowed_env=frozenset({"TEST_KEY"}),
+            file=Path("/etc/nofx/secrets.yaml") if secrets else None,
+            file_values=SecretValues(secrets),
+        ),
+    )
+
+
 @pytest.fixture
-def provider() -> OpenAIProvider:
-    return OpenAIProvider(env={"TEST_KEY": API_KEY})
+def provider(server: str) -> OpenAIProvider:
+    return OpenAIProvider(env={"TEST_KEY": API_KEY}, policy=policy(server))
 
 
 async def test_success_reads_output_usage_and_prices_it(server: str, provider: OpenAIProvider):
@@ -194,7 +225,7 @@ async def test_500_is_the_agents_fault(server: str, provider: OpenAIProvider):
     ],
 )
 async def test_client_errors_are_permanent(server: str, env, path, model, status):
-    provider = OpenAIProvider(env=env)
+    provider = OpenAIProvider(env=env, policy=policy(server))
     with pytest.raises(PermanentAgentError) as caught:
         await provider.invoke(make_agent(server + path, model=model), call())
     assert caught.value.error_type == status
@@ -204,14 +235,17 @@ async def test_client_errors_are_permanent(server: str, env, path, model, status
 
 async def test_missing_key_env_is_permanent_and_names_the_variable(server: str):
     with pytest.raises(PermanentAgentError, match="TEST_KEY is not set") as caught:
-        await OpenAIProvider(env={}).invoke(make_agent(server), call())
+        await OpenAIProvider(env={}, policy=policy(server)).invoke(make_agent(server), call())
     assert caught.value.error_type == "missing_api_key"
 
 
-async def test_a_literal_key_is_sent(server: str):
+async def test_a_literal_key_in_a_stored_spec_is_never_sent(server: str):
+    before = len(ChatHandler.requests)
     agent = make_agent(server, api_key=API_KEY, api_key_env=None)
-    result = await OpenAIProvider(env={}).invoke(agent, call("hi"))
-    assert result.output == "echo: hi"
+    with pytest.raises(PermanentAgentError, match="api_key_env") as caught:
+        await OpenAIProvider(env={}, policy=policy(server)).invoke(agent, call("hi"))
+    assert caught.value.error_type == "policy_denied"
+    assert len(ChatHandler.requests) == before
 
 
 async def test_timeout_is_transient(server: str, provider: OpenAIProvider):
@@ -222,12 +256,14 @@ async def test_timeout_is_transient(server: str, provider: OpenAIProvider):
     assert time.perf_counter() - started < 1.4
 
 
-async def test_connection_refused_is_transient(provider: OpenAIProvider):
+async def test_connection_refused_is_transient():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/v1"
+    provider = OpenAIProvider(env={"TEST_KEY": API_KEY}, policy=policy(url))
     with pytest.raises(TransientAgentError) as caught:
-        await provider.invoke(make_agent(f"http://127.0.0.1:{port}/v1"), call())
+        await provider.invoke(make_agent(url), call())
     assert caught.value.error_type == "connection_error"
 
 
@@ -241,8 +277,8 @@ async def test_malformed_answers_are_the_agents_fault(server: str, provider, mod
 @pytest.mark.parametrize(
     ("config", "message"),
     [
-        ({"model": ""}, "needs model"),
-        ({"temprature": 0.1}, "unknown provider.config keys temprature"),
+        ({"model": ""}, "model must be a model name"),
+        ({"temprature": 0.1}, "unknown provider.config keys for kind 'openai': temprature"),
     ],
 )
 async def test_bad_config_is_permanent(server: str, provider, config: dict, message: str):
@@ -265,6 +301,9 @@ async def test_runtime_runs_a_session_on_an_openai_agent_and_stores_no_key(
     server: str, store: EventStore, registry: AgentRegistry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("NOFX_TEST_OPENAI_KEY", API_KEY)
+    # the operator allows this server and this key, here through environment overrides
+    monkeypatch.setenv("NOFX_POLICY_OPENAI_ALLOWED_BASE_URLS", server)
+    monkeypatch.setenv("NOFX_POLICY_SECRETS_ALLOWED_ENV", "NOFX_TEST_OPENAI_KEY")
     registry.register(
         AgentSpec(
             name="remote",
@@ -290,3 +329,61 @@ async def test_runtime_runs_a_session_on_an_openai_agent_and_stores_no_key(
     assert done.cost_usd == pytest.approx(0.0021)
     everything = json.dumps([e.payload for e in store.read_all(limit=10_000)])
     assert API_KEY not in everything
+
+
+# -- the operator policy at call time (issue 10, finding 2) ----------------------------------
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data",
+        "http://localhost:{port}/v1",  # the same server under another origin
+        "https://127.0.0.1:{port}/v1",
+    ],
+)
+async def test_a_host_the_policy_does_not_allow_is_never_called(server: str, url: str):
+    port = server.split(":")[2].split("/")[0]
+    before = len(ChatHandler.requests)
+    provider = OpenAIProvider(env={"TEST_KEY": API_KEY}, policy=policy(server))
+    with pytest.raises(PermanentAgentError, match="openai.allowed_base_urls") as caught:
+        await provider.invoke(make_agent(url.format(port=port)), call())
+    assert caught.value.error_type == "policy_denied"
+    assert len(ChatHandler.requests) == before
+
+
+async def test_a_key_variable_the_policy_does_not_allow_is_never_read_or_sent(server: str):
+    before = len(ChatHandler.requests)
+    provider = OpenAIProvider(env={"SOME_SERVER_SECRET": "hunter2"}, policy=policy(server))
+    agent = make_agent(server, api_key_env="SOME_SERVER_SECRET")
+    with pytest.raises(PermanentAgentError, match="secrets.allowed_env") as caught:
+        await provider.invoke(agent, call())
+    assert caught.value.error_type == "policy_denied"
+    assert len(ChatHandler.requests) == before
+
+
+async def test_a_key_from_the_operators_secrets_file_is_sent(server: str):
+    provider = OpenAIProvider(env={}, policy=policy(server, secrets={"openai": API_KEY}))
+    agent = make_agent(server, api_key_env=None, secret_ref="file:openai")
+    result = await provider.invoke(agent, call("hi"))
+    assert result.output == "echo: hi"
+
+
+async def test_redirects_are_not_followed(server: str):
+    """A redirect could carry the Authorization header to a host the operator never allowed."""
+    port = server.split(":")[2].split("/")[0]
+    before = len(ChatHandler.requests)
+    agent = make_agent(
+        server, model="redirect", system_prompt=f"http://localhost:{port}/v1/chat/completions"
+    )
+    provider = OpenAIProvider(env={"TEST_KEY": API_KEY}, policy=policy(server))
+    with pytest.raises(PermanentAgentError) as caught:
+        await provider.invoke(agent, call())
+    assert caught.value.error_type == "redirect_refused"
+    assert len(ChatHandler.requests) == before + 1  # the redirect itself, nothing after
+
+
+async def test_a_key_echoed_by_the_server_is_redacted(server: str, provider: OpenAIProvider):
+    result = await provider.invoke(make_agent(server, model="echo-key"), call())
+    assert result.output == "your header was Bearer [REDACTED:TEST_KEY]"
+    with pytest.raises(PermanentAgentError) as caught:
+        await provider.invoke(make_agent(server, model="echo-key-error"), call())
+    assert API_KEY not in str(caught.value) and "[REDACTED:TEST_KEY]" in str(caught.value)

@@ -12,9 +12,20 @@ from nofx.agents.python import PythonProvider
 from nofx.domain import Agent, AgentSpec, SessionRequest, SessionStatus, Task, utcnow
 from nofx.registry import AgentRegistry
 from nofx.runtime import Runtime, RuntimeConfig
+from nofx.security.policy import OperatorPolicy, PythonPolicy
 from nofx.store import EventStore
 
 MODULE = "tests.agents.agent_functions"
+POLICY = OperatorPolicy(
+    python=PythonPolicy(
+        allowed_modules=("tests.agents",),
+        allowed_callables=frozenset({"no_such_package_xyz.agents:run"}),
+    )
+)
+
+
+def provider() -> PythonProvider:
+    return PythonProvider(policy=POLICY)
 
 
 def make_agent(target: object, **config: object) -> Agent:
@@ -37,7 +48,7 @@ def call(prompt: str = "hello world", **context: object) -> AgentCall:
 
 
 async def test_sync_function_runs_in_a_worker_thread_with_estimated_tokens() -> None:
-    result = await PythonProvider().invoke(make_agent(f"{MODULE}:shout"), call("hello world"))
+    result = await provider().invoke(make_agent(f"{MODULE}:shout"), call("hello world"))
     assert result.output.startswith("HELLO WORLD [text.summarize on ")
     assert threading.current_thread().name not in result.output
     assert result.input_tokens == 3  # ceil(11 / 4)
@@ -45,7 +56,7 @@ async def test_sync_function_runs_in_a_worker_thread_with_estimated_tokens() -> 
 
 
 async def test_async_function_reports_its_own_tokens_and_is_priced() -> None:
-    result = await PythonProvider().invoke(make_agent(f"{MODULE}:counted"), call("abc"))
+    result = await provider().invoke(make_agent(f"{MODULE}:counted"), call("abc"))
     assert result.output == "cba"
     assert (result.input_tokens, result.output_tokens) == (11, 7)
     assert result.cost_usd == pytest.approx(11 / 1000 + 7 / 1000 * 2)
@@ -53,43 +64,43 @@ async def test_async_function_reports_its_own_tokens_and_is_priced() -> None:
 
 
 async def test_partly_reported_tokens_are_completed_by_estimate() -> None:
-    result = await PythonProvider().invoke(make_agent(f"{MODULE}:partly_counted"), call())
+    result = await provider().invoke(make_agent(f"{MODULE}:partly_counted"), call())
     assert (result.input_tokens, result.output_tokens) == (5, 10)
     assert result.metadata["tokens_estimated"] is True
 
 
 async def test_sync_function_returning_a_coroutine_is_awaited() -> None:
-    result = await PythonProvider().invoke(make_agent(f"{MODULE}:returns_coroutine"), call("ab"))
+    result = await provider().invoke(make_agent(f"{MODULE}:returns_coroutine"), call("ab"))
     assert result.output == "ba"
 
 
 async def test_context_carries_call_context_and_options() -> None:
     agent = make_agent(f"{MODULE}:echo_options", options={"style": "terse"})
-    result = await PythonProvider().invoke(agent, call(ticket="T-1"))
+    result = await provider().invoke(agent, call(ticket="T-1"))
     assert result.output == "terse:T-1"
 
 
 async def test_dotted_attribute_paths_resolve() -> None:
-    result = await PythonProvider().invoke(make_agent(f"{MODULE}:Toolbox.summarise"), call())
+    result = await provider().invoke(make_agent(f"{MODULE}:Toolbox.summarise"), call())
     assert result.output == "hello"
 
 
 async def test_exceptions_are_the_agents_fault_named_by_type() -> None:
     with pytest.raises(AgentFaultError, match="model divided by zero") as caught:
-        await PythonProvider().invoke(make_agent(f"{MODULE}:explodes"), call())
+        await provider().invoke(make_agent(f"{MODULE}:explodes"), call())
     assert caught.value.error_type == "builtins.ZeroDivisionError"
 
 
 async def test_agent_errors_raised_by_the_function_keep_their_class() -> None:
     with pytest.raises(TransientAgentError) as caught:
-        await PythonProvider().invoke(make_agent(f"{MODULE}:busy"), call())
+        await provider().invoke(make_agent(f"{MODULE}:busy"), call())
     assert caught.value.error_type == "rate_limited"
 
 
 @pytest.mark.parametrize("name", ["returns_number", "bad_tokens"])
 async def test_wrong_return_values_are_bad_output(name: str) -> None:
     with pytest.raises(AgentFaultError) as caught:
-        await PythonProvider().invoke(make_agent(f"{MODULE}:{name}"), call())
+        await provider().invoke(make_agent(f"{MODULE}:{name}"), call())
     assert caught.value.error_type == "bad_output"
 
 
@@ -106,10 +117,11 @@ async def test_wrong_return_values_are_bad_output(name: str) -> None:
 )
 async def test_import_problems_are_permanent_with_clear_messages(target, message: str) -> None:
     with pytest.raises(PermanentAgentError, match=message) as caught:
-        await PythonProvider().invoke(make_agent(target), call())
+        await provider().invoke(make_agent(target), call())
     assert caught.value.error_type in ("import_error", "configuration_error")
 
 
+@pytest.mark.usefixtures("local_agents_policy")
 async def test_runtime_runs_a_python_agent_end_to_end(
     store: EventStore, registry: AgentRegistry
 ) -> None:
@@ -127,3 +139,44 @@ async def test_runtime_runs_a_python_agent_end_to_end(
     done = await runtime.run_session(session.session_id)
     assert done.status is SessionStatus.SUCCEEDED and done.output == "desserts"
     assert (done.input_tokens, done.output_tokens) == (11, 7)
+
+
+# -- the operator policy at call time (issue 10, finding 1) ----------------------------------
+@pytest.mark.parametrize(
+    "target",
+    [
+        "builtins:eval",
+        "os:system",
+        f"{MODULE}:threading.current_thread",  # imported into an allowed module, not defined there
+        f"{MODULE}:Toolbox.__init__",  # private parts could walk to anything
+        "tests.agents_evil:run",  # a module-name prefix is not a package prefix
+    ],
+)
+async def test_callables_the_policy_does_not_allow_are_refused(target: str) -> None:
+    with pytest.raises(PermanentAgentError) as caught:
+        await provider().invoke(make_agent(target), call())
+    assert caught.value.error_type == "policy_denied"
+
+
+async def test_the_default_policy_denies_every_python_agent() -> None:
+    with pytest.raises(PermanentAgentError, match="python.allowed_callables") as caught:
+        await PythonProvider(policy=OperatorPolicy()).invoke(make_agent(f"{MODULE}:shout"), call())
+    assert caught.value.error_type == "policy_denied"
+
+
+async def test_an_exactly_allowed_callable_runs_without_a_module_grant() -> None:
+    rules = OperatorPolicy(python=PythonPolicy(allowed_callables=frozenset({f"{MODULE}:shout"})))
+    result = await PythonProvider(policy=rules).invoke(make_agent(f"{MODULE}:shout"), call("hi"))
+    assert result.output.startswith("HI")
+    with pytest.raises(PermanentAgentError):
+        await PythonProvider(policy=rules).invoke(make_agent(f"{MODULE}:counted"), call())
+
+
+async def test_a_callable_allowed_once_is_checked_again_on_every_call() -> None:
+    allowing, denying = provider(), PythonProvider(policy=OperatorPolicy())
+    agent = make_agent(f"{MODULE}:shout")
+    await allowing.invoke(agent, call())
+    denying._functions = allowing._functions  # a warm cache must not bypass the policy
+    with pytest.raises(PermanentAgentError) as caught:
+        await denying.invoke(agent, call())
+    assert caught.value.error_type == "policy_denied"

@@ -8,6 +8,8 @@ import itertools
 import time
 from collections import Counter, defaultdict
 
+import pytest
+
 from nofx.domain import AgentSpec
 from nofx.registry import AgentRegistry
 from nofx.runtime import Runtime, RuntimeConfig
@@ -102,6 +104,7 @@ async def test_timeouts_and_an_agent_going_dark_move_work_to_the_others(
                 assert after.payload["agent_id"] != before.payload["agent_id"]
 
 
+@pytest.mark.usefixtures("local_agents_policy")
 async def test_a_slow_agent_under_a_short_call_timeout_is_killed_and_bypassed(
     store: EventStore, registry: AgentRegistry
 ) -> None:

@@ -27,6 +27,9 @@ EAGER = ScalingPolicy(
     scale_down_cooldown_s=0,
 )
 
+# these tests run local python agents (through fake providers): the operator allows them
+pytestmark = pytest.mark.usefixtures("local_agents_policy")
+
 
 class SlowFunction:
     """A python-kind provider: every call takes ``seconds`` and counts how many overlap."""
@@ -59,7 +62,10 @@ def one_agent(registry: AgentRegistry, max_concurrency: int = 2):  # type: ignor
         AgentSpec(
             name="pooled",
             capabilities=[{"name": "code.generate", "proficiency": 4}],
-            provider={"kind": "python"},
+            provider={
+                "kind": "python",
+                "config": {"callable": "tests.agents.agent_functions:shout"},
+            },
             max_concurrency=max_concurrency,
         )
     )

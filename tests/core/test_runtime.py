@@ -289,10 +289,16 @@ def test_replay_always_equals_the_live_projection(tmp_path_factory, n, error_rat
     store.dispose()
 
 
+@pytest.mark.usefixtures("local_agents_policy")
 async def test_a_crashing_provider_fails_the_attempt_not_the_runtime(store, registry) -> None:
     registry.register(
         AgentSpec(
-            name="buggy", capabilities=[{"name": "code.generate"}], provider={"kind": "python"}
+            name="buggy",
+            capabilities=[{"name": "code.generate"}],
+            provider={
+                "kind": "python",
+                "config": {"callable": "tests.agents.agent_functions:shout"},
+            },
         )
     )
 

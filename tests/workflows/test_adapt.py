@@ -27,6 +27,9 @@ FLOW = {
 }
 CAPS = {"code.generate", "code.review"}
 
+# these tests run local python agents (through fake providers): the operator allows them
+pytestmark = pytest.mark.usefixtures("local_agents_policy")
+
 
 def plan() -> Plan:
     return Plan(spec=WorkflowSpec.model_validate(FLOW))
@@ -111,7 +114,10 @@ async def test_a_workflow_adapted_while_a_step_runs(store: EventStore, registry)
             AgentSpec(
                 name=f"worker{i}",
                 capabilities=[{"name": c, "proficiency": 3} for c in sorted(CAPS)],
-                provider={"kind": "python"},
+                provider={
+                    "kind": "python",
+                    "config": {"callable": "tests.agents.agent_functions:shout"},
+                },
             )
         )
         for i in range(2)
@@ -204,7 +210,10 @@ async def test_a_workflow_at_risk_of_its_deadline_gets_more_slots(
         AgentSpec(
             name="worker",
             capabilities=[{"name": "code.generate", "proficiency": 3}],
-            provider={"kind": "python"},
+            provider={
+                "kind": "python",
+                "config": {"callable": "tests.agents.agent_functions:shout"},
+            },
             max_concurrency=100,
         )
     )

@@ -275,7 +275,7 @@ async def test_inheriting_the_whole_environment_is_the_operators_call(
             )
         }
     )
-    with pytest.raises(PermanentAgentError, match="command.allow_inherit_env"):
+    with pytest.raises(PermanentAgentError, match=r"command\.allow_inherit_env"):
         await provider().invoke(agent, call())
     result = await provider(allow_inherit_env=True).invoke(agent, call())
     assert result.output == "worker-private-value"
@@ -312,7 +312,7 @@ async def test_a_secret_in_a_failing_commands_stderr_is_redacted(
 
 async def test_a_secret_the_policy_does_not_allow_is_refused_before_running() -> None:
     agent = make_agent(python("print(1)"), secret_env={"S": "env:HOME_SECRET_NOT_ALLOWED"})
-    with pytest.raises(PermanentAgentError, match="secrets.allowed_env") as caught:
+    with pytest.raises(PermanentAgentError, match=r"secrets\.allowed_env") as caught:
         await provider().invoke(agent, call())
     assert caught.value.error_type == "policy_denied"
 
@@ -327,14 +327,14 @@ async def test_an_unset_secret_is_a_permanent_error(monkeypatch: pytest.MonkeyPa
 
 async def test_an_env_name_the_policy_does_not_allow_is_refused() -> None:
     agent = make_agent(python("print(1)"), env={"LD_PRELOAD": "/tmp/evil.so"})
-    with pytest.raises(PermanentAgentError, match="command.allowed_env") as caught:
+    with pytest.raises(PermanentAgentError, match=r"command\.allowed_env") as caught:
         await provider().invoke(agent, call())
     assert caught.value.error_type == "policy_denied"
 
 
 async def test_a_working_directory_outside_the_allowed_roots_is_refused(tmp_path: Path) -> None:
     agent = make_agent(python("print(1)"), cwd="/")
-    with pytest.raises(PermanentAgentError, match="command.allowed_cwd_roots") as caught:
+    with pytest.raises(PermanentAgentError, match=r"command\.allowed_cwd_roots") as caught:
         await provider(cwd_root=tmp_path).invoke(agent, call())
     assert caught.value.error_type == "policy_denied"
 

@@ -344,7 +344,7 @@ async def test_a_host_the_policy_does_not_allow_is_never_called(server: str, url
     port = server.split(":")[2].split("/")[0]
     before = len(ChatHandler.requests)
     provider = OpenAIProvider(env={"TEST_KEY": API_KEY}, policy=policy(server))
-    with pytest.raises(PermanentAgentError, match="openai.allowed_base_urls") as caught:
+    with pytest.raises(PermanentAgentError, match=r"openai\.allowed_base_urls") as caught:
         await provider.invoke(make_agent(url.format(port=port)), call())
     assert caught.value.error_type == "policy_denied"
     assert len(ChatHandler.requests) == before
@@ -354,7 +354,7 @@ async def test_a_key_variable_the_policy_does_not_allow_is_never_read_or_sent(se
     before = len(ChatHandler.requests)
     provider = OpenAIProvider(env={"SOME_SERVER_SECRET": "hunter2"}, policy=policy(server))
     agent = make_agent(server, api_key_env="SOME_SERVER_SECRET")
-    with pytest.raises(PermanentAgentError, match="secrets.allowed_env") as caught:
+    with pytest.raises(PermanentAgentError, match=r"secrets\.allowed_env") as caught:
         await provider.invoke(agent, call())
     assert caught.value.error_type == "policy_denied"
     assert len(ChatHandler.requests) == before

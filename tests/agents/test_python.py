@@ -159,7 +159,7 @@ async def test_callables_the_policy_does_not_allow_are_refused(target: str) -> N
 
 
 async def test_the_default_policy_denies_every_python_agent() -> None:
-    with pytest.raises(PermanentAgentError, match="python.allowed_callables") as caught:
+    with pytest.raises(PermanentAgentError, match=r"python\.allowed_callables") as caught:
         await PythonProvider(policy=OperatorPolicy()).invoke(make_agent(f"{MODULE}:shout"), call())
     assert caught.value.error_type == "policy_denied"
 

@@ -1,0 +1,532 @@
+"""The operator policy (issue 10, findings 1, 2 and the secrets items of 10), through the real
+API with real keys of tenants alpha and beta, the real runtime and the real CLI.
+
+Every refusal is checked for what a tenant sees (403/422 problem+json naming the policy key)
+and for what is left behind (nothing stored, no secret in any event).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlalchemy import insert
+
+from nofx.api.app import create_app
+from nofx.domain import AgentSpec, SessionStatus, utcnow
+from nofx.registry import AgentRegistry
+from nofx.runtime import Runtime, RuntimeConfig
+from nofx.security import ApiKeyService, Scope
+from nofx.security.policy import (
+    REDACTED,
+    CommandPolicy,
+    OpenAIPolicy,
+    OperatorPolicy,
+    PolicyFileError,
+    PythonPolicy,
+    Redactor,
+    SecretRef,
+    argv_prefix_allowed,
+    base_url_allowed,
+    callable_allowed,
+    executable_allowed,
+    inline_secret_paths,
+    load_policy,
+    module_allowed,
+    path_within,
+    redact_event_payload,
+    secret_looking_key,
+    url_origin,
+)
+from nofx.settings import Settings
+from nofx.store import EventStore
+from nofx.store.schema import agent_capabilities, agents
+
+SERVER_SECRET = "server-only-secret-5b1e7c"  # what an attacker wants to read
+PYTHON = os.path.realpath(sys.executable)
+CAPS = [{"name": "code.generate", "proficiency": 4}]
+
+
+def spec(kind: str, config: dict[str, Any], name: str = "evil") -> dict[str, Any]:
+    return {"name": name, "capabilities": CAPS, "provider": {"kind": kind, "config": config}}
+
+
+def problem(response: Any, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    return dict(response.json())
+
+
+@pytest.fixture
+def api(store: EventStore, nofx_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict]:
+    """The API as ``nofx up`` serves it, with read/write keys for tenants alpha and beta."""
+    monkeypatch.setenv("SOME_SERVER_SECRET", SERVER_SECRET)
+    monkeypatch.setenv("SECRET", SERVER_SECRET)
+    keys = ApiKeyService(store)
+    auth = {
+        f"{tenant}_{scope.value}": {
+            "Authorization": f"Bearer {keys.create(tenant, scope.value, {scope}).plaintext}"
+        }
+        for tenant in ("alpha", "beta")
+        for scope in (Scope.READ, Scope.WRITE)
+    }
+    with TestClient(create_app(store=store, auth_required=True)) as client:
+        yield {"client": client, "auth": auth, "store": store}
+
+
+def agent_events(store: EventStore) -> list[Any]:
+    return [e for e in store.read_all(limit=100_000) if e.stream_type == "agent"]
+
+
+def everything(store: EventStore) -> str:
+    return json.dumps([e.payload for e in store.read_all(limit=100_000)], default=str)
+
+
+# -- finding 1: code execution through a write key -------------------------------------------
+@pytest.mark.parametrize(
+    ("kind", "config", "policy_key"),
+    [
+        ("command", {"argv": ["sh", "-c", "id; echo $SECRET"]}, "command.allowed_executables"),
+        (
+            "command",
+            {"argv": ["/bin/sh", "-c", "cat .nofx/nofx.db"]},
+            "command.allowed_executables",
+        ),
+        ("python", {"callable": "builtins:eval"}, "python.allowed_callables"),
+        ("python", {"callable": "os:system"}, "python.allowed_callables"),
+        (
+            "openai",
+            {"base_url": "http://169.254.169.254/latest", "model": "m"},
+            "openai.allowed_base_urls",
+        ),
+        (
+            "openai",
+            {"base_url": "https://attacker.example/v1", "model": "m", "api_key_env": "SECRET"},
+            "openai.allowed_base_urls",
+        ),
+    ],
+)
+def test_a_write_key_cannot_register_code_or_outbound_calls(
+    api: dict, kind: str, config: dict, policy_key: str
+) -> None:
+    client, auth, store = api["client"], api["auth"], api["store"]
+    response = client.post("/api/v1/agents", json=spec(kind, config), headers=auth["alpha_write"])
+    body = problem(response, 403)
+    assert body["type"].endswith("/policy-denied")
+    assert policy_key in body["detail"] and "policy.yaml" in body["detail"]
+    assert client.get("/api/v1/agents", headers=auth["alpha_read"]).json()["items"] == []
+    assert agent_events(store) == []
+
+
+def test_an_allowed_host_does_not_make_any_server_variable_a_usable_key(
+    api: dict, nofx_home: Path
+) -> None:
+    (nofx_home / "policy.yaml").write_text(
+        "openai:\n  allowed_base_urls: [https://api.example.com]\n"
+        "secrets:\n  allowed_env: [OPENAI_API_KEY]\n"
+    )
+    config = {"base_url": "https://api.example.com/v1", "model": "m"}
+    client, auth = api["client"], api["auth"]
+    denied = client.post(
+        "/api/v1/agents",
+        json=spec("openai", {**config, "api_key_env": "SOME_SERVER_SECRET"}),
+        headers=auth["alpha_write"],
+    )
+    assert "secrets.allowed_env" in problem(denied, 403)["detail"]
+    allowed = client.post(
+        "/api/v1/agents",
+        json=spec("openai", {**config, "api_key_env": "OPENAI_API_KEY"}, name="ok"),
+        headers=auth["alpha_write"],
+    )
+    assert allowed.status_code == 201, allowed.text
+
+
+def test_updating_an_agent_into_a_command_is_refused_too(api: dict) -> None:
+    client, auth = api["client"], api["auth"]
+    created = client.post(
+        "/api/v1/agents", json=spec("simulated", {}, name="sim"), headers=auth["alpha_write"]
+    ).json()
+    response = client.put(
+        f"/api/v1/agents/{created['agent_id']}",
+        json=spec("command", {"argv": ["sh", "-c", "id"]}, name="sim"),
+        headers=auth["alpha_write"],
+    )
+    assert "command.allowed_executables" in problem(response, 403)["detail"]
+    again = client.get(f"/api/v1/agents/{created['agent_id']}", headers=auth["alpha_read"])
+    assert again.json()["provider"]["kind"] == "simulated" and again.json()["version"] == 1
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"argv": "sh -c id"},
+        {"argv": []},
+        {"argv": [PYTHON], "stdin": "file"},
+        {"argv": [PYTHON], "typo": 1},
+    ],
+)
+def test_a_malformed_command_spec_is_422(api: dict, config: dict) -> None:
+    response = api["client"].post(
+        "/api/v1/agents", json=spec("command", config), headers=api["auth"]["alpha_write"]
+    )
+    assert problem(response, 422)["type"].endswith("/invalid-provider-config")
+
+
+def test_an_agent_stored_before_the_policy_changed_cannot_run(api: dict, store: EventStore) -> None:
+    """Written by a registry that allowed it (an old policy, or straight into the DB)."""
+    permissive = OperatorPolicy(
+        command=CommandPolicy(
+            allowed_executables=frozenset({os.path.realpath("/bin/sh")}), allow_inherit_env=True
+        )
+    )
+    AgentRegistry(store, policy=permissive).register(
+        AgentSpec.model_validate(
+            {
+                **spec("command", {"argv": ["sh", "-c", "id; echo $SECRET"], "inherit_env": True}),
+                "tenant_id": "alpha",
+            }
+        )
+    )
+    client, auth = api["client"], api["auth"]
+    session = client.post(
+        "/api/v1/orchestration/sessions",
+        json={"task": {"prompt": "go", "capability": "code.generate"}, "max_attempts": 2},
+        headers=auth["alpha_write"],
+    ).json()
+    runtime = Runtime(store, config=RuntimeConfig(time_scale=0.0))  # this process's policy
+    summary = _run(runtime)
+    assert summary.failed == 1
+    done = client.get(
+        f"/api/v1/orchestration/sessions/{session['session_id']}", headers=auth["alpha_read"]
+    ).json()
+    assert done["status"] == SessionStatus.FAILED.value
+    failures = [e for e in store.read_all(limit=10_000) if e.type == "StepFailed"]
+    assert failures and {e.payload["error.type"] for e in failures} == {"policy_denied"}
+    assert SERVER_SECRET not in everything(store)
+    assert "uid=" not in everything(store)
+
+
+def _run(runtime: Runtime) -> Any:
+    import asyncio
+
+    return asyncio.run(runtime.run_pending())
+
+
+def test_an_allowed_command_runs_and_the_secret_it_echoes_is_redacted(
+    api: dict, store: EventStore, nofx_home: Path
+) -> None:
+    (nofx_home / "policy.yaml").write_text(
+        f"command:\n  allowed_executables: [{json.dumps(PYTHON)}]\n"
+        "secrets:\n  allowed_env: [SOME_SERVER_SECRET]\n"
+    )
+    code = "import os; print('the key is', os.environ['AGENT_KEY'])"
+    config = {"argv": [PYTHON, "-c", code], "secret_env": {"AGENT_KEY": "env:SOME_SERVER_SECRET"}}
+    client, auth = api["client"], api["auth"]
+    created = client.post(
+        "/api/v1/agents", json=spec("command", config, name="local"), headers=auth["alpha_write"]
+    )
+    assert created.status_code == 201, created.text
+    session = client.post(
+        "/api/v1/orchestration/sessions",
+        json={"task": {"prompt": "go", "capability": "code.generate"}},
+        headers=auth["alpha_write"],
+    ).json()
+    summary = _run(Runtime(store, config=RuntimeConfig(time_scale=0.0)))
+    assert summary.succeeded == 1
+    sid = session["session_id"]
+    done = client.get(f"/api/v1/orchestration/sessions/{sid}", headers=auth["alpha_read"]).json()
+    assert done["output"] == "the key is [REDACTED:SOME_SERVER_SECRET]"
+    events = client.get(
+        f"/api/v1/orchestration/sessions/{sid}/events", headers=auth["alpha_read"]
+    ).text
+    assert SERVER_SECRET not in events and SERVER_SECRET not in everything(store)
+    # tenant beta neither sees the agent nor can use it
+    assert client.get("/api/v1/agents", headers=auth["beta_read"]).json()["items"] == []
+
+
+# -- secrets are references, never stored inline ---------------------------------------------
+@pytest.mark.parametrize(
+    ("kind", "config"),
+    [
+        ("openai", {"base_url": "https://api.example.com/v1", "model": "m", "api_key": "sk-1"}),
+        (
+            "openai",
+            {
+                "base_url": "https://api.example.com/v1",
+                "model": "m",
+                "headers": {"Authorization": "Bearer sk-1"},
+            },
+        ),
+        ("command", {"argv": [PYTHON], "env": {"GITHUB_TOKEN": "ghp_x"}}),
+        ("simulated", {"password": "hunter2"}),
+    ],
+)
+def test_an_inline_secret_is_422_and_points_to_references(
+    api: dict, kind: str, config: dict
+) -> None:
+    client, auth, store = api["client"], api["auth"], api["store"]
+    response = client.post("/api/v1/agents", json=spec(kind, config), headers=auth["alpha_write"])
+    body = problem(response, 422)
+    assert body["type"].endswith("/inline-secret")
+    assert "api_key_env" in body["detail"] and "secret_ref" in body["detail"]
+    assert agent_events(store) == []
+
+
+def test_inline_keys_stored_before_the_fix_are_redacted_on_read(
+    api: dict, store: EventStore
+) -> None:
+    now = utcnow()
+    stored = spec(
+        "openai",
+        {"base_url": "https://api.example.com/v1", "model": "m", "api_key": "sk-old-inline"},
+        name="legacy",
+    )
+    with store.transaction() as tx:
+        tx.conn.execute(
+            insert(agents).values(
+                agent_id="agt_legacy",
+                tenant_id="alpha",
+                name="legacy",
+                version=1,
+                status="active",
+                spec={**stored, "tenant_id": "alpha"},
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        tx.conn.execute(
+            insert(agent_capabilities).values(
+                agent_id="agt_legacy", capability="code.generate", proficiency=4, tenant_id="alpha"
+            )
+        )
+    client, auth = api["client"], api["auth"]
+    listed = client.get("/api/v1/agents", headers=auth["alpha_read"])
+    one = client.get("/api/v1/agents/agt_legacy", headers=auth["alpha_read"])
+    for text in (listed.text, one.text):
+        assert "sk-old-inline" not in text
+    assert one.json()["provider"]["config"]["api_key"] == REDACTED
+    event = {"agent_id": "agt_legacy", "spec": stored}
+    assert "sk-old-inline" not in json.dumps(redact_event_payload("AgentRegistered", event))
+
+
+# -- the operator's CLI ----------------------------------------------------------------------
+def test_the_cli_registers_local_agents_only_when_the_policy_allows_them(
+    nofx_home: Path, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from nofx.cli import app
+
+    path = tmp_path / "agent.yaml"
+    path.write_text(json.dumps(spec("command", {"argv": [PYTHON, "-c", "print(1)"]}, "local")))
+    denied = CliRunner().invoke(app, ["agents", "register", str(path)])
+    assert denied.exit_code == 2
+    assert "command.allowed_executables" in denied.output and "policy.yaml" in denied.output
+    (nofx_home / "policy.yaml").write_text(
+        f"command:\n  allowed_executables: [{json.dumps(PYTHON)}]\n"
+    )
+    allowed = CliRunner().invoke(app, ["agents", "register", str(path)])
+    assert allowed.exit_code == 0, allowed.output
+    assert "registered local" in allowed.output
+
+
+# -- loading the policy ----------------------------------------------------------------------
+def test_no_policy_file_means_deny_all(nofx_home: Path) -> None:
+    policy = load_policy(Settings.from_env().policy_file, env={})
+    assert policy == OperatorPolicy(source=policy.source)
+    assert "deny all" in policy.source
+
+
+def test_the_policy_file_and_environment_overrides(tmp_path: Path) -> None:
+    secrets = tmp_path / "secrets.yaml"
+    secrets.write_text("openai: sk-from-file\n")
+    path = tmp_path / "policy.yaml"
+    path.write_text(
+        "command:\n"
+        f"  allowed_argv_prefixes: [[{json.dumps(PYTHON)}, -m, my_agent]]\n"
+        "  allowed_cwd_roots: [/srv/repos]\n"
+        "python:\n  allowed_callables: ['pkg.mod:run']\n"
+        "openai:\n  allowed_base_urls: [https://API.example.com/v1, http://127.0.0.1:8080]\n"
+        "secrets:\n  allowed_env: [OPENAI_API_KEY]\n  file: secrets.yaml\n"
+    )
+    env = {
+        "NOFX_POLICY_PYTHON_ALLOWED_MODULES": "my_agents, tools.agents",
+        "NOFX_POLICY_COMMAND_ALLOW_INHERIT_ENV": "true",
+    }
+    policy = load_policy(path, env)
+    assert policy.command.allowed_argv_prefixes == ((PYTHON, "-m", "my_agent"),)
+    assert policy.python.allowed_modules == ("my_agents", "tools.agents")
+    assert policy.command.allow_inherit_env is True
+    assert policy.openai.allowed_base_urls == {
+        "https://api.example.com:443",
+        "http://127.0.0.1:8080",
+    }
+    assert dict(policy.secrets.file_values) == {"openai": "sk-from-file"}
+    assert "sk-from-file" not in repr(policy)
+    assert "environment overrides" in policy.source
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("openai:\n  allowed_base_urls: [http://api.example.com]\n", "plain http"),
+        ("command:\n  allowed_executable: [/bin/true]\n", "allowed_executable"),
+        ("python:\n  allowed_callables: [os.system]\n", "must look like"),
+        ("command:\n  allowed_argv_prefixes: [[]]\n", "would allow anything"),
+        ("- just a list\n", "must be a YAML mapping"),
+        ("secrets:\n  file: /definitely/missing.yaml\n", "cannot read the secrets file"),
+    ],
+)
+def test_a_bad_policy_file_is_refused_with_what_to_fix(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(text)
+    with pytest.raises(PolicyFileError, match=message):
+        load_policy(path, {})
+
+
+def test_a_named_policy_file_that_is_missing_is_an_error(tmp_path: Path) -> None:
+    env = {"NOFX_HOME": str(tmp_path), "NOFX_POLICY_FILE": str(tmp_path / "nope.yaml")}
+    with pytest.raises(PolicyFileError, match="cannot read the operator policy"):
+        load_policy(Settings.from_env(env).policy_file, env)
+
+
+# -- the matchers: exact, no traversal, no prefix confusion (hypothesis) ---------------------
+segment = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789_-.", min_size=1, max_size=12)
+absolute = st.lists(segment.filter(lambda s: s not in (".", "..")), min_size=1, max_size=5).map(
+    lambda parts: "/" + "/".join(parts)
+)
+
+
+@given(allowed=absolute, suffix=segment)
+def test_an_allowed_executable_allows_only_itself(allowed: str, suffix: str) -> None:
+    assert executable_allowed(allowed, [allowed])
+    assert not executable_allowed(allowed + suffix, [allowed])  # /usr/bin/python3-evil
+    assert not executable_allowed(allowed + "/" + suffix, [allowed])
+    assert not executable_allowed(allowed + "/../" + suffix, [allowed])
+    assert not executable_allowed(allowed.lstrip("/"), [allowed.lstrip("/")])  # relative
+    traversal = f"{allowed}/../{allowed.rsplit('/', 1)[-1]}"
+    assert not executable_allowed(traversal, [allowed, traversal])
+
+
+def test_the_named_examples_of_prefix_confusion() -> None:
+    allowed = ["/usr/bin/python3"]
+    assert executable_allowed("/usr/bin/python3", allowed)
+    for candidate in ("/usr/bin/python3-evil", "/usr/bin/python3/../sh", "../python3", "python3"):
+        assert not executable_allowed(candidate, allowed)
+
+
+@given(prefix=st.lists(segment, min_size=1, max_size=4), rest=st.lists(segment, max_size=3))
+def test_an_argv_prefix_is_matched_element_by_element(prefix: list[str], rest: list[str]) -> None:
+    allowed = [("/usr/bin/python3", *prefix)]
+    assert argv_prefix_allowed(("/usr/bin/python3", *prefix, *rest), allowed)
+    widened = (*prefix[:-1], prefix[-1] + "x")  # my_agent -> my_agentx
+    assert not argv_prefix_allowed(("/usr/bin/python3", *widened, *rest), allowed)
+    assert not argv_prefix_allowed(("/usr/bin/python3", *prefix[:-1]), allowed)
+    assert not argv_prefix_allowed(("/usr/bin/python3-evil", *prefix), allowed)
+
+
+@given(root=absolute, child=segment.filter(lambda s: s not in (".", "..")), junk=segment)
+def test_a_working_directory_must_be_inside_an_allowed_root(
+    root: str, child: str, junk: str
+) -> None:
+    assert path_within(root, [root]) and path_within(f"{root}/{child}", [root])
+    assert not path_within(root + junk, [root])  # /srv/repos-evil is not in /srv/repos
+    assert not path_within(f"{root}/../{child}", [root])
+
+
+@given(module=st.from_regex(r"[a-z]{1,6}(\.[a-z]{1,6}){0,2}", fullmatch=True), extra=segment)
+def test_a_module_grant_covers_its_submodules_only(module: str, extra: str) -> None:
+    assert module_allowed(module, [module]) and module_allowed(f"{module}.sub", [module])
+    assert not module_allowed(module + extra.replace(".", ""), [module])
+
+
+def test_callable_targets_need_an_exact_entry_or_a_public_name_in_an_allowed_module() -> None:
+    rules = PythonPolicy(allowed_callables=frozenset({"pkg.mod:run"}), allowed_modules=("tools",))
+    assert callable_allowed("pkg.mod:run", rules) and callable_allowed("tools.x:Agent.run", rules)
+    for target in ("pkg.mod:run2", "pkg.mod:run.__globals__", "tools.x:_hidden", "builtins:eval"):
+        assert not callable_allowed(target, rules)
+    for target in ("pkg.mod:run:x", "pkg/../mod:run", "pkg.mod:", " pkg.mod:run"):
+        assert not callable_allowed(target, rules)
+
+
+@given(host=st.from_regex(r"[a-z]{1,10}(\.[a-z]{2,5}){0,2}", fullmatch=True))
+def test_a_base_url_matches_only_its_exact_origin(host: str) -> None:
+    rules = OpenAIPolicy(allowed_base_urls=frozenset({"https://api.example.com:443"}))
+    assert base_url_allowed("https://api.example.com/v1", rules)
+    assert base_url_allowed("https://API.example.com:443/other", rules)
+    allowed = host == "api.example.com"
+    assert base_url_allowed(f"https://{host}/v1", rules) is allowed
+    for url in (
+        f"https://api.example.com@{host}/v1",
+        f"https://api.example.com.{host}/v1",
+        "http://api.example.com/v1",
+        "https://api.example.com:8443/v1",
+        f"https://{host}#@api.example.com/v1",
+    ):
+        assert not base_url_allowed(url, rules)
+
+
+def test_origins_are_normalised_and_unusable_urls_are_none() -> None:
+    assert url_origin("http://[::1]:8080/v1") == "http://[::1]:8080"
+    assert url_origin("https://example.com./x") == "https://example.com:443"
+    for bad in ("ftp://x", "https://", "https://u:p@host/", "https://host:99999/", None, "a b"):
+        assert url_origin(bad) is None
+
+
+@pytest.mark.parametrize(
+    ("key", "secret"),
+    [
+        ("api_key", True),
+        ("apiKey", True),
+        ("X-Api-Key", True),
+        ("GITHUB_TOKEN", True),
+        ("Authorization", True),
+        ("db_password", True),
+        ("client_secret", True),
+        ("max_tokens", False),
+        ("api_key_env", False),
+        ("secret_ref", False),
+        ("model", False),
+        ("keyboard", False),
+    ],
+)
+def test_secret_looking_keys(key: str, secret: bool) -> None:
+    assert secret_looking_key(key) is secret
+
+
+def test_inline_secrets_are_found_at_any_depth_except_in_simulated_skills() -> None:
+    nested = {"headers": {"X-Api-Key": "k"}, "env": {"A": "b"}, "list": [{"token": "t"}]}
+    assert inline_secret_paths("openai", nested) == [
+        "provider.config.headers.X-Api-Key",
+        "provider.config.list[0].token",
+    ]
+    assert inline_secret_paths("simulated", {"skill": {"auth.token": 0.9}}) == []
+
+
+secret_text = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_", min_size=1, max_size=30)
+
+
+@given(secret=secret_text, before=st.text(max_size=30), after=st.text(max_size=30))
+def test_the_redactor_never_lets_a_given_secret_through(
+    secret: str, before: str, after: str
+) -> None:
+    """(Secrets are drawn without the marker's own characters, so the marker cannot spell one.)"""
+    out = Redactor({"S": secret, "OTHER": secret + "x"})(before + secret + after)
+    assert secret not in out and "[REDACTED:" in out
+
+
+def test_secret_references_parse_strictly() -> None:
+    assert SecretRef.parse("env:OPENAI_API_KEY") == SecretRef("env", "OPENAI_API_KEY")
+    assert SecretRef.parse("openai") == SecretRef("file", "openai")
+    for bad in ("env:", "vault:x", "env:A-B", "", None, 3):
+        assert SecretRef.parse(bad) is None

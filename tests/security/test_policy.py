@@ -256,17 +256,17 @@ def test_an_allowed_command_runs_and_the_secret_it_echoes_is_redacted(
 @pytest.mark.parametrize(
     ("kind", "config"),
     [
-        ("openai", {"base_url": "https://api.example.com/v1", "model": "m", "api_key": "sk-1"}),
+        ("openai", {"base_url": "https://api.example.com/v1", "model": "m", "api_key": "sk-inline-77"}),
         (
             "openai",
             {
                 "base_url": "https://api.example.com/v1",
                 "model": "m",
-                "headers": {"Authorization": "Bearer sk-1"},
+                "headers": {"Authorization": "Bearer sk-inline-77"},
             },
         ),
-        ("command", {"argv": [PYTHON], "env": {"GITHUB_TOKEN": "ghp_x"}}),
-        ("simulated", {"password": "hunter2"}),
+        ("command", {"argv": [PYTHON], "env": {"GITHUB_TOKEN": "sk-inline-77"}}),
+        ("simulated", {"password": "sk-inline-77"}),
     ],
 )
 def test_an_inline_secret_is_422_and_points_to_references(
@@ -277,7 +277,8 @@ def test_an_inline_secret_is_422_and_points_to_references(
     body = problem(response, 422)
     assert body["type"].endswith("/inline-secret")
     assert "api_key_env" in body["detail"] and "secret_ref" in body["detail"]
-    assert agent_events(store) == []
+    assert agent_events(store) == [] and "sk-inline-77" not in everything(store)
+    assert "sk-inline-77" not in response.text
 
 
 def test_inline_keys_stored_before_the_fix_are_redacted_on_read(
@@ -530,3 +531,56 @@ def test_secret_references_parse_strictly() -> None:
     assert SecretRef.parse("openai") == SecretRef("file", "openai")
     for bad in ("env:", "vault:x", "env:A-B", "", None, 3):
         assert SecretRef.parse(bad) is None
+
+
+def test_the_migration_scrubs_inline_keys_from_stored_specs_and_events(settings: Settings) -> None:
+    """A store written before the fix: the upgrade leaves no inline key anywhere."""
+    scrubbed_by_the_migration(settings.database_url)
+
+
+@pytest.mark.postgres
+def test_the_migration_scrubs_inline_keys_on_postgresql(pg_url: str) -> None:
+    scrubbed_by_the_migration(pg_url)
+
+
+def scrubbed_by_the_migration(url: str) -> None:
+    from nofx.domain import NewEvent
+    from nofx.store.migrate import upgrade
+
+    old = EventStore(url, migrate=False)
+    upgrade(old.engine, "0005")
+    now = utcnow()
+    leaked = spec(
+        "openai",
+        {"base_url": "https://api.example.com/v1", "model": "m", "api_key": "sk-old-9c1d"},
+        name="legacy",
+    )
+    with old.transaction() as tx:
+        tx.conn.execute(
+            insert(agents).values(
+                agent_id="agt_old",
+                tenant_id="alpha",
+                name="legacy",
+                version=1,
+                status="active",
+                spec=leaked,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        tx.append(
+            "agent-agt_old",
+            "agent",
+            "alpha",
+            [NewEvent(type="AgentRegistered", payload={"agent_id": "agt_old", "spec": leaked})],
+        )
+    assert "sk-old-9c1d" in everything(old)
+    upgrade(old.engine)
+    assert "sk-old-9c1d" not in everything(old)
+    (event,) = agent_events(old)
+    assert event.payload["spec"]["provider"]["config"]["api_key"] == REDACTED
+    assert event.payload["spec"]["provider"]["config"]["model"] == "m"
+    with old.engine.connect() as conn:
+        (stored,) = conn.execute(agents.select()).all()
+    assert "sk-old-9c1d" not in json.dumps(stored.spec)
+    old.dispose()

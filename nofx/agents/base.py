@@ -18,6 +18,7 @@ from nofx.security.policy import (
     InlineSecretError,
     OperatorPolicy,
     PolicyDeniedError,
+    PolicyFileError,
     policy_from_settings,
 )
 
@@ -97,10 +98,13 @@ class AgentProvider(Protocol):
 def refused(agent: Agent, exc: NofxError) -> PermanentAgentError:
     """A policy or configuration refusal at call time, as a permanent (never retried) error.
 
-    ``policy_denied`` means the operator policy no longer allows this stored agent.
+    ``policy_denied`` means the operator policy no longer allows this stored agent;
+    ``policy_invalid`` that the policy cannot be read, so nothing runs (fail closed).
     """
     if isinstance(exc, PolicyDeniedError | InlineSecretError):
         error_type = "policy_denied"
+    elif isinstance(exc, PolicyFileError):
+        error_type = "policy_invalid"
     elif isinstance(exc, ExecutableNotFoundError):
         error_type = "executable_not_found"
     else:
@@ -122,3 +126,10 @@ class PolicyBound:
         if self._policy is None:
             self._policy = policy_from_settings()
         return self._policy
+
+    def policy_for(self, agent: Agent) -> OperatorPolicy:
+        """The policy, or a permanent error for this call when it cannot be read (fail closed)."""
+        try:
+            return self.policy
+        except NofxError as exc:
+            raise refused(agent, exc) from None

@@ -156,7 +156,7 @@ class CommandProvider(PolicyBound):
         self._env = env
 
     async def invoke(self, agent: Agent, call: AgentCall) -> AgentResult:
-        policy = self.policy
+        policy = self.policy_for(agent)
         config = CommandConfig.from_agent(agent, policy, self._env)
         if config.cwd is not None and not Path(config.cwd).is_dir():
             raise PermanentAgentError(

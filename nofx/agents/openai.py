@@ -201,7 +201,7 @@ class OpenAIProvider(PolicyBound):
         return body
 
     async def invoke(self, agent: Agent, call: AgentCall) -> AgentResult:
-        policy = self.policy
+        policy = self.policy_for(agent)
         config = OpenAIConfig.from_agent(agent, policy)
         env = os.environ if self._env is None else self._env
         api_key = config.resolve_api_key(agent.name, policy, env)

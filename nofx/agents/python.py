@@ -107,7 +107,7 @@ class PythonProvider(PolicyBound):
         self._functions: dict[str, AgentFunction] = {}
 
     def function(self, agent: Agent) -> AgentFunction:
-        policy = self.policy
+        policy = self.policy_for(agent)
         try:
             target = check_python(agent.provider.config, policy)
         except NofxError as exc:

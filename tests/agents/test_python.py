@@ -180,3 +180,14 @@ async def test_a_callable_allowed_once_is_checked_again_on_every_call() -> None:
     with pytest.raises(PermanentAgentError) as caught:
         await denying.invoke(agent, call())
     assert caught.value.error_type == "policy_denied"
+
+
+async def test_an_unreadable_policy_fails_every_call_closed(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken = tmp_path / "policy.yaml"
+    broken.write_text("python:\n  allowed_modules: [tests]\n  typo_key: true\n")
+    monkeypatch.setenv("NOFX_POLICY_FILE", str(broken))
+    with pytest.raises(PermanentAgentError, match="typo_key") as caught:
+        await PythonProvider().invoke(make_agent(f"{MODULE}:shout"), call())
+    assert caught.value.error_type == "policy_invalid"

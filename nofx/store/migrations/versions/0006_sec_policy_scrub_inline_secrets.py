@@ -45,7 +45,9 @@ def upgrade() -> None:
         )
     ).all()
     for position, event_type, payload in rows:
-        clean = redact_event_payload(event_type, payload) if isinstance(payload, dict) else payload
+        clean = (
+            redact_event_payload(str(event_type), payload) if isinstance(payload, dict) else payload
+        )
         if clean != payload:
             conn.execute(
                 sa.update(events).where(events.c.position == position).values(payload=clean)

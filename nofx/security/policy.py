@@ -547,8 +547,13 @@ def check_command(
     rules = policy.command
     if not rules.allowed_executables and not rules.allowed_argv_prefixes:
         raise PolicyDeniedError(
-            "command agents are not allowed by the operator policy",
+            f"the operator policy allows no command agents, so not {argv[0]!r}",
             policy_key="command.allowed_executables",
+            hint=(
+                "only the operator can allow it: add the executable's real path to "
+                "command.allowed_executables, or an argv prefix to "
+                f"command.allowed_argv_prefixes; {ALLOW_HINT}"
+            ),
         )
     resolved = resolve(argv[0], path)
     if resolved is None and argv[0].startswith("/"):

@@ -16,6 +16,7 @@ policy and the spec; reading files and resolving executables happens at the edge
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import itertools
 import json
@@ -304,6 +305,7 @@ def base_url_allowed(base_url: object, policy: OpenAIPolicy) -> bool:
     return origin is not None and origin in policy.allowed_base_urls
 
 
+@functools.lru_cache(maxsize=4096)
 def secret_looking_key(key: str) -> bool:
     """``api_key``, ``apiKey``, ``X-Api-Key``, ``GITHUB_TOKEN``, ``Authorization``... but not
     ``max_tokens`` or the reference keys ``api_key_env`` / ``secret_ref`` / ``secret_env``."""
@@ -394,6 +396,23 @@ def inline_secret_paths(kind: str, config: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def _holds_secret(value: Any, depth: int, recursive: bool) -> bool:
+    if depth > MAX_CONFIG_DEPTH:
+        return True  # too deep to have been accepted: redact it
+    if isinstance(value, dict):
+        for key, item in value.items():
+            name = str(key)
+            if name.lower() in REFERENCE_KEYS:
+                continue
+            if secret_looking_key(name):
+                return True
+            if recursive and isinstance(item, dict | list) and _holds_secret(item, depth + 1, True):
+                return True
+    elif isinstance(value, list) and recursive:
+        return any(_holds_secret(item, depth + 1, True) for item in value)
+    return False
+
+
 def _redact(value: Any, depth: int, recursive: bool) -> Any:
     if depth > MAX_CONFIG_DEPTH:
         return REDACTED
@@ -418,7 +437,10 @@ def redact_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(provider, dict) or not isinstance(provider.get("config"), dict):
         return dict(spec)
     kind = str(provider.get("kind", "simulated"))
-    config = _redact(provider["config"], 0, recursive=kind != "simulated")
+    recursive = kind != "simulated"
+    if not _holds_secret(provider["config"], 0, recursive):
+        return dict(spec)  # the usual case: nothing to hide, nothing copied
+    config = _redact(provider["config"], 0, recursive=recursive)
     return {**spec, "provider": {**provider, "config": config}}
 
 

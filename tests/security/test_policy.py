@@ -43,6 +43,7 @@ from nofx.security.policy import (
     module_allowed,
     path_within,
     redact_event_payload,
+    redact_spec,
     secret_looking_key,
     url_origin,
 )
@@ -256,7 +257,10 @@ def test_an_allowed_command_runs_and_the_secret_it_echoes_is_redacted(
 @pytest.mark.parametrize(
     ("kind", "config"),
     [
-        ("openai", {"base_url": "https://api.example.com/v1", "model": "m", "api_key": "sk-inline-77"}),
+        (
+            "openai",
+            {"base_url": "https://api.example.com/v1", "model": "m", "api_key": "sk-inline-77"},
+        ),
         (
             "openai",
             {
@@ -584,3 +588,44 @@ def scrubbed_by_the_migration(url: str) -> None:
         (stored,) = conn.execute(agents.select()).all()
     assert "sk-old-9c1d" not in json.dumps(stored.spec)
     old.dispose()
+
+
+@given(
+    config=st.recursive(
+        st.one_of(st.text(max_size=5), st.integers()),
+        lambda children: st.one_of(
+            st.lists(children, max_size=3),
+            st.dictionaries(
+                st.sampled_from(["model", "token", "apiKey", "env", "api_key_env", "x"]),
+                children,
+                max_size=3,
+            ),
+        ),
+        max_leaves=12,
+    ),
+    kind=st.sampled_from(["openai", "command", "simulated"]),
+)
+def test_what_is_refused_is_exactly_what_is_redacted(config: Any, kind: str) -> None:
+    """Redaction hides exactly the values registration refuses, and keeps everything else."""
+    if not isinstance(config, dict):
+        config = {"value": config}
+    stored = {"name": "a", "provider": {"kind": kind, "config": config}}
+    redacted = redact_spec(stored)["provider"]["config"]
+    paths = inline_secret_paths(kind, config)
+    assert (redacted != config) == bool(paths)
+    assert inline_secret_paths(kind, redacted) == paths  # same keys, values replaced
+    assert all(value == REDACTED for value in values_at_secret_keys(redacted, kind != "simulated"))
+
+
+def values_at_secret_keys(value: Any, recursive: bool) -> list[Any]:
+    out: list[Any] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if secret_looking_key(str(key)):
+                out.append(item)
+            elif recursive and str(key).lower() not in ("api_key_env", "secret_ref", "secret_env"):
+                out.extend(values_at_secret_keys(item, recursive))
+    elif isinstance(value, list) and recursive:
+        for item in value:
+            out.extend(values_at_secret_keys(item, recursive))
+    return out

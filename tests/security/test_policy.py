@@ -629,3 +629,88 @@ def values_at_secret_keys(value: Any, recursive: bool) -> list[Any]:
         for item in value:
             out.extend(values_at_secret_keys(item, recursive))
     return out
+
+
+ALLOWING = OperatorPolicy(
+    command=CommandPolicy(
+        allowed_executables=frozenset({PYTHON, "/opt/agents/run"}), allowed_cwd_roots=("/tmp",)
+    ),
+    python=PythonPolicy(allowed_modules=("tools",)),
+    openai=OpenAIPolicy(allowed_base_urls=frozenset({"https://api.example.com:443"})),
+)
+OPENAI = {"base_url": "https://api.example.com/v1", "model": "m"}
+
+
+@pytest.mark.parametrize(
+    ("kind", "config", "message"),
+    [
+        ("command", {"argv": [PYTHON], "cwd": "relative/dir"}, "cwd must be an absolute path"),
+        ("command", {"argv": [PYTHON], "env": {"1BAD": "x"}}, "is not a variable name"),
+        ("command", {"argv": [PYTHON], "env": {"A": 1}}, "must map names to strings"),
+        ("command", {"argv": [PYTHON], "secret_env": {"1BAD": "env:X"}}, "not a variable name"),
+        (
+            "command",
+            {"argv": [PYTHON], "secret_env": {"A": "vault:x"}},
+            "must be a secret reference",
+        ),
+        ("command", {"argv": [PYTHON], "timeout_s": 0}, "timeout_s must be"),
+        ("command", {"argv": [PYTHON], "timeout_s": True}, "timeout_s must be"),
+        ("command", {"argv": ["no-such-agent-cli-xyz"]}, "was not found"),
+        ("python", {"callable": "tools.x:run", "options": []}, "options must be a mapping"),
+        ("openai", {**OPENAI, "api_key_env": "A", "secret_ref": "file:b"}, "not both"),
+        ("openai", {**OPENAI, "api_key_env": "not a name"}, "environment variable name"),
+        ("openai", {**OPENAI, "model": ""}, "model must be a model name"),
+        ("openai", {**OPENAI, "base_url": "ftp://api.example.com"}, "base_url must be"),
+        ("openai", {**OPENAI, "headers": ["X"]}, "headers must map"),
+        ("grpc", {}, "unknown provider kind"),
+        ("command", [], "must be a mapping"),
+    ],
+)
+def test_malformed_provider_configs_are_422_with_the_field(kind: str, config: Any, message: str):
+    from nofx.security.policy import ProviderConfigError, check_provider
+
+    with pytest.raises(ProviderConfigError, match=message) as caught:
+        check_provider(kind, config, ALLOWING)
+    assert caught.value.http_status == 422
+
+
+def test_a_path_that_exists_only_where_the_workers_run_is_matched_as_written() -> None:
+    from nofx.security.policy import check_provider
+
+    check_provider("command", {"argv": ["/opt/agents/run", "--fast"]}, ALLOWING)
+    check_provider("command", {"argv": [PYTHON], "cwd": "/tmp/work"}, ALLOWING)
+    check_provider("python", {"callable": "tools.x:run", "options": {"a": 1}}, ALLOWING)
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "message"),
+    [
+        ("secrets:\n  allowed_env: [not-a-name]\n", {}, "not a variable name"),
+        ("python:\n  allowed_modules: [bad-module]\n", {}, "not a module name"),
+        ("command:\n  allowed_cwd_roots: [relative]\n", {}, "must be absolute"),
+        ("openai:\n  allowed_base_urls: [not a url]\n", {}, "is not an http"),
+        ("command:\n  allowed_executables: [no-such-agent-cli-xyz]\n", {}, "not found on PATH"),
+        ("command: [1]\n", {"NOFX_POLICY_COMMAND_ALLOWED_ENV": "A"}, "must be a mapping"),
+        ("", {"NOFX_POLICY_COMMAND_ALLOWED_ARGV_PREFIXES": "[[oops"}, "is not valid JSON"),
+    ],
+)
+def test_more_bad_policies_are_refused(tmp_path: Path, text: str, env: dict, message: str) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(text)
+    with pytest.raises(PolicyFileError, match=message):
+        load_policy(path, env)
+
+
+def test_json_overrides_and_an_empty_secrets_file(tmp_path: Path) -> None:
+    (tmp_path / "secrets.yaml").write_text("")
+    env = {
+        "NOFX_POLICY_COMMAND_ALLOWED_ARGV_PREFIXES": json.dumps([[PYTHON, "-m", "agent"]]),
+        "NOFX_POLICY_SECRETS_FILE": str(tmp_path / "secrets.yaml"),
+    }
+    policy = load_policy(None, env)
+    assert policy.command.allowed_argv_prefixes == ((PYTHON, "-m", "agent"),)
+    assert len(policy.secrets.file_values) == 0 and policy.secrets.file is not None
+    bad = tmp_path / "bad-secrets.yaml"
+    bad.write_text("[1, 2]\n")
+    with pytest.raises(PolicyFileError, match="must map names"):
+        load_policy(None, {"NOFX_POLICY_SECRETS_FILE": str(bad)})

@@ -718,3 +718,13 @@ def test_json_overrides_and_an_empty_secrets_file(tmp_path: Path) -> None:
     bad.write_text("[1, 2]\n")
     with pytest.raises(PolicyFileError, match="must map names"):
         load_policy(None, {"NOFX_POLICY_SECRETS_FILE": str(bad)})
+
+
+def test_a_broken_policy_refuses_real_agents_but_not_simulated_ones(
+    store: EventStore, nofx_home: Path
+) -> None:
+    (nofx_home / "policy.yaml").write_text("command:\n  allowed_executable: [/bin/true]\n")
+    registry = AgentRegistry(store)
+    registry.register(AgentSpec.model_validate(spec("simulated", {}, name="sim")))
+    with pytest.raises(PolicyFileError, match="allowed_executable"):
+        registry.register(AgentSpec.model_validate(spec("python", {"callable": "tools.x:run"})))

@@ -215,6 +215,52 @@ def test_an_agent_stored_before_the_policy_changed_cannot_run(api: dict, store: 
     assert "uid=" not in everything(store)
 
 
+def test_an_eval_agent_written_straight_into_the_database_cannot_run(
+    api: dict, store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No event, no registry: a row in ``agents``. The prompt would print the secret if run."""
+    now = utcnow()
+    evil = {**spec("python", {"callable": "builtins:eval"}), "tenant_id": "alpha"}
+    with store.transaction() as tx:
+        tx.conn.execute(
+            insert(agents).values(
+                agent_id="agt_evil",
+                tenant_id="alpha",
+                name="evil",
+                version=1,
+                status="active",
+                spec=evil,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        tx.conn.execute(
+            insert(agent_capabilities).values(
+                agent_id="agt_evil", capability="code.generate", proficiency=4, tenant_id="alpha"
+            )
+        )
+    prompt = "__import__('os').environ['SOME_SERVER_SECRET']"
+    api["client"].post(
+        "/api/v1/orchestration/sessions",
+        json={"task": {"prompt": prompt, "capability": "code.generate"}, "max_attempts": 1},
+        headers=api["auth"]["alpha_write"],
+    ).raise_for_status()
+    summary = _run(Runtime(store, config=RuntimeConfig(time_scale=0.0)))
+    assert summary.failed == 1
+    failures = [e for e in store.read_all(limit=10_000) if e.type == "StepFailed"]
+    assert [e.payload["error.type"] for e in failures] == ["policy_denied"]
+    assert SERVER_SECRET not in everything(store)
+    # control: the same row under a policy that allows eval really would leak it
+    monkeypatch.setenv("NOFX_POLICY_PYTHON_ALLOWED_CALLABLES", "builtins:eval")
+    api["client"].post(
+        "/api/v1/orchestration/sessions",
+        json={"task": {"prompt": prompt, "capability": "code.generate"}, "max_attempts": 1},
+        headers=api["auth"]["alpha_write"],
+    ).raise_for_status()
+    assert _run(Runtime(store, config=RuntimeConfig(time_scale=0.0))).succeeded == 1
+    assert SERVER_SECRET in everything(store)
+
+
 def _run(runtime: Runtime) -> Any:
     import asyncio
 

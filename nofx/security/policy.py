@@ -68,8 +68,13 @@ SECRET_WORDS = frozenset(
         "credential",
         "credentials",
         "cookie",
+        "pwd",
+        "passphrase",
+        "bearer",
+        "privatekey",
     }
 )
+SECRET_PAIRS = frozenset({("api", "key"), ("private", "key"), ("access", "key")})
 PROVIDER_KEYS: dict[str, frozenset[str]] = {
     "command": frozenset({"argv", "cwd", "env", "inherit_env", "timeout_s", "stdin", "secret_env"}),
     "python": frozenset({"callable", "options"}),
@@ -315,7 +320,7 @@ def secret_looking_key(key: str) -> bool:
     words = [w for w in re.split(r"[^a-z0-9]+", snake) if w]
     if any(w in SECRET_WORDS for w in words):
         return True
-    return any(a == "api" and b == "key" for a, b in itertools.pairwise(words))
+    return any(pair in SECRET_PAIRS for pair in itertools.pairwise(words))
 
 
 @dataclass(frozen=True)

@@ -505,13 +505,23 @@ def refuse_inline_secrets(kind: str, config: Mapping[str, Any]) -> None:
         )
 
 
+def _safe_text(value: object, limit: int) -> bool:
+    """A string a process or an HTTP header can carry: no NUL, CR or LF, bounded."""
+    return (
+        isinstance(value, str) and len(value) <= limit and not any(c in value for c in "\x00\r\n")
+    )
+
+
 def _string_map(config: Mapping[str, Any], key: str) -> dict[str, str]:
     value = config.get(key, {})
-    if not isinstance(value, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    if (
+        not isinstance(value, dict)
+        or len(value) > 256
+        or not all(_safe_text(k, 256) and k and _safe_text(v, 32_768) for k, v in value.items())
     ):
         raise ProviderConfigError(
-            f"provider.config.{key} must map names to strings, e.g. {{FLAVOUR: mint}}"
+            f"provider.config.{key} must map names to strings (no NUL, CR or LF), "
+            "e.g. {FLAVOUR: mint}"
         )
     return dict(value)
 
@@ -607,7 +617,7 @@ def check_command(
         )
     cwd = config.get("cwd")
     if cwd is not None:
-        if not isinstance(cwd, str) or not cwd.startswith("/"):
+        if not _safe_text(cwd, 4096) or not cwd.startswith("/"):
             raise ProviderConfigError("provider.config.cwd must be an absolute path")
         if not path_within(os.path.realpath(cwd), rules.allowed_cwd_roots):
             raise PolicyDeniedError(

@@ -715,6 +715,8 @@ OPENAI = {"base_url": "https://api.example.com/v1", "model": "m"}
         ("openai", {**OPENAI, "model": ""}, "model must be a model name"),
         ("openai", {**OPENAI, "base_url": "ftp://api.example.com"}, "base_url must be"),
         ("openai", {**OPENAI, "headers": ["X"]}, "headers must map"),
+        ("openai", {**OPENAI, "headers": {"X-Team": "a\r\nHost: evil"}}, "no NUL, CR or LF"),
+        ("command", {"argv": [PYTHON], "cwd": "/tmp/a\x00b"}, "cwd must be an absolute path"),
         ("grpc", {}, "unknown provider kind"),
         ("command", [], "must be a mapping"),
     ],
@@ -777,3 +779,55 @@ def test_a_broken_policy_refuses_real_agents_but_not_simulated_ones(
     registry.register(AgentSpec.model_validate(spec("simulated", {}, name="sim")))
     with pytest.raises(PolicyFileError, match="allowed_executable"):
         registry.register(AgentSpec.model_validate(spec("python", {"callable": "tools.x:run"})))
+
+
+json_values = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.text(max_size=20),
+        st.sampled_from(
+            ["/bin/sh", "/", "/a\x00b", "env:A", "file:b", "https://x", "a:b", "\x00", "a\r\nb"]
+        ),
+    ),
+    lambda children: st.one_of(
+        st.lists(children, max_size=3),
+        st.dictionaries(st.one_of(st.text(max_size=8), st.just("X\x00")), children, max_size=3),
+    ),
+    max_leaves=10,
+)
+config_keys = st.sampled_from(
+    [
+        "argv",
+        "cwd",
+        "env",
+        "secret_env",
+        "stdin",
+        "timeout_s",
+        "inherit_env",
+        "callable",
+        "options",
+        "base_url",
+        "model",
+        "api_key_env",
+        "secret_ref",
+        "headers",
+    ]
+)
+
+
+@given(
+    kind=st.sampled_from(["simulated", "command", "python", "openai"]),
+    config=st.dictionaries(config_keys, json_values, max_size=5),
+)
+def test_any_provider_config_is_allowed_or_refused_never_a_crash(kind: str, config: dict) -> None:
+    """Whatever a tenant sends, the answer is a 403/422 NofxError, never a 500."""
+    from nofx.errors import NofxError
+    from nofx.security.policy import check_provider
+
+    try:
+        check_provider(kind, config, ALLOWING)
+    except NofxError as exc:
+        assert exc.http_status in (403, 422)

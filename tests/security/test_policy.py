@@ -297,6 +297,12 @@ def test_an_allowed_command_runs_and_the_secret_it_echoes_is_redacted(
     assert SERVER_SECRET not in events and SERVER_SECRET not in everything(store)
     # tenant beta neither sees the agent nor can use it
     assert client.get("/api/v1/agents", headers=auth["beta_read"]).json()["items"] == []
+    theirs = client.post(
+        "/api/v1/orchestration/sessions",
+        json={"task": {"prompt": "go", "capability": "code.generate"}},
+        headers=auth["beta_write"],
+    )
+    assert problem(theirs, 422)["type"].endswith("/unknown-capability")
 
 
 # -- secrets are references, never stored inline ---------------------------------------------

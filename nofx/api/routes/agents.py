@@ -3,15 +3,34 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Response, status
+from pydantic import Field
+from sqlalchemy import func, select
 
 from nofx.api import pagination
 from nofx.api.deps import Services, reader, services, writer
+from nofx.api.limits import ApiLimits, QuotaExceeded
 from nofx.api.schemas import AgentPage
-from nofx.domain import Agent, AgentSpec
+from nofx.domain import Agent, AgentSpec, Capability
 from nofx.errors import ConcurrencyError, NotFoundError
 from nofx.security import Principal
+from nofx.store.schema import agents as agents_table
 
 router = APIRouter(prefix="/agents", tags=["agents"])
+
+# a schema bound, so the spec's own checks never see an oversized list (read at import)
+MAX_CAPABILITIES = ApiLimits.from_env().max_capabilities_per_agent
+
+
+class AgentSpecIn(AgentSpec):
+    """An agent spec as the API accepts it: at most MAX_CAPABILITIES capabilities."""
+
+    capabilities: list[Capability] = Field(
+        min_length=1,
+        max_length=MAX_CAPABILITIES,
+        description=f"at most {MAX_CAPABILITIES} (the operator sets "
+        "NOFX_API_MAX_CAPABILITIES_PER_AGENT)",
+    )
+
 
 EXAMPLE = {
     "name": "vega-coder",
@@ -35,18 +54,31 @@ def _own(spec: AgentSpec, principal: Principal) -> AgentSpec:
 )
 def register(
     response: Response,
-    spec: AgentSpec = Body(openapi_examples={"coder": {"value": EXAMPLE}}),
+    spec: AgentSpecIn = Body(openapi_examples={"coder": {"value": EXAMPLE}}),
     principal: Principal = Depends(writer),
     svc: Services = Depends(services),
 ) -> Agent:
+    ceiling = svc.limits.max_agents_per_tenant
+    if count_agents(svc, principal.tenant_id) >= ceiling:
+        raise QuotaExceeded(
+            f"this tenant has {ceiling} agents, the most the operator allows",
+            hint="deregister agents you no longer use, or ask the operator to raise "
+            "NOFX_API_MAX_AGENTS_PER_TENANT",
+        )
     agent = svc.registry.register(_own(spec, principal))
     response.headers["Location"] = f"/api/v1/agents/{agent.agent_id}"
     response.headers["ETag"] = str(agent.version)
     return agent
 
 
+def count_agents(svc: Services, tenant_id: str) -> int:
+    query = select(func.count()).select_from(agents_table)
+    with svc.store.engine.connect() as conn:
+        return int(conn.execute(query.where(agents_table.c.tenant_id == tenant_id)).scalar() or 0)
+
+
 @router.get("", response_model=AgentPage, summary="List agents (cursor pagination)")
-async def list_agents(
+def list_agents(
     capability: str | None = Query(default=None, max_length=120, examples=["code.generate"]),
     min_proficiency: int = Query(default=1, ge=1, le=5),
     limit: int = Query(default=50, ge=1, le=500),
@@ -54,7 +86,7 @@ async def list_agents(
     principal: Principal = Depends(reader),
     svc: Services = Depends(services),
 ) -> AgentPage:
-    position = pagination.decode(cursor)
+    position = pagination.decode(cursor, pagination.AFTER_ID)
     after = str(position["after"]) if position else None
     items = svc.registry.list(
         tenant_id=principal.tenant_id,
@@ -68,7 +100,7 @@ async def list_agents(
 
 
 @router.get("/{agent_id}", response_model=Agent, summary="One agent")
-async def get_agent(
+def get_agent(
     agent_id: str,
     principal: Principal = Depends(reader),
     svc: Services = Depends(services),
@@ -80,7 +112,7 @@ async def get_agent(
 def update_agent(
     agent_id: str,
     response: Response,
-    spec: AgentSpec = Body(openapi_examples={"coder": {"value": EXAMPLE}}),
+    spec: AgentSpecIn = Body(openapi_examples={"coder": {"value": EXAMPLE}}),
     if_match: str | None = Header(default=None, description="the version you last saw"),
     principal: Principal = Depends(writer),
     svc: Services = Depends(services),

@@ -1,0 +1,106 @@
+"""Expensive analysis off the event loop, in worker processes, under a time budget.
+
+Analysis whose cost grows with the input (``/workflows/suggest``, ``/workflows/analyze``) is
+pure Python: in a thread it would still hold the GIL and slow every other request. So it
+runs in a small pool of worker processes (``NOFX_API_ANALYSIS_WORKERS``, default 1). A call
+waits for a free worker and must finish within ``NOFX_API_ANALYSIS_BUDGET_S`` of arriving;
+past that the worker is killed (the work stops, it does not run on after the client left)
+and the caller gets 503 with Retry-After. More than ``NOFX_API_ANALYSIS_MAX_WAITING``
+callers waiting get 503 at once. Workers start from a forkserver, so a replacement is
+ready in milliseconds, and shutting the app down kills them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, TypeVar
+
+from nofx.api.limits import BudgetExceeded
+
+T = TypeVar("T")
+PRELOAD = ["nofx.api.jobs"]
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    methods = multiprocessing.get_all_start_methods()
+    if "forkserver" in methods:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(PRELOAD)
+        return context
+    return multiprocessing.get_context("spawn")  # pragma: no cover - not on Linux
+
+
+class AnalysisPool:
+    """At most ``workers`` analyses at once, each killed past ``budget_s``."""
+
+    def __init__(self, workers: int = 1, budget_s: float = 1.5, max_waiting: int = 8) -> None:
+        self.workers = max(1, workers)
+        self.budget_s = budget_s
+        self.max_waiting = max_waiting
+        self._executor: ProcessPoolExecutor | None = None
+        self._slots: asyncio.Semaphore | None = None
+        self._waiting = 0
+        self.killed = 0
+
+    def _pool(self) -> ProcessPoolExecutor:
+        if self._executor is None:
+            self._executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=_context())
+        return self._executor
+
+    def _kill(self) -> None:
+        """Stop every worker now (their work is abandoned) and start afresh on the next call."""
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        for process in list(getattr(executor, "_processes", {}).values()):
+            process.kill()
+        executor.shutdown(wait=False, cancel_futures=True)
+
+    def close(self) -> None:
+        self._kill()
+
+    async def run(self, what: str, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` in a worker process; BudgetExceeded (503) when it cannot finish in time."""
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.workers)
+        deadline = time.monotonic() + self.budget_s
+        if self._waiting >= self.max_waiting:
+            raise BudgetExceeded(
+                f"{what}: {self._waiting} analyses are already waiting",
+                hint="retry in a few seconds; the operator sets NOFX_API_ANALYSIS_WORKERS",
+            )
+        self._waiting += 1
+        try:
+            await asyncio.wait_for(self._slots.acquire(), timeout=self.budget_s)
+        except TimeoutError:
+            raise self._over_budget(what) from None
+        finally:
+            self._waiting -= 1
+        try:
+            future = asyncio.get_running_loop().run_in_executor(self._pool(), fn, *args)
+            remaining = max(0.01, deadline - time.monotonic())
+            try:
+                return await asyncio.wait_for(future, timeout=remaining)
+            except TimeoutError:
+                self._kill()
+                self.killed += 1
+                raise self._over_budget(what) from None
+            except BrokenProcessPool:
+                self._kill()
+                raise BudgetExceeded(
+                    f"{what}: the analysis worker stopped", hint="retry; it is restarted"
+                ) from None
+        finally:
+            self._slots.release()
+
+    def _over_budget(self, what: str) -> BudgetExceeded:
+        return BudgetExceeded(
+            f"{what} did not finish within its {self.budget_s:g} s budget and was stopped",
+            hint="send a smaller workflow (fewer steps or dependencies), or ask the operator "
+            "to raise NOFX_API_ANALYSIS_BUDGET_S",
+        )

@@ -7,19 +7,22 @@ waits for a free worker and must finish within ``NOFX_API_ANALYSIS_BUDGET_S`` of
 past that the worker is killed (the work stops, it does not run on after the client left)
 and the caller gets 503 with Retry-After. More than ``NOFX_API_ANALYSIS_MAX_WAITING``
 callers waiting get 503 at once. Workers start from a forkserver, so a replacement is
-ready in milliseconds, and shutting the app down kills them.
+ready in milliseconds, run at a lower CPU priority than the API, and die with the app.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
+import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
+from nofx.api.jobs import warm_up
 from nofx.api.limits import BudgetExceeded
 
 T = TypeVar("T")
@@ -35,6 +38,12 @@ def _context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("spawn")  # pragma: no cover - not on Linux
 
 
+def _yield_cpu() -> None:
+    """Workers run at a lower priority: on a busy host the API's event loop goes first."""
+    with contextlib.suppress(OSError):  # not permitted here: equal priority then
+        os.nice(10)
+
+
 class AnalysisPool:
     """At most ``workers`` analyses at once, each killed past ``budget_s``."""
 
@@ -45,11 +54,37 @@ class AnalysisPool:
         self._executor: ProcessPoolExecutor | None = None
         self._slots: asyncio.Semaphore | None = None
         self._waiting = 0
+        self._ready: asyncio.Future[bool] | None = None
+        self._ready_at = 0.0
         self.killed = 0
+
+    def start(self) -> None:
+        """Start the workers now (the app's startup), so no call pays for their start."""
+        self._ready = asyncio.ensure_future(self._warm())
+
+    async def _warm(self) -> bool:
+        loop = asyncio.get_running_loop()
+        done = await loop.run_in_executor(self._pool(), warm_up)
+        self._ready_at = time.monotonic()
+        return done
+
+    async def _until_ready(self) -> None:
+        """Wait for a (re)started worker; the wait is not charged to the caller's budget."""
+        if self._ready is None or (self._ready.done() and self._executor is None):
+            self.start()
+        assert self._ready is not None
+        try:
+            await asyncio.shield(self._ready)
+        except BrokenProcessPool:
+            self._kill()
+            self.start()
+            await asyncio.shield(self._ready)
 
     def _pool(self) -> ProcessPoolExecutor:
         if self._executor is None:
-            self._executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=_context())
+            self._executor = ProcessPoolExecutor(
+                max_workers=self.workers, mp_context=_context(), initializer=_yield_cpu
+            )
         return self._executor
 
     def _kill(self) -> None:
@@ -64,11 +99,15 @@ class AnalysisPool:
     def close(self) -> None:
         self._kill()
 
-    async def run(self, what: str, fn: Callable[..., T], *args: Any) -> T:
-        """``fn(*args)`` in a worker process; BudgetExceeded (503) when it cannot finish in time."""
+    async def run(
+        self, what: str, fn: Callable[..., T], *args: Any, started: float | None = None
+    ) -> T:
+        """``fn(*args)`` in a worker process; BudgetExceeded (503) when it cannot finish within
+        the budget counted from ``started`` (``time.monotonic()`` when the request arrived)."""
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.workers)
-        deadline = time.monotonic() + self.budget_s
+        await self._until_ready()
+        deadline = max(started or 0.0, self._ready_at) + self.budget_s
         if self._waiting >= self.max_waiting:
             raise BudgetExceeded(
                 f"{what}: {self._waiting} analyses are already waiting",
@@ -76,7 +115,9 @@ class AnalysisPool:
             )
         self._waiting += 1
         try:
-            await asyncio.wait_for(self._slots.acquire(), timeout=self.budget_s)
+            await asyncio.wait_for(
+                self._slots.acquire(), timeout=max(0.0, deadline - time.monotonic())
+            )
         except TimeoutError:
             raise self._over_budget(what) from None
         finally:
@@ -88,6 +129,7 @@ class AnalysisPool:
                 return await asyncio.wait_for(future, timeout=remaining)
             except TimeoutError:
                 self._kill()
+                self.start()  # a fresh worker, ready before the next caller needs it
                 self.killed += 1
                 raise self._over_budget(what) from None
             except BrokenProcessPool:

@@ -30,9 +30,10 @@ class ApiLimits:
     max_workflow_edges: int = 5000
     max_capabilities_per_agent: int = 256
     max_cursor_offset: int = 10_000_000
-    analysis_budget_s: float = 1.5
+    analysis_budget_s: float = 1.0
     analysis_workers: int = 1
     analysis_max_waiting: int = 8
+    gil_switch_interval_ms: float = 1.0
     # one key
     sse_streams_per_key: int = 4
     sse_poll_interval_s: float = 0.5

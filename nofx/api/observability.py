@@ -123,6 +123,7 @@ class EdgeMiddleware:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
+        scope.setdefault("state", {})["received_at"] = time.monotonic()  # for time budgets
         if scope["method"] in WRITE_METHODS:
             checked = await self._checked_body(scope, receive)
             if isinstance(checked, Response):

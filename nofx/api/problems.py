@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -16,6 +17,7 @@ from nofx.errors import ConcurrencyError, NofxError
 log = logging.getLogger(__name__)
 PROBLEM_BASE = "https://nofx.dev/problems/"
 MEDIA_TYPE = "application/problem+json"
+HTTP_METHODS = {"GET", "PUT", "POST", "DELETE", "PATCH", "HEAD", "OPTIONS"}
 
 
 def problem(
@@ -71,28 +73,13 @@ def problem_responses() -> dict[int | str, dict[str, Any]]:
     }
 
 
-def document(app: FastAPI) -> None:
-    """Add the problem+json error answers to every API route (their own entries win)."""
-    from fastapi.routing import APIRoute
-
-    for route in app.routes:
-        if isinstance(route, APIRoute) and route.path.startswith("/api/"):
-            route.responses = {**problem_responses(), **route.responses}
-
-
 def allowed_methods(app: Any, path: str) -> list[str]:
-    """Every method some route serves at ``path`` (for the Allow header of a 405)."""
-    from starlette.routing import Match
-
+    """Every method the API serves at ``path`` (the Allow header of a 405), from the spec."""
     methods: set[str] = set()
-    scope = {"type": "http", "path": path, "method": "GET", "root_path": ""}
-    for route in app.routes:
-        try:
-            match, _ = route.matches(scope)
-        except Exception:  # pragma: no cover - a route type that cannot match plain paths
-            continue
-        if match != Match.NONE and getattr(route, "methods", None):
-            methods |= set(route.methods)
+    for template, operations in app.openapi().get("paths", {}).items():
+        pattern = "^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)) + "$"
+        if re.match(pattern, path):
+            methods |= {m.upper() for m in operations if m.upper() in HTTP_METHODS}
     if "GET" in methods:
         methods.add("HEAD")
     return sorted(methods)

@@ -19,6 +19,7 @@ router = APIRouter(prefix="/agents", tags=["agents"])
 
 # a schema bound, so the spec's own checks never see an oversized list (read at import)
 MAX_CAPABILITIES = ApiLimits.from_env().max_capabilities_per_agent
+PAGE_CAPABILITIES = 4096  # a page's cost is its capabilities, not only its agents
 
 
 class AgentSpecIn(AgentSpec):
@@ -77,7 +78,14 @@ def count_agents(svc: Services, tenant_id: str) -> int:
         return int(conn.execute(query.where(agents_table.c.tenant_id == tenant_id)).scalar() or 0)
 
 
-@router.get("", response_model=AgentPage, summary="List agents (cursor pagination)")
+@router.get(
+    "",
+    response_model=AgentPage,
+    summary="List agents (cursor pagination)",
+    description="A page holds at most `limit` agents and at most "
+    f"{PAGE_CAPABILITIES} capabilities in all: a page of wide agents can be shorter than "
+    "`limit`; follow `next_cursor`.",
+)
 def list_agents(
     capability: str | None = Query(default=None, max_length=120, examples=["code.generate"]),
     min_proficiency: int = Query(default=1, ge=1, le=5),
@@ -85,7 +93,7 @@ def list_agents(
     cursor: str | None = Query(default=None, max_length=500),
     principal: Principal = Depends(reader),
     svc: Services = Depends(services),
-) -> AgentPage:
+) -> Response:
     position = pagination.decode(cursor, pagination.AFTER_ID)
     after = str(position["after"]) if position else None
     items = svc.registry.list(
@@ -95,8 +103,22 @@ def list_agents(
         limit=limit + 1,
         after_id=after,
     )
+    limit = min(limit, affordable(items))
     items, next_cursor = pagination.page(items, limit, lambda a: {"after": a.agent_id})
-    return AgentPage(items=items, next_cursor=next_cursor)
+    # serialised here, in the thread pool: FastAPI would validate the page again and encode
+    # it on the event loop, which for wide agents holds the GIL for hundreds of ms
+    body = AgentPage(items=items, next_cursor=next_cursor).model_dump_json()
+    return Response(body, media_type="application/json")
+
+
+def affordable(items: list[Agent]) -> int:
+    """How many of ``items`` fit in one page's capability budget (at least one)."""
+    total = 0
+    for count, agent in enumerate(items):
+        total += len(agent.capabilities)
+        if total > PAGE_CAPABILITIES:
+            return max(1, count)
+    return len(items)
 
 
 @router.get("/{agent_id}", response_model=Agent, summary="One agent")

@@ -59,6 +59,7 @@ def read(
     limit: int = 100,
     cursor: str | None = None,
 ) -> Listing:
+    position = pagination.decode(cursor, SNAPSHOT_POSITION)  # a bad cursor is refused first
     clause = "tenant_id = ?" + (f" and {where}" if where else "")
     try:
         frame = warehouse.load_table(
@@ -72,7 +73,7 @@ def read(
         return Listing(
             items=[], note=f"{qualified} is not published yet: run the pipeline (`nofx demo`)"
         )
-    position = pagination.decode(cursor, SNAPSHOT_POSITION) or {"offset": 0, "rows": frame.height}
+    position = position or {"offset": 0, "rows": frame.height}
     if position["rows"] != frame.height:
         raise ValidationError(
             "the cursor belongs to an earlier snapshot of this table",

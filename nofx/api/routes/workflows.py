@@ -68,7 +68,7 @@ async def analyze_workflow(
     learned = await anyio.to_thread.run_sync(latest_estimates, svc, tenant)
     stats = learned["stats"] if learned else None
     result = await analysis_pool(request).run(
-        "the analysis", jobs.analyze_job, workflow, known, workers, stats
+        "the analysis", jobs.analyze_job, workflow, known, workers, stats, started=arrival(request)
     )
     if learned and result["history"] is not None:
         result["history"] |= {"learned_at": learned["at"]}
@@ -77,6 +77,11 @@ async def analyze_workflow(
 
 def analysis_pool(request: Request) -> AnalysisPool:
     return request.app.state.analysis_pool
+
+
+def arrival(request: Request) -> float | None:
+    """When the request arrived (the edge middleware notes it): budgets count from there."""
+    return getattr(request.state, "received_at", None)
 
 
 def latest_estimates(svc: Services, tenant_id: str) -> dict[str, Any] | None:
@@ -206,7 +211,13 @@ async def suggest_changes(
     model = await anyio.to_thread.run_sync(preferences, svc, tenant)
     stats = learned["stats"] if learned else None
     found = await analysis_pool(request).run(
-        "the suggestion search", jobs.suggest_job, workflow, known, stats, model
+        "the suggestion search",
+        jobs.suggest_job,
+        workflow,
+        known,
+        stats,
+        model,
+        started=arrival(request),
     )
     return {
         "suggestions": found["suggestions"],

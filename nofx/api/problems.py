@@ -55,6 +55,7 @@ PROBLEM_STATUSES = {
     404: "No such resource in the caller's tenant",
     405: "Method not allowed (the Allow header lists the methods)",
     409: "Conflict: a version, state or tenant ceiling (quota-exceeded)",
+    412: "If-Match is not the current version (or not a version): read it again",
     413: "Body over the size limit (counted as it streams)",
     422: "Input not valid or over a limit; `errors` names the fields",
     429: "Over a rate limit or ceiling; Retry-After says when to retry",

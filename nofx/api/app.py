@@ -117,6 +117,7 @@ def create_app(
         limits.analysis_workers, limits.analysis_budget_s, limits.analysis_max_waiting
     )
     app.state.sse_streams = StreamCounter()
+    app.state.store_probe = health.StoreProbe(store)
     app.state.selector = _default_selector()
     app.state.bus = MessageBus(store)
     problems.install(app)

@@ -55,7 +55,6 @@ class AnalysisPool:
         self._slots: asyncio.Semaphore | None = None
         self._waiting = 0
         self._ready: asyncio.Future[bool] | None = None
-        self._ready_at = 0.0
         self.killed = 0
 
     def start(self) -> None:
@@ -65,20 +64,17 @@ class AnalysisPool:
     async def _warm(self) -> bool:
         loop = asyncio.get_running_loop()
         done = await loop.run_in_executor(self._pool(), warm_up)
-        self._ready_at = time.monotonic()
         return done
 
-    async def _until_ready(self) -> None:
-        """Wait for a (re)started worker; the wait is not charged to the caller's budget."""
+    async def _until_ready(self, timeout_s: float) -> None:
+        """Wait for a (re)started worker, within the caller's budget."""
         if self._ready is None or (self._ready.done() and self._executor is None):
             self.start()
         assert self._ready is not None
-        try:
-            await asyncio.shield(self._ready)
-        except BrokenProcessPool:
-            self._kill()
+        if self._ready.done() and self._ready.exception() is not None:
+            self._kill()  # the worker died starting: start another
             self.start()
-            await asyncio.shield(self._ready)
+        await asyncio.wait_for(asyncio.shield(self._ready), timeout=max(0.0, timeout_s))
 
     def _pool(self) -> ProcessPoolExecutor:
         if self._executor is None:
@@ -106,8 +102,11 @@ class AnalysisPool:
         the budget counted from ``started`` (``time.monotonic()`` when the request arrived)."""
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.workers)
-        await self._until_ready()
-        deadline = max(started or 0.0, self._ready_at) + self.budget_s
+        deadline = (time.monotonic() if started is None else started) + self.budget_s
+        try:
+            await self._until_ready(deadline - time.monotonic())
+        except (TimeoutError, BrokenProcessPool):
+            raise self._over_budget(what) from None
         if self._waiting >= self.max_waiting:
             raise BudgetExceeded(
                 f"{what}: {self._waiting} analyses are already waiting",

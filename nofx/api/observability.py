@@ -128,7 +128,7 @@ class EdgeMiddleware:
             checked = await self._checked_body(scope, receive)
             if isinstance(checked, Response):
                 await checked(scope, receive, send)
-                self._observe(scope, checked.status_code, time.perf_counter() - start)
+                await self._observe(scope, checked.status_code, time.perf_counter() - start)
                 return
             receive = _replay(checked, receive)
         status = {"code": 500}
@@ -141,7 +141,7 @@ class EdgeMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            self._observe(scope, status["code"], time.perf_counter() - start)
+            await self._observe(scope, status["code"], time.perf_counter() - start)
 
     async def _checked_body(self, scope: Scope, receive: Receive) -> bytes | Response:
         """The whole body, counted as it streams in (Content-Length or chunked alike), or the
@@ -184,7 +184,9 @@ class EdgeMiddleware:
                 )
         return body
 
-    def _observe(self, scope: Scope, status: int, elapsed: float) -> None:
+    async def _observe(self, scope: Scope, status: int, elapsed: float) -> None:
+        """Metrics here; the store writes (latency window, audit) in the thread pool, after
+        the answer went out, so the event loop never waits on the database."""
         route = scope.get("route")
         path = getattr(route, "path", "unmatched")
         if scope["path"].startswith(API_PREFIX + "/") and not path.startswith(API_PREFIX):
@@ -194,27 +196,42 @@ class EdgeMiddleware:
         self.metrics.requests.labels(method, path, str(status)).inc()
         store = self.fastapi_app.state.services.store
         if path.startswith(API_PREFIX) and (summary := self.window.add(elapsed, status)):
-            record_latency_window(store, summary)
+            await anyio.to_thread.run_sync(record_latency_window, store, summary)
         principal = (scope.get("state") or {}).get("principal")
         if method in WRITE_METHODS and principal is not None and path != "unmatched":
-            store.append(
-                f"audit-{principal.tenant_id}",
-                "audit",
-                principal.tenant_id,
-                [
-                    NewEvent(
-                        type="ApiWrite",
-                        payload={
-                            "key_id": principal.key_id,
-                            "method": method,
-                            "route": path,
-                            "path": scope["path"],
-                            "status": status,
-                            "duration_ms": round(elapsed * 1000, 3),
-                        },
-                    )
-                ],
+            await anyio.to_thread.run_sync(
+                audit, store, principal, method, path, scope["path"], status, elapsed
             )
+
+
+def audit(
+    store: Any,
+    principal: Any,
+    method: str,
+    route: str,
+    path: str,
+    status: int,
+    elapsed: float,
+) -> None:
+    """The audit trail of a write: who, what, the answer and how long it took."""
+    store.append(
+        f"audit-{principal.tenant_id}",
+        "audit",
+        principal.tenant_id,
+        [
+            NewEvent(
+                type="ApiWrite",
+                payload={
+                    "key_id": principal.key_id,
+                    "method": method,
+                    "route": route,
+                    "path": path,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 3),
+                },
+            )
+        ],
+    )
 
 
 class _NonFinite(ValueError):

@@ -122,8 +122,10 @@ class AnalysisPool:
         finally:
             self._waiting -= 1
         try:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0.01:  # its time went by in the queue: nothing to start or kill
+                raise self._over_budget(what)
             future = asyncio.get_running_loop().run_in_executor(self._pool(), fn, *args)
-            remaining = max(0.01, deadline - time.monotonic())
             try:
                 return await asyncio.wait_for(future, timeout=remaining)
             except TimeoutError:

@@ -61,6 +61,11 @@ class AnalysisPool:
         """Start the workers now (the app's startup), so no call pays for their start."""
         self._ready = asyncio.ensure_future(self._warm())
 
+    @property
+    def ready(self) -> bool:
+        """A worker is up (calls until then wait for it, within their budget)."""
+        return self._executor is not None and self._ready is not None and self._ready.done()
+
     async def _warm(self) -> bool:
         loop = asyncio.get_running_loop()
         done = await loop.run_in_executor(self._pool(), warm_up)

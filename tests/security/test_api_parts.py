@@ -92,3 +92,37 @@ def test_the_cursor_secret_comes_from_the_env_or_one_file(tmp_path: Path) -> Non
     pagination.configure(tmp_path, env={pagination.SECRET_ENV: "operator-secret"})
     with pytest.raises(ValidationError, match="not issued by this server"):
         pagination.decode(cursor, pagination.AFTER_ID)
+
+
+def test_the_jobs_are_the_routes_analyses() -> None:
+    """What the worker processes run, called in-process: same answers as the library."""
+    from nofx.workflows.learning import StepStats
+    from nofx.workflows.suggest import PreferenceModel
+
+    flow = {
+        "name": "f",
+        "steps": [
+            {"id": "a", "capability": "code.generate", "estimates": {"duration_s": 30}},
+            {"id": "b", "capability": "code.review", "needs": ["a"]},
+            {"id": "c", "capability": "code.review", "needs": ["a"]},
+        ],
+    }
+    analysed = jobs.analyze_job(flow, {"code.generate", "code.review"}, 2, None)
+    assert analysed["critical_path"][0] == "a" and analysed["history"] is None
+    stats = [
+        StepStats(
+            capability=cap,
+            agent_id=None,
+            attempts=50,
+            success_rate=0.9,
+            p50_s=20.0,
+            p90_s=40.0,
+            mean_cost_usd=0.01,
+        )
+        for cap in ("code.generate", "code.review")
+    ]
+    with_history = jobs.analyze_job(flow, None, 2, stats)
+    assert with_history["history"] is not None
+    suggested = jobs.suggest_job(flow, None, None, PreferenceModel())
+    assert set(suggested["preferences"]) and isinstance(suggested["suggestions"], list)
+    assert jobs.warm_up() is True

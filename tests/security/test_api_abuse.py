@@ -295,6 +295,15 @@ def test_workflows_over_the_size_limits_are_422(world: World, path: str) -> None
     assert fine.status_code == 200, fine.text
 
 
+def test_adaptations_cannot_add_more_dependencies_than_a_workflow_may_have(
+    world: World,
+) -> None:
+    step = {"id": "x", "capability": "code.generate", "needs": [f"s{i}" for i in range(5001)]}
+    body = {"session_id": "ses_1", "changes": [{"op": "add_step", "step": step}]}
+    response = world.call("alpha_write", "POST", "/workflows/adapt", json=body)
+    assert "5001 dependencies" in assert_problem(response, 422)["detail"]
+
+
 def test_a_session_workflow_over_the_limits_is_422(world: World) -> None:
     world.call("alpha_write", "POST", "/agents", json=AGENT)
     body = {**SESSION, "pattern": "workflow", "workflow": chain(600)}

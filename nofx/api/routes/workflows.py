@@ -16,7 +16,7 @@ from nofx.api.limits import check_workflow_size
 from nofx.domain import NewEvent
 from nofx.security import Principal
 from nofx.workflows import analyze, learning
-from nofx.workflows.adapt import Adaptation, AdaptationService
+from nofx.workflows.adapt import Adaptation, AdaptationService, AddStep, ReplaceStep
 from nofx.workflows.planner import PlanRequest, planner_from_env
 from nofx.workflows.suggest import PreferenceModel
 
@@ -161,7 +161,12 @@ def adapt_workflow(
 ) -> dict[str, Any]:
     """Validated against what has run (started steps cannot change; the DAG stays acyclic
     with known capabilities) and recorded as a WorkflowAdapted event; the executor applies
-    it before starting each step, so steps in flight are not interrupted."""
+    it before starting each step, so steps in flight are not interrupted. The dependencies
+    the changes add count against NOFX_API_MAX_WORKFLOW_EDGES like a new workflow's (422)."""
+    added = [c.step for c in adaptation.changes if isinstance(c, AddStep | ReplaceStep)]
+    check_workflow_size(
+        {"steps": [{"needs": step.needs} for step in added]}, svc.limits, where="the changes"
+    )
     service = AdaptationService(svc.store, svc.sessions, svc.registry)
     return service.adapt(adaptation, principal.tenant_id)
 

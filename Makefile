@@ -39,11 +39,11 @@ lint: $(STAMP)  ## ruff and mypy
 
 bench: $(STAMP)  ## every benchmark, full size, JSON under bench/results/
 	$(PIP) install -q -c constraints.txt -e '.[test,dev,bench]'
-	for b in routing orchestration chaos api cluster workflows; do \
+	for b in routing orchestration chaos api cluster workflows security; do \
 	  test -f bench/$$b.py && $(BIN)/python -m bench.$$b --json bench/results/$$b.json || true; done
 
 bench-quick: $(STAMP)  ## every benchmark in --quick mode (under a minute each)
-	for b in routing orchestration chaos api cluster workflows; do \
+	for b in routing orchestration chaos api cluster workflows security; do \
 	  test -f bench/$$b.py && $(BIN)/python -m bench.$$b --quick --json bench/scratch/$$b.json || true; done
 
 clean:  ## remove local state (.nofx) and build artefacts, keep .venv

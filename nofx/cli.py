@@ -847,6 +847,9 @@ def ui_commands(settings: Settings, python: str = sys.executable) -> dict[str, l
             "127.0.0.1",
             "--port",
             str(ports["api"]),
+            # SIGTERM stops the API within 5 s even with event streams open (issue 10)
+            "--timeout-graceful-shutdown",
+            "5",
         ],
         "dagster": [
             str(bindir / "dagster"),

@@ -86,8 +86,11 @@ class AgentSpec(Strict):
 
     @model_validator(mode="after")
     def _unique_capabilities(self) -> AgentSpec:
-        names = [c.name for c in self.capabilities]
-        dupes = sorted({n for n in names if names.count(n) > 1})
+        seen: set[str] = set()
+        repeated: set[str] = set()
+        for cap in self.capabilities:  # linear: a long list must not cost quadratic time
+            (repeated if cap.name in seen else seen).add(cap.name)
+        dupes = sorted(repeated)
         if dupes:
             raise ValueError(f"capability listed twice: {', '.join(dupes)}; list each once")
         return self

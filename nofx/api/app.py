@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -10,8 +11,10 @@ from typing import Any
 from fastapi import FastAPI
 
 from nofx import __version__
-from nofx.api import examples, observability, problems
+from nofx.api import examples, observability, pagination, problems
+from nofx.api.compute import AnalysisPool
 from nofx.api.deps import Services
+from nofx.api.limits import ApiLimits
 from nofx.api.routes import (
     agents,
     alerts,
@@ -23,11 +26,12 @@ from nofx.api.routes import (
     sessions,
     workflows,
 )
+from nofx.api.routes.sessions import StreamCounter
 from nofx.bus import MessageBus
 from nofx.registry import AgentRegistry
 from nofx.routing.router import SmartRouter
 from nofx.routing.selection import Selector
-from nofx.security import ApiKeyService, SharedRateLimiter
+from nofx.security import ApiKeyService, FailureGuard, SharedRateLimiter
 from nofx.sessions import SessionService
 from nofx.settings import Settings
 from nofx.store import EventStore
@@ -58,16 +62,23 @@ def create_app(
     *,
     store: EventStore | None = None,
     auth_required: bool | None = None,
+    limits: ApiLimits | None = None,
 ) -> FastAPI:
     settings = settings or Settings.from_env()
     owns_store = store is None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # handlers run in threads; when one is busy in Python, the event loop waits for the
+        # GIL up to the switch interval (5 ms by default) at every hand-off: a shorter one
+        # keeps every other request fast (issue 10: /health from 2 ms to 290 ms)
+        sys.setswitchinterval(app.state.services.limits.gil_switch_interval_ms / 1000)
+        app.state.analysis_pool.start()
         yield
         # the last, partial latency window is worth keeping: nothing is silently dropped
         if summary := app.state.latency_window.flush():
             observability.record_latency_window(app.state.services.store, summary)
+        app.state.analysis_pool.close()
         if owns_store:
             app.state.services.store.dispose()
 
@@ -90,6 +101,8 @@ def create_app(
         settings.ensure_dirs()
         store = EventStore(settings.database_url)
     registry = AgentRegistry(store)
+    limits = limits or ApiLimits.from_env()
+    pagination.configure(settings.home)
     app.state.services = Services(
         store=store,
         registry=registry,
@@ -97,12 +110,20 @@ def create_app(
         keys=ApiKeyService(store),
         limiter=SharedRateLimiter(store),
         auth_required=auth_required_from_env() if auth_required is None else auth_required,
+        limits=limits,
+        auth_guard=FailureGuard(limits.auth_failures_burst, limits.auth_failures_per_minute),
     )
+    app.state.analysis_pool = AnalysisPool(
+        limits.analysis_workers, limits.analysis_budget_s, limits.analysis_max_waiting
+    )
+    app.state.sse_streams = StreamCounter()
+    app.state.store_probe = health.StoreProbe(store)
     app.state.selector = _default_selector()
     app.state.bus = MessageBus(store)
     problems.install(app)
-    observability.install(app)
+    observability.install(app, limits)
 
+    errors = problems.problem_responses()  # documented on every operation
     for module in (
         health,
         agents,
@@ -114,8 +135,8 @@ def create_app(
         alerts,
         keys,
     ):
-        app.include_router(module.router, prefix="/api/v1")
-    app.include_router(communicate.breakers_router, prefix="/api/v1")
+        app.include_router(module.router, prefix="/api/v1", responses=errors)
+    app.include_router(communicate.breakers_router, prefix="/api/v1", responses=errors)
     install_response_examples(app)
     return app
 

@@ -11,22 +11,27 @@ streams; a plain ASGI middleware costs a fraction of that on the hot path.)
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import socket
 import time
 from typing import Any
 
-from fastapi import FastAPI, Response
+import anyio.to_thread
+from fastapi import Depends, FastAPI, Response
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nofx.api import problems
+from nofx.api.deps import metrics_reader
+from nofx.api.limits import ApiLimits, json_depth
 from nofx.domain import NewEvent
 
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 API_PREFIX = "/api/v1"
-MAX_BODY_BYTES = 1024 * 1024
+OFFLOAD_CHECK_BYTES = 64 * 1024
 LATENCY_WINDOW_S = 60.0
 
 
@@ -100,9 +105,15 @@ class EdgeMiddleware:
     """Refuses oversized bodies, times and counts every request, and audits every write."""
 
     def __init__(
-        self, app: ASGIApp, fastapi_app: FastAPI, metrics: Metrics, window: LatencyWindow
+        self,
+        app: ASGIApp,
+        fastapi_app: FastAPI,
+        metrics: Metrics,
+        window: LatencyWindow,
+        limits: ApiLimits | None = None,
     ) -> None:
         self.app = app
+        self.limits = limits or ApiLimits()
         self.fastapi_app = fastapi_app
         self.metrics = metrics
         self.window = window
@@ -111,19 +122,15 @@ class EdgeMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope.get("headers") or [])
-        length = headers.get(b"content-length", b"")
-        if length.isdigit() and int(length) > MAX_BODY_BYTES:
-            response = problems.problem(
-                413,
-                "payload-too-large",
-                "Payload too large",
-                f"request bodies are limited to {MAX_BODY_BYTES} bytes; send less",
-                scope["path"],
-            )
-            await response(scope, receive, send)
-            return
         start = time.perf_counter()
+        scope.setdefault("state", {})["received_at"] = time.monotonic()  # for time budgets
+        if scope["method"] in WRITE_METHODS:
+            checked = await self._checked_body(scope, receive)
+            if isinstance(checked, Response):
+                await checked(scope, receive, send)
+                await self._observe(scope, checked.status_code, time.perf_counter() - start)
+                return
+            receive = _replay(checked, receive)
         status = {"code": 500}
 
         async def send_wrapper(message: Message) -> None:
@@ -134,9 +141,52 @@ class EdgeMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            self._observe(scope, status["code"], time.perf_counter() - start)
+            await self._observe(scope, status["code"], time.perf_counter() - start)
 
-    def _observe(self, scope: Scope, status: int, elapsed: float) -> None:
+    async def _checked_body(self, scope: Scope, receive: Receive) -> bytes | Response:
+        """The whole body, counted as it streams in (Content-Length or chunked alike), or the
+        problem answer: 413 past the size limit, 422 for JSON nested too deep or holding
+        NaN/Infinity. Refused before any handler (or the store) sees it."""
+        limit = self.limits.max_body_bytes
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length", b"")
+        if length.isdigit() and int(length) > limit:
+            return _too_large(limit, scope["path"])
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                return _too_large(limit, scope["path"])
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        content_type = headers.get(b"content-type", b"").lower()
+        if body and (not content_type or b"json" in content_type):
+            if len(body) > OFFLOAD_CHECK_BYTES:  # parsing a large body is worth a thread
+                refusal = await anyio.to_thread.run_sync(
+                    json_refusal, body, self.limits.max_json_depth
+                )
+            else:
+                refusal = json_refusal(body, self.limits.max_json_depth)
+            if refusal is not None:
+                return problems.problem(
+                    422,
+                    "validation-error",
+                    "Request is not valid",
+                    refusal,
+                    scope["path"],
+                    errors=[{"field": "body", "message": refusal, "type": "json"}],
+                )
+        return body
+
+    async def _observe(self, scope: Scope, status: int, elapsed: float) -> None:
+        """Metrics here; the store writes (latency window, audit) in the thread pool, after
+        the answer went out, so the event loop never waits on the database."""
         route = scope.get("route")
         path = getattr(route, "path", "unmatched")
         if scope["path"].startswith(API_PREFIX + "/") and not path.startswith(API_PREFIX):
@@ -146,27 +196,109 @@ class EdgeMiddleware:
         self.metrics.requests.labels(method, path, str(status)).inc()
         store = self.fastapi_app.state.services.store
         if path.startswith(API_PREFIX) and (summary := self.window.add(elapsed, status)):
-            record_latency_window(store, summary)
+            await anyio.to_thread.run_sync(record_latency_window, store, summary)
         principal = (scope.get("state") or {}).get("principal")
         if method in WRITE_METHODS and principal is not None and path != "unmatched":
-            store.append(
-                f"audit-{principal.tenant_id}",
-                "audit",
-                principal.tenant_id,
-                [
-                    NewEvent(
-                        type="ApiWrite",
-                        payload={
-                            "key_id": principal.key_id,
-                            "method": method,
-                            "route": path,
-                            "path": scope["path"],
-                            "status": status,
-                            "duration_ms": round(elapsed * 1000, 3),
-                        },
-                    )
-                ],
+            await anyio.to_thread.run_sync(
+                audit, store, principal, method, path, scope["path"], status, elapsed
             )
+
+
+def audit(
+    store: Any,
+    principal: Any,
+    method: str,
+    route: str,
+    path: str,
+    status: int,
+    elapsed: float,
+) -> None:
+    """The audit trail of a write: who, what, the answer and how long it took."""
+    store.append(
+        f"audit-{principal.tenant_id}",
+        "audit",
+        principal.tenant_id,
+        [
+            NewEvent(
+                type="ApiWrite",
+                payload={
+                    "key_id": principal.key_id,
+                    "method": method,
+                    "route": route,
+                    "path": path,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 3),
+                },
+            )
+        ],
+    )
+
+
+class _NonFinite(ValueError):
+    pass
+
+
+def _refuse_constant(name: str) -> float:
+    raise _NonFinite(name)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NonFinite(text)
+    return value
+
+
+def json_refusal(body: bytes, max_depth: int) -> str | None:
+    """Why a JSON body is refused before it reaches a handler, or None to let it through.
+
+    NaN and Infinity are not JSON (RFC 8259) although Python reads them, and a number like
+    1e999 reads as infinity: a ``budget_usd`` of Infinity would mean "no budget". Nesting
+    deeper than ``max_depth`` is refused too: no body the API documents comes close, and a
+    deep one costs every later reader (serializers stop at a fixed depth).
+    """
+    try:
+        value = json.loads(body, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except _NonFinite as exc:
+        return (
+            f"numbers must be finite: {exc} is not accepted (JSON has no NaN or Infinity); "
+            "send a finite number, or leave the field out"
+        )
+    except RecursionError:
+        return f"the JSON body is nested deeper than {max_depth} levels; flatten it"
+    except json.JSONDecodeError:
+        return None  # the route's own validation reports where the JSON breaks
+    except ValueError as exc:  # e.g. an integer of thousands of digits
+        return f"the JSON body is not accepted: {exc}"
+    if json_depth(value, max_depth) > max_depth:
+        return f"the JSON body is nested deeper than {max_depth} levels; flatten it"
+    return None
+
+
+def _too_large(limit: int, path: str) -> Response:
+    return problems.problem(
+        413,
+        "payload-too-large",
+        "Payload too large",
+        f"request bodies are limited to {limit} bytes; send less "
+        "(the operator sets NOFX_API_MAX_BODY_BYTES)",
+        path,
+    )
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive that hands the app the body already read, then listens to the client again
+    (so a streaming answer still learns when the client leaves)."""
+    sent = False
+
+    async def replayed() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
 
 
 def record_latency_window(store: Any, summary: dict[str, Any]) -> None:
@@ -178,15 +310,21 @@ def record_latency_window(store: Any, summary: dict[str, Any]) -> None:
     )
 
 
-def install(app: FastAPI) -> None:
+def install(app: FastAPI, limits: ApiLimits | None = None) -> None:
     metrics = Metrics()
     app.state.latency_window = LatencyWindow()
     app.add_middleware(
-        EdgeMiddleware, fastapi_app=app, metrics=metrics, window=app.state.latency_window
+        EdgeMiddleware,
+        fastapi_app=app,
+        metrics=metrics,
+        window=app.state.latency_window,
+        limits=limits or ApiLimits(),
     )
 
-    @app.get("/metrics", include_in_schema=False)
+    @app.get("/metrics", include_in_schema=False, dependencies=[Depends(metrics_reader)])
     def metrics_endpoint() -> Response:
+        """Counts across every tenant, so only a key with the ``metrics`` scope reads them
+        (an operator's scope: ``nofx keys create --scope metrics``)."""
         svc = app.state.services
         for status, n in svc.sessions.count_by_status().items():
             metrics.sessions.labels(status).set(n)

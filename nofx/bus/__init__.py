@@ -24,7 +24,8 @@ from sqlalchemy.exc import IntegrityError
 from nofx.bus import blobstore
 from nofx.bus.subscription import Delivery, Subscription, notifier_for
 from nofx.domain import Message, NewEvent, utcnow
-from nofx.errors import ConcurrencyError, NotFoundError
+from nofx.errors import ConcurrencyError, NotFoundError, ValidationError
+from nofx.security.inputs import MAX_JSON_DEPTH, json_depth
 from nofx.store import EventStore
 from nofx.store.event_store import as_utc
 from nofx.store.schema import agent_communications as comms
@@ -67,7 +68,14 @@ class MessageBus:
         self.inline_limit = inline_limit
 
     def publish(self, message: Message) -> StoredMessage:
-        """Persist a message at the end of its channel; a repeated message_id returns the original."""
+        """Persist a message at the end of its channel; a repeated message_id (of the same
+        tenant: ids are scoped per tenant) returns the original. A body nested deeper than
+        MAX_JSON_DEPTH is refused before anything is stored: every reader would choke on it."""
+        if json_depth(message.body, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+            raise ValidationError(
+                f"the message body is nested deeper than {MAX_JSON_DEPTH} levels",
+                hint="flatten the body, or store the structure as a JSON string",
+            )
         existing = self._by_id(message.message_id, message.tenant_id)
         if existing is not None:
             return existing

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 
 from nofx.domain import NewEvent, utcnow
 from nofx.errors import NofxError, NotFoundError, ValidationError
@@ -30,6 +30,13 @@ class Scope(StrEnum):
     READ = "read"
     WRITE = "write"
     ADMIN = "admin"
+    METRICS = "metrics"
+    """Reads /metrics, whose counts cover every tenant: an operator's scope, granted with
+    ``nofx keys create --scope metrics``; no tenant admin can mint it, and admin does not
+    imply it."""
+
+
+TENANT_SCOPES = frozenset({Scope.READ, Scope.WRITE, Scope.ADMIN})
 
 
 IMPLIED = {
@@ -175,6 +182,16 @@ class ApiKeyService:
         if row is None:
             raise NotFoundError(f"no API key {key_id!r}")
         return _row_to_key(row)
+
+    def count_active(self, tenant_id: str) -> int:
+        """Keys of the tenant that are not revoked (the operator caps them per tenant)."""
+        query = (
+            select(func.count())
+            .select_from(api_keys)
+            .where(api_keys.c.tenant_id == tenant_id, api_keys.c.revoked_at.is_(None))
+        )
+        with self.store.engine.connect() as conn:
+            return int(conn.execute(query).scalar() or 0)
 
     def list(self, tenant_id: str | None = None) -> builtins.list[ApiKey]:
         query = select(api_keys).order_by(api_keys.c.created_at)

@@ -152,3 +152,52 @@ class SharedRateLimiter:
                     update(rate_buckets).where(rate_buckets.c.bucket_key == key), values
                 )
         return granted, wait
+
+
+class FailureGuard:
+    """Failed authentication per client address: a bucket of ``burst`` failures refilled at
+    ``per_minute``; with it empty, the address is refused (429) before its key is even looked
+    at, so guessing keys costs the guesser time, not the store.
+
+    Kept in the process (each API worker counts on its own: N workers allow N times the
+    failures). Addresses with a full bucket are forgotten when the table grows large.
+    """
+
+    def __init__(self, burst: float, per_minute: float, *, max_tracked: int = 10_000) -> None:
+        self.burst = burst
+        self.rate = per_minute / 60.0
+        self.max_tracked = max_tracked
+        self._buckets: dict[str, TokenBucket] = {}
+        self._lock = threading.Lock()
+
+    def _current(self, client: str, now: float) -> TokenBucket:
+        bucket = self._buckets.get(client) or TokenBucket.full(self.rate, self.burst, now)
+        elapsed = max(0.0, now - bucket.updated)
+        return TokenBucket(
+            self.rate, self.burst, min(self.burst, bucket.tokens + elapsed * self.rate), now
+        )
+
+    def blocked_for(self, client: str, now: float) -> int:
+        """Whole seconds until ``client`` may try again; 0 when it may now."""
+        with self._lock:
+            if client not in self._buckets:
+                return 0
+            bucket = self._current(client, now)
+        return 0 if bucket.tokens >= 1 else max(1, math.ceil((1.0 - bucket.tokens) / self.rate))
+
+    def failed(self, client: str, now: float) -> None:
+        """Count one failed attempt of ``client``."""
+        with self._lock:
+            bucket = self._current(client, now)
+            self._buckets[client] = TokenBucket(
+                self.rate, self.burst, max(0.0, bucket.tokens - 1), now
+            )
+            if len(self._buckets) > self.max_tracked:
+                self._forget_full(now)
+
+    def _forget_full(self, now: float) -> None:
+        for client in list(self._buckets):
+            if self._current(client, now).tokens >= self.burst:
+                del self._buckets[client]
+        while len(self._buckets) > self.max_tracked:  # all still failing: drop the oldest
+            del self._buckets[next(iter(self._buckets))]

@@ -104,8 +104,8 @@ api_keys = Table(
 agent_communications = Table(
     "agent_communications",
     metadata,
+    Column("tenant_id", String(64), primary_key=True),  # message ids are per tenant
     Column("message_id", String(100), primary_key=True),
-    Column("tenant_id", String(64), nullable=False),
     Column("channel", String(260), nullable=False),
     Column("channel_seq", Integer, nullable=False),
     Column("session_id", String(64), nullable=True),

@@ -265,10 +265,14 @@ def test_writes_leave_an_audit_trail(world: dict, store: EventStore) -> None:
     assert all(e.payload["key_id"] for e in audit)
 
 
-def test_metrics_are_exposed_for_prometheus(world: dict) -> None:
+def test_metrics_are_exposed_for_prometheus(world: dict, store: EventStore) -> None:
+    """Only to a key with the operator's metrics scope: the counts cover every tenant."""
     client = world["client"]
     client.get("/api/v1/health")
-    text = client.get("/metrics").text
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", headers=world["auth"]["a_admin"]).status_code == 403
+    operator = ApiKeyService(store).create("ops", "prometheus", {Scope.METRICS}).plaintext
+    text = client.get("/metrics", headers={"Authorization": f"Bearer {operator}"}).text
     assert 'nofx_http_requests_total{method="GET",route="/api/v1/health",status="200"}' in text
     assert 'nofx_sessions{status="requested"} 2.0' in text  # a solo and a workflow session
     assert "nofx_http_request_duration_seconds_bucket" in text

@@ -3,15 +3,35 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Response, status
+from pydantic import Field
+from sqlalchemy import func, select
 
 from nofx.api import pagination
 from nofx.api.deps import Services, reader, services, writer
+from nofx.api.limits import ApiLimits, QuotaExceeded
 from nofx.api.schemas import AgentPage
-from nofx.domain import Agent, AgentSpec
+from nofx.domain import Agent, AgentSpec, Capability
 from nofx.errors import ConcurrencyError, NotFoundError
 from nofx.security import Principal
+from nofx.store.schema import agents as agents_table
 
 router = APIRouter(prefix="/agents", tags=["agents"])
+
+# a schema bound, so the spec's own checks never see an oversized list (read at import)
+MAX_CAPABILITIES = ApiLimits.from_env().max_capabilities_per_agent
+PAGE_CAPABILITIES = 4096  # a page's cost is its capabilities, not only its agents
+
+
+class AgentSpecIn(AgentSpec):
+    """An agent spec as the API accepts it: at most MAX_CAPABILITIES capabilities."""
+
+    capabilities: list[Capability] = Field(
+        min_length=1,
+        max_length=MAX_CAPABILITIES,
+        description=f"at most {MAX_CAPABILITIES} (the operator sets "
+        "NOFX_API_MAX_CAPABILITIES_PER_AGENT)",
+    )
+
 
 EXAMPLE = {
     "name": "vega-coder",
@@ -35,26 +55,46 @@ def _own(spec: AgentSpec, principal: Principal) -> AgentSpec:
 )
 def register(
     response: Response,
-    spec: AgentSpec = Body(openapi_examples={"coder": {"value": EXAMPLE}}),
+    spec: AgentSpecIn = Body(openapi_examples={"coder": {"value": EXAMPLE}}),
     principal: Principal = Depends(writer),
     svc: Services = Depends(services),
 ) -> Agent:
+    ceiling = svc.limits.max_agents_per_tenant
+    if count_agents(svc, principal.tenant_id) >= ceiling:
+        raise QuotaExceeded(
+            f"this tenant has {ceiling} agents, the most the operator allows",
+            hint="deregister agents you no longer use, or ask the operator to raise "
+            "NOFX_API_MAX_AGENTS_PER_TENANT",
+        )
     agent = svc.registry.register(_own(spec, principal))
     response.headers["Location"] = f"/api/v1/agents/{agent.agent_id}"
     response.headers["ETag"] = str(agent.version)
     return agent
 
 
-@router.get("", response_model=AgentPage, summary="List agents (cursor pagination)")
-async def list_agents(
+def count_agents(svc: Services, tenant_id: str) -> int:
+    query = select(func.count()).select_from(agents_table)
+    with svc.store.engine.connect() as conn:
+        return int(conn.execute(query.where(agents_table.c.tenant_id == tenant_id)).scalar() or 0)
+
+
+@router.get(
+    "",
+    response_model=AgentPage,
+    summary="List agents (cursor pagination)",
+    description="A page holds at most `limit` agents and at most "
+    f"{PAGE_CAPABILITIES} capabilities in all: a page of wide agents can be shorter than "
+    "`limit`; follow `next_cursor`.",
+)
+def list_agents(
     capability: str | None = Query(default=None, max_length=120, examples=["code.generate"]),
     min_proficiency: int = Query(default=1, ge=1, le=5),
     limit: int = Query(default=50, ge=1, le=500),
     cursor: str | None = Query(default=None, max_length=500),
     principal: Principal = Depends(reader),
     svc: Services = Depends(services),
-) -> AgentPage:
-    position = pagination.decode(cursor)
+) -> Response:
+    position = pagination.decode(cursor, pagination.AFTER_ID)
     after = str(position["after"]) if position else None
     items = svc.registry.list(
         tenant_id=principal.tenant_id,
@@ -63,12 +103,26 @@ async def list_agents(
         limit=limit + 1,
         after_id=after,
     )
+    limit = min(limit, affordable(items))
     items, next_cursor = pagination.page(items, limit, lambda a: {"after": a.agent_id})
-    return AgentPage(items=items, next_cursor=next_cursor)
+    # serialised here, in the thread pool: FastAPI would validate the page again and encode
+    # it on the event loop, which for wide agents holds the GIL for hundreds of ms
+    body = AgentPage(items=items, next_cursor=next_cursor).model_dump_json()
+    return Response(body, media_type="application/json")
+
+
+def affordable(items: list[Agent]) -> int:
+    """How many of ``items`` fit in one page's capability budget (at least one)."""
+    total = 0
+    for count, agent in enumerate(items):
+        total += len(agent.capabilities)
+        if total > PAGE_CAPABILITIES:
+            return max(1, count)
+    return len(items)
 
 
 @router.get("/{agent_id}", response_model=Agent, summary="One agent")
-async def get_agent(
+def get_agent(
     agent_id: str,
     principal: Principal = Depends(reader),
     svc: Services = Depends(services),
@@ -80,7 +134,7 @@ async def get_agent(
 def update_agent(
     agent_id: str,
     response: Response,
-    spec: AgentSpec = Body(openapi_examples={"coder": {"value": EXAMPLE}}),
+    spec: AgentSpecIn = Body(openapi_examples={"coder": {"value": EXAMPLE}}),
     if_match: str | None = Header(default=None, description="the version you last saw"),
     principal: Principal = Depends(writer),
     svc: Services = Depends(services),

@@ -63,7 +63,7 @@ def list_alerts(
     principal: Principal = Depends(reader),
 ) -> AlertPage:
     """Raised by the data platform's rule evaluation after each refresh (see nofx.alerts)."""
-    position = pagination.decode(cursor)
+    position = pagination.decode(cursor, pagination.NEWEST_FIRST)
     before = (datetime.fromisoformat(position["t"]), str(position["id"])) if position else None
     items = _alerts(request).list(
         tenant_id=principal.tenant_id,

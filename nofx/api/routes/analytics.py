@@ -46,6 +46,9 @@ CURSOR = Query(
 )
 
 
+SNAPSHOT_POSITION = {"offset": pagination.count(), "rows": pagination.count()}
+
+
 def read(
     qualified: str,
     principal: Principal,
@@ -56,6 +59,7 @@ def read(
     limit: int = 100,
     cursor: str | None = None,
 ) -> Listing:
+    position = pagination.decode(cursor, SNAPSHOT_POSITION)  # a bad cursor is refused first
     clause = "tenant_id = ?" + (f" and {where}" if where else "")
     try:
         frame = warehouse.load_table(
@@ -69,9 +73,8 @@ def read(
         return Listing(
             items=[], note=f"{qualified} is not published yet: run the pipeline (`nofx demo`)"
         )
-    position = pagination.decode(cursor) or {"offset": 0, "rows": frame.height}
-    offset = position.get("offset")
-    if position.get("rows") != frame.height or not isinstance(offset, int) or offset < 0:
+    position = position or {"offset": 0, "rows": frame.height}
+    if position["rows"] != frame.height:
         raise ValidationError(
             "the cursor belongs to an earlier snapshot of this table",
             hint="the pipeline republished it: list again without a cursor",
@@ -95,7 +98,7 @@ def read(
 )
 def predictions(
     session_id: str | None = Query(default=None, max_length=64),
-    min_probability: float = Query(default=0.0, ge=0, le=1),
+    min_probability: float = Query(default=0.0, ge=0, le=1, allow_inf_nan=False),
     limit: int = Query(default=100, ge=1, le=1000),
     cursor: str | None = CURSOR,
     principal: Principal = Depends(reader),

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends, Query, Request, status
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, status
 from pydantic import BaseModel
 
 from nofx.api.deps import reader, writer
+from nofx.api.limits import json_depth
 from nofx.bus import MessageBus
 from nofx.domain import Message
 from nofx.security import Principal
@@ -52,17 +53,29 @@ def send(
     "/{channel}", response_model=list[MessageOut], summary="Read or replay a channel in order"
 )
 def read(
-    channel: str,
+    request: Request,
+    channel: str = Path(max_length=260),
     after_seq: int = Query(default=0, ge=0, le=2**62, description="replay from this offset"),
     since: datetime | None = Query(default=None, description="replay from this time"),
     limit: int = Query(default=100, ge=1, le=1000),
     principal: Principal = Depends(reader),
     hub: MessageBus = Depends(bus),
 ) -> list[MessageOut]:
+    """A message stored before the depth limit existed, nested too deep to serialise, is
+    shown with its body replaced by a note, so one bad message cannot make the channel
+    unreadable."""
     messages = hub.read(
         channel, tenant_id=principal.tenant_id, after_seq=after_seq, since=since, limit=limit
     )
-    return [MessageOut(**m.__dict__) for m in messages]
+    depth = request.app.state.services.limits.max_json_depth
+    return [readable(MessageOut(**m.__dict__), depth) for m in messages]
+
+
+def readable(message: MessageOut, max_depth: int) -> MessageOut:
+    if json_depth(message.body, max_depth) <= max_depth:
+        return message
+    note = f"body withheld: nested deeper than {max_depth} levels (stored before the limit)"
+    return message.model_copy(update={"body": {"unreadable": note}})
 
 
 class BreakerOut(BaseModel):

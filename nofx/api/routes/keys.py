@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 
-from fastapi import APIRouter, Body, Depends, Response, status
+from fastapi import APIRouter, Body, Depends, Path, Response, status
 from pydantic import BaseModel, Field
 
 from nofx.api.deps import Services, admin, services
+from nofx.api.limits import QuotaExceeded, TooBusy
 from nofx.errors import NotFoundError
 from nofx.security import ApiKey, Principal, Scope
+from nofx.security.keys import TENANT_SCOPES, PermissionDenied
 
 router = APIRouter(prefix="/keys", tags=["keys"])
 
@@ -19,8 +22,8 @@ class KeyRequest(BaseModel):
 
     name: str = Field(min_length=1, max_length=120, examples=["ci-pipeline"])
     scopes: set[Scope] = Field(min_length=1, examples=[["read"]])
-    rate_per_s: float = Field(default=50.0, gt=0, le=100_000)
-    burst: float = Field(default=100.0, ge=1, le=100_000)
+    rate_per_s: float = Field(default=50.0, gt=0, le=100_000, allow_inf_nan=False)
+    burst: float = Field(default=100.0, ge=1, le=100_000, allow_inf_nan=False)
 
 
 class KeyOut(BaseModel):
@@ -66,7 +69,37 @@ def create_key(
     principal: Principal = Depends(admin),
     svc: Services = Depends(services),
 ) -> IssuedKeyOut:
-    """The secret is in the answer once; only its hash is stored."""
+    """The secret is in the answer once; only its hash is stored. A tenant holds at most
+    NOFX_API_MAX_KEYS_PER_TENANT active keys (409 past it) and mints at most
+    NOFX_API_KEY_MINTS_PER_MINUTE (429); whatever the keys' own rates, together they stay
+    under the tenant's ceiling (NOFX_API_TENANT_RATE_PER_S)."""
+    if extra := body.scopes - TENANT_SCOPES:
+        raise PermissionDenied(
+            f"a tenant key cannot have the {', '.join(sorted(extra))} scope",
+            hint="metrics covers every tenant: the operator grants it with "
+            "`nofx keys create --scope metrics`",
+        )
+    limits = svc.limits
+    tenant = principal.tenant_id
+    allowed, retry_after = svc.limiter.check(
+        f"mint:{tenant}",
+        limits.key_mints_per_minute / 60.0,
+        limits.key_mints_per_minute,
+        time.time(),
+    )
+    if not allowed:
+        raise TooBusy(
+            "this tenant is creating API keys too fast",
+            hint="the operator sets NOFX_API_KEY_MINTS_PER_MINUTE",
+            retry_after=retry_after,
+        )
+    if svc.keys.count_active(tenant) >= limits.max_keys_per_tenant:
+        raise QuotaExceeded(
+            f"this tenant has {limits.max_keys_per_tenant} active API keys, the most the "
+            "operator allows",
+            hint="revoke keys you no longer use (DELETE /api/v1/keys/{key_id}), or ask the "
+            "operator to raise NOFX_API_MAX_KEYS_PER_TENANT",
+        )
     issued = svc.keys.create(
         principal.tenant_id, body.name, body.scopes, rate_per_s=body.rate_per_s, burst=body.burst
     )
@@ -82,7 +115,9 @@ def list_keys(
 
 @router.delete("/{key_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Revoke a key")
 def revoke_key(
-    key_id: str, principal: Principal = Depends(admin), svc: Services = Depends(services)
+    key_id: str = Path(max_length=64),
+    principal: Principal = Depends(admin),
+    svc: Services = Depends(services),
 ) -> Response:
     if svc.keys.get(key_id).tenant_id != principal.tenant_id:
         raise NotFoundError(f"no API key {key_id!r}")

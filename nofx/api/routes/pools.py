@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Query, Request
 from pydantic import BaseModel, Field
 
 from nofx.api.deps import reader, writer
+from nofx.domain import Agent
 from nofx.errors import ValidationError
 from nofx.pools import PoolService
 from nofx.routing.autoscale import PolicyError, ScalingPolicy
@@ -24,10 +25,10 @@ class PolicyIn(BaseModel):
         default=0.7, gt=0, le=1, description="busy share of capacity the pool aims for"
     )
     latency_target_ms: float | None = Field(
-        default=None, gt=0, description="p95 above this adds a replica"
+        default=None, gt=0, le=3_600_000, description="p95 above this adds a replica"
     )
-    scale_up_cooldown_s: float = Field(default=15.0, ge=0)
-    scale_down_cooldown_s: float = Field(default=60.0, ge=0)
+    scale_up_cooldown_s: float = Field(default=15.0, ge=0, le=86_400)
+    scale_down_cooldown_s: float = Field(default=60.0, ge=0, le=86_400)
     replicas: int | None = Field(
         default=None, ge=0, description="start at this size (clamped into the bounds)"
     )
@@ -35,6 +36,11 @@ class PolicyIn(BaseModel):
 
 class PoolOut(BaseModel):
     agent_id: str
+    agent_status: Literal["active", "deregistered"] = Field(
+        default="active",
+        description="deregistered: the agent was deleted; its pool is kept, with no capacity, "
+        "so its history stays readable",
+    )
     replicas: int
     capacity: int = Field(description="replicas x the agent's max_concurrency: calls at once")
     policy: dict[str, Any]
@@ -55,16 +61,26 @@ def _pools(request: Request) -> PoolService:
 
 def _out(request: Request, pool: Any, tenant_id: str) -> PoolOut:
     agent = request.app.state.services.registry.get(pool.agent_id, tenant_id=tenant_id)
+    return _pool_out(pool, agent)
+
+
+def _pool_out(pool: Any, agent: Agent | None) -> PoolOut:
+    """A pool as the API shows it; a pool whose agent was deleted has no capacity."""
     data = pool.as_dict()
     data.pop("tenant_id")
+    if agent is None:
+        return PoolOut(**data, agent_status="deregistered", capacity=0)
     return PoolOut(**data, capacity=pool.replicas * agent.max_concurrency)
 
 
 @router.get("", response_model=list[PoolOut], summary="List agent pools")
 def list_pools(request: Request, principal: Principal = Depends(reader)) -> list[PoolOut]:
-    """Every pool of the caller's tenant with its current size, capacity and last decision."""
+    """Every pool of the caller's tenant with its current size, capacity and last decision;
+    pools of deleted agents stay listed as ``agent_status: deregistered``."""
     pools = _pools(request).list(tenant_id=principal.tenant_id)
-    return [_out(request, p, principal.tenant_id) for p in pools]
+    registry = request.app.state.services.registry
+    agents = {a.agent_id: a for a in registry.list(tenant_id=principal.tenant_id)}
+    return [_pool_out(p, agents.get(p.agent_id)) for p in pools]
 
 
 @router.get("/{agent_id}", response_model=PoolOut, summary="Get one agent's pool")

@@ -8,15 +8,19 @@ import time
 from collections.abc import AsyncIterator
 from datetime import datetime
 
+import anyio.to_thread
 from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
+from sqlalchemy import func, select
 
 from nofx.api import pagination
 from nofx.api.deps import Services, reader, services, writer
+from nofx.api.limits import TooBusy, check_workflow_size
 from nofx.api.schemas import CandidateOut, EventOut, SelectionOut, SessionPage
 from nofx.domain import PatternName, Session, SessionRequest, SessionStatus, Task
 from nofx.routing.selection import SelectionRequest
 from nofx.security import Principal
+from nofx.store.schema import sessions as sessions_table
 
 router = APIRouter(prefix="/orchestration", tags=["orchestration"])
 
@@ -44,21 +48,44 @@ def create_session(
     principal: Principal = Depends(writer),
     svc: Services = Depends(services),
 ) -> Session:
+    if body.workflow is not None:
+        check_workflow_size(body.workflow, svc.limits, where="the session's workflow")
+    ceiling = svc.limits.max_sessions_in_flight
+    if sessions_in_flight(svc, principal.tenant_id) >= ceiling:
+        raise TooBusy(
+            f"this tenant has {ceiling} sessions requested or running, the most the operator "
+            "allows at once",
+            hint="wait for some to finish (or cancel them); the operator sets "
+            "NOFX_API_MAX_SESSIONS_IN_FLIGHT",
+            retry_after=5,
+        )
     request = body.model_copy(update={"tenant_id": principal.tenant_id})
     session = svc.sessions.submit(request)
     response.headers["Location"] = f"/api/v1/orchestration/sessions/{session.session_id}"
     return session
 
 
+def sessions_in_flight(svc: Services, tenant_id: str) -> int:
+    """Sessions of the tenant not yet finished (requested or running)."""
+    open_statuses = [s.value for s in SessionStatus if not s.terminal]
+    query = (
+        select(func.count())
+        .select_from(sessions_table)
+        .where(sessions_table.c.tenant_id == tenant_id, sessions_table.c.status.in_(open_statuses))
+    )
+    with svc.store.engine.connect() as conn:
+        return int(conn.execute(query).scalar() or 0)
+
+
 @router.get("/sessions", response_model=SessionPage, summary="List sessions, newest first")
-async def list_sessions(
+def list_sessions(
     status_filter: SessionStatus | None = Query(default=None, alias="status"),
     limit: int = Query(default=50, ge=1, le=500),
     cursor: str | None = Query(default=None, max_length=500),
     principal: Principal = Depends(reader),
     svc: Services = Depends(services),
 ) -> SessionPage:
-    position = pagination.decode(cursor)
+    position = pagination.decode(cursor, pagination.NEWEST_FIRST)
     before = (datetime.fromisoformat(position["t"]), str(position["id"])) if position else None
     items = svc.sessions.list(
         tenant_id=principal.tenant_id, status=status_filter, limit=limit + 1, before=before
@@ -70,7 +97,7 @@ async def list_sessions(
 
 
 @router.get("/sessions/{session_id}", response_model=Session, summary="One session")
-async def get_session(
+def get_session(
     session_id: str,
     principal: Principal = Depends(reader),
     svc: Services = Depends(services),
@@ -96,30 +123,72 @@ async def session_events(
     session_id: str,
     request: Request,
     after_seq: int = Query(default=0, ge=0, le=2**62),
-    timeout_s: float = Query(default=30.0, gt=0, le=300, description="SSE: stop after this long"),
+    timeout_s: float = Query(
+        default=30.0, gt=0, le=300, allow_inf_nan=False, description="SSE: stop after this long"
+    ),
     principal: Principal = Depends(reader),
     svc: Services = Depends(services),
 ) -> Response | list[EventOut]:
-    svc.sessions.get(session_id, tenant_id=principal.tenant_id)
+    """Store reads run in the thread pool; a key holds at most NOFX_API_SSE_STREAMS_PER_KEY
+    streams at once (429 past it), each polling every NOFX_API_SSE_POLL_INTERVAL_S."""
+    tenant = principal.tenant_id
+    await anyio.to_thread.run_sync(lambda: svc.sessions.get(session_id, tenant_id=tenant))
+
+    def events_after(seq: int) -> list[EventOut]:
+        return [EventOut(**e.model_dump()) for e in svc.sessions.events(session_id, after_seq=seq)]
+
     if "text/event-stream" not in request.headers.get("accept", ""):
-        return [
-            EventOut(**e.model_dump()) for e in svc.sessions.events(session_id, after_seq=after_seq)
-        ]
+        return await anyio.to_thread.run_sync(events_after, after_seq)
+    streams: StreamCounter = request.app.state.sse_streams
+    holder = principal.key_id or f"tenant:{tenant}"
+    if not streams.open(holder, svc.limits.sse_streams_per_key):
+        raise TooBusy(
+            f"this API key already has {svc.limits.sse_streams_per_key} event streams open",
+            hint="close one, or poll without Accept: text/event-stream; the operator sets "
+            "NOFX_API_SSE_STREAMS_PER_KEY",
+            retry_after=5,
+        )
+
+    def poll(seq: int) -> tuple[list[EventOut], bool]:
+        return events_after(seq), svc.sessions.get(session_id).status.terminal
 
     async def stream() -> AsyncIterator[str]:
         seen = after_seq
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            for event in svc.sessions.events(session_id, after_seq=seen):
-                seen = event.seq
-                data = EventOut(**event.model_dump()).model_dump_json()
-                yield f"id: {event.seq}\nevent: {event.type}\ndata: {data}\n\n"
-            if svc.sessions.get(session_id).status.terminal or await request.is_disconnected():
-                return
-            await asyncio.sleep(0.2)
-        yield f"event: timeout\ndata: {json.dumps({'after_seq': seen})}\n\n"
+        try:
+            while time.monotonic() < deadline:
+                events, finished = await anyio.to_thread.run_sync(poll, seen)
+                for event in events:
+                    seen = event.seq
+                    yield f"id: {event.seq}\nevent: {event.type}\ndata: {event.model_dump_json()}\n\n"
+                if finished or await request.is_disconnected():
+                    return
+                await asyncio.sleep(svc.limits.sse_poll_interval_s)
+            yield f"event: timeout\ndata: {json.dumps({'after_seq': seen})}\n\n"
+        finally:
+            streams.close(holder)
 
     return StreamingResponse(stream(), media_type="text/event-stream")
+
+
+class StreamCounter:
+    """Open event streams per key, in this process."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, int] = {}
+
+    def open(self, holder: str, ceiling: int) -> bool:
+        if self._open.get(holder, 0) >= ceiling:
+            return False
+        self._open[holder] = self._open.get(holder, 0) + 1
+        return True
+
+    def close(self, holder: str) -> None:
+        left = self._open.get(holder, 1) - 1
+        if left > 0:
+            self._open[holder] = left
+        else:
+            self._open.pop(holder, None)
 
 
 @router.get(
@@ -129,10 +198,10 @@ def select_agents(
     capability: str = Query(max_length=120, examples=["code.generate"]),
     optimize: str = Query(default="balanced", pattern="^(balanced|cost|latency|success)$"),
     min_proficiency: int = Query(default=1, ge=1, le=5),
-    budget_usd: float | None = Query(default=None, gt=0),
-    deadline_s: float | None = Query(default=None, gt=0),
+    budget_usd: float | None = Query(default=None, gt=0, allow_inf_nan=False),
+    deadline_s: float | None = Query(default=None, gt=0, allow_inf_nan=False),
     input_tokens: int = Query(default=800, ge=1, le=2_000_000),
-    complexity: float = Query(default=0.5, ge=0, le=1),
+    complexity: float = Query(default=0.5, ge=0, le=1, allow_inf_nan=False),
     principal: Principal = Depends(reader),
     request: Request = None,  # type: ignore[assignment]
     svc: Services = Depends(services),

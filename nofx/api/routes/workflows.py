@@ -5,17 +5,20 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Body, Depends, Query
+import anyio.to_thread
+from fastapi import APIRouter, Body, Depends, Query, Request
 from pydantic import BaseModel, Field
 
+from nofx.api import jobs
+from nofx.api.compute import AnalysisPool
 from nofx.api.deps import Services, reader, services, writer
+from nofx.api.limits import check_workflow_size
 from nofx.domain import NewEvent
 from nofx.security import Principal
-from nofx.workflows import analyze, learning, parse_workflow
-from nofx.workflows.adapt import Adaptation, AdaptationService
-from nofx.workflows.learning import forecast
+from nofx.workflows import analyze, learning
+from nofx.workflows.adapt import Adaptation, AdaptationService, AddStep, ReplaceStep
 from nofx.workflows.planner import PlanRequest, planner_from_env
-from nofx.workflows.suggest import KINDS, PreferenceModel, suggest
+from nofx.workflows.suggest import PreferenceModel
 
 router = APIRouter(prefix="/workflows", tags=["workflows"])
 
@@ -42,7 +45,8 @@ EXAMPLE = {
 @router.post(
     "/analyze", summary="Critical path, makespan lower bound for K workers, parallelism, cost"
 )
-def analyze_workflow(
+async def analyze_workflow(
+    request: Request,
     workflow: dict[str, Any] = Body(openapi_examples={"feature": {"value": EXAMPLE}}),
     workers: int = Query(default=4, ge=1, le=10_000),
     check_capabilities: bool = Query(
@@ -52,15 +56,32 @@ def analyze_workflow(
     svc: Services = Depends(services),
 ) -> dict[str, Any]:
     """With learned estimates (POST /workflows/learn), ``history`` adds p50/p90 makespan and
-    expected cost from how these capabilities actually ran."""
-    known = svc.registry.capabilities(principal.tenant_id) if check_capabilities else None
-    spec = parse_workflow(workflow, known_capabilities=known)
-    result = analyze(spec, workers=workers).to_dict()
-    learned = latest_estimates(svc, principal.tenant_id)
-    result["history"] = (
-        forecast(spec, learned["stats"]) | {"learned_at": learned["at"]} if learned else None
+    expected cost from how these capabilities actually ran. Runs in a worker process within
+    the operator's time budget (503 past it); over the size limits it is 422."""
+    check_workflow_size(workflow, svc.limits)
+    tenant = principal.tenant_id
+    known = (
+        await anyio.to_thread.run_sync(svc.registry.capabilities, tenant)
+        if check_capabilities
+        else None
     )
+    learned = await anyio.to_thread.run_sync(latest_estimates, svc, tenant)
+    stats = learned["stats"] if learned else None
+    result = await analysis_pool(request).run(
+        "the analysis", jobs.analyze_job, workflow, known, workers, stats, started=arrival(request)
+    )
+    if learned and result["history"] is not None:
+        result["history"] |= {"learned_at": learned["at"]}
     return result
+
+
+def analysis_pool(request: Request) -> AnalysisPool:
+    return request.app.state.analysis_pool
+
+
+def arrival(request: Request) -> float | None:
+    """When the request arrived (the edge middleware notes it): budgets count from there."""
+    return getattr(request.state, "received_at", None)
 
 
 def latest_estimates(svc: Services, tenant_id: str) -> dict[str, Any] | None:
@@ -140,7 +161,12 @@ def adapt_workflow(
 ) -> dict[str, Any]:
     """Validated against what has run (started steps cannot change; the DAG stays acyclic
     with known capabilities) and recorded as a WorkflowAdapted event; the executor applies
-    it before starting each step, so steps in flight are not interrupted."""
+    it before starting each step, so steps in flight are not interrupted. The dependencies
+    the changes add count against NOFX_API_MAX_WORKFLOW_EDGES like a new workflow's (422)."""
+    added = [c.step for c in adaptation.changes if isinstance(c, AddStep | ReplaceStep)]
+    check_workflow_size(
+        {"steps": [{"needs": step.needs} for step in added]}, svc.limits, where="the changes"
+    )
     service = AdaptationService(svc.store, svc.sessions, svc.registry)
     return service.adapt(adaptation, principal.tenant_id)
 
@@ -167,7 +193,8 @@ def preferences(svc: Services, tenant_id: str) -> PreferenceModel:
     "/suggest",
     summary="Suggested changes, each with an estimated gain and a reason, best first",
 )
-def suggest_changes(
+async def suggest_changes(
+    request: Request,
     workflow: dict[str, Any] = Body(openapi_examples={"feature": {"value": EXAMPLE}}),
     check_capabilities: bool = Query(
         default=True, description="refuse capabilities no agent offers"
@@ -176,16 +203,31 @@ def suggest_changes(
     svc: Services = Depends(services),
 ) -> dict[str, Any]:
     """Uses learned estimates when there are some (POST /workflows/learn), and ranks by the
-    tenant's past answers (POST /workflows/suggestions/feedback)."""
-    known = svc.registry.capabilities(principal.tenant_id) if check_capabilities else None
-    spec = parse_workflow(workflow, known_capabilities=known)
-    learned = latest_estimates(svc, principal.tenant_id)
-    model = preferences(svc, principal.tenant_id)
-    found = suggest(spec, learned["stats"] if learned else None, model)
+    tenant's past answers (POST /workflows/suggestions/feedback). Runs in a worker process
+    within the operator's time budget (503 past it); over the size limits it is 422."""
+    check_workflow_size(workflow, svc.limits)
+    tenant = principal.tenant_id
+    known = (
+        await anyio.to_thread.run_sync(svc.registry.capabilities, tenant)
+        if check_capabilities
+        else None
+    )
+    learned = await anyio.to_thread.run_sync(latest_estimates, svc, tenant)
+    model = await anyio.to_thread.run_sync(preferences, svc, tenant)
+    stats = learned["stats"] if learned else None
+    found = await analysis_pool(request).run(
+        "the suggestion search",
+        jobs.suggest_job,
+        workflow,
+        known,
+        stats,
+        model,
+        started=arrival(request),
+    )
     return {
-        "suggestions": [s.as_dict() for s in found],
+        "suggestions": found["suggestions"],
         "used_history": learned is not None,
-        "preferences": {kind: round(model.acceptance(kind), 3) for kind in KINDS},
+        "preferences": found["preferences"],
     }
 
 

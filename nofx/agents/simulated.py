@@ -41,6 +41,7 @@ class SimulatedProfile:
     degradation_per_call: float = 0.0
     dark_after_calls: int | None = None
     context_window_tokens: int | None = None
+    latency_from_estimate: bool = False  # take exactly the caller's estimate (a workflow step's)
 
     @classmethod
     def from_agent(cls, agent: Agent) -> SimulatedProfile:
@@ -58,6 +59,7 @@ class SimulatedProfile:
             degradation_per_call=float(config.get("degradation_per_call", 0.0)),
             dark_after_calls=config.get("dark_after_calls"),
             context_window_tokens=config.get("context_window_tokens"),
+            latency_from_estimate=bool(config.get("latency_from_estimate", False)),
         )
 
 
@@ -94,6 +96,9 @@ class SimulatedProvider:
         rng = call_rng(self.seed, agent.agent_id, call.call_id)
         latency = profile.latency_median_ms * math.exp(rng.gauss(0.0, profile.latency_sigma))
         latency *= 1.0 + call.complexity
+        estimate = call.context.get("estimated_duration_s")
+        if profile.latency_from_estimate and isinstance(estimate, int | float):
+            latency = float(estimate) * 1000  # an agent that adds nothing to the plan's estimate
         input_tokens = call.input_tokens
         output_tokens = max(1, int(input_tokens * profile.output_ratio * rng.uniform(0.5, 1.5)))
         cost = agent.pricing.cost(input_tokens, output_tokens)

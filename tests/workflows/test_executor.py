@@ -1,0 +1,126 @@
+"""The executor runs the plan it records, re-plans when reality deviates, and records planned
+against executed makespan for every run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nofx.domain import AgentSpec, PatternName, SessionRequest, Task
+from nofx.runtime import Runtime, RuntimeConfig
+from nofx.workflows import load_wfformat
+from nofx.workflows.executor import executed_makespan_s, is_late
+from nofx.workflows.model import WorkflowSpec
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "wfcommons"
+
+
+def exact_agent(registry, capabilities: set[str], **config):  # type: ignore[no-untyped-def]
+    """A simulated agent that takes exactly each step's estimate (or what config says)."""
+    return registry.register(
+        AgentSpec(
+            name="exact",
+            capabilities=[{"name": c, "proficiency": 5} for c in sorted(capabilities)],
+            provider={
+                "config": {
+                    "skill": dict.fromkeys(capabilities, 1.0),
+                    "error_rate": 0.0,
+                    "rate_limit_rate": 0.0,
+                    "latency_from_estimate": True,
+                    **config,
+                }
+            },
+            max_concurrency=1000,
+        )
+    )
+
+
+async def run(store, registry, spec: WorkflowSpec):  # type: ignore[no-untyped-def]
+    runtime = Runtime(store, registry, config=RuntimeConfig(time_scale=0.0, seed=3))
+    session = runtime.sessions.submit(
+        SessionRequest(
+            task=Task(prompt=spec.name, capability=spec.steps[0].capability),
+            pattern=PatternName.WORKFLOW,
+            workflow=spec.model_dump(mode="json"),
+        )
+    )
+    await runtime.run_session(session.session_id)
+    return runtime.sessions.get(session.session_id), runtime.sessions.events(session.session_id)
+
+
+async def test_a_real_trace_runs_as_planned_with_exact_duration_agents(store, registry) -> None:
+    spec = load_wfformat(DATA / "montage-chameleon-2mass-005d-001.json")
+    exact_agent(registry, {s.capability for s in spec.steps})
+    session, events = await run(store, registry, spec)
+    assert session.status.value == "succeeded"
+    planned = next(e.payload for e in events if e.type == "WorkflowPlanned")
+    recorded = next(e.payload for e in events if e.type == "WorkflowMakespanRecorded")
+    assert planned["planned_makespan_s"] <= 1.02 * planned["lower_bound_s"]
+    assert recorded["planned_makespan_s"] == planned["planned_makespan_s"]
+    assert recorded["executed_makespan_s"] <= 1.05 * recorded["planned_makespan_s"]
+    assert recorded["replans"] == 0
+    # each worker ran its steps in the planned order
+    order = [e.payload["step_id"].removeprefix("wf/") for e in events if e.type == "StepStarted"]
+    for queue in planned["queues"].values():
+        assert [s for s in order if s in queue] == queue
+    assert {len(q) > 0 for q in planned["queues"].values()} == {True}
+    assert len(planned["queues"]) <= 4  # the default pool's four workers
+
+
+async def test_late_steps_replan_the_rest_and_the_deviation_is_recorded(store, registry) -> None:
+    spec = WorkflowSpec.model_validate(
+        {
+            "name": "late",
+            "steps": [
+                {"id": f"s{i}", "capability": "code.generate", "estimates": {"duration_s": 1}}
+                for i in range(6)
+            ]
+            + [
+                {
+                    "id": "join",
+                    "capability": "code.generate",
+                    "needs": [f"s{i}" for i in range(6)],
+                    "estimates": {"duration_s": 1},
+                }
+            ],
+        }
+    )
+    # the agent ignores the estimates: every step takes 3 s
+    exact_agent(
+        registry,
+        {"code.generate"},
+        latency_from_estimate=False,
+        latency_median_ms=2000,  # x (1 + complexity 0.5) = 3 s
+        latency_sigma=0.0,
+    )
+    session, events = await run(store, registry, spec)
+    assert session.status.value == "succeeded"
+    replans = [e.payload for e in events if e.type == "WorkflowReplanned"]
+    assert replans and "took 3s, planned 1s" in replans[0]["reason"]
+    recorded = next(e.payload for e in events if e.type == "WorkflowMakespanRecorded")
+    assert recorded["planned_makespan_s"] == 3.0  # 6 x 1 s on 4 workers, then the join
+    assert recorded["executed_makespan_s"] == 9.0  # the same shape at 3 s a step
+    assert recorded["replans"] == len(replans)
+
+
+def test_executed_makespan_replays_workers_in_the_order_they_ran() -> None:
+    spec = WorkflowSpec.model_validate(
+        {
+            "name": "r",
+            "steps": [
+                {"id": "a", "capability": "code.generate"},
+                {"id": "b", "capability": "code.generate"},
+                {"id": "c", "capability": "code.generate", "needs": ["a"]},
+            ],
+        }
+    )
+    ran = [("default", 0, "a"), ("default", 1, "b"), ("default", 0, "c")]
+    assert executed_makespan_s(spec, ran, {"a": 2, "b": 5, "c": 1}) == 5.0
+    one_worker = [("default", 0, "b"), ("default", 0, "a"), ("default", 0, "c")]
+    assert executed_makespan_s(spec, one_worker, {"a": 2, "b": 5, "c": 1}) == 8.0
+
+
+def test_late_means_over_the_tolerance() -> None:
+    step = WorkflowSpec.model_validate(
+        {"name": "x", "steps": [{"id": "a", "capability": "code.generate"}]}
+    ).steps[0]
+    assert not is_late(step, 60.0) and not is_late(step, 65.9) and is_late(step, 66.5)

@@ -22,9 +22,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from nofx.domain import Event, NewEvent
+from nofx.domain import Event, NewEvent, PatternName
 from nofx.errors import ConcurrencyError
 from nofx.patterns.common import try_step
+from nofx.patterns.hierarchical import hierarchy
+from nofx.patterns.pair import pair_rounds
+from nofx.patterns.swarm import swarm
 from nofx.runtime import PatternResult, SessionExecution, StepFailed, StepResult
 from nofx.workflows.adapt import STREAM_TYPE as ADAPT_STREAM_TYPE
 from nofx.workflows.adapt import Plan, apply_changes, deadline_relief
@@ -34,6 +37,11 @@ from nofx.workflows.model import StepSpec, WorkflowSpec
 from nofx.workflows.portfolio import PortfolioResult, budget_for, plan
 
 POOL_LIMIT = 4
+PATTERN_STEPS = {
+    PatternName.PAIR: pair_rounds,
+    PatternName.HIERARCHICAL: hierarchy,
+    PatternName.SWARM: swarm,
+}
 LATE_TOLERANCE = 0.1  # a step is late when it took more than 10% over its estimate
 REPLAN_BUDGET_SHARE = 0.25  # a re-plan gets a quarter of a first plan's budget
 WAKE_S = 0.25  # the dispatcher looks for adaptations at least this often
@@ -253,11 +261,38 @@ async def run_workflow(execution: SessionExecution) -> PatternResult:
             for a in execution.runtime.candidates(execution.session.tenant_id, step.capability)
         }
         pin = plan_now.pinned.get(step_id)
+        prompt = render_prompt(step.prompt, step.inputs, outputs, plan_now.spec.params)
+        runner = PATTERN_STEPS.get(step.pattern)
+        if runner is not None:  # the step is a pattern: run it, its steps under wf/<id>/
+            try:
+                done = await runner(
+                    execution,
+                    f"wf/{step_id}",
+                    prompt,
+                    step.capability,
+                    execution.session.task.complexity,
+                )
+            except StepFailed as exc:
+                failed[step_id] = exc
+            else:
+                outputs[step_id] = done.output
+                results[step_id] = StepResult(
+                    step_id=f"wf/{step_id}",
+                    agent_id=done.agent_id or "",
+                    agent_name="",
+                    output=done.output,
+                    cost_usd=0.0,
+                    latency_ms=0.0,
+                    input_tokens=0,
+                    output_tokens=0,
+                )
+            measured[step_id] = clock.seconds(step_id)
+            return
         result = await try_step(
             execution,
             f"wf/{step_id}",
             step.capability,
-            render_prompt(step.prompt, step.inputs, outputs, plan_now.spec.params),
+            prompt,
             input_tokens=max(1, step.estimates.tokens),
             max_attempts=step.max_attempts,
             exclude=frozenset(everyone - {pin}) if pin else frozenset(),
@@ -455,7 +490,7 @@ class StepClock:
         for event in history[self.read :]:
             name = str(event.payload.get("step_id", ""))
             if event.type in ("StepCompleted", "StepFailed") and name.startswith("wf/"):
-                key = name.removeprefix("wf/")
+                key = name.removeprefix("wf/").split("/")[0]  # a pattern step's steps too
                 latency = float(event.payload.get("latency_ms") or 0) / 1000
                 self.spent[key] = self.spent.get(key, 0.0) + latency
         self.read = len(history)

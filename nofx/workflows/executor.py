@@ -33,6 +33,8 @@ from nofx.workflows.adapt import STREAM_TYPE as ADAPT_STREAM_TYPE
 from nofx.workflows.adapt import Plan, apply_changes, deadline_relief
 from nofx.workflows.adapt import stream_id as adapt_stream
 from nofx.workflows.analysis import topological_order
+from nofx.workflows.learning import LearnedDurations, StepStats, learned_durations
+from nofx.workflows.learning import stream_id as learning_stream
 from nofx.workflows.model import StepSpec, WorkflowSpec
 from nofx.workflows.portfolio import PortfolioResult, budget_for, plan
 
@@ -132,10 +134,21 @@ def executed_makespan_s(
     return max(finish.values(), default=0.0)
 
 
-def is_late(step: StepSpec, measured_s: float) -> bool:
-    """Later than the estimate by more than the tolerance (and by more than a millisecond)."""
+def is_late(step: StepSpec, measured_s: float, learned: LearnedDurations | None = None) -> bool:
+    """Later than the learned p90 for its capability when there is history, else later than
+    its estimate by more than the tolerance (and by more than a millisecond)."""
+    if learned is not None and step.id in learned.p90_s:
+        return measured_s > learned.p90_s[step.id] and measured_s - learned.p90_s[step.id] > 1e-3
     estimate = step.estimates.duration_s
     return measured_s > estimate * (1 + LATE_TOLERANCE) and measured_s - estimate > 1e-3
+
+
+def learned_stats(execution: SessionExecution) -> list[StepStats]:
+    """The tenant's latest learned estimates (POST /workflows/learn); empty without any."""
+    store = execution.runtime.store
+    events = store.read_stream(learning_stream(execution.session.tenant_id))
+    learned = [e for e in events if e.type == "EstimatesLearned"]
+    return [StepStats(**s) for s in learned[-1].payload["stats"]] if learned else []
 
 
 async def run_workflow(execution: SessionExecution) -> PatternResult:
@@ -153,6 +166,8 @@ async def run_workflow(execution: SessionExecution) -> PatternResult:
     sid = execution.session.session_id
     scale = execution.runtime.config.time_scale
     plans: list[PortfolioResult] = []
+    stats = learned_stats(execution)  # read once: a run plans with one history
+    known: list[LearnedDurations] = []  # durations learned for the current spec, if any
     planned: set[str] = set()
     clock = StepClock(execution)
     seen_adaptations = adaptations.applied
@@ -192,10 +207,20 @@ async def run_workflow(execution: SessionExecution) -> PatternResult:
         # a step removed in the instant between its dispatch and its start runs to its end,
         # outside the plan
         running = frozenset(tasks.values()) & ids
-        remaining: dict[str, float] = {}
+        history = learned_durations(spec, stats) if stats else None
+        if history is not None and not history.capabilities:
+            history = None
+        known[:] = [history] if history is not None else []
+        remaining: dict[str, float] = {
+            s.id: history.expected_s(s.id, s.estimates.duration_s)
+            for s in spec.steps
+            if history is not None and s.id in history.p50_s
+        }
         now = time.monotonic()
         for step_id in running:
             estimate = spec.step(step_id).estimates.duration_s
+            if history is not None:
+                estimate = history.expected_s(step_id, estimate)
             elapsed = (now - started_at[step_id]) / scale if scale > 0 else 0.0
             remaining[step_id] = max(0.001, estimate - elapsed)
         done = frozenset(settled())
@@ -247,6 +272,9 @@ async def run_workflow(execution: SessionExecution) -> PatternResult:
                 "budget_s": round(result.budget_s, 3),
                 "planning_s": round(result.elapsed_s, 3),
                 "members": {k: round(v, 3) for k, v in result.members.items()},
+                "durations_from": (
+                    {"learned_p50": history.capabilities} if history is not None else "estimates"
+                ),
                 "running": sorted(running),
                 "queues": {f"{p}/{w}": q for (p, w), q in sorted(queues.items())},
             },
@@ -432,7 +460,9 @@ async def run_workflow(execution: SessionExecution) -> PatternResult:
             if step_id in failed:
                 deviation = deviation or f"step {step_id!r} failed"
             elif step_id in ids_now() and is_late(
-                adaptations.plan.spec.step(step_id), measured.get(step_id, 0.0)
+                adaptations.plan.spec.step(step_id),
+                measured.get(step_id, 0.0),
+                known[0] if known else None,
             ):
                 deviation = deviation or (
                     f"step {step_id!r} took {measured[step_id]:.3g}s, planned "
@@ -449,6 +479,7 @@ async def run_workflow(execution: SessionExecution) -> PatternResult:
         "executed_over_planned": round(executed / planned_s, 4) if planned_s else None,
         "replans": len(plans) - 1,
         "planned_by": plans[0].method,
+        "planned_from": "learned p50" if known else "estimates",
     }
     execution.emit("WorkflowMakespanRecorded", makespans, key=f"{sid}/wf/makespan")
     details: dict[str, Any] = {

@@ -124,3 +124,61 @@ def test_late_means_over_the_tolerance() -> None:
         {"name": "x", "steps": [{"id": "a", "capability": "code.generate"}]}
     ).steps[0]
     assert not is_late(step, 60.0) and not is_late(step, 65.9) and is_late(step, 66.5)
+
+
+async def test_with_learned_history_the_plan_uses_p50_and_lateness_p90(store, registry) -> None:
+    from nofx.domain import NewEvent
+    from nofx.workflows import learning
+
+    spec = WorkflowSpec.model_validate(
+        {
+            "name": "learned",
+            "steps": [
+                # hand-written estimates far from what the agent takes (about 1.5 s)
+                {"id": f"s{i}", "capability": "code.generate", "estimates": {"duration_s": 600}}
+                for i in range(3)
+            ],
+        }
+    )
+    exact_agent(
+        registry,
+        {"code.generate"},
+        latency_from_estimate=False,
+        latency_median_ms=1000,
+        latency_sigma=0.0,
+    )
+    _, first = await run(store, registry, spec)
+    outcomes = [
+        {**e.payload, "succeeded": e.type == "StepCompleted"}
+        for e in first
+        if e.type in ("StepCompleted", "StepFailed")
+    ] * 2  # five samples make a capability's history count
+    stats = learning.learn(outcomes)
+    store.append(
+        learning.stream_id("default"),
+        learning.STREAM_TYPE,
+        "default",
+        [NewEvent(type="EstimatesLearned", payload={"stats": [s.as_dict() for s in stats]})],
+    )
+    _, second = await run(store, registry, spec)
+    planned = next(e.payload for e in second if e.type == "WorkflowPlanned")
+    recorded = next(e.payload for e in second if e.type == "WorkflowMakespanRecorded")
+    assert planned["durations_from"] == {"learned_p50": ["code.generate"]}
+    assert recorded["planned_from"] == "learned p50"
+    assert recorded["planned_makespan_s"] == 1.5  # p50, not the 600 s estimate
+    assert recorded["executed_over_planned"] == 1.0  # the delay is now measured against it
+    assert not [e for e in second if e.type == "WorkflowReplanned"]
+
+
+def test_learned_p90_decides_lateness() -> None:
+    from nofx.workflows.learning import StepStats, learned_durations
+
+    spec = WorkflowSpec.model_validate(
+        {"name": "x", "steps": [{"id": "a", "capability": "code.generate"}]}
+    )
+    stats = [StepStats("code.generate", None, 9, 1.0, 2.0, 4.0, 0.0)]
+    learned = learned_durations(spec, stats)
+    assert learned.expected_s("a", 60.0) == 2.0 and learned.expected_s("b", 60.0) == 60.0
+    assert not is_late(spec.steps[0], 3.9, learned) and is_late(spec.steps[0], 4.5, learned)
+    few = [StepStats("code.generate", None, 2, 1.0, 2.0, 4.0, 0.0)]
+    assert learned_durations(spec, few).capabilities == []

@@ -420,6 +420,8 @@ async def run_workflow(execution: SessionExecution) -> PatternResult:
         adaptations.refresh()
         return True
 
+    adaptations.refresh()  # changes made before the run (or before a crash) shape the plan
+    seen_adaptations = adaptations.applied
     await replan("start")
     relieved: set[str] = set()
     while True:

@@ -555,6 +555,11 @@ def solve(
     """The portfolio over a ``Problem``: (best solution, how). See ``plan``."""
     began = time.perf_counter()
     budget = budget_for(problem.n) if budget_s is None else budget_s
+    if exact and problem.n <= MAX_EXACT_STEPS and budget > 0:
+        try:  # the first import of OR-tools takes seconds: inside the budget, not after it
+            import ortools.sat.python.cp_model  # noqa: F401
+        except ImportError:  # pragma: no cover - ortools ships with nofx
+            exact = False
     bound = lower_bound(problem)
     members: dict[str, int] = {}
     best: Solution | None = None

@@ -187,7 +187,7 @@ async def run_workflow(execution: SessionExecution) -> PatternResult:
         limits = adaptations.plan.pool_limits
         out = {}
         for pool in {s.pool for s in spec.steps}:
-            busy = sum(1 for (p, _) in dispatch.running if p == pool)
+            busy = sum(1 for (p, w) in dispatch.running if p == pool and w >= 0)
             out[pool] = max(limits.get(pool, POOL_LIMIT), busy)
         return out
 
@@ -241,7 +241,7 @@ async def run_workflow(execution: SessionExecution) -> PatternResult:
         renumber: dict[tuple[str, int], int] = {}
         for slot in result.schedule.slots:
             where = dispatch.worker_of(slot.step_id)
-            if where is not None:
+            if where is not None and where[1] >= 0:
                 renumber[(slot.pool, slot.worker)] = where[1]
         queues: dict[tuple[str, int], list[str]] = {}
         for pool, size in sizes(spec).items():
@@ -256,6 +256,11 @@ async def run_workflow(execution: SessionExecution) -> PatternResult:
             result.schedule.slots, key=lambda s: (s.start_s, s.end_s, order[s.step_id])
         ):
             if slot.step_id in running:
+                continue
+            if slot.end_s <= slot.start_s:
+                # planned to take no time, so planned to hold no worker: it runs beside the
+                # pool as soon as its inputs are done, not behind a worker's longer steps
+                queues[(slot.pool, -1 - len(queues))] = [slot.step_id]
                 continue
             queues.setdefault((slot.pool, renumber[(slot.pool, slot.worker)]), []).append(
                 slot.step_id
@@ -434,7 +439,7 @@ async def run_workflow(execution: SessionExecution) -> PatternResult:
             for pool_name, waiting in waiting_by_pool().items():
                 if pool_name in relieved:
                     continue
-                busy = sum(1 for (p, _) in dispatch.running if p == pool_name)
+                busy = sum(1 for (p, w) in dispatch.running if p == pool_name and w >= 0)
                 if relieve_deadline(pool_name, busy, waiting):
                     relieved.add(pool_name)
                     break

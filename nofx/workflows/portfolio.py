@@ -268,7 +268,11 @@ def serial_sgs(problem: Problem, order: Sequence[int]) -> Solution:
             return t
 
         timelines = busy[problem.pool[i]]
-        if not resources:
+        if d == 0:  # takes no time: at its earliest, on a worker idle then if there is one
+            t = earliest
+            idle = [w for w, line in enumerate(timelines) if not any(a <= t < b for a, b in line)]
+            best = idle[0] if idle else 0
+        elif not resources:
             best = min(range(len(timelines)), key=lambda w: (gap(timelines[w], earliest), w))
             t = gap(timelines[best], earliest)
         else:
@@ -555,11 +559,6 @@ def solve(
     """The portfolio over a ``Problem``: (best solution, how). See ``plan``."""
     began = time.perf_counter()
     budget = budget_for(problem.n) if budget_s is None else budget_s
-    if exact and problem.n <= MAX_EXACT_STEPS and budget > 0:
-        try:  # the first import of OR-tools takes seconds: inside the budget, not after it
-            import ortools.sat.python.cp_model  # noqa: F401
-        except ImportError:  # pragma: no cover - ortools ships with nofx
-            exact = False
     bound = lower_bound(problem)
     members: dict[str, int] = {}
     best: Solution | None = None
@@ -580,6 +579,10 @@ def solve(
             best, method = improved, "iterated local search"
         optimal = best.makespan <= bound
     if not optimal and exact and problem.n <= MAX_EXACT_STEPS and budget > 0:
+        try:  # the first import of OR-tools takes a second or more: inside the budget
+            import ortools.sat.python.cp_model  # noqa: F401
+        except ImportError:  # pragma: no cover - ortools ships with nofx
+            exact = False
         left = budget - (time.perf_counter() - began)
         if left > 0.05:
             try:

@@ -63,7 +63,8 @@ async def test_a_real_trace_runs_as_planned_with_exact_duration_agents(store, re
     for queue in planned["queues"].values():
         assert [s for s in order if s in queue] == queue
     assert {len(q) > 0 for q in planned["queues"].values()} == {True}
-    assert len(planned["queues"]) <= 4  # the default pool's four workers
+    workers = {w for w in planned["queues"] if not w.split("/")[1].startswith("-")}
+    assert len(workers) <= 4  # the default pool's four workers (steps of no time run beside)
 
 
 async def test_late_steps_replan_the_rest_and_the_deviation_is_recorded(store, registry) -> None:
@@ -182,3 +183,56 @@ def test_learned_p90_decides_lateness() -> None:
     assert not is_late(spec.steps[0], 3.9, learned) and is_late(spec.steps[0], 4.5, learned)
     few = [StepStats("code.generate", None, 2, 1.0, 2.0, 4.0, 0.0)]
     assert learned_durations(spec, few).capabilities == []
+
+
+async def test_a_step_planned_to_take_no_time_does_not_wait_behind_a_long_one(
+    store, registry
+) -> None:
+    def step(sid: str, seconds: float, needs: list[str] | None = None) -> dict:
+        return {
+            "id": sid,
+            "capability": "code.generate",
+            "needs": needs or [],
+            "estimates": {"duration_s": seconds},
+        }
+
+    spec = WorkflowSpec.model_validate(
+        {
+            "name": "zero",
+            "steps": [
+                step("long", 10),
+                step("short", 1),
+                step("marker", 0, ["short"]),  # e.g. a WfCommons task with runtime 0
+                step("after", 5, ["marker"]),
+                step("tail", 4, ["after"]),
+            ],
+        }
+    )
+    exact_agent(registry, {"code.generate"})
+    runtime = Runtime(store, registry, config=RuntimeConfig(time_scale=0.0, seed=3))
+    session = runtime.sessions.submit(
+        SessionRequest(
+            task=Task(prompt="zero", capability="code.generate"),
+            pattern=PatternName.WORKFLOW,
+            workflow=spec.model_dump(mode="json"),
+        )
+    )
+    from nofx.domain import NewEvent
+    from nofx.workflows.adapt import Plan, stream_id
+
+    store.append(  # two workers, as POST /workflows/adapt would set them
+        stream_id(session.session_id),
+        "workflow",
+        session.tenant_id,
+        [
+            NewEvent(
+                type="WorkflowAdapted",
+                payload={"plan": Plan(spec=spec, pool_limits={"default": 2}).model_dump()},
+            )
+        ],
+    )
+    await runtime.run_session(session.session_id)
+    events = runtime.sessions.events(session.session_id)
+    recorded = next(e.payload for e in events if e.type == "WorkflowMakespanRecorded")
+    assert recorded["planned_makespan_s"] == 10.0
+    assert recorded["executed_makespan_s"] == 10.0

@@ -190,3 +190,27 @@ def test_solve_reports_how_it_got_there() -> None:
     solution, how = solve(problem, budget_s=0.5)
     assert how["method"] in how["members"]  # type: ignore[operator]
     assert solution.makespan >= how["bound"]  # type: ignore[operator]
+
+
+def test_a_step_of_no_time_goes_to_a_worker_idle_at_that_moment() -> None:
+    from nofx.workflows.portfolio import serial_sgs
+
+    spec = WorkflowSpec.model_validate(
+        {
+            "name": "zero",
+            "steps": [
+                {"id": "long", "capability": "code.generate", "estimates": {"duration_s": 10}},
+                {"id": "short", "capability": "code.generate", "estimates": {"duration_s": 1}},
+                {
+                    "id": "marker",
+                    "capability": "code.generate",
+                    "needs": ["short"],
+                    "estimates": {"duration_s": 0},
+                },
+            ],
+        }
+    )
+    problem = Problem.from_spec(spec, {"default": 2})
+    solution = serial_sgs(problem, range(problem.n))
+    at = {problem.ids[i]: (solution.starts[i], solution.workers[i]) for i in range(problem.n)}
+    assert at["marker"][0] == 1000 and at["marker"][1] != at["long"][1]

@@ -46,7 +46,8 @@ PATTERN_STEPS = {
 }
 LATE_TOLERANCE = 0.1  # a step is late when it took more than 10% over its estimate
 REPLAN_BUDGET_SHARE = 0.25  # a re-plan gets a quarter of a first plan's budget
-WAKE_S = 0.25  # the dispatcher looks for adaptations at least this often
+WAKE_S = 0.25  # the dispatcher looks for adaptations and late steps at least this often
+LATE_REMAINING = 0.25  # a step past its estimate is planned to need this share of it again
 
 
 def render_prompt(
@@ -69,7 +70,7 @@ def realised_makespan_s(spec: WorkflowSpec, history: list[Event]) -> float:
     for event in history:
         step_id = str(event.payload.get("step_id", ""))
         if event.type in ("StepCompleted", "StepFailed") and step_id.startswith("wf/"):
-            name = step_id.removeprefix("wf/")
+            name = step_id.removeprefix("wf/").split("/")[0]  # a pattern step's steps too
             spent[name] = spent.get(name, 0.0) + float(event.payload.get("latency_ms") or 0) / 1000
     finish: dict[str, float] = {}
     for node in topological_order(spec):
@@ -222,7 +223,8 @@ async def run_workflow(execution: SessionExecution) -> PatternResult:
             if history is not None:
                 estimate = history.expected_s(step_id, estimate)
             elapsed = (now - started_at[step_id]) / scale if scale > 0 else 0.0
-            remaining[step_id] = max(0.001, estimate - elapsed)
+            # past its estimate it is assumed to need a quarter of it again, not nothing
+            remaining[step_id] = max(0.001, estimate - elapsed, LATE_REMAINING * estimate)
         done = frozenset(settled())
         left = len(spec.steps) - len(done)
         first = not plans
@@ -425,6 +427,26 @@ async def run_workflow(execution: SessionExecution) -> PatternResult:
         adaptations.refresh()
         return True
 
+    flagged: set[str] = set()  # steps found running late (each re-plans once)
+
+    def running_late() -> str:
+        """A step still running past its p90 (or estimate + 10%), in agent time; only
+        meaningful when the runtime sleeps agents' latencies (time scale > 0)."""
+        if scale <= 0:
+            return ""
+        now = time.monotonic()
+        spec = adaptations.plan.spec
+        ids = ids_now()
+        for step_id in sorted(set(tasks.values()) - flagged):
+            if step_id not in ids:
+                continue
+            elapsed = (now - started_at[step_id]) / scale
+            step = spec.step(step_id)
+            if is_late(step, elapsed, known[0] if known else None):
+                flagged.add(step_id)
+                return f"step {step_id!r} is still running after {elapsed:.3g}s"
+        return ""
+
     adaptations.refresh()  # changes made before the run (or before a crash) shape the plan
     seen_adaptations = adaptations.applied
     await replan("start")
@@ -466,6 +488,8 @@ async def run_workflow(execution: SessionExecution) -> PatternResult:
                 del dispatch.running[where]
             if step_id in failed:
                 deviation = deviation or f"step {step_id!r} failed"
+            elif step_id in flagged:
+                pass  # re-planned when it ran late already
             elif step_id in ids_now() and is_late(
                 adaptations.plan.spec.step(step_id),
                 measured.get(step_id, 0.0),
@@ -475,6 +499,7 @@ async def run_workflow(execution: SessionExecution) -> PatternResult:
                     f"step {step_id!r} took {measured[step_id]:.3g}s, planned "
                     f"{adaptations.plan.spec.step(step_id).estimates.duration_s:.3g}s"
                 )
+        deviation = deviation or running_late()
         if deviation and ids_now() - settled() - set(tasks.values()):
             await replan(deviation)
     spec = adaptations.plan.spec

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from nofx.domain import AgentSpec, PatternName, SessionRequest, Task
 from nofx.runtime import Runtime, RuntimeConfig
 from nofx.workflows import load_wfformat
@@ -236,3 +238,46 @@ async def test_a_step_planned_to_take_no_time_does_not_wait_behind_a_long_one(
     recorded = next(e.payload for e in events if e.type == "WorkflowMakespanRecorded")
     assert recorded["planned_makespan_s"] == 10.0
     assert recorded["executed_makespan_s"] == 10.0
+
+
+async def test_a_step_still_running_past_its_estimate_replans_before_it_ends(
+    store, registry
+) -> None:
+    spec = WorkflowSpec.model_validate(
+        {
+            "name": "slow",
+            "steps": [
+                {"id": "a", "capability": "code.generate", "estimates": {"duration_s": 1}},
+                {
+                    "id": "b",
+                    "capability": "code.generate",
+                    "needs": ["a"],
+                    "estimates": {"duration_s": 1},
+                },
+            ],
+        }
+    )
+    # 40 s a call (x 1.5 for complexity 0.5 = 60 s of agent time), slept at 1/100: 0.6 s
+    exact_agent(
+        registry,
+        {"code.generate"},
+        latency_from_estimate=False,
+        latency_median_ms=40_000,
+        latency_sigma=0.0,
+    )
+    runtime = Runtime(store, registry, config=RuntimeConfig(time_scale=0.01, seed=3))
+    session = runtime.sessions.submit(
+        SessionRequest(
+            task=Task(prompt="slow", capability="code.generate"),
+            pattern=PatternName.WORKFLOW,
+            workflow=spec.model_dump(mode="json"),
+        )
+    )
+    await runtime.run_session(session.session_id)
+    events = runtime.sessions.events(session.session_id)
+    replans = [e.payload for e in events if e.type == "WorkflowReplanned"]
+    assert "'a' is still running" in replans[0]["reason"]
+    assert replans[0]["running"] == ["a"]
+    # planned again from a quarter of its estimate left, not from nothing
+    assert replans[0]["planned_makespan_s"] == pytest.approx(1.25, abs=0.01)
+    assert runtime.sessions.get(session.session_id).status.value == "succeeded"

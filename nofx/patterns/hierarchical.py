@@ -16,7 +16,7 @@ import json
 import re
 
 from nofx.patterns.common import has_capability, sibling_capability, try_step
-from nofx.patterns.pair import first_json_object
+from nofx.patterns.pair import MAX_PARSE_CHARS, first_json_object
 from nofx.runtime import PatternResult, SessionExecution, StepFailed, StepResult
 
 MAX_SUBTASKS = 8
@@ -34,15 +34,16 @@ def parse_subtasks(text: str, limit: int = MAX_SUBTASKS) -> list[str]:
         data = first_json_object(text) if "{" in text else None
     except ValueError:
         data = None
-    if data is None and text.lstrip().startswith("["):
+    if data is None and text.lstrip().startswith("[") and len(text) <= MAX_PARSE_CHARS:
         try:
             data = {"subtasks": json.loads(text)}
-        except ValueError:
+        except (ValueError, RecursionError):
             data = None
     if isinstance(data, dict) and isinstance(data.get("subtasks"), list):
-        items = [str(i).strip() for i in data["subtasks"] if str(i).strip()]
+        items = [str(i).strip() for i in data["subtasks"][:limit] if str(i).strip()]
     else:
-        items = [m.group(1) for line in text.splitlines() if (m := LIST_ITEM.match(line))]
+        lines = text[:MAX_PARSE_CHARS].splitlines()
+        items = [m.group(1) for line in lines if (m := LIST_ITEM.match(line[:4000]))]
     return [i[:2000] for i in items[:limit]]
 
 

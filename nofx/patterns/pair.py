@@ -26,6 +26,8 @@ __all__ = ["MAX_ROUNDS", "Verdict", "acceptance_probability", "parse_verdict", "
 
 MAX_ROUNDS = 3
 MAX_ISSUES = 20
+MAX_PARSE_CHARS = 200_000
+MAX_PARSE_TRIES = 20
 VERDICT_SCHEMA = '{"verdict": "accept" | "revise", "issues": [string, ...], "summary": string}'
 
 
@@ -42,14 +44,19 @@ class Verdict:
 
 
 def first_json_object(text: str) -> Any:
-    """The first JSON object in ``text`` (a bare answer, or one inside prose or a code fence)."""
+    """The first JSON object in ``text`` (a bare answer, or one inside prose or a code fence).
+    Agents' answers and tenants' prompts are untrusted: only the first ``MAX_PARSE_CHARS``
+    are read and at most ``MAX_PARSE_TRIES`` opening braces tried, so the cost is bounded."""
     decoder = json.JSONDecoder()
+    text = text[:MAX_PARSE_CHARS]
     start = text.find("{")
-    while start != -1:
+    tries = 0
+    while start != -1 and tries < MAX_PARSE_TRIES:
+        tries += 1
         try:
             value, _ = decoder.raw_decode(text, start)
             return value
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # malformed, or nested too deep
             start = text.find("{", start + 1)
     raise ValueError("no JSON object in the answer")
 

@@ -7,6 +7,9 @@ from __future__ import annotations
 import asyncio
 import json
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from nofx.agents import AgentResult, ProviderSet
 from nofx.domain import AgentSpec, ProviderKind, SessionRequest, Task
 from nofx.patterns.hierarchical import parse_subtasks
@@ -161,3 +164,24 @@ def test_a_bugfix_workflow_runs_its_pair_and_hierarchical_steps(store, registry)
         if m.session_id == done.session_id
     ]
     assert inbox, "the verdict reached the author"
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(max_size=400) | st.from_regex(r"[\[\]{}\":,a-z0-9 \n.-]{0,200}"))
+def test_parsing_any_answer_never_raises_and_stays_bounded(text: str) -> None:
+    verdict = parse_verdict(text)
+    assert verdict.accepted or verdict.error or verdict.label == "revise"
+    assert not (verdict.accepted and verdict.error)
+    assert len(parse_subtasks(text)) <= 8
+    assert 1 <= len(work_items(text, 0.5)) <= 50
+
+
+def test_a_hostile_answer_is_parsed_in_bounded_time() -> None:
+    import time
+
+    started = time.perf_counter()
+    for hostile in ("{" * 300_000, '{"a": ' + "[" * 100_000, "[" * 100_000):
+        assert parse_verdict(hostile).error
+        assert parse_subtasks(hostile) == []
+        assert work_items(hostile, 0.0) == [f"{hostile} (part {i + 1} of 2)" for i in range(2)]
+    assert time.perf_counter() - started < 2.0

@@ -4,8 +4,8 @@ The reviewer answers with a structured verdict, a JSON object whose schema is in
 (``VERDICT_SCHEMA``); the answer is parsed, and an answer that does not parse is a failed
 review that says why (the author revises against that reason). A revision prompt carries the
 review: its verdict, issues and summary. Bounded rounds; every round is recorded
-(ReviewRecorded), the author-reviewer link is an AgentRelationshipRecorded event, and the
-verdict reaches the author on its direct channel of the message bus. The reviewer is never
+(ReviewRecorded, which is also the reviewer -> author link in the agent_relationships
+mart), and the verdict reaches the author on its direct channel of the message bus. The reviewer is never
 the author.
 
 The simulated reviewer answers in the same format (its verdict is a seeded draw that depends
@@ -143,17 +143,6 @@ async def pair_rounds(
                 "reason": verdict.error,
             },
             key=f"{sid}/{prefix}/review/{number}/verdict",
-        )
-        execution.emit(
-            "AgentRelationshipRecorded",
-            {
-                "supervisor_agent_id": review.agent_id,
-                "worker_agent_id": author.agent_id,
-                "relation": "reviews",
-                "depth": 1,
-                "step_id": f"{prefix}/review/{number}",
-            },
-            key=f"{sid}/{prefix}/review/{number}/relationship",
         )
         say(
             execution,

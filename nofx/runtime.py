@@ -172,6 +172,7 @@ class SessionExecution:
         exclude: frozenset[str] = frozenset(),
         max_attempts: int | None = None,
         write_with_next: bool = False,
+        context: dict[str, Any] | None = None,
     ) -> StepResult:
         """Run one step to success or give up; replays a completed step from the log.
 
@@ -230,7 +231,14 @@ class SessionExecution:
             agent = last_agent or await self.choose_or_wait(request, step_id, attempt)
             last_agent = None
             outcome = await self.runtime.invoke(
-                self, agent, step_id, attempt, request, prompt, write_with_next=write_with_next
+                self,
+                agent,
+                step_id,
+                attempt,
+                request,
+                prompt,
+                write_with_next=write_with_next,
+                context=context,
             )
             if isinstance(outcome, StepResult):
                 return outcome
@@ -466,6 +474,7 @@ class Runtime:
         prompt: str,
         *,
         write_with_next: bool = False,
+        context: dict[str, Any] | None = None,
     ) -> StepResult | AgentCallError:
         sid = execution.session.session_id
         base = {
@@ -490,6 +499,7 @@ class Runtime:
             input_tokens=request.input_tokens,
             complexity=request.complexity,
             timeout_s=self.config.call_timeout_s,
+            context=dict(context or {}),  # e.g. the workflow step's estimate, for providers
         )
         provider = self.providers.for_agent(agent)
         self.selector.acquire(agent.agent_id)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import math
 import random
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ class SimulatedProfile:
     degradation_per_call: float = 0.0
     dark_after_calls: int | None = None
     context_window_tokens: int | None = None
+    latency_from_estimate: bool = False  # take exactly the caller's estimate (a workflow step's)
 
     @classmethod
     def from_agent(cls, agent: Agent) -> SimulatedProfile:
@@ -58,12 +60,43 @@ class SimulatedProfile:
             degradation_per_call=float(config.get("degradation_per_call", 0.0)),
             dark_after_calls=config.get("dark_after_calls"),
             context_window_tokens=config.get("context_window_tokens"),
+            latency_from_estimate=bool(config.get("latency_from_estimate", False)),
         )
 
 
 def call_rng(seed: int, agent_id: str, call_id: str) -> random.Random:
     digest = hashlib.sha256(f"{seed}|{agent_id}|{call_id}".encode()).digest()
     return random.Random(int.from_bytes(digest[:8], "big"))
+
+
+def acceptance_probability(author_quality: float | None, reviewer_quality: float | None) -> float:
+    """A simulated review accepts work that has no flaw (probability = the author's quality),
+    or has one the reviewer misses (1 - the reviewer's quality)."""
+    work = 0.8 if author_quality is None else author_quality
+    reviewer = 0.8 if reviewer_quality is None else reviewer_quality
+    return work + (1 - work) * (1 - reviewer)
+
+
+def simulated_answer(
+    agent_name: str, call: AgentCall, output_tokens: int, quality: float, rng: random.Random
+) -> str:
+    """What a simulated agent says, in the format the caller asked for (``context['expects']``),
+    so patterns parse simulated and real answers with the same code."""
+    expects = call.context.get("expects")
+    if expects == "review":
+        p_accept = acceptance_probability(call.context.get("author_quality"), quality)
+        accepted = rng.random() < p_accept
+        verdict = {
+            "verdict": "accept" if accepted else "revise",
+            "issues": [] if accepted else ["the change misses an edge case (simulated)"],
+            "summary": f"{agent_name}: " + ("looks right" if accepted else "needs another pass"),
+        }
+        return json.dumps(verdict)
+    if expects == "subtasks":
+        count = int(call.context.get("count", 2))
+        goal = str(call.context.get("goal", call.prompt))[:200]
+        return json.dumps({"subtasks": [f"{goal} (part {i + 1} of {count})" for i in range(count)]})
+    return f"[simulated {agent_name}] {call.capability}: done ({output_tokens} tokens)"
 
 
 def success_probability(skill: float, complexity: float) -> float:
@@ -94,6 +127,9 @@ class SimulatedProvider:
         rng = call_rng(self.seed, agent.agent_id, call.call_id)
         latency = profile.latency_median_ms * math.exp(rng.gauss(0.0, profile.latency_sigma))
         latency *= 1.0 + call.complexity
+        estimate = call.context.get("estimated_duration_s")
+        if profile.latency_from_estimate and isinstance(estimate, int | float):
+            latency = float(estimate) * 1000  # an agent that adds nothing to the plan's estimate
         input_tokens = call.input_tokens
         output_tokens = max(1, int(input_tokens * profile.output_ratio * rng.uniform(0.5, 1.5)))
         cost = agent.pricing.cost(input_tokens, output_tokens)
@@ -148,13 +184,14 @@ class SimulatedProvider:
                 output_tokens=output_tokens,
                 cost_usd=cost,
             )
+        quality = max(0.0, min(1.0, skill))
         return AgentResult(
-            output=f"[simulated {agent.name}] {call.capability}: done ({output_tokens} tokens)",
+            output=simulated_answer(agent.name, call, output_tokens, quality, rng),
             input_tokens=input_tokens,
             output_tokens=output_tokens,
             cost_usd=cost,
             latency_ms=latency,
-            quality=max(0.0, min(1.0, skill)),
+            quality=quality,
             simulated=True,
         )
 

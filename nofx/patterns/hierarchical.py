@@ -1,5 +1,8 @@
 """Hierarchical: a supervisor plans, delegates subtasks to workers in parallel, checks and aggregates.
 
+The supervisor's plan is asked for as JSON (``{"subtasks": [...]}``) and parsed; each worker
+receives one of the plan's subtasks. A plan that is a numbered or bulleted list is read as
+one too; a plan with no subtasks falls back to numbered parts of the task, and says so.
 Hard tasks nest: one subtask goes to a sub-supervisor that delegates again
 (depth 2). Every supervisor -> worker link is an AgentRelationshipRecorded event
 (the agent_relationships table). The session succeeds when a majority of
@@ -9,13 +12,46 @@ subtasks succeed; failed subtasks are named in the outcome.
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 
 from nofx.patterns.common import has_capability, sibling_capability, try_step
+from nofx.patterns.pair import MAX_PARSE_CHARS, first_json_object
 from nofx.runtime import PatternResult, SessionExecution, StepFailed, StepResult
+
+MAX_SUBTASKS = 8
+LIST_ITEM = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s+(.+?)\s*$")
 
 
 def subtask_count(complexity: float) -> int:
     return 2 + round(complexity * 2)
+
+
+def parse_subtasks(text: str, limit: int = MAX_SUBTASKS) -> list[str]:
+    """The subtasks of a plan: a JSON ``{"subtasks": [...]}`` object or list, else the items
+    of a numbered or bulleted list; empty when the plan has neither."""
+    try:
+        data = first_json_object(text) if "{" in text else None
+    except ValueError:
+        data = None
+    if data is None and text.lstrip().startswith("[") and len(text) <= MAX_PARSE_CHARS:
+        try:
+            data = {"subtasks": json.loads(text)}
+        except (ValueError, RecursionError):
+            data = None
+    if isinstance(data, dict) and isinstance(data.get("subtasks"), list):
+        items = [str(i).strip() for i in data["subtasks"][:limit] if str(i).strip()]
+    else:
+        lines = text[:MAX_PARSE_CHARS].splitlines()
+        items = [m.group(1) for line in lines if (m := LIST_ITEM.match(line[:4000]))]
+    return [i[:2000] for i in items[:limit]]
+
+
+def plan_prompt(prompt: str, count: int) -> str:
+    return (
+        f"Decompose the task into {count} independent subtasks. Answer with only a JSON "
+        f'object: {{"subtasks": [string, ...]}}.\n\nTask:\n{prompt}'
+    )
 
 
 async def supervise(
@@ -25,25 +61,36 @@ async def supervise(
     capability: str,
     depth: int,
     max_depth: int,
+    complexity: float | None = None,
 ) -> tuple[StepResult, list[StepResult | StepFailed]]:
-    task = execution.session.task
     sid = execution.session.session_id
+    complexity = execution.session.task.complexity if complexity is None else complexity
     plan_capability = (
         "plan.decompose" if has_capability(execution, "plan.decompose") else capability
     )
-    plan = await execution.call_step(f"{prefix}/plan", plan_capability, f"Decompose: {prompt}")
-    n = subtask_count(task.complexity) if depth == 1 else 2
+    wanted = subtask_count(complexity) if depth == 1 else 2
+    plan = await execution.call_step(
+        f"{prefix}/plan",
+        plan_capability,
+        plan_prompt(prompt, wanted),
+        context={"expects": "subtasks", "count": wanted, "goal": prompt},
+    )
+    subtasks = parse_subtasks(plan.output) or [
+        f"{prompt} — part {i + 1} of {wanted}" for i in range(wanted)
+    ]
+    n = len(subtasks)
 
     async def work(i: int) -> StepResult | StepFailed:
         step = f"{prefix}/worker/{i}"
-        if depth < max_depth and i == 0 and task.complexity >= 0.7:
+        if depth < max_depth and i == 0 and complexity >= 0.7:
             sub_plan, parts = await supervise(
                 execution,
                 f"{prefix}/sub{i}",
-                f"{prompt} part {i}",
+                subtasks[i],
                 capability,
                 depth + 1,
                 max_depth,
+                complexity,
             )
             done = [p for p in parts if isinstance(p, StepResult)]
             if not done:
@@ -54,7 +101,8 @@ async def supervise(
                 execution,
                 step,
                 capability,
-                f"{prompt} — part {i + 1} of {n}",
+                f"{subtasks[i]}\n\nThis is one part of: {prompt}",
+                complexity=complexity,
                 write_with_next=True,  # with its delegation link, in one transaction
             )
             if isinstance(result, StepFailed):
@@ -68,6 +116,7 @@ async def supervise(
                 "relation": "delegates_to",
                 "depth": depth,
                 "step_id": step,
+                "subtask": subtasks[i][:200],
             },
             key=f"{sid}/{step}/relationship",
         )
@@ -77,24 +126,29 @@ async def supervise(
     return plan, parts
 
 
-async def run_hierarchical(execution: SessionExecution) -> PatternResult:
-    task = execution.session.task
+async def hierarchy(
+    execution: SessionExecution, prefix: str, prompt: str, capability: str, complexity: float
+) -> PatternResult:
+    """Plan, delegate, aggregate, for any prompt; ``prefix`` names the steps (``hier`` for a
+    session, ``wf/<step>`` inside a workflow)."""
     plan, parts = await supervise(
-        execution, "hier", task.prompt, task.capability, depth=1, max_depth=2
+        execution, prefix, prompt, capability, depth=1, max_depth=2, complexity=complexity
     )
     done = [p for p in parts if isinstance(p, StepResult)]
     failed = [p for p in parts if isinstance(p, StepFailed)]
     if len(done) * 2 <= len(parts):
         raise StepFailed(
-            "hier/aggregate", "subtasks_failed", f"{len(failed)} of {len(parts)} subtasks failed"
+            f"{prefix}/aggregate",
+            "subtasks_failed",
+            f"{len(failed)} of {len(parts)} subtasks failed",
         )
-    aggregate_capability = sibling_capability(execution, task.capability, "summarize")
+    aggregate_capability = sibling_capability(execution, capability, "summarize")
     if not has_capability(execution, aggregate_capability):
-        aggregate_capability = task.capability
+        aggregate_capability = capability
     if has_capability(execution, "text.summarize"):
         aggregate_capability = "text.summarize"
     summary = await execution.call_step(
-        "hier/aggregate",
+        f"{prefix}/aggregate",
         aggregate_capability,
         "Combine: " + " | ".join(p.output for p in done),
         write_with_next=True,  # with the session's end
@@ -109,3 +163,8 @@ async def run_hierarchical(execution: SessionExecution) -> PatternResult:
             "failed": [f.step_id for f in failed],
         },
     )
+
+
+async def run_hierarchical(execution: SessionExecution) -> PatternResult:
+    task = execution.session.task
+    return await hierarchy(execution, "hier", task.prompt, task.capability, task.complexity)

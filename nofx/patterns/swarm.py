@@ -6,6 +6,11 @@ stops early when the budget is spent, when two turns in a row finish nothing
 idempotency key, and an item is pending in exactly one place at a time, so no
 handoff is lost or done twice; there is no livelock because turns are bounded.
 
+The work items come from the task: a JSON list (or ``{"items": [...]}``) or a numbered or
+bulleted list in its prompt, one item each; a prompt without a list is split into numbered
+parts of the same task. Step ids name items by position (``swarm/item<i>/<try>``); the
+prompt carries the item's text.
+
 The peers coordinate through the bus: a handoff is a direct message to the peer taking the
 item over, a finished item is announced on the session topic, and its output goes into the
 session's shared context, where every peer's next prompt can see what is done.
@@ -14,10 +19,12 @@ session's shared context, where every peer's next prompt can see what is done.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import deque
 
 from nofx.bus import SharedContext
 from nofx.patterns.common import say, try_step
+from nofx.patterns.pair import first_json_object
 from nofx.routing.selection import SelectionRequest
 from nofx.runtime import PatternResult, SessionExecution, StepFailed, StepResult
 
@@ -25,39 +32,76 @@ PEERS = 3
 STALL_TURNS = 2
 
 
-def work_items(complexity: float) -> list[str]:
-    return [f"item{i}" for i in range(2 + round(complexity * 4))]
+MAX_ITEMS = 50
 
 
-def form_swarm(execution: SessionExecution) -> list[str]:
+def work_items(prompt: str, complexity: float) -> list[str]:
+    """The task's own items (see the module docstring), at most ``MAX_ITEMS``."""
+    from nofx.patterns.hierarchical import parse_subtasks
+
+    text = prompt
+    try:
+        data = first_json_object(prompt) if "{" in prompt else None
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and isinstance(data.get("items"), list):
+        text = json.dumps({"subtasks": data["items"]})
+    items = parse_subtasks(text, limit=MAX_ITEMS)
+    if items:
+        return items
+    n = 2 + round(complexity * 4)
+    return [f"{prompt} (part {i + 1} of {n})" for i in range(n)]
+
+
+def form_swarm(
+    execution: SessionExecution, prefix: str = "swarm", capability: str = ""
+) -> list[str]:
     """The peers, chosen once and recorded, so a resumed session has the same swarm."""
-    formed = next((e for e in execution.history if e.type == "SwarmFormed"), None)
+    formed = next(
+        (
+            e
+            for e in execution.history
+            if e.type == "SwarmFormed" and e.payload.get("prefix", "swarm") == prefix
+        ),
+        None,
+    )
     if formed is not None:
         return list(formed.payload["peers"])
-    task = execution.session.task
-    candidates = execution.runtime.candidates(execution.session.tenant_id, task.capability)
+    capability = capability or execution.session.task.capability
+    candidates = execution.runtime.candidates(execution.session.tenant_id, capability)
     ranked = execution.runtime.selector.rank(
-        SelectionRequest(capability=task.capability, tenant_id=execution.session.tenant_id),
+        SelectionRequest(capability=capability, tenant_id=execution.session.tenant_id),
         candidates,
     )
     peers = [s.agent.agent_id for s in ranked[:PEERS]]
     if not peers:
-        raise StepFailed("swarm/form", "no_eligible_agent", f"no agent offers {task.capability}")
+        raise StepFailed(f"{prefix}/form", "no_eligible_agent", f"no agent offers {capability}")
     execution.emit(
-        "SwarmFormed", {"peers": peers}, key=f"{execution.session.session_id}/swarm/formed"
+        "SwarmFormed",
+        {"peers": peers, "prefix": prefix},
+        key=f"{execution.session.session_id}/{prefix}/formed",
     )
     return peers
 
 
 async def run_swarm(execution: SessionExecution) -> PatternResult:
     task = execution.session.task
+    return await swarm(execution, "swarm", task.prompt, task.capability, task.complexity)
+
+
+async def swarm(
+    execution: SessionExecution, prefix: str, prompt: str, capability: str, complexity: float
+) -> PatternResult:
+    """The swarm over any prompt; ``prefix`` names its steps (``swarm`` for a session,
+    ``wf/<step>`` inside a workflow)."""
     sid = execution.session.session_id
-    peers = form_swarm(execution)
+    peers = form_swarm(execution, prefix, capability)
     everyone = {
-        a.agent_id
-        for a in execution.runtime.candidates(execution.session.tenant_id, task.capability)
+        a.agent_id for a in execution.runtime.candidates(execution.session.tenant_id, capability)
     }
-    items = work_items(task.complexity)
+    texts = work_items(prompt, complexity)
+    items = [f"item{i}" for i in range(len(texts))]
+    text = dict(zip(items, texts, strict=True))
     owner = {item: i % len(peers) for i, item in enumerate(items)}
     tries = dict.fromkeys(items, 0)
     pending = deque(items)
@@ -84,9 +128,9 @@ async def run_swarm(execution: SessionExecution) -> PatternResult:
             peer = peers[owner[item]]
             return await try_step(
                 execution,
-                f"swarm/{item}/{tries[item]}",
-                task.capability,
-                f"{task.prompt} [{item}; done by the swarm so far: {so_far}]",
+                f"{prefix}/{item}/{tries[item]}",
+                capability,
+                f"{text[item]}\n\n[part of: {prompt[:500]}; done by the swarm so far: {so_far}]",
                 exclude=frozenset(everyone - {peer}),
                 max_attempts=2,
             )
@@ -100,8 +144,13 @@ async def run_swarm(execution: SessionExecution) -> PatternResult:
                 # rewritten on a resume, with the same value: a crash between the step and
                 # this write must not leave the context without the item
                 output = {"agent_id": result.agent_id, "output": result.output}
-                context.put(sid, f"swarm/{item}", output)
-                say(execution, f"{sid}/swarm/{item}/done", result.agent_id, {"item": item})
+                context.put(sid, f"{prefix}/{item}", output)
+                say(
+                    execution,
+                    f"{sid}/{prefix}/{item}/done",
+                    result.agent_id,
+                    {"item": item, "text": text[item][:200]},
+                )
                 continue
             before = peers[owner[item]]
             owner[item] = (owner[item] + 1) % len(peers)
@@ -114,11 +163,11 @@ async def run_swarm(execution: SessionExecution) -> PatternResult:
                     "to_agent_id": peers[owner[item]],
                     "turn": turn,
                 },
-                key=f"{sid}/swarm/{item}/handoff/{tries[item]}",
+                key=f"{sid}/{prefix}/{item}/handoff/{tries[item]}",
             )
             say(
                 execution,
-                f"{sid}/swarm/{item}/handoff/{tries[item]}",
+                f"{sid}/{prefix}/{item}/handoff/{tries[item]}",
                 before,
                 {"item": item, "handoff": True, "turn": turn, "reason": result.error_type},
                 to=peers[owner[item]],
@@ -143,7 +192,7 @@ async def run_swarm(execution: SessionExecution) -> PatternResult:
     }
     if reason != "goal_met":
         raise StepFailed(
-            "swarm/terminate",
+            f"{prefix}/terminate",
             f"swarm_{reason}",
             f"swarm stopped: {reason} ({len(done)}/{len(items)} items)",
         )

@@ -218,8 +218,8 @@ class AdaptationService:
             )
         history = self.sessions.events(session.session_id)
         request = history[0].payload["request"]
-        started = {
-            str(e.payload["step_id"]).removeprefix("wf/")
+        started = {  # a pattern step's own steps (wf/<id>/author/1) mean <id> has started
+            str(e.payload["step_id"]).removeprefix("wf/").split("/")[0]
             for e in history
             if e.type in ("StepStarted", "StepSkipped")
         }

@@ -1,28 +1,53 @@
-"""Run a workflow inside a session: every step is a durable ``call_step``, so a killed runtime
-resumes the workflow without repeating finished steps (the event store is the checkpoint).
+"""Run a workflow inside a session as planned: every step is a durable ``call_step``, so a
+killed runtime resumes the workflow without repeating finished steps (the event store is the
+checkpoint).
 
-Steps start when their inputs are done, highest upward rank first, within each
-pool's concurrency limit. A step that runs out of attempts fails; its dependants
-are skipped (StepSkipped) and the workflow fails naming the step.
+The scheduling portfolio plans the run (``WorkflowPlanned``): which worker of its pool each
+step runs on, and in what order. Each worker then takes its steps in that order, each as soon
+as its inputs are done. When reality deviates (a step finishes late, a step fails, the plan
+is adapted, a deadline needs more slots) the rest is re-planned from what is running and
+what is left (``WorkflowReplanned``); running steps keep their workers. At the end the
+planned and the executed makespan are recorded (``WorkflowMakespanRecorded``): the executed
+one replays what happened, each worker's steps in the order they ran with their measured
+durations, so it is in the agents' time whatever the runtime's time scale.
+
+A step that runs out of attempts fails; its dependants are skipped (StepSkipped) and the
+workflow fails naming the step.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
 
-from nofx.domain import Event, NewEvent
+from nofx.domain import Event, NewEvent, PatternName
 from nofx.errors import ConcurrencyError
 from nofx.patterns.common import try_step
-from nofx.pools import PoolGate
+from nofx.patterns.hierarchical import hierarchy
+from nofx.patterns.pair import pair_rounds
+from nofx.patterns.swarm import swarm
 from nofx.runtime import PatternResult, SessionExecution, StepFailed, StepResult
 from nofx.workflows.adapt import STREAM_TYPE as ADAPT_STREAM_TYPE
 from nofx.workflows.adapt import Plan, apply_changes, deadline_relief
 from nofx.workflows.adapt import stream_id as adapt_stream
-from nofx.workflows.analysis import analyze, topological_order
+from nofx.workflows.analysis import topological_order
+from nofx.workflows.learning import LearnedDurations, StepStats, learned_durations
+from nofx.workflows.learning import stream_id as learning_stream
 from nofx.workflows.model import StepSpec, WorkflowSpec
-from nofx.workflows.scheduler import upward_rank
+from nofx.workflows.portfolio import PortfolioResult, budget_for, plan
 
 POOL_LIMIT = 4
+PATTERN_STEPS = {
+    PatternName.PAIR: pair_rounds,
+    PatternName.HIERARCHICAL: hierarchy,
+    PatternName.SWARM: swarm,
+}
+LATE_TOLERANCE = 0.1  # a step is late when it took more than 10% over its estimate
+REPLAN_BUDGET_SHARE = 0.25  # a re-plan gets a quarter of a first plan's budget
+WAKE_S = 0.25  # the dispatcher looks for adaptations and late steps at least this often
+LATE_REMAINING = 0.25  # a step past its estimate is planned to need this share of it again
 
 
 def render_prompt(
@@ -45,7 +70,7 @@ def realised_makespan_s(spec: WorkflowSpec, history: list[Event]) -> float:
     for event in history:
         step_id = str(event.payload.get("step_id", ""))
         if event.type in ("StepCompleted", "StepFailed") and step_id.startswith("wf/"):
-            name = step_id.removeprefix("wf/")
+            name = step_id.removeprefix("wf/").split("/")[0]  # a pattern step's steps too
             spent[name] = spent.get(name, 0.0) + float(event.payload.get("latency_ms") or 0) / 1000
     finish: dict[str, float] = {}
     for node in topological_order(spec):
@@ -73,18 +98,80 @@ class Adaptations:
         return self.plan
 
 
+@dataclass
+class Dispatch:
+    """The plan being executed: each worker's remaining steps, in order."""
+
+    queues: dict[tuple[str, int], list[str]] = field(default_factory=dict)
+    running: dict[tuple[str, int], str] = field(default_factory=dict)
+    ran: list[tuple[str, int, str]] = field(default_factory=list)  # (pool, worker, step)
+
+    def worker_of(self, step_id: str) -> tuple[str, int] | None:
+        return next((w for w, s in self.running.items() if s == step_id), None)
+
+
+def executed_makespan_s(
+    spec: WorkflowSpec, ran: list[tuple[str, int, str]], durations: dict[str, float]
+) -> float:
+    """Replay of an execution: each worker's steps in the order they ran, each starting when
+    its inputs and its worker are free, taking its measured duration."""
+    needs = {s.id: s.needs for s in spec.steps}
+    finish: dict[str, float] = {}
+    free: dict[tuple[str, int], float] = {}
+    pending = list(ran)
+    while pending:  # dispatch order respects dependencies, so one pass usually suffices
+        left = []
+        for pool, worker, step in pending:
+            deps = needs.get(step, [])
+            if any(d not in finish and any(d == r[2] for r in ran) for d in deps):
+                left.append((pool, worker, step))
+                continue
+            start = max([free.get((pool, worker), 0.0), *(finish.get(d, 0.0) for d in deps)])
+            finish[step] = start + durations.get(step, 0.0)
+            free[(pool, worker)] = finish[step]
+        if len(left) == len(pending):  # pragma: no cover - a cycle cannot run
+            break
+        pending = left
+    return max(finish.values(), default=0.0)
+
+
+def is_late(step: StepSpec, measured_s: float, learned: LearnedDurations | None = None) -> bool:
+    """Later than the learned p90 for its capability when there is history, else later than
+    its estimate by more than the tolerance (and by more than a millisecond)."""
+    if learned is not None and step.id in learned.p90_s:
+        return measured_s > learned.p90_s[step.id] and measured_s - learned.p90_s[step.id] > 1e-3
+    estimate = step.estimates.duration_s
+    return measured_s > estimate * (1 + LATE_TOLERANCE) and measured_s - estimate > 1e-3
+
+
+def learned_stats(execution: SessionExecution) -> list[StepStats]:
+    """The tenant's latest learned estimates (POST /workflows/learn); empty without any."""
+    store = execution.runtime.store
+    events = store.read_stream(learning_stream(execution.session.tenant_id))
+    learned = [e for e in events if e.type == "EstimatesLearned"]
+    return [StepStats(**s) for s in learned[-1].payload["stats"]] if learned else []
+
+
 async def run_workflow(execution: SessionExecution) -> PatternResult:
     state = execution.state
     assert state is not None, "a session always starts with SessionRequested"
     adaptations = Adaptations(execution, WorkflowSpec.model_validate(state["request"]["workflow"]))
-    finished: dict[str, asyncio.Event] = {}
-    tasks: dict[str, asyncio.Task[None]] = {}
-    pools: dict[str, PoolGate] = {}
     outputs: dict[str, str] = {}
     results: dict[str, StepResult] = {}
     failed: dict[str, StepFailed] = {}
     skipped: set[str] = set()
+    measured: dict[str, float] = {}  # step -> agent seconds over every attempt
+    started_at: dict[str, float] = {}  # wall clock, for a running step's remaining time
+    tasks: dict[asyncio.Task[None], str] = {}
+    dispatch = Dispatch()
     sid = execution.session.session_id
+    scale = execution.runtime.config.time_scale
+    plans: list[PortfolioResult] = []
+    stats = learned_stats(execution)  # read once: a run plans with one history
+    known: list[LearnedDurations] = []  # durations learned for the current spec, if any
+    planned: set[str] = set()
+    clock = StepClock(execution)
+    seen_adaptations = adaptations.applied
 
     def skip(step_id: str, because: list[str]) -> None:
         skipped.add(step_id)
@@ -94,81 +181,227 @@ async def run_workflow(execution: SessionExecution) -> PatternResult:
             key=f"{sid}/wf/{step_id}/skipped",
         )
 
-    async def ready(step_id: str) -> StepSpec | None:
-        """Wait for the step's dependencies as the current plan has them; None if removed."""
-        while True:
-            launch_new_steps()  # a replaced step may now need a step just added
-            plan = adaptations.plan
-            if step_id not in {s.id for s in plan.spec.steps}:
-                return None
-            step = plan.spec.step(step_id)
-            waiting = [d for d in step.needs if not finished[d].is_set()]
-            if not waiting:
-                return step
-            await asyncio.wait(
-                [asyncio.ensure_future(finished[d].wait()) for d in waiting],
-                return_when=asyncio.FIRST_COMPLETED,
-            )
+    def settled() -> set[str]:
+        return set(results) | set(failed) | skipped
 
-    async def run(step_id: str) -> None:
-        try:
-            step = await ready(step_id)
-            if step is None:
-                skip(step_id, ["removed by an adaptation"])
-                return
-            blocked = [d for d in step.needs if d in failed or d in skipped]
+    def sizes(spec: WorkflowSpec) -> dict[str, int]:
+        limits = adaptations.plan.pool_limits
+        out = {}
+        for pool in {s.pool for s in spec.steps}:
+            busy = sum(1 for (p, w) in dispatch.running if p == pool and w >= 0)
+            out[pool] = max(limits.get(pool, POOL_LIMIT), busy)
+        return out
+
+    async def replan(reason: str) -> None:
+        """Plan what is left: running steps keep their workers, finished ones drop out."""
+        spec = adaptations.plan.spec
+        ids = {s.id for s in spec.steps}
+        for gone in sorted(planned - ids - settled() - set(tasks.values())):
+            skip(gone, ["removed by an adaptation"])
+        planned.update(ids)
+        for node in topological_order(spec):  # steps whose inputs failed are skipped
+            if node in settled() or node in tasks.values():
+                continue
+            blocked = [d for d in spec.step(node).needs if d in failed or d in skipped]
             if blocked:
-                skip(step_id, blocked)
-                return
-            plan = adaptations.plan
-            limit = plan.pool_limits.get(step.pool, POOL_LIMIT)
-            pool = pools.setdefault(step.pool, PoolGate(limit))
-            if pool.in_flight >= pool.capacity and execution.session.deadline_s:
-                limit = relieve_deadline(step.pool, pool) or limit
-            if pool.capacity != limit:
-                await pool.resize(limit)
-            everyone = {
-                a.agent_id
-                for a in execution.runtime.candidates(execution.session.tenant_id, step.capability)
-            }
-            pin = plan.pinned.get(step_id)
-            async with pool.slot(step.priority):
-                result = await try_step(
+                skip(node, blocked)
+        # a step removed in the instant between its dispatch and its start runs to its end,
+        # outside the plan
+        running = frozenset(tasks.values()) & ids
+        history = learned_durations(spec, stats) if stats else None
+        if history is not None and not history.capabilities:
+            history = None
+        known[:] = [history] if history is not None else []
+        remaining: dict[str, float] = {
+            s.id: history.expected_s(s.id, s.estimates.duration_s)
+            for s in spec.steps
+            if history is not None and s.id in history.p50_s
+        }
+        now = time.monotonic()
+        for step_id in running:
+            estimate = spec.step(step_id).estimates.duration_s
+            if history is not None:
+                estimate = history.expected_s(step_id, estimate)
+            elapsed = (now - started_at[step_id]) / scale if scale > 0 else 0.0
+            # past its estimate it is assumed to need a quarter of it again, not nothing
+            remaining[step_id] = max(0.001, estimate - elapsed, LATE_REMAINING * estimate)
+        done = frozenset(settled())
+        left = len(spec.steps) - len(done)
+        first = not plans
+        budget = budget_for(left) * (1.0 if first else REPLAN_BUDGET_SHARE)
+        result = await asyncio.to_thread(
+            plan,
+            spec,
+            sizes(spec),
+            budget_s=budget,
+            durations_s=remaining,
+            done=done,
+            running=running,
+        )
+        plans.append(result)
+        # workers as the plan numbers them -> the workers the running steps are really on
+        renumber: dict[tuple[str, int], int] = {}
+        for slot in result.schedule.slots:
+            where = dispatch.worker_of(slot.step_id)
+            if where is not None and where[1] >= 0:
+                renumber[(slot.pool, slot.worker)] = where[1]
+        queues: dict[tuple[str, int], list[str]] = {}
+        for pool, size in sizes(spec).items():
+            taken = {w for (p, w) in renumber if p == pool}
+            real_taken = {renumber[(p, w)] for (p, w) in renumber if p == pool}
+            spare = iter(w for w in range(size) if w not in real_taken)
+            for w in range(size):
+                if w not in taken:
+                    renumber[(pool, w)] = next(spare)
+        order = {s: k for k, s in enumerate(topological_order(spec))}
+        for slot in sorted(
+            result.schedule.slots, key=lambda s: (s.start_s, s.end_s, order[s.step_id])
+        ):
+            if slot.step_id in running:
+                continue
+            if slot.end_s <= slot.start_s:
+                # planned to take no time, so planned to hold no worker: it runs beside the
+                # pool as soon as its inputs are done, not behind a worker's longer steps
+                queues[(slot.pool, -1 - len(queues))] = [slot.step_id]
+                continue
+            queues.setdefault((slot.pool, renumber[(slot.pool, slot.worker)]), []).append(
+                slot.step_id
+            )
+        dispatch.queues = queues
+        execution.emit(
+            "WorkflowPlanned" if first else "WorkflowReplanned",
+            {
+                "reason": reason,
+                "method": result.method,
+                "planned_makespan_s": round(result.makespan_s, 3),
+                "lower_bound_s": round(result.lower_bound_s, 3),
+                "optimal": result.optimal,
+                "budget_s": round(result.budget_s, 3),
+                "planning_s": round(result.elapsed_s, 3),
+                "members": {k: round(v, 3) for k, v in result.members.items()},
+                "durations_from": (
+                    {"learned_p50": history.capabilities} if history is not None else "estimates"
+                ),
+                "running": sorted(running),
+                "queues": {f"{p}/{w}": q for (p, w), q in sorted(queues.items())},
+            },
+            key=f"{sid}/wf/plan/{len(plans)}",
+        )
+
+    async def run(step_id: str, pool: str, worker: int) -> None:
+        plan_now = adaptations.plan
+        step = plan_now.spec.step(step_id)
+        everyone = {
+            a.agent_id
+            for a in execution.runtime.candidates(execution.session.tenant_id, step.capability)
+        }
+        pin = plan_now.pinned.get(step_id)
+        prompt = render_prompt(step.prompt, step.inputs, outputs, plan_now.spec.params)
+        runner = PATTERN_STEPS.get(step.pattern)
+        if runner is not None:  # the step is a pattern: run it, its steps under wf/<id>/
+            try:
+                done = await runner(
                     execution,
                     f"wf/{step_id}",
+                    prompt,
                     step.capability,
-                    render_prompt(step.prompt, step.inputs, outputs, plan.spec.params),
-                    input_tokens=max(1, step.estimates.tokens),
-                    max_attempts=step.max_attempts,
-                    exclude=frozenset(everyone - {pin}) if pin else frozenset(),
+                    execution.session.task.complexity,
                 )
-            if isinstance(result, StepFailed):
-                failed[step_id] = result
+            except StepFailed as exc:
+                failed[step_id] = exc
             else:
-                results[step_id] = result
-                outputs[step_id] = result.output
-        finally:
-            finished[step_id].set()
+                outputs[step_id] = done.output
+                results[step_id] = StepResult(
+                    step_id=f"wf/{step_id}",
+                    agent_id=done.agent_id or "",
+                    agent_name="",
+                    output=done.output,
+                    cost_usd=0.0,
+                    latency_ms=0.0,
+                    input_tokens=0,
+                    output_tokens=0,
+                )
+            measured[step_id] = clock.seconds(step_id)
+            return
+        result = await try_step(
+            execution,
+            f"wf/{step_id}",
+            step.capability,
+            prompt,
+            input_tokens=max(1, step.estimates.tokens),
+            max_attempts=step.max_attempts,
+            exclude=frozenset(everyone - {pin}) if pin else frozenset(),
+            context={"estimated_duration_s": step.estimates.duration_s, "workflow_step": step_id},
+        )
+        measured[step_id] = clock.seconds(step_id)
+        if isinstance(result, StepFailed):
+            failed[step_id] = result
+        else:
+            results[step_id] = result
+            outputs[step_id] = result.output
 
-    def relieve_deadline(pool_name: str, gate: PoolGate) -> int | None:
+    def start_ready() -> None:
+        spec = adaptations.plan.spec
+        ids = {s.id for s in spec.steps}
+        for where, queue in dispatch.queues.items():
+            if where in dispatch.running:
+                continue
+            while queue:
+                head = queue[0]
+                if head not in ids:
+                    queue.pop(0)
+                    if head not in settled():
+                        skip(head, ["removed by an adaptation"])
+                    continue
+                if head in settled():
+                    queue.pop(0)
+                    continue
+                needs = spec.step(head).needs
+                blocked = [d for d in needs if d in failed or d in skipped]
+                if blocked:
+                    queue.pop(0)
+                    skip(head, blocked)
+                    continue
+                if all(d in results for d in needs):
+                    queue.pop(0)
+                    dispatch.running[where] = head
+                    dispatch.ran.append((where[0], where[1], head))
+                    started_at[head] = time.monotonic()
+                    tasks[asyncio.ensure_future(run(head, *where))] = head
+                break
+
+    def waiting_by_pool() -> dict[str, int]:
+        """Steps whose inputs are done but whose worker is busy, per pool."""
+        out: dict[str, int] = {}
+        for where, queue in dispatch.queues.items():
+            if queue and where in dispatch.running:
+                step = adaptations.plan.spec.step(queue[0]) if queue[0] in ids_now() else None
+                if step is not None and all(d in results for d in step.needs):
+                    out[where[0]] = out.get(where[0], 0) + 1
+        return out
+
+    def ids_now() -> set[str]:
+        return {s.id for s in adaptations.plan.spec.steps}
+
+    def relieve_deadline(pool_name: str, busy: int, waiting: int) -> bool:
         """Automatic adaptation when this pool's queue puts the deadline at risk: recorded
         like a user's change (by 'system'), so a resumed run keeps it."""
-        plan = adaptations.refresh()
-        done = set(results) | set(failed) | skipped
+        plan_now = adaptations.refresh()
+        done = settled()
         decided = deadline_relief(
-            plan,
+            plan_now,
             done,
-            realised_makespan_s(plan.spec, execution.history),
+            realised_makespan_s(plan_now.spec, execution.history),
             float(execution.session.deadline_s or 0),
             pool_name,
-            gate.in_flight,
-            gate.queued + 1,
+            busy,
+            waiting,
             POOL_LIMIT,
         )
         if decided is None:
-            return None
+            return False
         change, reason = decided
-        new_plan = apply_changes(plan, [change], started=set())
+        new_plan = apply_changes(plan_now, [change], started=set())
         try:
             execution.runtime.store.append(
                 adapt_stream(sid),
@@ -182,7 +415,7 @@ async def run_workflow(execution: SessionExecution) -> PatternResult:
                             "changes": [change.model_dump(mode="json")],
                             "reason": reason,
                             "by": "system",
-                            "started_steps": sorted(done),
+                            "started_steps": sorted(done | set(tasks.values())),
                             "plan": new_plan.model_dump(mode="json"),
                         },
                     )
@@ -190,34 +423,105 @@ async def run_workflow(execution: SessionExecution) -> PatternResult:
                 expected_version=adaptations.seen,
             )
         except ConcurrencyError:
-            return None  # someone adapted the workflow meanwhile: their plan wins
-        return adaptations.refresh().pool_limits.get(pool_name)
+            return False  # someone adapted the workflow meanwhile: their plan wins
+        adaptations.refresh()
+        return True
 
-    def launch_new_steps() -> None:
-        spec = adaptations.refresh().spec
-        rank = upward_rank(spec)
-        for step in sorted(spec.steps, key=lambda s: -rank[s.id]):
-            if step.id not in tasks:
-                finished.setdefault(step.id, asyncio.Event())
-                tasks[step.id] = asyncio.ensure_future(run(step.id))
+    flagged: set[str] = set()  # steps found running late (each re-plans once)
 
-    launch_new_steps()
-    while not all(t.done() for t in tasks.values()):
-        await asyncio.wait(
-            [t for t in tasks.values() if not t.done()], return_when=asyncio.FIRST_COMPLETED
+    def running_late() -> str:
+        """A step still running past its p90 (or estimate + 10%), in agent time; only
+        meaningful when the runtime sleeps agents' latencies (time scale > 0)."""
+        if scale <= 0:
+            return ""
+        now = time.monotonic()
+        spec = adaptations.plan.spec
+        ids = ids_now()
+        for step_id in sorted(set(tasks.values()) - flagged):
+            if step_id not in ids:
+                continue
+            elapsed = (now - started_at[step_id]) / scale
+            step = spec.step(step_id)
+            if is_late(step, elapsed, known[0] if known else None):
+                flagged.add(step_id)
+                return f"step {step_id!r} is still running after {elapsed:.3g}s"
+        return ""
+
+    adaptations.refresh()  # changes made before the run (or before a crash) shape the plan
+    seen_adaptations = adaptations.applied
+    await replan("start")
+    relieved: set[str] = set()
+    while True:
+        adaptations.refresh()
+        if adaptations.applied != seen_adaptations:  # a change lands before the next dispatch
+            seen_adaptations = adaptations.applied
+            await replan("adapted")
+        start_ready()
+        if execution.session.deadline_s:
+            for pool_name, waiting in waiting_by_pool().items():
+                if pool_name in relieved:
+                    continue
+                busy = sum(1 for (p, w) in dispatch.running if p == pool_name and w >= 0)
+                if relieve_deadline(pool_name, busy, waiting):
+                    relieved.add(pool_name)
+                    break
+            if adaptations.applied != seen_adaptations:
+                continue
+        if not tasks:
+            left = ids_now() - settled()
+            if not left:
+                break
+            await replan("stalled")  # pragma: no cover - a valid plan never stalls
+            start_ready()
+            if not tasks:  # pragma: no cover
+                raise StepFailed("wf/dispatch", "workflow_stalled", f"cannot start {sorted(left)}")
+            continue
+        finished, _ = await asyncio.wait(
+            list(tasks), timeout=WAKE_S, return_when=asyncio.FIRST_COMPLETED
         )
-        launch_new_steps()  # steps an adaptation added while others ran
-    for task in tasks.values():
-        task.result()  # a bug in a step's bookkeeping is raised, not swallowed
+        deviation = ""
+        for task in finished:
+            step_id = tasks.pop(task)
+            task.result()  # a bug in a step's bookkeeping is raised, not swallowed
+            where = dispatch.worker_of(step_id)
+            if where is not None:
+                del dispatch.running[where]
+            if step_id in failed:
+                deviation = deviation or f"step {step_id!r} failed"
+            elif step_id in flagged:
+                pass  # re-planned when it ran late already
+            elif step_id in ids_now() and is_late(
+                adaptations.plan.spec.step(step_id),
+                measured.get(step_id, 0.0),
+                known[0] if known else None,
+            ):
+                deviation = deviation or (
+                    f"step {step_id!r} took {measured[step_id]:.3g}s, planned "
+                    f"{adaptations.plan.spec.step(step_id).estimates.duration_s:.3g}s"
+                )
+        deviation = deviation or running_late()
+        if deviation and ids_now() - settled() - set(tasks.values()):
+            await replan(deviation)
     spec = adaptations.plan.spec
-    details = {
+    planned_s = plans[0].makespan_s
+    executed = executed_makespan_s(spec, dispatch.ran, measured)
+    makespans = {
+        "planned_makespan_s": round(planned_s, 3),
+        "executed_makespan_s": round(executed, 3),
+        "executed_over_planned": round(executed / planned_s, 4) if planned_s else None,
+        "replans": len(plans) - 1,
+        "planned_by": plans[0].method,
+        "planned_from": "learned p50" if known else "estimates",
+    }
+    execution.emit("WorkflowMakespanRecorded", makespans, key=f"{sid}/wf/makespan")
+    details: dict[str, Any] = {
         "steps": len(spec.steps),
         "done": len(results),
         "failed": sorted(failed),
         "skipped": sorted(skipped),
         "adaptations": adaptations.applied,
-        "planned_makespan_s": round(analyze(spec).critical_path_s, 3),
-        "actual_makespan_s": round(realised_makespan_s(spec, execution.history), 3),
+        **makespans,
+        "actual_makespan_s": round(executed, 3),
         "planned_cost_usd": round(sum(s.estimates.cost_usd for s in spec.steps), 6),
     }
     if failed:
@@ -229,7 +533,28 @@ async def run_workflow(execution: SessionExecution) -> PatternResult:
         )
     sinks = [s.id for s in spec.steps if not any(s.id in o.needs for o in spec.steps)]
     return PatternResult(
-        output="\n".join(outputs[s] for s in sinks),
-        agent_id=results[sinks[0]].agent_id,
+        output="\n".join(outputs[s] for s in sinks if s in outputs),
+        agent_id=results[next(s for s in sinks if s in results)].agent_id,
         details=details,
     )
+
+
+class StepClock:
+    """Each workflow step's agent time (every attempt's latency), read from the session's
+    history as it grows, each event once."""
+
+    def __init__(self, execution: SessionExecution) -> None:
+        self.execution = execution
+        self.read = 0
+        self.spent: dict[str, float] = {}
+
+    def seconds(self, step_id: str) -> float:
+        history = self.execution.history
+        for event in history[self.read :]:
+            name = str(event.payload.get("step_id", ""))
+            if event.type in ("StepCompleted", "StepFailed") and name.startswith("wf/"):
+                key = name.removeprefix("wf/").split("/")[0]  # a pattern step's steps too
+                latency = float(event.payload.get("latency_ms") or 0) / 1000
+                self.spent[key] = self.spent.get(key, 0.0) + latency
+        self.read = len(history)
+        return self.spent.get(step_id, 0.0)

@@ -104,3 +104,25 @@ def forecast(spec: WorkflowSpec, stats: list[StepStats]) -> dict[str, Any]:
         "expected_cost_usd": round(cost, 6),
         "capabilities_without_history": unknown,
     }
+
+
+@dataclass(frozen=True)
+class LearnedDurations:
+    """What a plan takes from history: p50 durations to plan with, p90 to call a step late."""
+
+    p50_s: dict[str, float]  # step id -> seconds, for steps whose capability has history
+    p90_s: dict[str, float]
+    capabilities: list[str]  # those with enough history
+
+    def expected_s(self, step_id: str, estimate_s: float) -> float:
+        return self.p50_s.get(step_id, estimate_s)
+
+
+def learned_durations(spec: WorkflowSpec, stats: list[StepStats]) -> LearnedDurations:
+    """Per step, the fleet's learned p50 and p90 duration for its capability (with at least
+    ``MIN_SAMPLES`` attempts); steps without history keep their own estimate."""
+    fleet = {s.capability: s for s in stats if s.agent_id is None and s.attempts >= MIN_SAMPLES}
+    p50 = {s.id: fleet[s.capability].p50_s for s in spec.steps if s.capability in fleet}
+    p90 = {s.id: fleet[s.capability].p90_s for s in spec.steps if s.capability in fleet}
+    used = sorted({s.capability for s in spec.steps if s.capability in fleet})
+    return LearnedDurations(p50, p90, used)

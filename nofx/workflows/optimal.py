@@ -1,10 +1,8 @@
 """Exact scheduling with OR-tools CP-SAT: the optimal makespan for K identical workers.
 
-List scheduling is fast and usually good, but on real traces it can sit well above the
-optimum. For DAGs small enough to solve (hundreds of steps), CP-SAT finds the optimal
-schedule, or within a time limit the best one it can with a proven lower bound; it starts
-from the list schedule as a hint, so it never returns anything worse. ``best_schedule``
-is what the planner uses: the better of the two, with how it was obtained.
+``solve_exact`` is the plain CP-SAT model (one cumulative, hinted by list scheduling), kept
+as a reference. ``best_schedule`` is what the planner uses: the scheduling portfolio
+(``nofx.workflows.portfolio``), with which member won and the proven lower bound.
 
 Durations are solved in milliseconds (integers); steps of unknown duration count as 0.
 """
@@ -14,9 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nofx.workflows.model import WorkflowSpec
+from nofx.workflows.portfolio import plan
 from nofx.workflows.scheduler import schedule
-
-MAX_EXACT_STEPS = 400
 
 
 @dataclass(frozen=True)
@@ -66,21 +63,17 @@ def solve_exact(spec: WorkflowSpec, workers: int, time_limit_s: float = 5.0) -> 
 @dataclass(frozen=True)
 class PlannedSchedule:
     makespan_s: float
-    method: str  # "exact (optimal)", "exact (time limit)" or "list scheduling"
+    method: str  # the portfolio member that won, with "(optimal)" when it meets the bound
     lower_bound_s: float | None
+    budget_s: float = 0.0
 
 
-def best_schedule(spec: WorkflowSpec, workers: int, time_limit_s: float = 2.0) -> PlannedSchedule:
-    """The planner's schedule: exact for small DAGs (never worse than list scheduling,
-    which is its starting hint), list scheduling for large ones or without OR-tools."""
-    listed = schedule(spec, {"default": workers}).makespan_s
-    if len(spec.steps) > MAX_EXACT_STEPS:
-        return PlannedSchedule(listed, "list scheduling", None)
-    try:
-        exact = solve_exact(spec, workers, time_limit_s)
-    except ImportError:  # pragma: no cover - ortools ships with nofx
-        return PlannedSchedule(listed, "list scheduling", None)
-    if exact.makespan_s > listed:  # pragma: no cover - the hint makes this rare
-        return PlannedSchedule(listed, "list scheduling", exact.lower_bound_s)
-    method = "exact (optimal)" if exact.optimal else "exact (time limit)"
-    return PlannedSchedule(exact.makespan_s, method, exact.lower_bound_s)
+def best_schedule(
+    spec: WorkflowSpec, workers: int, time_limit_s: float | None = None
+) -> PlannedSchedule:
+    """The planner's schedule for ``workers`` identical workers: the scheduling portfolio
+    (rules, local search, CP-SAT; see ``nofx.workflows.portfolio``) within ``time_limit_s``,
+    or the budget it derives from the DAG's size."""
+    result = plan(spec, {"default": workers}, budget_s=time_limit_s)
+    method = result.method + (" (optimal)" if result.optimal else "")
+    return PlannedSchedule(result.makespan_s, method, result.lower_bound_s, result.budget_s)

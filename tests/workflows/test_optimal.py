@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nofx.workflows.model import WorkflowSpec
-from nofx.workflows.optimal import MAX_EXACT_STEPS, best_schedule, solve_exact
+from nofx.workflows.optimal import best_schedule, solve_exact
 from nofx.workflows.scheduler import schedule
 
 
@@ -34,7 +34,8 @@ def test_exact_beats_list_scheduling_where_greedy_goes_wrong() -> None:
     listed = schedule(spec, {"default": 2}).makespan_s
     exact = solve_exact(spec, 2)
     assert exact.optimal and exact.makespan_s == 6.0 and listed >= exact.makespan_s
-    assert best_schedule(spec, 2).method == "exact (optimal)"
+    planned = best_schedule(spec, 2)
+    assert planned.makespan_s == 6.0 and planned.method.endswith("(optimal)")
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -57,11 +58,13 @@ def test_exact_schedules_respect_dependencies_and_capacity(durations, edges, wor
     for step, before in needs.items():
         assert all(exact.starts_s[step] >= ends[b] - 1e-9 for b in before)
     for t in exact.starts_s.values():  # no instant with more than `workers` steps running
-        running = sum(1 for s in ids if exact.starts_s[s] <= t < ends[s])
+        # (1e-9: 15.002 + 15.0 > 30.002 in floating point; the solver works in ms)
+        running = sum(1 for s in ids if exact.starts_s[s] <= t < ends[s] - 1e-9)
         assert running <= workers
 
 
-def test_large_dags_fall_back_to_list_scheduling() -> None:
-    spec = spec_of({f"s{i}": 1.0 for i in range(MAX_EXACT_STEPS + 1)})
+def test_large_dags_are_planned_by_the_rules_within_the_budget() -> None:
+    spec = spec_of({f"s{i}": 1.0 + i % 7 for i in range(4000)})
     planned = best_schedule(spec, 8)
-    assert planned.method == "list scheduling" and planned.lower_bound_s is None
+    assert planned.budget_s > 0 and planned.lower_bound_s is not None
+    assert planned.makespan_s <= 1.01 * planned.lower_bound_s

@@ -408,6 +408,11 @@ async def test_a_failing_step_skips_its_dependants_and_names_itself(store, regis
         "wf/spec",
         "wf/tests",
     }
+    # a failed run still records its planned and executed makespan
+    recorded = [e.payload for e in events if e.type == "WorkflowMakespanRecorded"]
+    assert len(recorded) == 1 and recorded[0]["planned_makespan_s"] > 0
+    replans = [e.payload["reason"] for e in events if e.type == "WorkflowReplanned"]
+    assert all("'code' failed" in r for r in replans)
 
 
 def test_workflow_sessions_are_validated_at_submit(runtime, team) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,6 +20,10 @@ from nofx.runtime import Runtime, RuntimeConfig
 from nofx.workflows import load_template, template_parameters
 
 CAPS = ("code.generate", "code.review", "plan.decompose", "research.search", "test.write")
+
+
+# every test here registers python-kind agents: the operator policy must allow them
+pytestmark = pytest.mark.usefixtures("local_agents_policy")
 
 
 class Scripted:
@@ -48,7 +53,10 @@ def session(store, registry, provider, pattern: str, prompt: str, **kw):  # type
             AgentSpec(
                 name=f"a{i}",
                 capabilities=[{"name": c, "proficiency": 4} for c in CAPS],
-                provider={"kind": "python"},
+                provider={
+                    "kind": "python",
+                    "config": {"callable": "tests.patterns.test_real_formats:Scripted"},
+                },
             )
         )
     runtime = Runtime(

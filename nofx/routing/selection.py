@@ -19,6 +19,8 @@ class SelectionRequest:
     optimize: Objective = "balanced"
     budget_usd: float | None = None
     deadline_s: float | None = None
+    # the call's own timeout (the runtime's, capped by the session deadline); None: 60 s
+    timeout_s: float | None = None
     input_tokens: int = 800
     complexity: float = 0.5
     exclude: frozenset[str] = frozenset()

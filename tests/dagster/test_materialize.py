@@ -52,6 +52,7 @@ def test_every_stage_ran_and_every_asset_materialized(pipeline: PipelineRun) -> 
         "step_duration_forecasts",
         "usage_forecasts",
         "run_failure_model",
+        "request_failure_model",
     }
     assert [line.split("]")[0] for line in pipeline.lines if line.startswith("[")] == [
         "[1/5",

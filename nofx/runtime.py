@@ -362,9 +362,10 @@ class Runtime:
             seed=self.config.seed, time_scale=self.config.time_scale
         )
         if selector is None:
-            from nofx.routing.router import SmartRouter
+            from nofx.routing.router import default_router
 
-            selector = SmartRouter(seed=self.config.seed)
+            # statistics shared through the store with every worker and the API
+            selector = default_router(store, seed=self.config.seed)
         self.selector: Selector = selector
         self.sessions = SessionService(store, self.registry)
         if patterns is None:
@@ -517,7 +518,12 @@ class Runtime:
         else:
             self.record_outcome(
                 Outcome(
-                    agent.agent_id, request.capability, True, result.latency_ms, result.cost_usd
+                    agent.agent_id,
+                    request.capability,
+                    True,
+                    result.latency_ms,
+                    result.cost_usd,
+                    call_id=call.call_id,
                 ),
                 agent.tenant_id,
             )
@@ -548,6 +554,7 @@ class Runtime:
                 error.cost_usd,
                 error_class=error.error_class.value,
                 error_type=error.error_type,
+                call_id=call.call_id,
             ),
             agent.tenant_id,
         )

@@ -25,7 +25,7 @@ from nofx.api.routes import (
 )
 from nofx.bus import MessageBus
 from nofx.registry import AgentRegistry
-from nofx.routing.router import SmartRouter
+from nofx.routing.router import default_router
 from nofx.routing.selection import Selector
 from nofx.security import ApiKeyService, SharedRateLimiter
 from nofx.sessions import SessionService
@@ -43,9 +43,10 @@ the key decides the tenant, the scopes (read, write, admin) and the rate limit.
 """
 
 
-def _default_selector() -> Selector:
-    """The dry run ranks as the runtime would, without exploration noise."""
-    return SmartRouter(seed=7, explore=False)
+def _default_selector(store: EventStore) -> Selector:
+    """The dry run ranks as the runtime would, without exploration noise, on the statistics
+    every worker shares through the store."""
+    return default_router(store, seed=7, explore=False)
 
 
 def auth_required_from_env() -> bool:
@@ -98,7 +99,7 @@ def create_app(
         limiter=SharedRateLimiter(store),
         auth_required=auth_required_from_env() if auth_required is None else auth_required,
     )
-    app.state.selector = _default_selector()
+    app.state.selector = _default_selector(store)
     app.state.bus = MessageBus(store)
     problems.install(app)
     observability.install(app)

@@ -260,12 +260,12 @@ class ChampionWatcher:
 
     def start(self) -> ChampionWatcher:
         if self._thread is None:
-            self.poll()
             self._thread = threading.Thread(target=self._run, name="champion-watcher", daemon=True)
             self._thread.start()
         return self
 
     def _run(self) -> None:
+        self.poll()  # the first load too: constructing a router never waits on the registry
         while not self._stop.wait(self.interval_s):
             self.poll()
 

@@ -48,6 +48,8 @@ class Outcome:
     error_class: str | None = None
     extra: dict[str, float] = field(default_factory=dict)
     error_type: str | None = None
+    # "<session>/<step>/<attempt>", so an outcome shared through the store is counted once
+    call_id: str | None = None
 
     @property
     def availability_failure(self) -> bool:

@@ -87,7 +87,7 @@ def test_ranking_never_breaks_requirements_or_hard_limits(
     ranked = router.rank(request, agents)
     for s in ranked:
         assert s.agent.proficiency("code.generate") >= min_level
-        e = router._estimate(s.agent, request, sample=False)
+        e = router._estimate(s.agent, request, None)
         assert within_limits(e, budget, deadline) is None
         assert s.reasons or ranked.index(s) >= 10
     assert [s.score for s in ranked] == sorted((s.score for s in ranked), reverse=True)

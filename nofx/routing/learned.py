@@ -80,6 +80,8 @@ class LearnedStats:
         self.outcomes_seen = 0
         self._synced_at = float("-inf")
         self._applied_here: set[str] = set()
+        # agents whose statistics changed since a router last looked (to re-rank incrementally)
+        self.touched: set[str] = set()
 
     def estimate(self, agent_id: str, capability: str, prior: float) -> AgentEstimate:
         key = (agent_id, capability)
@@ -107,6 +109,7 @@ class LearnedStats:
             not outcome.success, outcome.latency_ms
         )
         self.outcomes_seen += 1
+        self.touched.add(outcome.agent_id)
 
     def sync(self, *, force: bool = False) -> int:
         """Fold in outcomes other processes wrote since the cursor; the number applied."""

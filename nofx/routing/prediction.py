@@ -219,6 +219,64 @@ class CompactFailureModel:
         )
 
 
+REQUEST_ONLY = frozenset({"complexity", "log_input_tokens"})
+
+
+class RequestScorer:
+    """One request's p(fail) for many candidates: the request's own terms are summed once,
+    and each candidate adds only its five (proficiency, context fill, timeout margin, recent
+    and prior failure rates). Equal to ``model.probability(request_features(...))``."""
+
+    def __init__(
+        self,
+        model: CompactFailureModel,
+        *,
+        capability: str,
+        complexity: float,
+        input_tokens: int,
+        timeout_s: float,
+    ) -> None:
+        self.model = model
+        self.complexity = complexity
+        self.input_tokens = input_tokens
+        self.timeout_ms = max(timeout_s, 1e-6) * 1000.0
+        fixed = {
+            "complexity": float(complexity),
+            "log_input_tokens": math.log(max(1.0, float(input_tokens))),
+        }
+        self.base = model.intercept + sum(
+            t.weight(fixed[t.feature]) for t in model.terms if t.feature in REQUEST_ONLY
+        )
+        for weights in model.categories.values():
+            self.base += weights.get(capability, 0.0)
+        by_name = {t.feature: t for t in model.terms}
+        self.proficiency = by_name["proficiency"]
+        self.fill = by_name["context_fill"]
+        self.margin = by_name["log_timeout_margin"]
+        self.recent = by_name["recent_failure_rate"]
+        self.prior = by_name["prior_failure_rate"]
+
+    def p_fail(
+        self, proficiency: int, context_window_tokens: int | None, history: AgentHistory | None
+    ) -> float:
+        if history is None:
+            p50, recent, prior = DEFAULT_LATENCY_MS, 0.05, 0.05
+        else:
+            p50 = history.latency_p50_ms or DEFAULT_LATENCY_MS
+            recent, prior = history.recent_failure_rate, history.prior_failure_rate
+        fill = self.input_tokens / context_window_tokens if context_window_tokens else 0.0
+        margin = math.log(self.timeout_ms / (p50 * (1.0 + self.complexity)))
+        z = (
+            self.base
+            + self.proficiency.weight(float(proficiency))
+            + self.fill.weight(fill)
+            + self.margin.weight(min(5.0, max(-5.0, margin)))
+            + self.recent.weight(recent)
+            + self.prior.weight(prior)
+        )
+        return 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
+
+
 Loader = Callable[[], tuple[str, dict[str, Any]] | None]
 
 

@@ -10,14 +10,17 @@ times the expected attempts (1 / p), and latency including retries. The statisti
 the API when it is given the store.
 
 Large fleets: when a capability has many agents the router does not score all of them on
-each call; it keeps them sorted by a request-independent key (price over the posterior mean,
-refreshed at most every ``reindex_s``) and scores the first ``shortlist`` that qualify.
+each call; it keeps them ordered by the request-independent part of the score (posterior
+mean, price of a typical prompt, latency), moving only the agents whose statistics changed,
+and scores the first ``shortlist`` that qualify with the request's own prediction.
+Reasons (words for people) are spelled out for the first ``EXPLAINED`` only.
 """
 
 from __future__ import annotations
 
 import random
 import time
+from bisect import bisect_left, insort
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,7 +28,12 @@ from nofx.domain import Agent
 from nofx.routing.breaker import BreakerBoard, BreakerPolicy, Transition
 from nofx.routing.estimates import AgentEstimate, prior_success
 from nofx.routing.learned import LearnedStats
-from nofx.routing.prediction import DEFAULT_TIMEOUT_S, CompactFailureModel, request_features
+from nofx.routing.prediction import (
+    DEFAULT_TIMEOUT_S,
+    CompactFailureModel,
+    RequestScorer,
+    request_features,
+)
 from nofx.routing.scoring import (
     MIN_SUCCESS,
     Estimate,
@@ -37,20 +45,31 @@ from nofx.routing.scoring import (
 from nofx.routing.selection import Outcome, ScoredAgent, SelectionRequest, estimated_cost
 
 DEFAULT_LATENCY_MS = 1000.0
-EXPLAINED = 10
-SHORTLIST = 64
-REINDEX_S = 5.0
+EXPLAINED = 3
+SHORTLIST = 24
 
 Predictor = Callable[[], CompactFailureModel | None]
 
 
 @dataclass
 class _Index:
-    """One capability's candidates in a request-independent order (cheapest success first)."""
+    """One capability's candidates ordered by the request-independent part of the score,
+    best first. Agents whose statistics changed are moved in place (bisect), so keeping the
+    order costs a few microseconds per outcome, not a sort of the fleet."""
 
     agents: list[Agent]  # the caller's list, held so its id() stays unique while cached
-    order: list[Agent]
-    built_at: float
+    order: list[tuple[float, str]]  # (-key, agent_id), ascending
+    keys: dict[str, float]
+    by_id: dict[str, Agent]
+
+    def move(self, agent_id: str, key: float) -> None:
+        old = self.keys.get(agent_id)
+        if old is None or old == key:
+            return
+        at = bisect_left(self.order, (-old, agent_id))
+        del self.order[at]
+        insort(self.order, (-key, agent_id))
+        self.keys[agent_id] = key
 
 
 class SmartRouter:
@@ -64,7 +83,6 @@ class SmartRouter:
         stats: LearnedStats | None = None,
         predictor: Predictor | None = None,
         shortlist: int | None = SHORTLIST,
-        reindex_s: float = REINDEX_S,
     ) -> None:
         self.rng = random.Random(seed)
         self.explore = explore
@@ -74,8 +92,9 @@ class SmartRouter:
         self.breakers = BreakerBoard(breaker_policy)
         self.clock = clock
         self.shortlist = shortlist
-        self.reindex_s = reindex_s
-        self._indexes: dict[tuple[str, int], _Index] = {}
+        self._indexes: dict[tuple[str, str, int], _Index] = {}
+        self._pending: dict[tuple[str, str, int], set[str]] = {}
+        self._typical: dict[tuple[str, str], RequestScorer] = {}
 
     @property
     def estimates(self) -> dict[tuple[str, str], AgentEstimate]:
@@ -101,16 +120,17 @@ class SmartRouter:
         return model.probability(features, {"capability": request.capability}), features
 
     def _estimate(
-        self,
-        agent: Agent,
-        request: SelectionRequest,
-        model: CompactFailureModel | None,
+        self, agent: Agent, request: SelectionRequest, scorer: RequestScorer | None
     ) -> Estimate:
         est = self.estimate_for(agent, request.capability)
         declared = float(agent.provider.config.get("latency_median_ms", DEFAULT_LATENCY_MS))
         latency = est.latency_mean() or declared
-        if model is not None:
-            success = 1.0 - self.predicted_failure(agent, request, model)[0]
+        if scorer is not None:
+            success = 1.0 - scorer.p_fail(
+                agent.proficiency(request.capability),
+                agent.context_window_tokens,
+                self.stats.history(agent.agent_id),
+            )
         else:
             success = est.sample(self.rng) if self.explore else est.mean
         return Estimate(
@@ -129,25 +149,42 @@ class SmartRouter:
             and self.breakers.allows(agent.agent_id, now)
         )
 
-    def _base_key(self, agent: Agent, capability: str) -> float:
-        """Request-independent: price per token over the success posterior's mean."""
-        per_1k = agent.pricing.input_per_1k_tokens + 0.6 * agent.pricing.output_per_1k_tokens
-        return (per_1k + agent.pricing.per_call * 1e-3) / max(
-            MIN_SUCCESS, self.estimate_for(agent, capability).mean
+    def _base_key(self, agent: Agent, capability: str, objective: str) -> float:
+        """The request-independent part of the score (higher is better): the posterior mean
+        for p, the price of a typical prompt, the agent's latency."""
+        est = self.estimate_for(agent, capability)
+        model = self.predictor() if self.predictor is not None else None
+        if model is not None:  # the model's view of a typical request to this agent
+            typical = self._typical.get((model.version, capability))
+            if typical is None or typical.model is not model:
+                typical = self._typical[(model.version, capability)] = RequestScorer(
+                    model, capability=capability, complexity=0.5, input_tokens=1000, timeout_s=60
+                )
+            p = 1.0 - typical.p_fail(
+                agent.proficiency(capability),
+                agent.context_window_tokens,
+                self.stats.history(agent.agent_id),
+            )
+        else:
+            p = max(MIN_SUCCESS, est.mean)
+        declared = float(agent.provider.config.get("latency_median_ms", DEFAULT_LATENCY_MS))
+        typical = Estimate(
+            success=p,
+            cost_usd=estimated_cost(agent, 1000),
+            latency_ms=est.latency_mean() or declared,
+            latency_p95_ms=0.0,
+            load=0.0,
         )
+        return score(typical, objective, 1e-9, 1e-3)
 
-    def _shortlisted(
-        self, request: SelectionRequest, candidates: list[Agent], now: float
-    ) -> list[Agent]:
+    def _shortlisted(self, request: SelectionRequest, candidates: list[Agent]) -> list[Agent]:
+        now = self.clock()
         if self.shortlist is None or len(candidates) <= 2 * self.shortlist:
             return [a for a in candidates if self._qualifies(a, request, now)]
-        key = (request.capability, id(candidates))
-        index = self._indexes.get(key)
-        if index is None or index.agents is not candidates or now - index.built_at > self.reindex_s:
-            order = sorted(candidates, key=lambda a: self._base_key(a, request.capability))
-            index = self._indexes[key] = _Index(candidates, order, now)
+        index = self._index(request, candidates)
         chosen: list[Agent] = []
-        for agent in index.order:
+        for _, agent_id in index.order:
+            agent = index.by_id[agent_id]
             window = agent.context_window_tokens
             if window is not None and request.input_tokens > window:
                 continue  # certain to fail: not worth a place on the shortlist
@@ -157,13 +194,52 @@ class SmartRouter:
                     break
         return chosen
 
+    def _index(self, request: SelectionRequest, candidates: list[Agent]) -> _Index:
+        key = (request.capability, request.optimize, id(candidates))
+        index = self._indexes.get(key)
+        if index is None or index.agents is not candidates:
+            keys = {
+                a.agent_id: self._base_key(a, request.capability, request.optimize)
+                for a in candidates
+            }
+            index = self._indexes[key] = _Index(
+                agents=candidates,
+                order=sorted((-k, agent_id) for agent_id, k in keys.items()),
+                keys=keys,
+                by_id={a.agent_id: a for a in candidates},
+            )
+        for agent_id in self._pending.pop(key, set()) & index.keys.keys():
+            index.move(
+                agent_id,
+                self._base_key(index.by_id[agent_id], request.capability, request.optimize),
+            )
+        return index
+
+    def _note_changes(self) -> None:
+        """Hand the agents whose statistics changed to every index (moved on next use)."""
+        if self.stats.touched:
+            for key in self._indexes:
+                self._pending.setdefault(key, set()).update(self.stats.touched)
+            self.stats.touched.clear()
+
     def rank(self, request: SelectionRequest, candidates: list[Agent]) -> list[ScoredAgent]:
         self.stats.sync()
-        now = self.clock()
+        self._note_changes()
         model = self.predictor() if self.predictor is not None else None
+        scorer = (
+            None
+            if model is None
+            else RequestScorer(
+                model,
+                capability=request.capability,
+                complexity=request.complexity,
+                input_tokens=request.input_tokens,
+                timeout_s=request.timeout_s or DEFAULT_TIMEOUT_S,
+            )
+        )
         qualified: list[tuple[Agent, Estimate]] = []
-        for agent in self._shortlisted(request, candidates, now):
-            estimate = self._estimate(agent, request, model)
+        for agent in self._shortlisted(request, candidates):
+            estimate = self._estimate(agent, request, scorer)
             if within_limits(estimate, request.budget_usd, request.deadline_s) is None:
                 qualified.append((agent, estimate))
         if not qualified:

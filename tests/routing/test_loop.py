@@ -199,3 +199,53 @@ def test_large_fleets_are_shortlisted_and_agree_with_the_full_scan() -> None:
         fleet,
     )
     assert fast[0].agent not in [s.agent for s in excluded]
+
+
+def test_the_incremental_order_equals_a_fresh_sort_after_outcomes() -> None:
+    """Moving only the agents whose statistics changed keeps the index exactly as sorting the
+    fleet from scratch would order it."""
+    fleet = [agent(f"a{i}", price=0.0001 * (1 + i % 7), level=1 + i % 5) for i in range(300)]
+    router = SmartRouter(explore=False, shortlist=8)
+    request = SelectionRequest("code.generate")
+    router.rank(request, fleet)
+    for i in range(200):
+        router.record(
+            Outcome(fleet[(i * 37) % 300].agent_id, "code.generate", i % 3 != 0, 100.0 + i, 0.01)
+        )
+        if i % 25 == 0:
+            router.rank(request, fleet)
+    router.rank(request, fleet)
+    (index,) = router._indexes.values()
+    fresh = sorted((-router._base_key(a, "code.generate", "balanced"), a.agent_id) for a in fleet)
+    assert index.order == fresh
+
+
+def test_scoring_per_request_equals_the_model_on_the_full_features() -> None:
+    from nofx.routing.prediction import AgentHistory, RequestScorer, request_features
+
+    model = context_model()
+    history = AgentHistory()
+    for i in range(30):
+        history.update(i % 4 == 0, 500.0 + 10 * i)
+    for tokens, window, timeout, hist in [
+        (1000, 8000, 60.0, history),
+        (9000, 8000, 1.0, history),
+        (500, None, 0.2, None),
+    ]:
+        scorer = RequestScorer(
+            model,
+            capability="code.generate",
+            complexity=0.3,
+            input_tokens=tokens,
+            timeout_s=timeout,
+        )
+        features = request_features(
+            complexity=0.3,
+            input_tokens=tokens,
+            proficiency=4,
+            context_window_tokens=window,
+            timeout_s=timeout,
+            history=hist,
+        )
+        expected = model.probability(features, {"capability": "code.generate"})
+        assert math.isclose(scorer.p_fail(4, window, hist), expected, rel_tol=1e-12)

@@ -155,12 +155,12 @@ class SmartRouter:
         est = self.estimate_for(agent, capability)
         model = self.predictor() if self.predictor is not None else None
         if model is not None:  # the model's view of a typical request to this agent
-            typical = self._typical.get((model.version, capability))
-            if typical is None or typical.model is not model:
-                typical = self._typical[(model.version, capability)] = RequestScorer(
+            scorer = self._typical.get((model.version, capability))
+            if scorer is None or scorer.model is not model:
+                scorer = self._typical[(model.version, capability)] = RequestScorer(
                     model, capability=capability, complexity=0.5, input_tokens=1000, timeout_s=60
                 )
-            p = 1.0 - typical.p_fail(
+            p = 1.0 - scorer.p_fail(
                 agent.proficiency(capability),
                 agent.context_window_tokens,
                 self.stats.history(agent.agent_id),

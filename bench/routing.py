@@ -231,7 +231,7 @@ def main() -> None:
     }
     model = failure_model()
     speed = [
-        select_latency(seed, 10_000, 200 if args.quick else 1_000, model)
+        select_latency(seed, 10_000, 100 if args.quick else 300, model)
         for seed in ((1, 2) if args.quick else (1, 2, 3))
     ]
     show(f"rank() at 10,000 agents (shortlist {SHORTLIST} vs full scan)", speed)

@@ -21,7 +21,7 @@ WEIGHTS: dict[str, tuple[float, float, float, float]] = {
     "success": (8.0, 0.05, 0.05, 0.5),
     "latency": (2.0, 0.05, 0.60, 1.0),
 }
-MIN_SUCCESS = 0.01
+MIN_SUCCESS = 1e-6  # keeps "nearly hopeless" distinguishable from "hopeless"
 
 
 @dataclass(frozen=True)

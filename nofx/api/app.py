@@ -46,7 +46,7 @@ the key decides the tenant, the scopes (read, write, admin) and the rate limit.
 def _default_selector(store: EventStore) -> Selector:
     """The dry run ranks as the runtime would, without exploration noise, on the statistics
     every worker shares through the store."""
-    return default_router(store, seed=7, explore=False)
+    return default_router(store, seed=7, explore=False, explained=10)
 
 
 def auth_required_from_env() -> bool:

@@ -83,6 +83,7 @@ class SmartRouter:
         stats: LearnedStats | None = None,
         predictor: Predictor | None = None,
         shortlist: int | None = SHORTLIST,
+        explained: int = EXPLAINED,
     ) -> None:
         self.rng = random.Random(seed)
         self.explore = explore
@@ -92,6 +93,7 @@ class SmartRouter:
         self.breakers = BreakerBoard(breaker_policy)
         self.clock = clock
         self.shortlist = shortlist
+        self.explained = explained
         self._indexes: dict[tuple[str, str, int], _Index] = {}
         self._pending: dict[tuple[str, str, int], set[str]] = {}
         self._typical: dict[tuple[str, str], RequestScorer] = {}
@@ -255,7 +257,7 @@ class SmartRouter:
             # reasons are words for people: spelled out for the leaders, not for every candidate
             reasons = (
                 self._reasons(agent, e, request, cheapest, fastest, model)
-                if rank < EXPLAINED
+                if rank < self.explained
                 else ()
             )
             scored.append(ScoredAgent(agent, value, e.success, e.cost_usd, e.latency_ms, reasons))
@@ -316,7 +318,7 @@ class SmartRouter:
 
 
 def default_router(
-    store: object | None = None, *, seed: int = 7, explore: bool = True
+    store: object | None = None, *, seed: int = 7, explore: bool = True, explained: int = EXPLAINED
 ) -> SmartRouter:
     """The product's router: statistics shared through ``store`` (when given) and, when
     ``NOFX_ROUTING_MODEL`` names a registered model, its MLflow champion as the predictor
@@ -334,4 +336,6 @@ def default_router(
         uri = Settings.from_env().mlflow_tracking_uri
         interval = float(os.environ.get("NOFX_ROUTING_MODEL_POLL_S", "60"))
         predictor = ChampionWatcher(mlflow_champion_loader(name, uri), interval).start()
-    return SmartRouter(seed=seed, explore=explore, stats=stats, predictor=predictor)
+    return SmartRouter(
+        seed=seed, explore=explore, stats=stats, predictor=predictor, explained=explained
+    )

@@ -144,3 +144,24 @@ def test_a_registry_outage_keeps_the_model_it_has(trained) -> None:  # type: ign
     assert watcher() is not None and watcher().version == "1"
     assert not watcher.poll() and watcher.error is None  # no champion: keep serving v1
     assert watcher() is not None
+
+
+def test_the_product_router_loads_the_champion_when_asked(tmp_path, trained, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    from nofx.routing.router import default_router
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    register_request_model(trained, tracking_uri=uri, artifact_root=tmp_path / "art")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("NOFX_ROUTING_MODEL", "nofx-request-failure")
+    router = default_router()
+    watcher = router.predictor
+    assert isinstance(watcher, ChampionWatcher)
+    deadline = time.monotonic() + 30
+    while watcher() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # the first load happens on the watcher's thread
+    watcher.stop()
+    assert watcher() is not None and watcher().to_dict() == trained.model.to_dict()
+    monkeypatch.delenv("NOFX_ROUTING_MODEL")
+    assert default_router().predictor is None  # opt-in

@@ -249,3 +249,36 @@ def test_scoring_per_request_equals_the_model_on_the_full_features() -> None:
         )
         expected = model.probability(features, {"capability": "code.generate"})
         assert math.isclose(scorer.p_fail(4, window, hist), expected, rel_tol=1e-12)
+
+
+async def test_agents_select_reports_what_the_workers_learned(
+    store: EventStore, registry: AgentRegistry
+) -> None:
+    """The dry run over HTTP ranks on the statistics the workers wrote to the store (not a
+    fresh router that has seen nothing), and explains every candidate it returns."""
+    from fastapi.testclient import TestClient
+
+    from nofx.api.app import create_app
+
+    for i in range(3):
+        registry.register(
+            AgentSpec(
+                name=f"sim-{i}",
+                capabilities=[{"name": "code.generate", "proficiency": 3}],
+                provider={"kind": "simulated", "config": {"skill": {"code.generate": 0.8}}},
+            )
+        )
+    worker = Runtime(store, registry, config=RuntimeConfig(time_scale=0.0, seed=5))
+    for _ in range(10):
+        session = worker.sessions.submit(
+            SessionRequest(task=Task(prompt="p", capability="code.generate"))
+        )
+        await worker.run_session(session.session_id)
+    with TestClient(create_app(store=store, auth_required=False)) as client:
+        body = client.get(
+            "/api/v1/orchestration/agents/select", params={"capability": "code.generate"}
+        ).json()
+    assert len(body["candidates"]) == 3
+    seen = [int(c["reasons"][0].split(", ")[-1].split()[0]) for c in body["candidates"]]
+    assert sum(seen) >= 10
+    assert all("expected attempts" in c["reasons"][1] for c in body["candidates"])

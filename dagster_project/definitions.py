@@ -25,6 +25,7 @@ def defs() -> dg.Definitions:
     )
     from dagster_project.defs.models import (
         failure_model,
+        request_failure_model,
         run_failure_model,
         session_failure_predictions,
     )
@@ -49,6 +50,7 @@ def defs() -> dg.Definitions:
             nofx_daily_dbt_assets(),
             failure_model,
             run_failure_model,
+            request_failure_model,
             session_failure_predictions,
             step_duration_forecasts,
             usage_forecasts,

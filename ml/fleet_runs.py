@@ -75,6 +75,7 @@ def _agent(profile: dict, version: int, *, degraded: bool, created: datetime) ->
             },
         },
         labels={"simulated": "true"},
+        context_window_tokens=profile["context_window"],
     )
 
 

@@ -155,8 +155,9 @@ class RunFailureModel:
 
 def runs_from_step_calls(calls: pl.DataFrame) -> pl.DataFrame:
     """The ``agent_step_calls`` mart as runs: attempts that completed or failed (abandoned
-    ones say nothing about the agent), with what was known when each started. The fleet
-    declares no context windows yet, so that input is absent (zero) in the product."""
+    ones say nothing about the agent), with what was known when each started. The context
+    window comes from the agent's spec when the mart carries ``context_window_tokens``
+    (agents declare it); otherwise that input is absent (zero)."""
     finished = calls.filter(
         pl.col("outcome").is_in(["completed", "failed"]) & pl.col("started_at").is_not_null()
     )
@@ -168,7 +169,11 @@ def runs_from_step_calls(calls: pl.DataFrame) -> pl.DataFrame:
         pl.col("complexity").fill_null(0.5).cast(pl.Float64),
         pl.col("requested_input_tokens").fill_null(1000).cast(pl.Int64).alias("input_tokens"),
         pl.col("timeout_s").fill_null(60.0).cast(pl.Float64),
-        pl.lit(None, dtype=pl.Int64).alias("context_window_tokens"),
+        (
+            pl.col("context_window_tokens").cast(pl.Int64)
+            if "context_window_tokens" in calls.columns
+            else pl.lit(None, dtype=pl.Int64)
+        ).alias("context_window_tokens"),
         pl.col("proficiency").fill_null(3).cast(pl.Float64),
         pl.col("latency_ms").cast(pl.Float64),
         (pl.col("outcome") == "failed").cast(pl.Int64).alias("failed"),

@@ -161,6 +161,7 @@ class Observation:
     subject: str
     value: float
     samples: int = 1
+    detail: str = ""  # e.g. the forecast behind a predictive observation, shown in the alert
 
 
 @dataclass(frozen=True)
@@ -178,8 +179,66 @@ class Firing:
         word = "above" if r.comparison is Comparison.ABOVE else "below"
         return (
             f"{r.metric} for {o.subject} is {o.value:.4g}, {word} the threshold {r.threshold:g} "
-            f"({o.samples} samples)"
+            f"({o.samples} samples)" + (f"; {o.detail}" if o.detail else "")
         )
+
+
+FORECAST_PREFIX = "forecast:"
+
+
+@dataclass(frozen=True)
+class ForecastPoint:
+    """A forecast of a metric ``hours_ahead`` from now: the point value and, when the
+    forecaster gives one, the upper band (e.g. its p90)."""
+
+    hours_ahead: float
+    value: float
+    upper: float | None = None
+
+
+def predictive_rule(rule: AlertRule, horizon_h: float) -> AlertRule:
+    """The rule, applied to the forecast: it fires now when the forecast says the threshold
+    will be crossed within ``horizon_h`` hours (its own id, so both can be open at once)."""
+    return AlertRule(
+        rule_id=f"{rule.rule_id}_forecast",
+        metric=f"{FORECAST_PREFIX}{rule.metric}",
+        comparison=rule.comparison,
+        threshold=rule.threshold,
+        severity=rule.severity,
+        min_samples=1,
+        description=f"forecast within {horizon_h:g} h: {rule.description}",
+    )
+
+
+def forecast_observation(
+    rule: AlertRule, subject: str, points: Iterable[ForecastPoint], horizon_h: float
+) -> Observation | None:
+    """The forecast's worst value within the horizon (highest for an 'above' rule, lowest
+    for 'below'), with when it first crosses the threshold and the forecast itself in the
+    detail; None when there is no forecast point within the horizon."""
+    ahead = sorted(
+        (p for p in points if 0 <= p.hours_ahead <= horizon_h), key=lambda p: p.hours_ahead
+    )
+    if not ahead:
+        return None
+    above = rule.comparison is Comparison.ABOVE
+    worst = (max if above else min)(ahead, key=lambda p: p.value)
+    crossing = next((p for p in ahead if rule.fires(p.value)), None)
+    series = ", ".join(f"+{p.hours_ahead:g}h {p.value:.3g}" for p in ahead[:12])
+    when = (
+        f"crosses {rule.threshold:g} in {crossing.hours_ahead:g} h"
+        if crossing is not None
+        else f"stays within {rule.threshold:g}"
+    )
+    band = "" if worst.upper is None else f" (upper band {worst.upper:.3g})"
+    return Observation(
+        metric=f"{FORECAST_PREFIX}{rule.metric}",
+        subject=subject,
+        value=worst.value,
+        samples=len(ahead),
+        detail=f"forecast {when}; worst {worst.value:.3g} at +{worst.hours_ahead:g} h{band}; "
+        f"forecast: {series}",
+    )
 
 
 def evaluate(rules: Iterable[AlertRule], observations: Iterable[Observation]) -> list[Firing]:

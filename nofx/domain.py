@@ -83,6 +83,13 @@ class AgentSpec(Strict):
     max_concurrency: int = Field(default=4, ge=1, le=10_000)
     tenant_id: str = Field(default="default", min_length=1, max_length=64)
     labels: dict[str, str] = Field(default_factory=dict)
+    context_window_tokens: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000_000,
+        description="the most input tokens the agent accepts; the router predicts a longer "
+        "prompt fails (unknown when absent)",
+    )
 
     @model_validator(mode="after")
     def _unique_capabilities(self) -> AgentSpec:

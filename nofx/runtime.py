@@ -222,6 +222,10 @@ class SessionExecution:
                 optimize=self.session.optimize,  # type: ignore[arg-type]
                 budget_usd=budget_left,
                 deadline_s=self.session.deadline_s,
+                # the call's real timeout: no call may outlive the session's deadline
+                timeout_s=min(
+                    self.runtime.config.call_timeout_s, self.session.deadline_s or float("inf")
+                ),
                 input_tokens=input_tokens or task.input_tokens,
                 complexity=task.complexity if complexity is None else complexity,
                 exclude=frozenset(exclude | failed_agents),
@@ -366,9 +370,10 @@ class Runtime:
             seed=self.config.seed, time_scale=self.config.time_scale
         )
         if selector is None:
-            from nofx.routing.router import SmartRouter
+            from nofx.routing.router import default_router
 
-            selector = SmartRouter(seed=self.config.seed)
+            # statistics shared through the store with every worker and the API
+            selector = default_router(store, seed=self.config.seed)
         self.selector: Selector = selector
         self.sessions = SessionService(store, self.registry)
         if patterns is None:
@@ -477,6 +482,7 @@ class Runtime:
         context: dict[str, Any] | None = None,
     ) -> StepResult | AgentCallError:
         sid = execution.session.session_id
+        timeout_s = request.timeout_s or self.config.call_timeout_s
         base = {
             "step_id": step_id,
             "attempt": attempt,
@@ -489,7 +495,7 @@ class Runtime:
         }
         execution.emit(
             "StepStarted",
-            {**base, "timeout_s": self.config.call_timeout_s},  # a failure-model input
+            {**base, "timeout_s": timeout_s},  # a failure-model input
             key=f"{sid}/{step_id}/{attempt}/started",
         )
         call = AgentCall(
@@ -498,13 +504,13 @@ class Runtime:
             prompt=prompt,
             input_tokens=request.input_tokens,
             complexity=request.complexity,
-            timeout_s=self.config.call_timeout_s,
+            timeout_s=timeout_s,
             context=dict(context or {}),  # e.g. the workflow step's estimate, for providers
         )
         provider = self.providers.for_agent(agent)
         self.selector.acquire(agent.agent_id)
         try:
-            timeout = self.config.call_timeout_s * max(self.config.time_scale, 1e-3) + 5
+            timeout = timeout_s * max(self.config.time_scale, 1e-3) + 5
             async with self.autoscaler.slot(agent):  # waits while the agent's pool is full
                 result = await asyncio.wait_for(provider.invoke(agent, call), timeout=timeout)
             self.autoscaler.observe_latency(agent.agent_id, result.latency_ms)
@@ -512,9 +518,9 @@ class Runtime:
             error = exc
         except TimeoutError:
             error = AgentCallError(
-                f"{agent.name} did not answer within {self.config.call_timeout_s}s",
+                f"{agent.name} did not answer within {timeout_s}s",
                 error_type="timeout",
-                latency_ms=self.config.call_timeout_s * 1000,
+                latency_ms=timeout_s * 1000,
             )
             error.error_class = ErrorClass.TRANSIENT
         except Exception as exc:  # a provider bug is the agent's fault, not the session's end
@@ -522,7 +528,12 @@ class Runtime:
         else:
             self.record_outcome(
                 Outcome(
-                    agent.agent_id, request.capability, True, result.latency_ms, result.cost_usd
+                    agent.agent_id,
+                    request.capability,
+                    True,
+                    result.latency_ms,
+                    result.cost_usd,
+                    call_id=call.call_id,
                 ),
                 agent.tenant_id,
             )
@@ -553,6 +564,7 @@ class Runtime:
                 error.cost_usd,
                 error_class=error.error_class.value,
                 error_type=error.error_type,
+                call_id=call.call_id,
             ),
             agent.tenant_id,
         )

@@ -17,6 +17,8 @@ from ml.failure_model import failure_probabilities, train_failure_model
 from ml.features import session_features
 from ml.registry import champion_decision_threshold, load_champion_version, log_and_register
 from ml.registry import registry_rows as model_registry_rows
+from ml.request_failure import MODEL_NAME as REQUEST_FAILURE_MODEL_NAME
+from ml.request_failure import register_request_model, train_request_model
 from ml.run_failure import add_history_features, runs_from_step_calls, train_run_failure_model
 
 ML_GROUP = "ml"
@@ -63,7 +65,7 @@ def replace_table(conn: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFra
 def mirror_registry(warehouse: WarehouseResource, mlflow: MlflowResource) -> int:
     rows = [
         row
-        for name in (mlflow.model_name, RUN_FAILURE_MODEL_NAME)
+        for name in (mlflow.model_name, RUN_FAILURE_MODEL_NAME, REQUEST_FAILURE_MODEL_NAME)
         for row in model_registry_rows(name, mlflow.tracking_uri)
     ]
     frame = pl.DataFrame(rows, schema=PREDICTION_MODELS_SCHEMA)
@@ -159,6 +161,45 @@ def run_failure_model(
         "reason": registered.reason,
         "runs": runs.height,
         "holdout": f"last {holdout_days} days" if holdout_days else "latest quarter of runs",
+        "registry_versions": mirror_registry(warehouse, mlflow),
+    }
+    metadata.update({f"metric_{k}": v for k, v in registered.metrics.items()})
+    return dg.MaterializeResult(metadata=metadata)
+
+
+@dg.asset(
+    group_name=ML_GROUP,
+    kinds={"mlflow", "scikitlearn"},
+    deps=["agent_step_calls"],
+    description="The router's request-time failure model on agent_step_calls: a binned "
+    "additive logistic model exported as plain numbers (compact_model.json), registered as "
+    "nofx-request-failure; routers load its champion and swap it in when the alias moves.",
+)
+def request_failure_model(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, mlflow: MlflowResource
+) -> dg.MaterializeResult:
+    with warehouse.connect(read_only=True) as conn:
+        calls = conn.sql("select * from main.agent_step_calls").pl()
+    runs = add_history_features(runs_from_step_calls(calls))
+    span_days = 0.0
+    if runs.height:
+        span = runs["occurred_at"].max() - runs["occurred_at"].min()  # type: ignore[operator]
+        span_days = span.total_seconds() / 86_400
+    holdout_days = RUN_HOLDOUT_DAYS if span_days >= 2 * RUN_HOLDOUT_DAYS else None
+    try:
+        trained = train_request_model(runs, holdout_days=holdout_days)
+    except InsufficientDataError as exc:
+        context.log.warning(f"request_failure_model not trained: {exc}")
+        return dg.MaterializeResult(metadata={"skipped_reason": str(exc), "runs": runs.height})
+    registered = register_request_model(
+        trained, tracking_uri=mlflow.tracking_uri, artifact_root=mlflow.artifact_root
+    )
+    metadata: dict[str, Any] = {
+        "model_name": registered.name,
+        "version": registered.version,
+        "alias": registered.alias,
+        "reason": registered.reason,
+        "runs": runs.height,
         "registry_versions": mirror_registry(warehouse, mlflow),
     }
     metadata.update({f"metric_{k}": v for k, v in registered.metrics.items()})

@@ -59,7 +59,7 @@ class SimulatedProfile:
             rate_limit_rate=float(config.get("rate_limit_rate", 0.01)),
             degradation_per_call=float(config.get("degradation_per_call", 0.0)),
             dark_after_calls=config.get("dark_after_calls"),
-            context_window_tokens=config.get("context_window_tokens"),
+            context_window_tokens=config.get("context_window_tokens", agent.context_window_tokens),
             latency_from_estimate=bool(config.get("latency_from_estimate", False)),
         )
 

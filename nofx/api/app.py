@@ -29,7 +29,7 @@ from nofx.api.routes import (
 from nofx.api.routes.sessions import StreamCounter
 from nofx.bus import MessageBus
 from nofx.registry import AgentRegistry
-from nofx.routing.router import SmartRouter
+from nofx.routing.router import default_router
 from nofx.routing.selection import Selector
 from nofx.security import ApiKeyService, FailureGuard, SharedRateLimiter
 from nofx.sessions import SessionService
@@ -47,9 +47,10 @@ the key decides the tenant, the scopes (read, write, admin) and the rate limit.
 """
 
 
-def _default_selector() -> Selector:
-    """The dry run ranks as the runtime would, without exploration noise."""
-    return SmartRouter(seed=7, explore=False)
+def _default_selector(store: EventStore) -> Selector:
+    """The dry run ranks as the runtime would, without exploration noise, on the statistics
+    every worker shares through the store."""
+    return default_router(store, seed=7, explore=False, explained=10)
 
 
 def auth_required_from_env() -> bool:
@@ -118,7 +119,7 @@ def create_app(
     )
     app.state.sse_streams = StreamCounter()
     app.state.store_probe = health.StoreProbe(store)
-    app.state.selector = _default_selector()
+    app.state.selector = _default_selector(store)
     app.state.bus = MessageBus(store)
     problems.install(app)
     observability.install(app, limits)

@@ -1,25 +1,75 @@
-"""SmartRouter: capability match, Thompson-sampled success, windowed cost and latency, load and breakers.
+"""SmartRouter: capability match, predicted failure, expected cost of success, load and breakers.
 
-It implements the runtime's Selector protocol. Estimates start from the agent's
-declared proficiency and price and learn from every outcome, so a cheap agent
-that proves as reliable as an expensive one wins the work, and an agent that
-degrades loses it. Breaker transitions are collected for the runtime to record.
+It implements the runtime's Selector protocol. For each qualified candidate it estimates the
+probability that this call succeeds: from the request-time failure model when one is loaded
+(``nofx.routing.prediction``: the prompt against the agent's context window, the timeout
+against its recent latency, its recent failures...), else from a Thompson sample of the
+agent's success posterior. It then ranks on what the session will pay for a success: price
+times the expected attempts (1 / p), and latency including retries. The statistics live in
+:class:`~nofx.routing.learned.LearnedStats`, shared through the store by every worker and
+the API when it is given the store.
+
+Large fleets: when a capability has many agents the router does not score all of them on
+each call; it keeps them ordered by the request-independent part of the score (posterior
+mean, price of a typical prompt, latency), moving only the agents whose statistics changed,
+and scores the first ``shortlist`` that qualify with the request's own prediction.
+Reasons (words for people) are spelled out for the first ``EXPLAINED`` only.
 """
 
 from __future__ import annotations
 
 import random
 import time
+from bisect import bisect_left, insort
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from nofx.domain import Agent
 from nofx.routing.breaker import BreakerBoard, BreakerPolicy, Transition
 from nofx.routing.estimates import AgentEstimate, prior_success
-from nofx.routing.scoring import Estimate, score, within_limits
+from nofx.routing.learned import LearnedStats
+from nofx.routing.prediction import (
+    DEFAULT_TIMEOUT_S,
+    CompactFailureModel,
+    RequestScorer,
+    request_features,
+)
+from nofx.routing.scoring import (
+    MIN_SUCCESS,
+    Estimate,
+    cost_of_success,
+    latency_of_success,
+    score,
+    within_limits,
+)
 from nofx.routing.selection import Outcome, ScoredAgent, SelectionRequest, estimated_cost
 
 DEFAULT_LATENCY_MS = 1000.0
-EXPLAINED = 10
+EXPLAINED = 3
+SHORTLIST = 24
+
+Predictor = Callable[[], CompactFailureModel | None]
+
+
+@dataclass
+class _Index:
+    """One capability's candidates ordered by the request-independent part of the score,
+    best first. Agents whose statistics changed are moved in place (bisect), so keeping the
+    order costs a few microseconds per outcome, not a sort of the fleet."""
+
+    agents: list[Agent]  # the caller's list, held so its id() stays unique while cached
+    order: list[tuple[float, str]]  # (-key, agent_id), ascending
+    keys: dict[str, float]
+    by_id: dict[str, Agent]
+
+    def move(self, agent_id: str, key: float) -> None:
+        old = self.keys.get(agent_id)
+        if old is None or old == key:
+            return
+        at = bisect_left(self.order, (-old, agent_id))
+        del self.order[at]
+        insort(self.order, (-key, agent_id))
+        self.keys[agent_id] = key
 
 
 class SmartRouter:
@@ -30,53 +80,174 @@ class SmartRouter:
         explore: bool = True,
         breaker_policy: BreakerPolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
+        stats: LearnedStats | None = None,
+        predictor: Predictor | None = None,
+        shortlist: int | None = SHORTLIST,
+        explained: int = EXPLAINED,
     ) -> None:
         self.rng = random.Random(seed)
         self.explore = explore
-        self.estimates: dict[tuple[str, str], AgentEstimate] = {}
+        self.stats = stats or LearnedStats()
+        self.predictor = predictor
         self.in_flight: dict[str, int] = {}
-        self.capacity: dict[str, int] = {}
         self.breakers = BreakerBoard(breaker_policy)
         self.clock = clock
+        self.shortlist = shortlist
+        self.explained = explained
+        self._indexes: dict[tuple[str, str, int], _Index] = {}
+        self._pending: dict[tuple[str, str, int], set[str]] = {}
+        self._typical: dict[tuple[str, str], RequestScorer] = {}
+
+    @property
+    def estimates(self) -> dict[tuple[str, str], AgentEstimate]:
+        return self.stats.estimates
 
     def estimate_for(self, agent: Agent, capability: str) -> AgentEstimate:
-        key = (agent.agent_id, capability)
-        if key not in self.estimates:
-            self.estimates[key] = AgentEstimate.from_prior(
-                prior_success(agent.proficiency(capability))
-            )
-        return self.estimates[key]
+        return self.stats.estimate(
+            agent.agent_id, capability, prior_success(agent.proficiency(capability))
+        )
 
-    def _estimate(self, agent: Agent, request: SelectionRequest, sample: bool) -> Estimate:
+    def predicted_failure(
+        self, agent: Agent, request: SelectionRequest, model: CompactFailureModel
+    ) -> tuple[float, dict[str, float]]:
+        """p(this call fails) from the model, and the features it read (as of now)."""
+        features = request_features(
+            complexity=request.complexity,
+            input_tokens=request.input_tokens,
+            proficiency=agent.proficiency(request.capability),
+            context_window_tokens=agent.context_window_tokens,
+            timeout_s=request.timeout_s or DEFAULT_TIMEOUT_S,
+            history=self.stats.history(agent.agent_id),
+        )
+        return model.probability(features, {"capability": request.capability}), features
+
+    def _estimate(
+        self, agent: Agent, request: SelectionRequest, scorer: RequestScorer | None
+    ) -> Estimate:
         est = self.estimate_for(agent, request.capability)
         declared = float(agent.provider.config.get("latency_median_ms", DEFAULT_LATENCY_MS))
         latency = est.latency_mean() or declared
-        self.capacity[agent.agent_id] = agent.max_concurrency
+        if scorer is not None:
+            success = 1.0 - scorer.p_fail(
+                agent.proficiency(request.capability),
+                agent.context_window_tokens,
+                self.stats.history(agent.agent_id),
+            )
+        else:
+            success = est.sample(self.rng) if self.explore else est.mean
         return Estimate(
-            success=est.sample(self.rng) if sample else est.mean,
-            cost_usd=est.cost_mean() or estimated_cost(agent, request.input_tokens),
+            success=success,
+            # price x the prompt: what *this* call costs, not the average of past ones
+            cost_usd=estimated_cost(agent, request.input_tokens),
             latency_ms=latency,
             latency_p95_ms=est.latency_p95() or latency * 2.0,
             load=self.in_flight.get(agent.agent_id, 0) / max(1, agent.max_concurrency),
         )
 
-    def rank(self, request: SelectionRequest, candidates: list[Agent]) -> list[ScoredAgent]:
+    def _qualifies(self, agent: Agent, request: SelectionRequest, now: float) -> bool:
+        return (
+            agent.agent_id not in request.exclude
+            and agent.proficiency(request.capability) >= max(1, request.min_proficiency)
+            and self.breakers.allows(agent.agent_id, now)
+        )
+
+    def _base_key(self, agent: Agent, capability: str, objective: str) -> float:
+        """The request-independent part of the score (higher is better): the posterior mean
+        for p, the price of a typical prompt, the agent's latency."""
+        est = self.estimate_for(agent, capability)
+        model = self.predictor() if self.predictor is not None else None
+        if model is not None:  # the model's view of a typical request to this agent
+            scorer = self._typical.get((model.version, capability))
+            if scorer is None or scorer.model is not model:
+                scorer = self._typical[(model.version, capability)] = RequestScorer(
+                    model, capability=capability, complexity=0.5, input_tokens=1000, timeout_s=60
+                )
+            p = 1.0 - scorer.p_fail(
+                agent.proficiency(capability),
+                agent.context_window_tokens,
+                self.stats.history(agent.agent_id),
+            )
+        else:
+            p = max(MIN_SUCCESS, est.mean)
+        declared = float(agent.provider.config.get("latency_median_ms", DEFAULT_LATENCY_MS))
+        typical = Estimate(
+            success=p,
+            cost_usd=estimated_cost(agent, 1000),
+            latency_ms=est.latency_mean() or declared,
+            latency_p95_ms=0.0,
+            load=0.0,
+        )
+        return score(typical, objective, 1e-9, 1e-3)
+
+    def _shortlisted(self, request: SelectionRequest, candidates: list[Agent]) -> list[Agent]:
         now = self.clock()
+        if self.shortlist is None or len(candidates) <= 2 * self.shortlist:
+            return [a for a in candidates if self._qualifies(a, request, now)]
+        index = self._index(request, candidates)
+        chosen: list[Agent] = []
+        for _, agent_id in index.order:
+            agent = index.by_id[agent_id]
+            window = agent.context_window_tokens
+            if window is not None and request.input_tokens > window:
+                continue  # certain to fail: not worth a place on the shortlist
+            if self._qualifies(agent, request, now):
+                chosen.append(agent)
+                if len(chosen) >= self.shortlist:
+                    break
+        return chosen
+
+    def _index(self, request: SelectionRequest, candidates: list[Agent]) -> _Index:
+        key = (request.capability, request.optimize, id(candidates))
+        index = self._indexes.get(key)
+        if index is None or index.agents is not candidates:
+            keys = {
+                a.agent_id: self._base_key(a, request.capability, request.optimize)
+                for a in candidates
+            }
+            index = self._indexes[key] = _Index(
+                agents=candidates,
+                order=sorted((-k, agent_id) for agent_id, k in keys.items()),
+                keys=keys,
+                by_id={a.agent_id: a for a in candidates},
+            )
+        for agent_id in self._pending.pop(key, set()) & index.keys.keys():
+            index.move(
+                agent_id,
+                self._base_key(index.by_id[agent_id], request.capability, request.optimize),
+            )
+        return index
+
+    def _note_changes(self) -> None:
+        """Hand the agents whose statistics changed to every index (moved on next use)."""
+        if self.stats.touched:
+            for key in self._indexes:
+                self._pending.setdefault(key, set()).update(self.stats.touched)
+            self.stats.touched.clear()
+
+    def rank(self, request: SelectionRequest, candidates: list[Agent]) -> list[ScoredAgent]:
+        self.stats.sync()
+        self._note_changes()
+        model = self.predictor() if self.predictor is not None else None
+        scorer = (
+            None
+            if model is None
+            else RequestScorer(
+                model,
+                capability=request.capability,
+                complexity=request.complexity,
+                input_tokens=request.input_tokens,
+                timeout_s=request.timeout_s or DEFAULT_TIMEOUT_S,
+            )
+        )
         qualified: list[tuple[Agent, Estimate]] = []
-        for agent in candidates:
-            if agent.agent_id in request.exclude:
-                continue
-            if agent.proficiency(request.capability) < max(1, request.min_proficiency):
-                continue
-            if not self.breakers.allows(agent.agent_id, now):
-                continue
-            estimate = self._estimate(agent, request, sample=self.explore)
+        for agent in self._shortlisted(request, candidates):
+            estimate = self._estimate(agent, request, scorer)
             if within_limits(estimate, request.budget_usd, request.deadline_s) is None:
                 qualified.append((agent, estimate))
         if not qualified:
             return []
-        cheapest = min(e.cost_usd for _, e in qualified)
-        fastest = min(e.latency_ms for _, e in qualified)
+        cheapest = min(cost_of_success(e) for _, e in qualified)
+        fastest = min(latency_of_success(e) for _, e in qualified)
         values = [
             (score(e, request.optimize, cheapest, fastest), agent, e) for agent, e in qualified
         ]
@@ -85,35 +256,55 @@ class SmartRouter:
         for rank, (value, agent, e) in enumerate(values):
             # reasons are words for people: spelled out for the leaders, not for every candidate
             reasons = (
-                self._reasons(agent, e, request, cheapest, fastest) if rank < EXPLAINED else ()
+                self._reasons(agent, e, request, cheapest, fastest, model)
+                if rank < self.explained
+                else ()
             )
             scored.append(ScoredAgent(agent, value, e.success, e.cost_usd, e.latency_ms, reasons))
         return scored
 
     def _reasons(
-        self, agent: Agent, e: Estimate, request: SelectionRequest, cheapest: float, fastest: float
+        self,
+        agent: Agent,
+        e: Estimate,
+        request: SelectionRequest,
+        cheapest: float,
+        fastest: float,
+        model: CompactFailureModel | None,
     ) -> tuple[str, ...]:
         obs = self.estimate_for(agent, request.capability).observations
+        if model is not None:
+            p_fail, features = self.predicted_failure(agent, request, model)
+            pushes = ", ".join(
+                f"{name} {features.get(name, float('nan')):.3g} ({weight:+.2f})"
+                for name, weight in model.contributions(
+                    features, {"capability": request.capability}
+                )
+            )
+            success = (
+                f"p(fail) {p_fail:.3f} predicted by failure model v{model.version} "
+                f"(largest terms: {pushes}); {obs} outcomes seen"
+            )
+        else:
+            success = (
+                f"success {e.success:.2f} ({'sampled' if self.explore else 'mean'} of the "
+                f"posterior, {obs} outcomes seen; no failure model loaded)"
+            )
+        attempts = 1.0 / max(MIN_SUCCESS, e.success)
         return (
-            f"success {e.success:.2f} ({'sampled' if self.explore else 'mean'}, {obs} outcomes seen)",
-            f"cost ${e.cost_usd:.5f} ({e.cost_usd / max(cheapest, 1e-12):.1f}x the cheapest)",
-            f"latency {e.latency_ms:.0f} ms ({e.latency_ms / max(fastest, 1e-9):.1f}x the fastest)",
+            success,
+            f"cost of success ${cost_of_success(e):.5f} = ${e.cost_usd:.5f} x {attempts:.2f} "
+            f"expected attempts ({cost_of_success(e) / max(cheapest, 1e-12):.1f}x the cheapest)",
+            f"latency with retries {latency_of_success(e):.0f} ms "
+            f"({latency_of_success(e) / max(fastest, 1e-9):.1f}x the fastest)",
             f"load {self.in_flight.get(agent.agent_id, 0)}/{agent.max_concurrency}",
             f"breaker {self.breakers.state(agent.agent_id).value}",
             f"objective {request.optimize}",
         )
 
     def record(self, outcome: Outcome) -> None:
-        now = self.clock()
-        est = self.estimates.get((outcome.agent_id, outcome.capability))
-        if est is None:
-            est = self.estimates[(outcome.agent_id, outcome.capability)] = AgentEstimate.from_prior(
-                0.7
-            )
-        # a permanent error says nothing about the agent's skill; don't punish it
-        if outcome.error_class != "permanent":
-            est.update(outcome.success, outcome.latency_ms, outcome.cost_usd)
-        self.breakers.record(outcome.agent_id, not outcome.availability_failure, now)
+        self.stats.record(outcome)
+        self.breakers.record(outcome.agent_id, not outcome.availability_failure, self.clock())
 
     def acquire(self, agent_id: str) -> None:
         self.in_flight[agent_id] = self.in_flight.get(agent_id, 0) + 1
@@ -124,3 +315,27 @@ class SmartRouter:
 
     def drain_transitions(self) -> list[Transition]:
         return self.breakers.drain()
+
+
+def default_router(
+    store: object | None = None, *, seed: int = 7, explore: bool = True, explained: int = EXPLAINED
+) -> SmartRouter:
+    """The product's router: statistics shared through ``store`` (when given) and, when
+    ``NOFX_ROUTING_MODEL`` names a registered model, its MLflow champion as the predictor
+    (polled every ``NOFX_ROUTING_MODEL_POLL_S`` seconds, 60 by default)."""
+    import os
+
+    from nofx.routing.prediction import ChampionWatcher, mlflow_champion_loader
+
+    stats = LearnedStats(feed=store) if store is not None and hasattr(store, "read_all") else None
+    predictor: Predictor | None = None
+    name = os.environ.get("NOFX_ROUTING_MODEL", "").strip()
+    if name:
+        from nofx.settings import Settings
+
+        uri = Settings.from_env().mlflow_tracking_uri
+        interval = float(os.environ.get("NOFX_ROUTING_MODEL_POLL_S", "60"))
+        predictor = ChampionWatcher(mlflow_champion_loader(name, uri), interval).start()
+    return SmartRouter(
+        seed=seed, explore=explore, stats=stats, predictor=predictor, explained=explained
+    )

@@ -1,9 +1,12 @@
 """Multi-objective scoring of one candidate: a pure function, so it can be reasoned about and tested.
 
-score = w_success * success - w_cost * log2(cost / cheapest) - w_latency * log2(latency / fastest)
-        - w_load * load
-Logs make "twice as expensive" cost the same whatever the price level; the
-reference is the best qualified candidate of the same request.
+score = w_success * p - w_cost * log2(cost_of_success / cheapest)
+        - w_latency * log2(latency_of_success / fastest) - w_load * load
+
+where p is the probability this call succeeds, cost_of_success = price / p (price times the
+expected attempts until one succeeds) and latency_of_success = latency / p (the wait
+including retries). Logs make "twice as expensive" cost the same whatever the price level;
+the reference is the best qualified candidate of the same request.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ WEIGHTS: dict[str, tuple[float, float, float, float]] = {
     "success": (8.0, 0.05, 0.05, 0.5),
     "latency": (2.0, 0.05, 0.60, 1.0),
 }
+MIN_SUCCESS = 1e-6  # keeps "nearly hopeless" distinguishable from "hopeless"
 
 
 @dataclass(frozen=True)
@@ -29,10 +33,22 @@ class Estimate:
     load: float  # in flight / capacity, 0..1+
 
 
+def cost_of_success(e: Estimate) -> float:
+    """Price times the expected attempts until one succeeds (geometric: 1 / p)."""
+    return e.cost_usd / max(MIN_SUCCESS, e.success)
+
+
+def latency_of_success(e: Estimate) -> float:
+    """Latency including the retries a failure-prone agent makes the session wait for."""
+    return e.latency_ms / max(MIN_SUCCESS, e.success)
+
+
 def score(e: Estimate, objective: str, cheapest: float, fastest: float) -> float:
+    """``cheapest`` and ``fastest`` are the best cost and latency *of success* among the
+    request's qualified candidates."""
     w_s, w_c, w_l, w_load = WEIGHTS[objective]
-    cost_term = math.log2(max(e.cost_usd, 1e-9) / max(cheapest, 1e-9))
-    latency_term = math.log2(max(e.latency_ms, 1e-3) / max(fastest, 1e-3))
+    cost_term = math.log2(max(cost_of_success(e), 1e-9) / max(cheapest, 1e-9))
+    latency_term = math.log2(max(latency_of_success(e), 1e-3) / max(fastest, 1e-3))
     return w_s * e.success - w_c * cost_term - w_l * latency_term - w_load * min(e.load, 2.0)
 
 

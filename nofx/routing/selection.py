@@ -19,6 +19,8 @@ class SelectionRequest:
     optimize: Objective = "balanced"
     budget_usd: float | None = None
     deadline_s: float | None = None
+    # the call's own timeout (the runtime's, capped by the session deadline); None: 60 s
+    timeout_s: float | None = None
     input_tokens: int = 800
     complexity: float = 0.5
     exclude: frozenset[str] = frozenset()
@@ -46,6 +48,8 @@ class Outcome:
     error_class: str | None = None
     extra: dict[str, float] = field(default_factory=dict)
     error_type: str | None = None
+    # "<session>/<step>/<attempt>", so an outcome shared through the store is counted once
+    call_id: str | None = None
 
     @property
     def availability_failure(self) -> bool:

@@ -205,3 +205,42 @@ def test_alerts_over_http(store: EventStore) -> None:
         assert client.get("/api/v1/alerts/alr_missing").status_code == 404
         other = client.get("/api/v1/alerts", headers={"X-Tenant-ID": "acme"}).json()
         assert other["items"] == []
+
+
+def test_predictive_alert_fires_before_the_threshold_is_crossed_with_its_forecast() -> None:
+    from nofx.alerts import DEFAULT_RULES, ForecastPoint, forecast_observation, predictive_rule
+
+    rule = next(r for r in DEFAULT_RULES if r.rule_id == "resource_utilisation")
+    ahead = predictive_rule(rule, horizon_h=6)
+    rising = [ForecastPoint(h, 0.6 + 0.05 * h, upper=0.7 + 0.05 * h) for h in range(1, 10)]
+    observed = forecast_observation(rule, "pool:coders", rising, horizon_h=6)
+    assert observed is not None and observed.value == pytest.approx(0.9)  # worst within 6 h
+    (firing,) = evaluate([ahead], [observed])
+    assert firing.fingerprint == "resource_utilisation_forecast/pool:coders"
+    assert "crosses 0.8 in 5 h" in firing.message and "+1h 0.65" in firing.message
+    # the same forecast over a shorter horizon stays under the threshold: nothing fires
+    calm = forecast_observation(rule, "pool:coders", rising, horizon_h=3)
+    assert calm is not None and evaluate([ahead], [calm]) == []
+    assert "stays within 0.8" in calm.detail
+    assert forecast_observation(rule, "pool:coders", rising, horizon_h=0.5) is None
+
+
+@given(
+    values=st.lists(st.floats(0, 2, allow_nan=False), min_size=1, max_size=24),
+    horizon=st.integers(1, 24),
+)
+def test_a_predictive_rule_fires_iff_some_forecast_within_the_horizon_crosses(
+    values: list[float], horizon: int
+) -> None:
+    from nofx.alerts import DEFAULT_RULES, ForecastPoint, forecast_observation, predictive_rule
+
+    for rule in DEFAULT_RULES:
+        points = [ForecastPoint(h + 1, v) for h, v in enumerate(values)]
+        observed = forecast_observation(rule, "fleet", points, horizon_h=horizon)
+        within = [v for h, v in enumerate(values) if h + 1 <= horizon]
+        if not within:
+            assert observed is None
+            continue
+        assert observed is not None
+        fired = bool(evaluate([predictive_rule(rule, horizon)], [observed]))
+        assert fired == any(rule.fires(v) for v in within)

@@ -54,6 +54,7 @@ def test_definitions_hold_every_asset_with_lineage(definitions: dg.Definitions) 
             "step_duration_forecasts",
             "usage_forecasts",
             "run_failure_model",
+            "request_failure_model",
         }
         | DBT_MODELS
     )

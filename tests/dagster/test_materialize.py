@@ -52,6 +52,7 @@ def test_every_stage_ran_and_every_asset_materialized(pipeline: PipelineRun) -> 
         "step_duration_forecasts",
         "usage_forecasts",
         "run_failure_model",
+        "request_failure_model",
     }
     assert [line.split("]")[0] for line in pipeline.lines if line.startswith("[")] == [
         "[1/5",
@@ -328,7 +329,11 @@ def test_run_failure_model_is_registered_and_mirrored(pipeline: PipelineRun) -> 
         pipeline,
         "select model_name, count(*) from analytics.prediction_models group by 1 order by 1",
     )
-    assert mirrored == [("nofx-run-failure", 1), ("nofx-session-failure", 1)]
+    assert mirrored == [
+        ("nofx-request-failure", 1),  # the router's request-time model
+        ("nofx-run-failure", 1),
+        ("nofx-session-failure", 1),
+    ]
 
 
 def test_daily_marts_are_materialized_per_day_and_a_day_rebuilds_alone(

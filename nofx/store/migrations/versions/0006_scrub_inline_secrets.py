@@ -5,7 +5,7 @@ landed in ``agents.spec`` and in the ``AgentRegistered``/``AgentUpdated`` events
 from there in the warehouse. Specs are now refused with an inline secret and redacted
 on read; this one-time pass replaces the stored values with ``[REDACTED]`` so they
 are not kept at all. It rewrites event payloads, the one exception to an append-only
-log (ADR 00NN-sec-policy-operator-allow-list): a secret must not outlive the fix.
+log (ADR 0008): a secret must not outlive the fix.
 Operators should still rotate any key that was stored this way.
 
 Revision ID: 0006_sec_policy

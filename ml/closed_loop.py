@@ -1,0 +1,301 @@
+"""The closed loop, measured: one fleet and one task stream routed with and without predictions.
+
+A simulation, said plainly: the fleet of ``ml.fleet_runs`` (hidden skills, context windows,
+deadline-bound calls, degraded releases). The request-time model is trained on the first
+``train_days`` of that fleet's history (random routing, as ``simulated_runs`` plays it);
+both routers start from the same statistics (that history replayed into them, as a worker
+catches up from the store) and then route the next ``days`` of sessions:
+
+- ``posterior``: the product's router without a model (Beta posterior per agent and
+  capability, same expected-cost-of-success score);
+- ``predictive``: the same router with the request-time model as p(fail);
+- ``oracle``: the same score with the simulator's true failure probability at that instant.
+
+Sessions follow the runtime's retry policy in short: up to three attempts, a permanent error
+(a prompt over the window) ends the session, any other failure moves to another agent. Every
+attempt's roll is a pure function of (seed, agent, call id), and call ids are shared across
+routers, so the same choice meets the same luck (common random numbers).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import polars as pl
+
+from ml.fleet_runs import (
+    CAPABILITIES,
+    DEADLINE_BOUND_SHARE,
+    DEFAULT_TIMEOUT_S,
+    Degradation,
+    _agent,
+    _profiles,
+    simulated_runs,
+    true_failure_probability,
+)
+from ml.request_failure import fit_compact
+from ml.run_failure import add_history_features
+from nofx.agents.base import AgentCall, AgentCallError, ErrorClass
+from nofx.agents.simulated import SimulatedProvider
+from nofx.domain import Agent
+from nofx.routing.prediction import CompactFailureModel
+from nofx.routing.router import SmartRouter
+from nofx.routing.scoring import Estimate, cost_of_success, latency_of_success, score
+from nofx.routing.selection import Outcome, SelectionRequest, estimated_cost
+
+MAX_ATTEMPTS = 3
+START = datetime(2026, 1, 5, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Task:
+    at: datetime
+    capability: str
+    complexity: float
+    input_tokens: int
+    timeout_s: float
+
+
+def task_stream(seed: int, start: datetime, days: int, per_day: int) -> list[Task]:
+    """Tasks drawn as ``simulated_runs`` draws them (same mix of sizes and deadlines)."""
+    rng = random.Random(seed * 7919 + 1)
+    tasks = []
+    for n in range(days * per_day):
+        timeout = DEFAULT_TIMEOUT_S
+        complexity = min(1.0, rng.betavariate(2, 3))
+        capability = rng.choice(CAPABILITIES)
+        tokens = max(1, int(rng.lognormvariate(7.5, 1.0)))
+        if rng.random() < DEADLINE_BOUND_SHARE:
+            timeout = (
+                rng.choice((400.0, 800.0, 1500.0, 2500.0)) * math.exp(rng.uniform(-1.6, 1.6)) / 1000
+            )
+        at = start + timedelta(seconds=n * 86_400 / per_day)
+        tasks.append(Task(at, capability, complexity, tokens, timeout))
+    return tasks
+
+
+class OracleRouter:
+    """The same objective, with the simulator's hidden failure probability as p."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.at = START
+
+    def choose(self, request: SelectionRequest, exclude: set[str]) -> Agent:
+        best: tuple[float, Agent] | None = None
+        estimates = []
+        for agent in self.world.healthy.values():
+            if agent.agent_id in exclude:
+                continue
+            served, profile = self.world.served(agent.agent_id, self.at)
+            p_fail = true_failure_probability(
+                profile,
+                served,
+                request.capability,
+                request.complexity,
+                request.input_tokens,
+                request.timeout_s or DEFAULT_TIMEOUT_S,
+            )
+            e = Estimate(
+                success=1.0 - p_fail,
+                cost_usd=estimated_cost(agent, request.input_tokens),
+                latency_ms=profile["latency_ms"] * (1 + request.complexity),
+                latency_p95_ms=0.0,
+                load=0.0,
+            )
+            estimates.append((agent, e))
+        cheapest = min(cost_of_success(e) for _, e in estimates)
+        fastest = min(latency_of_success(e) for _, e in estimates)
+        for agent, e in estimates:
+            value = score(e, request.optimize, cheapest, fastest)
+            if best is None or value > best[0]:
+                best = (value, agent)
+        assert best is not None
+        return best[1]
+
+
+class World:
+    """The fleet's hidden state: profiles, healthy and degraded versions, episodes."""
+
+    def __init__(self, seed: int, agents: int, start: datetime, days: int) -> None:
+        rng = random.Random(seed)  # the same draws simulated_runs makes for its fleet
+        self.profiles = {p["agent_id"]: p for p in _profiles(agents, rng)}
+        episodes_rng = random.Random(seed * 104_729 + 3)
+        self.episodes = [
+            Degradation(
+                agent_id=episodes_rng.choice(list(self.profiles)),
+                start=start + timedelta(hours=episodes_rng.uniform(0, days * 24)),
+                hours=episodes_rng.uniform(3, 24),
+            )
+            for _ in range(max(1, round(10 * days / 28)))
+        ]
+        self.healthy = {
+            k: _agent(p, 1, degraded=False, created=START) for k, p in self.profiles.items()
+        }
+        self.degraded = {
+            k: _agent(p, 2, degraded=True, created=START) for k, p in self.profiles.items()
+        }
+
+    def served(self, agent_id: str, at: datetime) -> tuple[Agent, dict[str, Any]]:
+        bad = any(e.covers(agent_id, at) for e in self.episodes)
+        return (self.degraded if bad else self.healthy)[agent_id], self.profiles[agent_id]
+
+
+class SimClock:
+    """The simulation's time in seconds, for the routers' breakers (cool-downs are in
+    simulated time: a loop that plays a week in seconds must not keep breakers open all week)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def at(self, when: datetime) -> None:
+        self.now = (when - START).total_seconds()
+
+
+def warm(router: SmartRouter, history: pl.DataFrame, clock: SimClock) -> None:
+    """Replay the training history into the router, as a worker catches up from the store."""
+    for row in history.iter_rows(named=True):
+        clock.at(row["occurred_at"])
+        router.record(
+            Outcome(
+                row["agent_id"],
+                row["capability"],
+                not row["failed"],
+                float(row["latency_ms"]),
+                0.0,
+                error_class="permanent"
+                if row["error_type"] == "context_length_exceeded"
+                else (None if not row["failed"] else "agent_fault"),
+            )
+        )
+
+
+def route(
+    name: str,
+    world: World,
+    tasks: list[Task],
+    provider: SimulatedProvider,
+    chooser: Any,
+    router: SmartRouter | None,
+    clock: SimClock,
+) -> dict[str, float]:
+    ok = cost = latency = attempts = 0.0
+    for i, task in enumerate(tasks):
+        clock.at(task.at)
+        exclude: set[str] = set()
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            request = SelectionRequest(
+                capability=task.capability,
+                complexity=task.complexity,
+                input_tokens=task.input_tokens,
+                timeout_s=task.timeout_s,
+                exclude=frozenset(exclude),
+            )
+            if isinstance(chooser, OracleRouter):
+                chooser.at = task.at
+                agent = chooser.choose(request, exclude)
+            else:
+                ranked = chooser.rank(request, list(world.healthy.values()))
+                if not ranked:
+                    break
+                agent = ranked[0].agent
+            served, _ = world.served(agent.agent_id, task.at)
+            result = provider.outcome(
+                served,
+                AgentCall(
+                    call_id=f"s{i}/a{attempt}",
+                    capability=task.capability,
+                    prompt="",
+                    input_tokens=task.input_tokens,
+                    complexity=task.complexity,
+                    timeout_s=task.timeout_s,
+                ),
+            )
+            attempts += 1
+            cost += result.cost_usd
+            latency += result.latency_ms
+            failed = isinstance(result, AgentCallError)
+            if router is not None:
+                router.record(
+                    Outcome(
+                        agent.agent_id,
+                        task.capability,
+                        not failed,
+                        result.latency_ms,
+                        result.cost_usd,
+                        error_class=result.error_class.value
+                        if isinstance(result, AgentCallError)
+                        else None,
+                        error_type=result.error_type
+                        if isinstance(result, AgentCallError)
+                        else None,
+                    )
+                )
+            if not failed:
+                ok += 1
+                break
+            if isinstance(result, AgentCallError) and result.error_class is ErrorClass.PERMANENT:
+                break
+            exclude.add(agent.agent_id)
+    n = len(tasks)
+    return {
+        "success_rate": ok / n,
+        "cost_usd": cost,
+        "cost_per_success": cost / max(ok, 1.0),
+        "attempts_per_session": attempts / n,
+        "latency_ms_per_session": latency / n,
+    }
+
+
+def closed_loop(
+    seed: int,
+    *,
+    agents: int = 12,
+    train_days: int = 14,
+    days: int = 7,
+    runs_per_day: int = 3000,
+    model: CompactFailureModel | None = None,
+) -> dict[str, Any]:
+    """One fleet, one task stream, three routers; returns each one's results and the ratios."""
+    history, _ = simulated_runs(
+        agents=agents, days=train_days, runs_per_day=runs_per_day, seed=seed
+    )
+    if model is None:
+        model = fit_compact(add_history_features(history).to_pandas())
+    start = START + timedelta(days=train_days)
+    world = World(seed, agents, start, days)
+    tasks = task_stream(seed, start, days, runs_per_day)
+    results: dict[str, dict[str, float]] = {}
+    for name in ("posterior", "predictive", "oracle"):
+        provider = SimulatedProvider(seed=seed, time_scale=0.0)
+        clock = SimClock()
+        if name == "oracle":
+            results[name] = route(name, world, tasks, provider, OracleRouter(world), None, clock)
+            continue
+        router = SmartRouter(
+            seed=seed,
+            predictor=(lambda: model) if name == "predictive" else None,
+            clock=clock,
+        )
+        warm(router, history, clock)
+        results[name] = route(name, world, tasks, provider, router, router, clock)
+    base, ours, oracle = results["posterior"], results["predictive"], results["oracle"]
+    return {
+        "seed": seed,
+        "sessions": len(tasks),
+        **{f"{k}_{m}": v for k, r in results.items() for m, v in r.items()},
+        "cost_per_success_reduction": 1 - ours["cost_per_success"] / base["cost_per_success"],
+        "success_gain": ours["success_rate"] - base["success_rate"],
+        "regret_cost_per_success": ours["cost_per_success"] / oracle["cost_per_success"] - 1,
+        "regret_cost_per_success_posterior": base["cost_per_success"] / oracle["cost_per_success"]
+        - 1,
+        "regret_success": oracle["success_rate"] - ours["success_rate"],
+        "regret_success_posterior": oracle["success_rate"] - base["success_rate"],
+    }

@@ -1,0 +1,48 @@
+"""The closed-loop experiment: the same fleet and tasks for every router, breakers on simulated
+time, and an oracle that no router beats on success by more than luck."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from ml.closed_loop import START, SimClock, World, closed_loop, task_stream
+
+
+@pytest.fixture(scope="module")
+def loop() -> dict:
+    return closed_loop(5, train_days=5, days=2, runs_per_day=600)
+
+
+def test_every_router_routes_the_same_sessions_and_the_oracle_bounds_success(loop: dict) -> None:
+    assert loop["sessions"] == 2 * 600
+    for name in ("posterior", "predictive", "oracle"):
+        assert 0.8 < loop[f"{name}_success_rate"] <= 1.0
+        assert 1.0 <= loop[f"{name}_attempts_per_session"] <= 3.0
+        assert loop[f"{name}_cost_per_success"] > 0
+    # with the hidden truth, the oracle is at least as successful, up to sampling noise
+    assert loop["oracle_success_rate"] >= loop["posterior_success_rate"] - 0.01
+    assert loop["regret_success"] == pytest.approx(
+        loop["oracle_success_rate"] - loop["predictive_success_rate"]
+    )
+    assert loop["cost_per_success_reduction"] == pytest.approx(
+        1 - loop["predictive_cost_per_success"] / loop["posterior_cost_per_success"]
+    )
+
+
+def test_the_world_and_tasks_are_reproducible_and_shared() -> None:
+    start = START + timedelta(days=3)
+    assert task_stream(9, start, 1, 50) == task_stream(9, start, 1, 50)
+    assert task_stream(9, start, 1, 50) != task_stream(10, start, 1, 50)
+    world = World(9, 12, start, 2)
+    episode = world.episodes[0]
+    served, _ = world.served(episode.agent_id, episode.start)
+    assert served.version == 2  # the degraded release is served during its episode
+    served, _ = world.served(episode.agent_id, episode.start - timedelta(hours=1))
+    assert served.version == 1 or any(
+        e.covers(episode.agent_id, episode.start - timedelta(hours=1)) for e in world.episodes
+    )
+    clock = SimClock()
+    clock.at(START + timedelta(hours=1))
+    assert clock() == 3600.0

@@ -870,6 +870,11 @@ def ui_commands(settings: Settings, python: str = sys.executable) -> dict[str, l
             "127.0.0.1",
             "--server.port",
             str(ports["streamlit"]),
+            # no usage statistics (they fail offline) and no "Deploy" menu for executives
+            "--browser.gatherUsageStats",
+            "false",
+            "--client.toolbarMode",
+            "minimal",
         ],
         "mlflow": [
             str(bindir / "mlflow"),
@@ -886,26 +891,52 @@ def ui_commands(settings: Settings, python: str = sys.executable) -> dict[str, l
     }
 
 
+def worker_command(time_scale: float, python: str = sys.executable) -> list[str]:
+    """The `nofx worker` that `nofx up` runs beside the UIs, so requested sessions run."""
+    return [python, "-m", "nofx.cli", "worker", "--time-scale", str(time_scale)]
+
+
 @app.command("up")
-def up() -> None:
-    """Serve the API, Dagster UI, Streamlit dashboards and MLflow UI until Ctrl-C."""
+def up(
+    worker_time_scale: Annotated[
+        float,
+        typer.Option(help="the worker's multiplier on simulated latencies (0 = no sleeping)"),
+    ] = 1.0,
+    worker: Annotated[
+        bool, typer.Option(help="run a `nofx worker` so requested sessions run on their own")
+    ] = True,
+) -> None:
+    """Serve the API, Dagster UI, Streamlit dashboards and MLflow UI, and run a worker,
+    until Ctrl-C.
+
+    Sessions requested over HTTP are run by the worker; Dagster's new-events sensor then
+    refreshes the warehouse, models' accuracy and alerts, and the dashboards show them.
+    """
     settings = Settings.from_env()
     settings.ensure_dirs()
+    ports = ui_ports()
     env = {
         **os.environ,
         "NOFX_HOME": str(settings.home),
         "DAGSTER_HOME": str(settings.dagster_home),
+        "NOFX_API_URL": os.environ.get("NOFX_API_URL", f"http://127.0.0.1:{ports['api']}"),
     }
+    # the store (and its migrations) before anything else opens it
+    key_path = local_admin_key(settings, EventStore(settings.database_url))
+    commands = ui_commands(settings)
+    if worker:
+        commands["worker"] = worker_command(worker_time_scale)
     procs = {
         name: subprocess.Popen(cmd, env=env, start_new_session=True)
-        for name, cmd in ui_commands(settings).items()
+        for name, cmd in commands.items()
     }
-    key_path = local_admin_key(settings, EventStore(settings.database_url))
     table = Table(title="NOFX is up (Ctrl-C to stop)")
     table.add_column("service")
     table.add_column("url")
-    for name, port in ui_ports().items():
+    for name, port in ports.items():
         table.add_row(name, f"http://127.0.0.1:{port}" + ("/docs" if name == "api" else ""))
+    if worker:
+        table.add_row("worker", "runs requested sessions (`nofx worker`)")
     console.print(table)
     console.print(
         f"API key (admin, tenant default): in {key_path}; send 'Authorization: Bearer <key>'"

@@ -1,6 +1,10 @@
 """Sensors and schedules: run requested sessions, refresh on new events, retrain nightly.
 
-Sensor cursors are JSON, so the UI shows what a sensor last acted on.
+The ones that keep marts, models and alerts fresh (new events, nightly retrain, daily
+rollup) run by default, so `make up` needs no click in the UI. The requested-sessions
+sensor is off by default because `nofx up` starts a `nofx worker` that runs sessions
+as they arrive; turn it on in a deployment without workers. Sensor cursors are JSON,
+so the UI shows what a sensor last acted on.
 """
 
 import json
@@ -15,6 +19,7 @@ from dagster_project.defs.jobs import (
     refresh_warehouse,
     run_requested_sessions,
 )
+from dagster_project.defs.transform import DAILY_PARTITIONS
 from dagster_project.resources import EventStoreResource
 from nofx.domain import SessionStatus
 from nofx.store.schema import sessions
@@ -34,7 +39,9 @@ def read_cursor(raw: str | None) -> dict:
 @dg.sensor(
     job=run_requested_sessions,
     minimum_interval_seconds=15,
-    description="Launches the runtime when sessions wait in status 'requested'.",
+    description="Launches the runtime when sessions wait in status 'requested'. Off by "
+    "default: `nofx up` runs a `nofx worker`; turn it on where no worker runs.",
+    default_status=dg.DefaultSensorStatus.STOPPED,
 )
 def requested_sessions_sensor(
     context: dg.SensorEvaluationContext, event_store: EventStoreResource
@@ -74,7 +81,9 @@ def requested_sessions_sensor(
 @dg.sensor(
     job=refresh_warehouse,
     minimum_interval_seconds=60,
-    description="Refreshes raw_events and the dbt models when new events land in the store.",
+    description="Refreshes raw_events, the dbt models, prediction accuracy and the alerts "
+    "when new events land in the store (at most once a minute). On by default.",
+    default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def new_events_sensor(
     context: dg.SensorEvaluationContext, event_store: EventStoreResource
@@ -102,7 +111,9 @@ nightly_retrain = dg.ScheduleDefinition(
     job=everything,
     cron_schedule="0 2 * * *",
     execution_timezone="UTC",
-    description="Rebuild the warehouse and retrain the failure model every night at 02:00 UTC.",
+    description="Rebuild the warehouse and retrain the models every night at 02:00 UTC. "
+    "On by default.",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
 )
 
 
@@ -111,9 +122,16 @@ nightly_retrain = dg.ScheduleDefinition(
     cron_schedule="30 0 * * *",
     execution_timezone="UTC",
     description="At 00:30 UTC, rebuild yesterday's partition of the daily marts with its "
-    "late events included.",
+    "late events included. On by default.",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
 )
-def daily_rollup_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+def daily_rollup_schedule(
+    context: dg.ScheduleEvaluationContext,
+) -> dg.RunRequest | dg.SkipReason:
     tick = context.scheduled_execution_time or datetime.now(UTC)
     yesterday = (tick.astimezone(UTC) - timedelta(days=1)).strftime("%Y-%m-%d")
+    if yesterday < DAILY_PARTITIONS.start.strftime("%Y-%m-%d"):
+        return dg.SkipReason(
+            f"no events before {DAILY_PARTITIONS.start:%Y-%m-%d}: nothing to roll up"
+        )
     return dg.RunRequest(run_key=f"daily/{yesterday}", partition_key=yesterday)

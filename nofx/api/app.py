@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from nofx import __version__
-from nofx.api import examples, observability, problems
+from nofx.api import examples, observability, offline_docs, problems
 from nofx.api.deps import Services
 from nofx.api.routes import (
     agents,
@@ -76,6 +76,8 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served from local assets below: the CDN pages are blank offline
+        redoc_url=None,
         openapi_tags=[
             {"name": "health", "description": "service status"},
             {"name": "agents", "description": "the agent registry"},
@@ -102,6 +104,7 @@ def create_app(
     app.state.bus = MessageBus(store)
     problems.install(app)
     observability.install(app)
+    offline_docs.install(app)
 
     for module in (
         health,

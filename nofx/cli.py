@@ -891,6 +891,30 @@ def ui_commands(settings: Settings, python: str = sys.executable) -> dict[str, l
     }
 
 
+LOCAL_DAGSTER_INSTANCE = """\
+# Written by `nofx up` for the embedded default (SQLite under NOFX_HOME/dagster).
+# One run at a time: the DuckDB warehouse has a single writer, so refreshes queue up.
+run_coordinator:
+  module: dagster.core.run_coordinator
+  class: QueuedRunCoordinator
+  config:
+    max_concurrent_runs: 1
+"""
+
+
+def ensure_dagster_instance(dagster_home: Path) -> Path:
+    """A dagster.yaml for `nofx up`: telemetry off and one run at a time, unless the operator
+    already chose a run coordinator (e.g. deploy/dagster/dagster.yaml on PostgreSQL)."""
+    path = dagster_home / "dagster.yaml"
+    text = path.read_text() if path.exists() else ""
+    if "telemetry:" not in text:
+        text += ("" if not text or text.endswith("\n") else "\n") + "telemetry:\n  enabled: false\n"
+    if "run_coordinator:" not in text:
+        text += LOCAL_DAGSTER_INSTANCE
+    path.write_text(text)
+    return path
+
+
 def worker_command(time_scale: float, python: str = sys.executable) -> list[str]:
     """The `nofx worker` that `nofx up` runs beside the UIs, so requested sessions run."""
     return [python, "-m", "nofx.cli", "worker", "--time-scale", str(time_scale)]
@@ -923,6 +947,7 @@ def up(
     }
     # the store (and its migrations) before anything else opens it
     key_path = local_admin_key(settings, EventStore(settings.database_url))
+    ensure_dagster_instance(settings.dagster_home)
     commands = ui_commands(settings)
     if worker:
         commands["worker"] = worker_command(worker_time_scale)

@@ -499,14 +499,21 @@ def cost_page() -> None:
         table(by_capability, "cost_by_capability", cost_usd=USD)
     if counted is not None:
         st.subheader("Recommendations, by money saved")
-        st.markdown(
-            f"The recommendations claim **{metrics.fmt_usd(claimed)}** in total, but several "
-            f"claim the same calls' money: a slow, failing capability and a cheaper agent for "
-            f"it. Counting each dollar once (one action per agent and capability; per "
-            f"capability, the agent-level actions or the capability-level one, whichever "
-            f"saves more) gives **{metrics.fmt_usd(savings)}**. Savings are over the observed "
-            "period, at the simulated prices."
-        )
+        if claimed > savings + 1e-9:
+            st.markdown(
+                f"The recommendations claim **{metrics.fmt_usd(claimed)}** in total, but "
+                "several claim the same calls' money: a slow, failing capability and a "
+                "cheaper agent for it. Counting each dollar once (one action per agent and "
+                "capability; per capability, the agent-level actions or the capability-level "
+                f"one, whichever saves more) gives **{metrics.fmt_usd(savings)}**. Savings "
+                "are over the observed period, at the observed prices."
+            )
+        else:
+            st.markdown(
+                f"The recommendations save **{metrics.fmt_usd(savings)}** over the observed "
+                "period, at the observed prices; none of them claims the same calls' money "
+                "as another (overlaps would be counted once)."
+            )
         shown = counted.select(
             "title",
             "counted_savings_usd",

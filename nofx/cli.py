@@ -899,6 +899,10 @@ run_coordinator:
   class: QueuedRunCoordinator
   config:
     max_concurrent_runs: 1
+# A refresh that meets a dashboard's read lock on the warehouse is tried again.
+run_retries:
+  enabled: true
+  max_retries: 2
 """
 
 
@@ -909,7 +913,7 @@ def ensure_dagster_instance(dagster_home: Path) -> Path:
     text = path.read_text() if path.exists() else ""
     if "telemetry:" not in text:
         text += ("" if not text or text.endswith("\n") else "\n") + "telemetry:\n  enabled: false\n"
-    if "run_coordinator:" not in text:
+    if "run_coordinator:" not in text and "run_retries:" not in text:
         text += LOCAL_DAGSTER_INSTANCE
     path.write_text(text)
     return path

@@ -11,7 +11,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
 
 from dagster_project.defs.jobs import (
     daily_rollup,
@@ -21,8 +21,21 @@ from dagster_project.defs.jobs import (
 )
 from dagster_project.defs.transform import DAILY_PARTITIONS
 from dagster_project.resources import EventStoreResource
+from nofx.alerts import STREAM_TYPE as ALERT_STREAM_TYPE
 from nofx.domain import SessionStatus
-from nofx.store.schema import sessions
+from nofx.store.schema import events, sessions
+
+# Events the refresh writes itself (the alert rules' AlertRaised/Repeated/Resolved): they
+# must not start another refresh, or every refresh would start the next one, forever.
+WRITTEN_BY_THE_REFRESH = (ALERT_STREAM_TYPE,)
+
+
+def last_outside_position(conn: Connection) -> int:
+    """The newest event's position, not counting the refresh's own writes."""
+    query = select(func.max(events.c.position)).where(
+        events.c.stream_type.not_in(WRITTEN_BY_THE_REFRESH)
+    )
+    return int(conn.execute(query).scalar() or 0)
 
 
 def read_cursor(raw: str | None) -> dict:
@@ -88,8 +101,8 @@ def requested_sessions_sensor(
 def new_events_sensor(
     context: dg.SensorEvaluationContext, event_store: EventStoreResource
 ) -> dg.SensorResult | dg.SkipReason:
-    with event_store.open() as store:
-        last = store.last_position()
+    with event_store.open() as store, store.engine.connect() as conn:
+        last = last_outside_position(conn)
     seen = int(read_cursor(context.cursor).get("last_position", 0))
     if last <= seen:
         return dg.SkipReason(f"no new events since position {seen}")

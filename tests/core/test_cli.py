@@ -192,6 +192,7 @@ def test_up_queues_dagster_runs_one_at_a_time_unless_configured(tmp_path: Path) 
     fresh = yaml.safe_load(ensure_dagster_instance(tmp_path).read_text())
     assert fresh["telemetry"] == {"enabled": False}
     assert fresh["run_coordinator"]["config"] == {"max_concurrent_runs": 1}
+    assert fresh["run_retries"] == {"enabled": True, "max_retries": 2}
     assert yaml.safe_load(ensure_dagster_instance(tmp_path).read_text()) == fresh  # idempotent
     chosen = tmp_path / "chosen"
     chosen.mkdir()

@@ -118,3 +118,25 @@ def test_daily_partitions_start_at_the_first_event(
     first = first_event_at(settings.database_url)
     assert first is not None
     assert abs(first.replace(tzinfo=first.tzinfo or UTC) - datetime.now(UTC)) < timedelta(hours=1)
+
+
+def test_the_refreshs_own_alert_events_do_not_start_another_refresh(
+    settings: Settings, store: EventStore, fleet, runtime: Runtime
+) -> None:
+    from nofx.alerts import AlertService, Observation, load_rules
+    from nofx.alerts import evaluate as evaluate_rules
+
+    submit(runtime, 1)
+    first = evaluate(new_events_sensor, settings)
+    assert isinstance(first, dg.SensorResult)
+    # what the refresh's alert rules write: must not look like new activity
+    rules = load_rules()
+    rule = next(r for r in rules if r.metric == "session_failure_rate")
+    raised = AlertService(store).sync(
+        evaluate_rules(rules, [Observation(rule.metric, "fleet", 0.5, 100)]), {rule.metric}
+    )
+    assert raised.raised and store.last_position() > json.loads(first.cursor)["last_position"]
+    quiet = evaluate(new_events_sensor, settings, cursor=first.cursor)
+    assert isinstance(quiet, dg.SkipReason), "the refresh would trigger itself forever"
+    submit(runtime, 1)  # a user's activity does
+    assert isinstance(evaluate(new_events_sensor, settings, cursor=first.cursor), dg.SensorResult)

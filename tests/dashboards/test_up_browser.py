@@ -84,13 +84,14 @@ def up(dashboard_warehouse: DashboardWarehouse, tmp_path_factory) -> Iterator[Up
         "NOFX_HOME": str(home),
         **{f"NOFX_{n.upper()}_PORT": str(p) for n, p in ports.items()},
     }
+    # a file, not a pipe: four servers' logs would fill an unread pipe and block them all
+    log = (home.parent / "up.log").open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "nofx.cli", "up", "--worker-time-scale", "0"],
         cwd=REPO,
         env=env,
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
-        text=True,
         start_new_session=True,
     )
     urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
@@ -109,17 +110,21 @@ def up(dashboard_warehouse: DashboardWarehouse, tmp_path_factory) -> Iterator[Up
             session_id = post_session(urls["api"], (home / "admin-api-key").read_text().strip())
         time.sleep(1)
     try:
-        assert not waiting, f"not answering after 180 s: {sorted(waiting)}"
+        assert not waiting, (
+            f"not answering after 180 s: {sorted(waiting)}\n"
+            + (home.parent / "up.log").read_text()[-3000:]
+        )
         assert session_id is not None
         key = (home / "admin-api-key").read_text().strip()
         yield Up(urls, key, home, int(before), session_id)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.communicate(timeout=60)
+            proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
+            proc.wait()
+        log.close()
 
 
 @pytest.fixture(scope="module")
@@ -232,22 +237,38 @@ def test_every_dashboard_page_shows_numbers_and_drawn_charts(up: Up, browser) ->
 def test_dagster_shows_the_asset_graph_and_automation_on(up: Up, browser) -> None:
     page, _ = offline_page(browser)
     page.goto(up.urls["dagster"] + "/asset-groups", wait_until="domcontentloaded")
-    page.wait_for_selector("text=raw_events", timeout=90_000)
-    page.wait_for_selector("text=agent_sessions", timeout=30_000)
+    page.wait_for_selector("text=Global asset lineage", timeout=90_000)
+    skip = page.get_by_role("button", name="Skip")  # Dagster's newsletter prompt
+    with contextlib.suppress(PlaywrightError):
+        skip.click(timeout=5_000)
+    for group in ("ingest", "transform", "daily", "ml", "operations"):  # the pipeline's stages
+        page.wait_for_selector(f"text={group}", timeout=30_000)
     page.wait_for_timeout(1500)
+    page.screenshot(path=str(SHOTS / "dagster-lineage.png"))
+    page.goto(up.urls["dagster"] + "/assets", wait_until="domcontentloaded")
+    for asset in ("raw_events", "agent_sessions", "agent_performance_daily", "alerts"):
+        page.wait_for_selector(f"text={asset}", timeout=60_000)
     page.screenshot(path=str(SHOTS / "dagster-assets.png"))
     page.goto(up.urls["dagster"] + "/automation", wait_until="domcontentloaded")
     for name in ("new_events_sensor", "nightly_retrain", "daily_rollup_schedule"):
         page.wait_for_selector(f"text={name}", timeout=60_000)
+    page.wait_for_timeout(1000)
     page.screenshot(path=str(SHOTS / "dagster-automation.png"))
-    query = """{ sensorsOrError(repositorySelector: {repositoryName: "__repository__",
-      repositoryLocationName: "dagster_project.definitions"}) { ... on Sensors { results {
-      name sensorState { status } } } } }"""
-    states = httpx.post(up.urls["dagster"] + "/graphql", json={"query": query}, timeout=30).json()
-    results = (states.get("data") or {}).get("sensorsOrError", {}).get("results")
-    if results is not None:  # the location name depends on workspace.yaml; the page is the proof
-        status = {r["name"]: r["sensorState"]["status"] for r in results}
-        assert status["new_events_sensor"] == "RUNNING"
+    # on, without a click: the instance's own record of each sensor and schedule
+    query = """{ workspaceOrError { ... on Workspace { locationEntries { locationOrLoadError {
+      ... on RepositoryLocation { repositories { sensors { name sensorState { status } }
+      schedules { name scheduleState { status } } } } } } } } }"""
+    answer = httpx.post(up.urls["dagster"] + "/graphql", json={"query": query}, timeout=60)
+    (entry,) = answer.json()["data"]["workspaceOrError"]["locationEntries"]
+    (repository,) = entry["locationOrLoadError"]["repositories"]
+    status = {s["name"]: s["sensorState"]["status"] for s in repository["sensors"]}
+    status |= {s["name"]: s["scheduleState"]["status"] for s in repository["schedules"]}
+    assert status == {
+        "new_events_sensor": "RUNNING",
+        "requested_sessions_sensor": "STOPPED",  # the worker runs sessions
+        "nightly_retrain": "RUNNING",
+        "daily_rollup_schedule": "RUNNING",
+    }
 
 
 def test_mlflow_registry_lists_the_models(up: Up, browser) -> None:

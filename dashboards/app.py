@@ -410,6 +410,8 @@ def predictions_page() -> None:
     models = published(f"{data.ANALYTICS}.prediction_models", "version")
     if accuracy is None or models is None:
         return
+    if not isinstance(VIEW, data.WarehouseUnavailable) and VIEW.since is not None:
+        accuracy = accuracy.filter(pl.col("day").cast(pl.Date) >= VIEW.since.date())
     live = accuracy.filter(pl.col("source") == "live")
     champion = models.filter(pl.col("is_champion"))
     cols = st.columns(4)

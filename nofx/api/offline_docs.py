@@ -6,16 +6,27 @@ same pages here point at the bundles shipped in the ``fastapi-offline`` wheel.
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 import fastapi_offline
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 ASSETS_URL = "/docs-assets"
 ASSETS_DIR = Path(fastapi_offline.__file__).resolve().parent / "static"
+# ReDoc's sidebar credit loads its logo from a CDN; offline that is a failed request
+REDOC_CDN_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
+REDOC_OFFLINE_JS = "redoc.offline.js"
+
+
+@cache
+def redoc_offline_js() -> bytes:
+    """ReDoc's bundle with its one CDN reference pointed at the local favicon."""
+    bundle = (ASSETS_DIR / "redoc.standalone.js").read_text(encoding="utf-8")
+    return bundle.replace(REDOC_CDN_LOGO, f"{ASSETS_URL}/favicon.png").encode()
 
 
 def install(app: FastAPI, docs_url: str = "/docs", redoc_url: str = "/redoc") -> None:
@@ -28,6 +39,15 @@ def install(app: FastAPI, docs_url: str = "/docs", redoc_url: str = "/redoc") ->
             f"Swagger UI assets are missing from {ASSETS_DIR}: reinstall with "
             "`pip install -c constraints.txt -e .`"
         )
+
+    @app.get(f"{ASSETS_URL}/{REDOC_OFFLINE_JS}", include_in_schema=False)
+    async def redoc_js() -> Response:  # before the mount, which would shadow it
+        return Response(
+            redoc_offline_js(),
+            media_type="application/javascript",
+            headers={"Cache-Control": "public, max-age=86400"},
+        )
+
     app.mount(ASSETS_URL, StaticFiles(directory=ASSETS_DIR), name="docs-assets")
     openapi_url = app.openapi_url or "/openapi.json"
 
@@ -48,7 +68,7 @@ def install(app: FastAPI, docs_url: str = "/docs", redoc_url: str = "/redoc") ->
         return get_redoc_html(
             openapi_url=f"{root}{openapi_url}",
             title=f"{app.title} - ReDoc",
-            redoc_js_url=f"{root}{ASSETS_URL}/redoc.standalone.js",
+            redoc_js_url=f"{root}{ASSETS_URL}/{REDOC_OFFLINE_JS}",
             redoc_favicon_url=f"{root}{ASSETS_URL}/favicon.png",
             with_google_fonts=False,
         )

@@ -50,14 +50,19 @@ def run_one_session_over_http(api: str, key: str) -> dict:
     raise AssertionError(f"session {session_id} still {session['status']} after 60 s")
 
 
-def test_up_serves_all_four_uis_runs_sessions_then_stops_them(nofx_home: Path) -> None:
+def test_up_serves_all_four_uis_runs_sessions_then_stops_them(
+    nofx_home: Path, tmp_path: Path
+) -> None:
     ports = {name: free_port() for name in HEALTH}
     env = {**os.environ, **{f"NOFX_{n.upper()}_PORT": str(p) for n, p in ports.items()}}
+    # a file, not a pipe: the servers' logs would fill an unread pipe and block them
+    log_path = tmp_path / "up.log"
+    log = log_path.open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "nofx.cli", "up", "--worker-time-scale", "0"],
         cwd=REPO,
         env=env,
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
     )
@@ -81,7 +86,9 @@ def test_up_serves_all_four_uis_runs_sessions_then_stops_them(nofx_home: Path) -
             assert session["status"] == "succeeded", session
     finally:
         proc.send_signal(signal.SIGTERM)
-        output = proc.communicate(timeout=60)[0]
+        proc.wait(timeout=60)
+        log.close()
+        output = log_path.read_text()
     assert set(answered) == set(HEALTH), (
         f"not answering: {set(HEALTH) - set(answered)}\n{output[-3000:]}"
     )

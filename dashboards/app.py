@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import altair as alt
+import httpx
 import polars as pl
 import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script, not a package
 
-from dashboards import data, metrics
+from dashboards import api, data, metrics
 
 CACHE_TTL_S = 30
 PERCENT = st.column_config.NumberColumn(format="percent")
@@ -54,6 +55,7 @@ class View:
     since: datetime | None
     agents: list[str]
     capabilities: list[str]
+    label: str  # the time range in words, e.g. "Last 24 hours"
 
 
 def download(frame: pl.DataFrame, name: str) -> None:
@@ -77,8 +79,10 @@ def explain_unavailable(exc: data.WarehouseUnavailable) -> None:
     if isinstance(exc, data.WarehouseBusy):
         st.warning(f"The warehouse is busy. {exc}")
         st.button("Try again")
-    else:
-        st.info(f"No data yet. {exc}")
+    else:  # the warehouse's path is an engineer's detail, not an executive's
+        path = str(data.warehouse_path())
+        reason = str(exc).replace(f" at {path}", "").replace(path, "the warehouse")
+        st.info(f"No data yet. {reason}")
 
 
 def sidebar_view() -> View | data.WarehouseUnavailable:
@@ -98,69 +102,160 @@ def sidebar_view() -> View | data.WarehouseUnavailable:
     capabilities = st.sidebar.multiselect(
         "Capability", sorted(sessions["capability"].unique().to_list()), key="capabilities"
     )
-    st.sidebar.caption(f"warehouse: {data.warehouse_path()}")
-    if st.sidebar.button("Refresh data"):
+    if st.sidebar.button("Refresh data", help="read the warehouse again now (else every 30 s)"):
         st.cache_data.clear()
         st.rerun()
     since = metrics.since_for(window, datetime.now(UTC))
     filtered = metrics.apply_filters(
         sessions, since=since, tenants=tenants, agents=agents, capabilities=capabilities
     )
-    return View(filtered, since, agents, capabilities)
+    label = "All time" if since is None else f"Last {window}"
+    return View(filtered, since, agents, capabilities, label)
 
 
 def overview() -> None:
     st.title("Executive overview")
-    st.caption("Simulated agents in the demo: costs and outcomes come from the seeded simulator.")
     if isinstance(VIEW, data.WarehouseUnavailable):
         explain_unavailable(VIEW)
         return
     sessions = VIEW.sessions
     head = metrics.headline(sessions)
+    alerts = cached_optional(f"{data.ANALYTICS}.alerts")
+    recs = cached_optional(f"{data.ANALYTICS}.recommendations")
+    counted = metrics.counted_savings(named_agents(recs, sessions)) if recs is not None else None
+    state = metrics.health(head, alerts)
+    colour = {"Healthy": "green", "Needs attention": "orange", "Critical": "red"}.get(
+        state.verdict, "gray"
+    )
+    st.subheader(f":{colour}[{state.verdict}]: {state.reason}")
+    st.caption(
+        f"{VIEW.label}. Simulated agents in the demo: costs and outcomes come from the "
+        "seeded simulator."
+    )
     cols = st.columns(6)
-    cols[0].metric("Sessions", f"{head.sessions:,}")
-    cols[1].metric("Success rate", metrics.fmt_rate(head.success_rate))
-    cols[2].metric("Total cost", metrics.fmt_usd(head.cost_usd))
-    cols[3].metric("Avg cost / session", metrics.fmt_usd(head.avg_cost_usd))
-    cols[4].metric("Open", f"{head.open:,}", help="requested or running: no outcome yet")
-    cols[5].metric("Failed", f"{head.failed:,}")
-    alerts = cached_table(f"{data.ANALYTICS}.alerts")
-    recs = cached_table(f"{data.ANALYTICS}.recommendations")
-    sla = st.columns(3)
-    sla[0].metric(
+    cols[0].metric(
+        "Success rate", metrics.fmt_rate(head.success_rate), help="succeeded / finished sessions"
+    )
+    cols[1].metric(
         "SLA: failures ≤ 1%",
         metrics.sla_status(head.success_rate),
         help="the orchestration failure-rate alert rule's threshold",
     )
-    sla[1].metric(
-        "Open alerts",
-        "n/a" if alerts is None else f"{alerts.filter(pl.col('status') == 'open').height:,}",
-    )
-    savings = None if recs is None else float(recs["estimated_savings_usd"].drop_nulls().sum())
-    sla[2].metric(
+    cols[2].metric("Total cost", metrics.fmt_usd(head.cost_usd))
+    savings = None if counted is None else float(counted["counted_savings_usd"].sum())
+    cols[3].metric(
         "Estimated savings",
         "n/a" if savings is None else metrics.fmt_usd(savings),
-        help="from the recommendations, over the observed period",
+        help="the recommendations' savings over the observed period, overlaps counted once "
+        "(see Cost and savings)",
     )
+    open_count = None if alerts is None else alerts.filter(pl.col("status") == "open").height
+    cols[4].metric("Open alerts", "n/a" if open_count is None else f"{open_count:,}")
+    cols[5].metric("Sessions", f"{head.sessions:,}")
+    small = st.columns(4)
+    small[0].metric("Avg cost / session", metrics.fmt_usd(head.avg_cost_usd))
+    small[1].metric("Open", f"{head.open:,}", help="requested or running: no outcome yet")
+    small[2].metric("Failed", f"{head.failed:,}")
+    small[3].metric("Tokens", f"{head.tokens:,}")
 
     left, right = st.columns(2)
-    trend = metrics.daily_trend(sessions)
     with left:
-        st.subheader("7-day trend")
-        if trend.height:
-            base = alt.Chart(trend.to_pandas()).encode(x=alt.X("day:T", title="day"))
-            bars = base.mark_bar(opacity=0.5).encode(y=alt.Y("sessions:Q", title="sessions"))
-            line = base.mark_line(point=True, color="#d62728").encode(
-                y=alt.Y("success_rate:Q", title="success rate", axis=alt.Axis(format="%"))
-            )
-            st.altair_chart(alt.layer(bars, line).resolve_scale(y="independent"), width="stretch")
-        table(trend, "daily_trend", day=DAY, success_rate=PERCENT, cost_usd=USD)
+        st.subheader("Top actions")
+        actions = None if counted is None else metrics.top_actions(counted)
+        if actions is None or actions.is_empty():
+            st.write("No action with a money estimate yet.")
+        else:
+            for i, row in enumerate(actions.to_dicts(), 1):
+                st.markdown(
+                    f"**{i}. {row['title']}** — saves about "
+                    f"**{metrics.fmt_usd(row['counted_savings_usd'])}** over the observed "
+                    f"period (confidence {row['confidence'] or 0:.0%}). {row['detail']}"
+                )
     with right:
-        st.subheader("Top failure reasons")
-        table(metrics.failure_reasons(sessions), "failure_reasons", share=PERCENT)
+        st.subheader("Open alerts")
+        sentences = metrics.alert_sentences(alerts)
+        if alerts is None:
+            st.write("Alert rules have not run yet: run `make demo`.")
+        elif not sentences:
+            st.write("No open alerts.")
+        for sentence in sentences:
+            st.markdown(f"- {sentence}")
+        if sentences:
+            st.page_link(ALERTS_PAGE, label="Resolve them on the Alerts page", icon="➡️")
 
-    st.subheader("Sessions")
-    table(sessions.sort("requested_at", descending=True), "sessions", cost_usd=USD)
+    frame, unit, span = metrics.activity(sessions, VIEW.since, datetime.now(UTC))
+    if frame.height:
+        chart_left, chart_right = st.columns(2)
+        outcome_colour = alt.Color(
+            "outcome:N",
+            title="outcome",
+            scale=alt.Scale(
+                domain=["succeeded", "failed", "open", "cancelled"],
+                range=["#2ca02c", "#d62728", "#7f7f7f", "#bcbd22"],
+            ),
+        )
+        x = alt.X(
+            "bucket:T",
+            title=f"time (UTC), one bar per {unit}",
+            scale=alt.Scale(domain=[t.isoformat() for t in span]) if span else alt.Undefined,
+        )
+        chart_left.altair_chart(
+            alt.Chart(frame.to_pandas(), title=f"Sessions per {unit}, by outcome")
+            .mark_bar()
+            .encode(
+                x=x,
+                x2="bucket_end:T",
+                y=alt.Y("sum(sessions):Q", title="sessions"),
+                color=outcome_colour,
+                tooltip=["bucket:T", "outcome", "sessions"],
+            ),
+            width="stretch",
+        )
+        chart_right.altair_chart(
+            alt.Chart(frame.to_pandas(), title=f"Cost per {unit}, by outcome")
+            .mark_bar()
+            .encode(
+                x=x,
+                x2="bucket_end:T",
+                y=alt.Y("sum(cost_usd):Q", title="cost ($)"),
+                color=outcome_colour,
+                tooltip=["bucket:T", "outcome", alt.Tooltip("cost_usd:Q", format="$.4f")],
+            ),
+            width="stretch",
+        )
+    with st.expander("Failure reasons and every session"):
+        table(metrics.failure_reasons(sessions), "failure_reasons", share=PERCENT)
+        table(sessions.sort("requested_at", descending=True), "sessions", cost_usd=USD)
+
+
+def named_agents(recs: pl.DataFrame, sessions: pl.DataFrame) -> pl.DataFrame:
+    """Recommendations with agent ids replaced by names in their titles (pools are by id)."""
+    names = {
+        row["agent_id"]: row["agent_name"]
+        for row in sessions.select("agent_id", "agent_name").drop_nulls().unique().to_dicts()
+    }
+    if not names or recs.is_empty():
+        return recs
+
+    def rename(text: str | None) -> str | None:
+        if text is None:
+            return None
+        for agent_id, name in names.items():
+            text = text.replace(agent_id, name)
+        return text
+
+    return recs.with_columns(
+        pl.col("title").map_elements(rename, return_dtype=pl.Utf8),
+        pl.col("detail").map_elements(rename, return_dtype=pl.Utf8),
+    )
+
+
+def cached_optional(qualified: str, order_by: str | None = None) -> pl.DataFrame | None:
+    """A table, or None when it is not published yet or the warehouse is busy."""
+    try:
+        return cached_table(qualified, order_by)
+    except data.WarehouseUnavailable:
+        return None
 
 
 def agent_performance() -> None:
@@ -179,23 +274,26 @@ def agent_performance() -> None:
         left, right = st.columns(2)
         frame = agents.to_pandas()
         tooltip = ["agent_name", "sessions", "success_rate", "avg_cost_usd", "p95_duration_ms"]
+        base = alt.Chart(frame, title="Success rate against cost per session").encode(
+            x=alt.X("avg_cost_usd:Q", title="average cost per session ($)"),
+            y=alt.Y("success_rate:Q", title="success rate", axis=alt.Axis(format="%")),
+            tooltip=tooltip,
+        )
         left.altair_chart(
-            alt.Chart(frame, title="Success rate against cost")
-            .mark_circle()
-            .encode(
-                x=alt.X("avg_cost_usd:Q", title="avg cost per session ($)"),
-                y=alt.Y("success_rate:Q", title="success rate", axis=alt.Axis(format="%")),
-                size=alt.Size("sessions:Q"),
-                tooltip=tooltip,
-            ),
+            base.mark_circle(opacity=0.7).encode(
+                size=alt.Size("sessions:Q", title="sessions"),
+                color=alt.Color("agent_name:N", title="agent"),
+            )
+            + base.mark_text(align="left", dx=8, fontSize=12).encode(text="agent_name:N"),
             width="stretch",
         )
         right.altair_chart(
-            alt.Chart(frame, title="p95 session duration")
+            alt.Chart(frame, title="p95 session duration by agent")
             .mark_bar()
             .encode(
                 x=alt.X("p95_duration_ms:Q", title="p95 duration (ms)"),
-                y=alt.Y("agent_name:N", title=None, sort="-x"),
+                y=alt.Y("agent_name:N", title="agent", sort="-x"),
+                color=alt.Color("agent_name:N", title="agent"),
                 tooltip=tooltip,
             ),
             width="stretch",
@@ -244,26 +342,47 @@ def workflows_page() -> None:
         st.info("No workflow runs yet: submit one with pattern 'workflow' (see nofx/workflows).")
         return
     done = runs.filter(pl.col("status").is_in(["succeeded", "failed"]))
-    delays = runs["delay_ratio"].drop_nulls()
+    ratio = (runs["delay_ratio"].drop_nulls() + 1.0) if "delay_ratio" in runs.columns else None
     cols = st.columns(4)
     cols[0].metric("Workflow runs", f"{runs.height:,}")
     rate = done["succeeded"].mean() if done.height else None
     cols[1].metric("Success rate", metrics.fmt_rate(None if rate is None else float(rate)))
     cols[2].metric("Steps retried", f"{int(runs['steps_retried'].sum()):,}")
     cols[3].metric(
-        "Median delay vs plan",
-        "n/a" if delays.is_empty() else f"{float(delays.median()):+.0%}",
+        "Realised / planned (median)",
+        "n/a" if ratio is None or ratio.is_empty() else f"{float(ratio.median()):.2f}x",
+        help="1.00x is on plan; the plan uses the templates' step estimates, the demo's "
+        "simulated agents answer far faster than those estimates",
     )
-    timed = runs.filter(pl.col("actual_makespan_s").is_not_null())
-    if timed.height:
+    elapsed = runs.filter(pl.col("ended_at").is_not_null()).with_columns(
+        (
+            (
+                pl.col("ended_at") - pl.col("started_at").fill_null(pl.col("requested_at"))
+            ).dt.total_milliseconds()
+            / 1000.0
+        ).alias("elapsed_s")
+    )
+    if elapsed.height:
         st.altair_chart(
-            alt.Chart(timed.to_pandas(), title="Planned against realised makespan")
-            .mark_circle(size=80)
+            alt.Chart(elapsed.to_pandas(), title="Elapsed time of every finished run, by outcome")
+            .mark_circle(size=90)
             .encode(
-                x=alt.X("planned_makespan_s:Q", title="planned (s)"),
-                y=alt.Y("actual_makespan_s:Q", title="realised (s)"),
-                color=alt.Color("status:N"),
-                tooltip=["workflow_execution_id", "steps_completed", "steps_retried", "cost_usd"],
+                x=alt.X("requested_at:T", title="requested at (UTC)"),
+                y=alt.Y("elapsed_s:Q", title="elapsed (s)"),
+                color=alt.Color(
+                    "status:N",
+                    title="outcome",
+                    scale=alt.Scale(domain=["succeeded", "failed"], range=["#2ca02c", "#d62728"]),
+                ),
+                tooltip=[
+                    "workflow_execution_id",
+                    "status",
+                    "elapsed_s",
+                    "steps_completed",
+                    "steps_retried",
+                    "error_type",
+                    "cost_usd",
+                ],
             ),
             width="stretch",
         )
@@ -291,6 +410,8 @@ def predictions_page() -> None:
     models = published(f"{data.ANALYTICS}.prediction_models", "version")
     if accuracy is None or models is None:
         return
+    if not isinstance(VIEW, data.WarehouseUnavailable) and VIEW.since is not None:
+        accuracy = accuracy.filter(pl.col("day").cast(pl.Date) >= VIEW.since.date())
     live = accuracy.filter(pl.col("source") == "live")
     champion = models.filter(pl.col("is_champion"))
     cols = st.columns(4)
@@ -300,24 +421,37 @@ def predictions_page() -> None:
     latest = live.sort("day")["balanced_accuracy"].drop_nulls()
     cols[3].metric(
         "Live balanced accuracy",
-        "n/a" if latest.is_empty() else f"{float(latest[-1]):.1%}",
-        help="the alert rule fires below 85%",
+        "none yet" if latest.is_empty() else f"{float(latest[-1]):.1%}",
+        help="predictions made before the outcome, scored once it is known; the alert rule "
+        "fires below 85%",
     )
     if accuracy.height:
+        frame = accuracy.with_columns(
+            (pl.col("model_name") + " (" + pl.col("source") + ")").alias("series")
+            if "model_name" in accuracy.columns
+            else pl.col("source").alias("series")
+        ).to_pandas()
         st.altair_chart(
-            alt.Chart(accuracy.to_pandas(), title="Accuracy over time")
-            .mark_line(point=True)
+            alt.Chart(frame, title="Balanced accuracy by model: live (before outcomes) and holdout")
+            .mark_line(point=alt.OverlayMarkDef(size=80))
             .encode(
-                x=alt.X("day:T"),
+                x=alt.X("day:T", title="day (UTC)"),
                 y=alt.Y(
-                    "balanced_accuracy:Q", axis=alt.Axis(format="%"), title="balanced accuracy"
+                    "balanced_accuracy:Q",
+                    axis=alt.Axis(format="%"),
+                    title="balanced accuracy",
+                    scale=alt.Scale(domain=[0, 1]),
                 ),
-                color=alt.Color("source:N"),
+                color=alt.Color("series:N", title="model (score)"),
                 detail="model_version:N",
-                tooltip=["model_version", "source", "predictions", "accuracy", "brier"],
-            ),
+                tooltip=["series", "model_version", "predictions", "accuracy", "brier"],
+            )
+            + alt.Chart(frame)
+            .mark_rule(strokeDash=[4, 4], color="#d62728")
+            .encode(y=alt.datum(0.85)),
             width="stretch",
         )
+        st.caption("Dashed line: the 85% alert threshold.")
     table(accuracy, "prediction_accuracy", day=DAY, accuracy=PERCENT, balanced_accuracy=PERCENT)
     st.subheader("Model registry (mirrors MLflow)")
     table(models, "prediction_models")
@@ -331,33 +465,72 @@ def cost_page() -> None:
     recs = published(f"{data.ANALYTICS}.recommendations")
     sessions = VIEW.sessions
     by_capability = (
-        sessions.group_by("capability")
+        sessions.group_by("capability", "status")
         .agg(pl.len().alias("sessions"), pl.col("cost_usd").sum().alias("cost_usd"))
         .sort("cost_usd", descending=True)
     )
-    savings = 0.0 if recs is None else float(recs["estimated_savings_usd"].drop_nulls().sum())
+    counted = None if recs is None else metrics.counted_savings(named_agents(recs, sessions))
+    savings = 0.0 if counted is None else float(counted["counted_savings_usd"].sum())
+    claimed = 0.0 if recs is None else float(recs["estimated_savings_usd"].drop_nulls().sum())
     cols = st.columns(3)
     cols[0].metric("Total cost", metrics.fmt_usd(float(sessions["cost_usd"].sum() or 0.0)))
     cols[1].metric("Recommendations", f"{0 if recs is None else recs.height:,}")
-    cols[2].metric("Estimated savings", metrics.fmt_usd(savings), help="over the observed period")
+    cols[2].metric(
+        "Estimated savings",
+        metrics.fmt_usd(savings),
+        help="over the observed period, each dollar counted once (see below)",
+    )
     if by_capability.height:
         st.altair_chart(
-            alt.Chart(by_capability.to_pandas(), title="Cost by capability")
+            alt.Chart(by_capability.to_pandas(), title=f"Cost by capability ({VIEW.label})")
             .mark_bar()
             .encode(
-                x=alt.X("cost_usd:Q", title="cost ($)"),
-                y=alt.Y("capability:N", sort="-x", title=None),
-                tooltip=["capability", "sessions", "cost_usd"],
+                x=alt.X("sum(cost_usd):Q", title="cost ($)"),
+                y=alt.Y("capability:N", sort="-x", title="capability"),
+                color=alt.Color("status:N", title="session outcome"),
+                tooltip=[
+                    "capability",
+                    "status",
+                    "sessions",
+                    alt.Tooltip("cost_usd:Q", format="$.4f"),
+                ],
             ),
             width="stretch",
         )
-    table(by_capability, "cost_by_capability", cost_usd=USD)
-    if recs is not None:
+    with st.expander("Cost by capability as a table"):
+        table(by_capability, "cost_by_capability", cost_usd=USD)
+    if counted is not None:
         st.subheader("Recommendations, by money saved")
+        if claimed > savings + 1e-9:
+            st.markdown(
+                f"The recommendations claim **{metrics.fmt_usd(claimed)}** in total, but "
+                "several claim the same calls' money: a slow, failing capability and a "
+                "cheaper agent for it. Counting each dollar once (one action per agent and "
+                "capability; per capability, the agent-level actions or the capability-level "
+                f"one, whichever saves more) gives **{metrics.fmt_usd(savings)}**. Savings "
+                "are over the observed period, at the observed prices."
+            )
+        else:
+            st.markdown(
+                f"The recommendations save **{metrics.fmt_usd(savings)}** over the observed "
+                "period, at the observed prices; none of them claims the same calls' money "
+                "as another (overlaps would be counted once)."
+            )
+        shown = counted.select(
+            "title",
+            "counted_savings_usd",
+            "estimated_savings_usd",
+            "confidence",
+            "why",
+            "detail",
+            "kind",
+        )
         table(
-            recs.drop("evidence"),
+            shown,
             "recommendations",
-            estimated_savings_usd=USD,
+            title=st.column_config.TextColumn("action", width="large"),
+            counted_savings_usd=st.column_config.NumberColumn("counted saving", format="$%.4f"),
+            estimated_savings_usd=st.column_config.NumberColumn("claimed", format="$%.4f"),
             confidence=PERCENT,
         )
     forecasts_section()
@@ -399,24 +572,61 @@ def alerts_page() -> None:
     st.caption(
         "Rules: orchestration failures > 1%, workflow delays > 10%, prediction accuracy "
         "< 85%, pool utilisation > 80%, API p95 > 200 ms, any agent anomaly episode "
-        "(NOFX_ALERT_RULES changes them). "
-        "Resolve one with POST /api/v1/alerts/{id}/resolve."
+        "(NOFX_ALERT_RULES changes them). Evaluated after every refresh."
     )
     alerts = published(f"{data.ANALYTICS}.alerts", "last_seen_at desc")
     if alerts is None:
         return
-    open_alerts = alerts.filter(pl.col("status") == "open")
+    resolved_here: dict[str, str] = st.session_state.setdefault("resolved_here", {})
+    open_alerts = alerts.filter(
+        (pl.col("status") == "open") & ~pl.col("alert_id").is_in(list(resolved_here))
+    )
     cols = st.columns(3)
     cols[0].metric("Open alerts", f"{open_alerts.height:,}")
     cols[1].metric("Critical", f"{open_alerts.filter(pl.col('severity') == 'critical').height:,}")
     cols[2].metric("Resolved", f"{alerts.height - open_alerts.height:,}")
     st.subheader("Open")
-    table(open_alerts, "open_alerts")
+    key = st.text_input(
+        "Your API key (write scope), to resolve alerts",
+        type="password",
+        key="api_key",
+        help="sent only to the NOFX API, which records who resolved what; "
+        "`nofx keys create --name me --scope write` makes one",
+    )
+    if open_alerts.is_empty():
+        st.write("No open alerts.")
+    for alert in open_alerts.sort("severity").to_dicts():
+        with st.container(border=True):
+            st.markdown(f"**{alert['severity'].upper()}** · {alert['message']}")
+            st.caption(
+                f"rule {alert['rule_id']} · value {alert['value']:.4g} against "
+                f"{alert['threshold']:.4g} · firing in {alert['occurrences']} evaluation(s) since "
+                f"{alert['first_seen_at']:%Y-%m-%d %H:%M} UTC"
+            )
+            note = st.text_input(
+                "Note", key=f"note-{alert['alert_id']}", placeholder="what was done"
+            )
+            if st.button("Resolve", key=f"resolve-{alert['alert_id']}"):
+                try:
+                    with httpx.Client(base_url=api.api_url(), timeout=10) as client:
+                        api.resolve_alert(client, key, alert["alert_id"], note)
+                except api.ApiRefused as exc:
+                    st.error(str(exc))
+                else:
+                    resolved_here[alert["alert_id"]] = alert["message"]
+                    st.rerun()
+    for message in resolved_here.values():
+        st.success(f"Resolved: {message} (the history below shows it after the next refresh)")
     st.subheader("History")
-    table(alerts, "alerts")
+    table(
+        alerts,
+        "alerts",
+        message=st.column_config.TextColumn("message", width="large"),
+    )
 
 
 st.set_page_config(page_title="NOFX", page_icon=":material/hub:", layout="wide")
+ALERTS_PAGE = st.Page(alerts_page, title="Alerts", url_path="alerts")
 page = st.navigation(
     [
         st.Page(overview, title="Executive overview", url_path="overview", default=True),
@@ -424,7 +634,7 @@ page = st.navigation(
         st.Page(workflows_page, title="Workflows", url_path="workflows"),
         st.Page(predictions_page, title="Predictions", url_path="predictions"),
         st.Page(cost_page, title="Cost and savings", url_path="cost"),
-        st.Page(alerts_page, title="Alerts", url_path="alerts"),
+        ALERTS_PAGE,
     ]
 )
 VIEW = sidebar_view()

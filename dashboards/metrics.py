@@ -271,3 +271,203 @@ def sla_status(success_rate: float | None, target_failure_rate: float = SLA_FAIL
     if success_rate is None:
         return "no data"
     return "met" if 1 - success_rate <= target_failure_rate + 1e-12 else "breached"
+
+
+# -- what an executive reads first ------------------------------------------------------------
+SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
+CAPABILITY_KINDS = ("flaky_step",)  # subject is a capability: the action covers every agent
+AGENT_KINDS = ("cheaper_agent",)  # subject is "capability:agent": the action covers one agent
+
+
+def recommendation_scope(kind: str, subject: str) -> tuple[str | None, str | None]:
+    """(capability, agent) a recommendation acts on; (None, None) when it is about neither."""
+    if kind in AGENT_KINDS and ":" in subject:
+        capability, agent = subject.split(":", 1)
+        return capability, agent
+    if kind in CAPABILITY_KINDS:
+        return subject, None
+    return None, None
+
+
+def counted_savings(recs: pl.DataFrame) -> pl.DataFrame:
+    """Each recommendation with the part of its estimated saving that is counted in a total.
+
+    Recommendations overlap: "route code.review from A to B" and "code.review fails 30% of
+    attempts" both claim A's failed calls. So, per tenant and capability, one action per
+    agent is kept (the largest), and the agent-level actions and the capability-level ones
+    are counted as alternatives: whichever set saves more is counted, the other shows 0
+    with the reason. The total is therefore a floor of what doing everything would save,
+    never a sum of the same dollars twice.
+    """
+    schema = {
+        "capability": pl.Utf8,
+        "agent": pl.Utf8,
+        "counted_savings_usd": pl.Float64,
+        "why": pl.Utf8,
+    }
+    if recs.is_empty():
+        return recs.with_columns(*[pl.lit(None, dtype=t).alias(c) for c, t in schema.items()])
+    rows = recs.to_dicts()
+    for i, row in enumerate(rows):
+        row["_i"] = i
+        row["capability"], row["agent"] = recommendation_scope(
+            str(row.get("kind") or ""), str(row.get("subject") or "")
+        )
+        saving = row.get("estimated_savings_usd")
+        row["_saving"] = float(saving) if saving is not None and saving > 0 else 0.0
+        row["counted_savings_usd"] = row["_saving"]
+        row["why"] = "counted" if row["_saving"] > 0 else "no money estimate"
+    groups: dict[tuple[Any, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        if row["capability"] is not None and row["_saving"] > 0:
+            groups.setdefault((row.get("tenant_id"), row["capability"]), []).append(row)
+    for (_, capability), members in groups.items():
+        best_per_agent: dict[str, dict[str, Any]] = {}
+        for row in sorted(members, key=lambda r: (-r["_saving"], r["_i"])):
+            if row["agent"] is None:
+                continue
+            kept = best_per_agent.get(row["agent"])
+            if kept is None:
+                best_per_agent[row["agent"]] = row
+            else:
+                row["counted_savings_usd"] = 0.0
+                row["why"] = f"same agent and capability as: {kept.get('title')}"
+        agent_rows = list(best_per_agent.values())
+        capability_rows = sorted(
+            (r for r in members if r["agent"] is None), key=lambda r: (-r["_saving"], r["_i"])
+        )
+        for extra in capability_rows[1:]:
+            extra["counted_savings_usd"] = 0.0
+            extra["why"] = f"same capability as: {capability_rows[0].get('title')}"
+        by_agent = sum(r["_saving"] for r in agent_rows)
+        by_capability = capability_rows[0]["_saving"] if capability_rows else 0.0
+        losers = capability_rows[:1] if by_agent >= by_capability else agent_rows
+        for row in losers:
+            row["counted_savings_usd"] = 0.0
+            row["why"] = (
+                f"overlaps with the other {capability} actions (the same calls' money); "
+                "counted once, in the larger of the two"
+            )
+    out = pl.DataFrame(
+        [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows],
+        schema={**recs.schema, **schema},
+    )
+    return out.sort(
+        ["counted_savings_usd", "estimated_savings_usd"], descending=True, nulls_last=True
+    )
+
+
+def top_actions(counted: pl.DataFrame, n: int = 3) -> pl.DataFrame:
+    """The ``n`` actions that save the most counted money (none without a money estimate)."""
+    if counted.is_empty():
+        return counted
+    return counted.filter(pl.col("counted_savings_usd") > 0).head(n)
+
+
+def alert_sentences(alerts: pl.DataFrame | None, limit: int = 5) -> list[str]:
+    """Open alerts in words, the most severe and most recent first."""
+    if alerts is None or alerts.is_empty():
+        return []
+    open_alerts = alerts.filter(pl.col("status") == "open").to_dicts()
+    open_alerts.sort(key=lambda a: str(a.get("last_seen_at")), reverse=True)
+    open_alerts.sort(key=lambda a: SEVERITY_ORDER.get(str(a.get("severity")), 3))
+    out = []
+    for alert in open_alerts[:limit]:
+        since = alert.get("first_seen_at")
+        when = f" since {since:%Y-%m-%d %H:%M} UTC" if isinstance(since, datetime) else ""
+        out.append(f"{str(alert.get('severity', '')).upper()}: {alert.get('message')}{when}")
+    return out
+
+
+@dataclass(frozen=True)
+class Health:
+    verdict: str  # "Healthy", "Needs attention" or "Critical"
+    reason: str
+
+
+def health(head: Headline, alerts: pl.DataFrame | None) -> Health:
+    """One word and one sentence: critical alerts first, then the failure-rate target."""
+    open_alerts = (
+        alerts.filter(pl.col("status") == "open")
+        if alerts is not None and not alerts.is_empty()
+        else None
+    )
+    critical = (
+        0 if open_alerts is None else open_alerts.filter(pl.col("severity") == "critical").height
+    )
+    others = 0 if open_alerts is None else open_alerts.height - critical
+    rate = head.success_rate
+    failure = None if rate is None else 1 - rate
+    failing = "" if failure is None else f"{failure:.1%} of finished sessions failed"
+    if critical:
+        return Health("Critical", f"{critical} critical alert(s) open; {failing or 'no outcomes'}")
+    if failure is not None and failure > SLA_FAILURE_RATE + 1e-12:
+        return Health("Needs attention", f"{failing} (target ≤ {SLA_FAILURE_RATE:.0%})")
+    if others:
+        return Health("Needs attention", f"{others} alert(s) open; {failing or 'no outcomes'}")
+    if failure is None:
+        return Health("No data", "no session has finished in this time range")
+    return Health("Healthy", f"{failing} (target ≤ {SLA_FAILURE_RATE:.0%}); no open alerts")
+
+
+BUCKETS = (
+    ("minute", timedelta(minutes=1)),
+    ("5 minutes", timedelta(minutes=5)),
+    ("15 minutes", timedelta(minutes=15)),
+    ("hour", timedelta(hours=1)),
+    ("6 hours", timedelta(hours=6)),
+    ("day", timedelta(days=1)),
+)
+
+
+def bucket_for(span: timedelta, most: int = 60) -> tuple[str, timedelta]:
+    """The finest bucket that splits ``span`` into at most ``most`` bars: one day of data is
+    24 hourly bars and a five-minute demo is five one-minute bars, never one clipped bar."""
+    for name, width in BUCKETS:
+        if span <= width * most:
+            return name, width
+    return BUCKETS[-1]
+
+
+def activity(
+    sessions: pl.DataFrame, since: datetime | None, now: datetime
+) -> tuple[pl.DataFrame, str, tuple[datetime, datetime] | None]:
+    """Sessions and cost per time bucket and outcome, for the stacked charts.
+
+    The range is the time filter's (``since`` to ``now``) or, for all time, the sessions'
+    own; returns the frame, the bucket's name and the range (naive UTC) for the x axis."""
+    schema = {
+        "bucket": pl.Datetime("us"),
+        "bucket_end": pl.Datetime("us"),
+        "outcome": pl.Utf8,
+        "sessions": pl.Int64,
+        "cost_usd": pl.Float64,
+    }
+    if sessions.is_empty():
+        return pl.DataFrame(schema=schema), "hour", None
+    dtype = sessions["requested_at"].dtype
+    first = cast(datetime, sessions["requested_at"].min())
+    last = cast(datetime, sessions["requested_at"].max())
+    start = in_column_zone(since, dtype) if since else first
+    end = max(in_column_zone(now, dtype), last) if since else last
+    name, width = bucket_for(end - start)
+    every = f"{int(width.total_seconds())}s"
+    outcome = pl.when(pl.col("status").is_in(OPEN)).then(pl.lit("open")).otherwise(pl.col("status"))
+    frame = (
+        sessions.with_columns(
+            pl.col("requested_at").dt.truncate(every).cast(pl.Datetime("us")).alias("bucket"),
+            outcome.alias("outcome"),
+        )
+        .group_by("bucket", "outcome")
+        .agg(
+            pl.len().cast(pl.Int64).alias("sessions"),
+            pl.col("cost_usd").fill_null(0).sum().cast(pl.Float64).alias("cost_usd"),
+        )
+        .with_columns((pl.col("bucket") + width).alias("bucket_end"))
+        .sort("bucket", "outcome")
+    )
+    span = (
+        start.replace(tzinfo=None) if start.tzinfo is None else start,
+        (end + width).replace(tzinfo=None) if end.tzinfo is None else end + width,
+    )
+    return frame.select(list(schema)).cast(schema), name, span  # type: ignore[arg-type]

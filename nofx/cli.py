@@ -873,6 +873,11 @@ def ui_commands(settings: Settings, python: str = sys.executable) -> dict[str, l
             "127.0.0.1",
             "--server.port",
             str(ports["streamlit"]),
+            # no usage statistics (they fail offline) and no "Deploy" menu for executives
+            "--browser.gatherUsageStats",
+            "false",
+            "--client.toolbarMode",
+            "minimal",
         ],
         "mlflow": [
             str(bindir / "mlflow"),
@@ -889,26 +894,81 @@ def ui_commands(settings: Settings, python: str = sys.executable) -> dict[str, l
     }
 
 
+LOCAL_DAGSTER_INSTANCE = """\
+# Written by `nofx up` for the embedded default (SQLite under NOFX_HOME/dagster).
+# One run at a time: the DuckDB warehouse has a single writer, so refreshes queue up.
+run_coordinator:
+  module: dagster.core.run_coordinator
+  class: QueuedRunCoordinator
+  config:
+    max_concurrent_runs: 1
+# A refresh that meets a dashboard's read lock on the warehouse is tried again.
+run_retries:
+  enabled: true
+  max_retries: 2
+"""
+
+
+def ensure_dagster_instance(dagster_home: Path) -> Path:
+    """A dagster.yaml for `nofx up`: telemetry off and one run at a time, unless the operator
+    already chose a run coordinator (e.g. deploy/dagster/dagster.yaml on PostgreSQL)."""
+    path = dagster_home / "dagster.yaml"
+    text = path.read_text() if path.exists() else ""
+    if "telemetry:" not in text:
+        text += ("" if not text or text.endswith("\n") else "\n") + "telemetry:\n  enabled: false\n"
+    if "run_coordinator:" not in text and "run_retries:" not in text:
+        text += LOCAL_DAGSTER_INSTANCE
+    path.write_text(text)
+    return path
+
+
+def worker_command(time_scale: float, python: str = sys.executable) -> list[str]:
+    """The `nofx worker` that `nofx up` runs beside the UIs, so requested sessions run."""
+    return [python, "-m", "nofx.cli", "worker", "--time-scale", str(time_scale)]
+
+
 @app.command("up")
-def up() -> None:
-    """Serve the API, Dagster UI, Streamlit dashboards and MLflow UI until Ctrl-C."""
+def up(
+    worker_time_scale: Annotated[
+        float,
+        typer.Option(help="the worker's multiplier on simulated latencies (0 = no sleeping)"),
+    ] = 1.0,
+    worker: Annotated[
+        bool, typer.Option(help="run a `nofx worker` so requested sessions run on their own")
+    ] = True,
+) -> None:
+    """Serve the API, Dagster UI, Streamlit dashboards and MLflow UI, and run a worker,
+    until Ctrl-C.
+
+    Sessions requested over HTTP are run by the worker; Dagster's new-events sensor then
+    refreshes the warehouse, models' accuracy and alerts, and the dashboards show them.
+    """
     settings = Settings.from_env()
     settings.ensure_dirs()
+    ports = ui_ports()
     env = {
         **os.environ,
         "NOFX_HOME": str(settings.home),
         "DAGSTER_HOME": str(settings.dagster_home),
+        "NOFX_API_URL": os.environ.get("NOFX_API_URL", f"http://127.0.0.1:{ports['api']}"),
     }
+    # the store (and its migrations) before anything else opens it
+    key_path = local_admin_key(settings, EventStore(settings.database_url))
+    ensure_dagster_instance(settings.dagster_home)
+    commands = ui_commands(settings)
+    if worker:
+        commands["worker"] = worker_command(worker_time_scale)
     procs = {
         name: subprocess.Popen(cmd, env=env, start_new_session=True)
-        for name, cmd in ui_commands(settings).items()
+        for name, cmd in commands.items()
     }
-    key_path = local_admin_key(settings, EventStore(settings.database_url))
     table = Table(title="NOFX is up (Ctrl-C to stop)")
     table.add_column("service")
     table.add_column("url")
-    for name, port in ui_ports().items():
+    for name, port in ports.items():
         table.add_row(name, f"http://127.0.0.1:{port}" + ("/docs" if name == "api" else ""))
+    if worker:
+        table.add_row("worker", "runs requested sessions (`nofx worker`)")
     console.print(table)
     console.print(
         f"API key (admin, tenant default): in {key_path}; send 'Authorization: Bearer <key>'"

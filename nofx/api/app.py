@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from nofx import __version__
-from nofx.api import examples, observability, pagination, problems
+from nofx.api import examples, observability, offline_docs, pagination, problems
 from nofx.api.compute import AnalysisPool
 from nofx.api.deps import Services
 from nofx.api.limits import ApiLimits
@@ -88,6 +88,8 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served from local assets below: the CDN pages are blank offline
+        redoc_url=None,
         openapi_tags=[
             {"name": "health", "description": "service status"},
             {"name": "agents", "description": "the agent registry"},
@@ -123,6 +125,7 @@ def create_app(
     app.state.bus = MessageBus(store)
     problems.install(app)
     observability.install(app, limits)
+    offline_docs.install(app)
 
     errors = problems.problem_responses()  # documented on every operation
     for module in (

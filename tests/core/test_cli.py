@@ -182,3 +182,25 @@ def test_a_real_trace_replays_on_simulated_agents(nofx_home: Path) -> None:
     assert "succeeded" in ran.output
     listed = json.loads(invoke("agents", "list", "--json").output)
     assert listed and all(a["labels"].get("replay") == "workflow" for a in listed)
+
+
+def test_up_queues_dagster_runs_one_at_a_time_unless_configured(tmp_path: Path) -> None:
+    import yaml
+
+    from nofx.cli import ensure_dagster_instance
+
+    fresh = yaml.safe_load(ensure_dagster_instance(tmp_path).read_text())
+    assert fresh["telemetry"] == {"enabled": False}
+    assert fresh["run_coordinator"]["config"] == {"max_concurrent_runs": 1}
+    assert fresh["run_retries"] == {"enabled": True, "max_retries": 2}
+    assert yaml.safe_load(ensure_dagster_instance(tmp_path).read_text()) == fresh  # idempotent
+    chosen = tmp_path / "chosen"
+    chosen.mkdir()
+    (chosen / "dagster.yaml").write_text(
+        "run_coordinator:\n  module: m\n  class: C\ntelemetry:\n  enabled: true\n"
+    )
+    kept = yaml.safe_load(ensure_dagster_instance(chosen).read_text())
+    assert kept == {
+        "run_coordinator": {"module": "m", "class": "C"},
+        "telemetry": {"enabled": True},
+    }

@@ -122,16 +122,30 @@ def test_jobs_sensors_and_schedule(definitions: dg.Definitions) -> None:
     assert rollup.job_name == "daily_rollup" and rollup.cron_schedule == "30 0 * * *"
 
 
-def test_the_daily_schedule_rebuilds_yesterday() -> None:
-    from datetime import UTC, datetime
+def test_the_daily_schedule_rebuilds_yesterday_and_skips_before_the_first_event() -> None:
+    from datetime import UTC, timedelta
 
     from dagster_project.defs.sensors import daily_rollup_schedule
+    from dagster_project.defs.transform import DAILY_PARTITIONS
 
-    context = dg.build_schedule_context(
-        scheduled_execution_time=datetime(2026, 3, 2, 0, 30, tzinfo=UTC)
+    start = DAILY_PARTITIONS.start.astimezone(UTC)
+    tick = start + timedelta(days=2, minutes=30)
+    request = daily_rollup_schedule(dg.build_schedule_context(scheduled_execution_time=tick))
+    assert request.partition_key == (start + timedelta(days=1)).strftime("%Y-%m-%d")
+    before = daily_rollup_schedule(
+        dg.build_schedule_context(scheduled_execution_time=start + timedelta(minutes=30))
     )
-    request = daily_rollup_schedule(context)
-    assert request.partition_key == "2026-03-01"
+    assert isinstance(before, dg.SkipReason) and "no events before" in before.skip_message
+
+
+def test_what_keeps_data_fresh_runs_by_default(definitions: dg.Definitions) -> None:
+    """`make up` needs no click: refresh and retraining are on; sessions are the worker's."""
+    sensors = {s.name: s.default_status for s in definitions.sensors or []}
+    assert sensors["new_events_sensor"] == dg.DefaultSensorStatus.RUNNING
+    assert sensors["requested_sessions_sensor"] == dg.DefaultSensorStatus.STOPPED
+    for name in ("nightly_retrain", "daily_rollup_schedule"):
+        status = definitions.resolve_schedule_def(name).default_status
+        assert status == dg.DefaultScheduleStatus.RUNNING, name
 
 
 def test_daily_vars_are_whole_utc_days() -> None:

@@ -97,3 +97,46 @@ def test_read_cursor_heals_bad_values() -> None:
     assert read_cursor("not json") == {}
     assert read_cursor("[1, 2]") == {}
     assert read_cursor('{"last_position": 4}') == {"last_position": 4}
+
+
+def test_daily_partitions_start_at_the_first_event(
+    settings: Settings, store: EventStore, fleet, runtime: Runtime
+) -> None:
+    from datetime import UTC, date, datetime, timedelta, timezone
+
+    from dagster_project.defs.transform import first_event_at, partition_start
+
+    today = date(2026, 5, 3)
+    assert partition_start(None, today) == "2026-05-03"
+    late_evening = datetime(2026, 5, 1, 23, 30, tzinfo=timezone(timedelta(hours=-5)))
+    assert partition_start(late_evening, today) == "2026-05-02"  # UTC day
+    assert partition_start(datetime(2027, 1, 1, tzinfo=UTC), today) == "2026-05-03"
+    # the real store: missing -> None; with events -> when the first one happened
+    assert first_event_at(f"sqlite:///{settings.home / 'absent.db'}") is None
+    assert first_event_at("postgresql+psycopg://nobody@127.0.0.1:1/none") is None
+    submit(runtime, 1)
+    first = first_event_at(settings.database_url)
+    assert first is not None
+    assert abs(first.replace(tzinfo=first.tzinfo or UTC) - datetime.now(UTC)) < timedelta(hours=1)
+
+
+def test_the_refreshs_own_alert_events_do_not_start_another_refresh(
+    settings: Settings, store: EventStore, fleet, runtime: Runtime
+) -> None:
+    from nofx.alerts import AlertService, Observation, load_rules
+    from nofx.alerts import evaluate as evaluate_rules
+
+    submit(runtime, 1)
+    first = evaluate(new_events_sensor, settings)
+    assert isinstance(first, dg.SensorResult)
+    # what the refresh's alert rules write: must not look like new activity
+    rules = load_rules()
+    rule = next(r for r in rules if r.metric == "session_failure_rate")
+    raised = AlertService(store).sync(
+        evaluate_rules(rules, [Observation(rule.metric, "fleet", 0.5, 100)]), {rule.metric}
+    )
+    assert raised.raised and store.last_position() > json.loads(first.cursor)["last_position"]
+    quiet = evaluate(new_events_sensor, settings, cursor=first.cursor)
+    assert isinstance(quiet, dg.SkipReason), "the refresh would trigger itself forever"
+    submit(runtime, 1)  # a user's activity does
+    assert isinstance(evaluate(new_events_sensor, settings, cursor=first.cursor), dg.SensorResult)

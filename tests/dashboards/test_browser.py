@@ -168,7 +168,7 @@ def test_every_page_loads_and_shows_the_warehouse_numbers(
         for name, path, labels in pages:
             page.goto(dashboard + path)
             page.wait_for_selector('[data-testid="stMetricValue"]', timeout=45_000)
-            page.wait_for_selector('[data-testid="stDataFrame"]', timeout=30_000)
+            page.wait_for_selector('[data-testid="stVegaLiteChart"]', timeout=30_000)
             page.wait_for_load_state("networkidle")
             page.wait_for_timeout(1000)  # let the charts draw before the screenshot
             assert page.locator('[data-testid="stException"]').count() == 0, f"{name} raised"

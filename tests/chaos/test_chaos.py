@@ -68,8 +68,10 @@ async def test_timeouts_and_an_agent_going_dark_move_work_to_the_others(
 ) -> None:
     def tweak(index: int) -> dict:
         config = faulty(0.03)
-        if index == 4:  # the best-ranked agent answers 15 calls, then never again
-            config["dark_after_calls"] = 15
+        if index == 4:  # the best-ranked agent answers 5 calls, then never again
+            # (5, not more: with the loop free, 120 sessions choose at once and the router
+            # spreads them by load, so the best agent sees about a dozen calls in all)
+            config["dark_after_calls"] = 5
         if index == 3:  # the runner-up sometimes takes longer than the call timeout
             config.update(latency_median_ms=1200, latency_sigma=0.8)
         return config
@@ -88,7 +90,7 @@ async def test_timeouts_and_an_agent_going_dark_move_work_to_the_others(
         for e in step_events(store, "StepFailed")
         if e.payload["error.type"] == "timeout"
     )
-    assert completed_by[dark.agent_id] <= 15
+    assert completed_by[dark.agent_id] <= 5
     # the router's breaker cuts the dark agent off after a few timeouts instead of
     # letting every session pay for it (with no breaker it timed out on over 100 calls)
     assert 3 <= timeouts[dark.agent_id] <= 40

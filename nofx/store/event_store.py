@@ -367,7 +367,7 @@ class EventStore:
         op = Append(
             stream_id, stream_type, tenant_id, list(new_events), expected_version=expected_version
         )
-        written: Written = self.writer.run(op)
+        written: Written = self.write(op)
         return written.events
 
     async def append_async(
@@ -382,7 +382,7 @@ class EventStore:
         op = Append(
             stream_id, stream_type, tenant_id, list(new_events), expected_version=expected_version
         )
-        written: Written = await self.writer.run_async(op)
+        written: Written = await self.write_async(op)
         return written.events
 
     def read_stream(self, stream_id: str, *, after_seq: int = 0) -> list[Event]:

@@ -862,9 +862,11 @@ class Runtime:
         params = {"b_session_id": session_id, "b_owner": self.config.worker_id}
         await self.store.call_async(lambda tx: tx.conn.execute(_RELEASE, params))
 
-    async def execute(self, session_id: str) -> Session:
-        """Run (or resume) a session this runtime has claimed, to a terminal state."""
-        history = await self.store.read(self.sessions.events, session_id)
+    async def execute(self, session_id: str, history: list[Event] | None = None) -> Session:
+        """Run (or resume) a session this runtime has claimed, to a terminal state
+        (``history``: its events, when the caller read them already)."""
+        if history is None:
+            history = await self.store.read(self.sessions.events, session_id)
         state = replay(history)
         if state is None:
             raise NotFoundError(f"no session with id {session_id!r}", hint="list sessions")
@@ -966,10 +968,10 @@ class Runtime:
                 await asyncio.sleep(self.config.autoscale_interval_s)
                 await self.autoscale_once()
 
-        async def one(session_id: str) -> None:
+        async def one(session_id: str, history: list[Event]) -> None:
             async with gate:
                 try:
-                    session = await self.execute(session_id)
+                    session = await self.execute(session_id, history)
                 except ConcurrencyError as exc:
                     # Someone else wrote to the stream: a user cancelled it, or our lease ran
                     # out and another runtime took over. Step aside; the stream is the truth.
@@ -993,19 +995,36 @@ class Runtime:
         beat = asyncio.create_task(heartbeat())
         scaler = asyncio.create_task(autoscale())
         try:
-            while limit is None or len(summary.sessions) < limit:
-                if should_stop is not None and should_stop():
-                    break  # finish what is in flight, claim nothing new
-                want = batch if limit is None else min(batch, limit - len(summary.sessions))
-                # an interrupted session is left for the next pass, not retried in a hot loop
-                # claim no more than can run at once: a claimed session waiting behind the
-                # gate still holds a lease, and the heartbeat must keep it alive
-                want = min(want, self.config.concurrency)
-                ids = await self.claim_async(want, exclude={sid for sid, _ in summary.interrupted})
-                active.update(ids)
-                if not ids:
+            running: set[asyncio.Future[None]] = set()
+            exhausted = False  # the last claim found fewer than asked: wait for the running
+            while True:
+                stopping = should_stop is not None and should_stop()
+                room = self.config.concurrency - len(running)
+                if limit is not None:
+                    room = min(room, limit - len(summary.sessions) - len(running))
+                # keep the slots full without a barrier between batches: claim again when a
+                # quarter of them are free (or nothing runs). Claim no more than can run at
+                # once: a claimed session waiting for a slot holds a lease for nothing. An
+                # interrupted session is left for the next pass, not retried in a hot loop.
+                refill = not running or room >= max(1, self.config.concurrency // 4)
+                if not stopping and not exhausted and room > 0 and refill:
+                    want = min(room, batch)
+                    ids = await self.claim_async(
+                        want, exclude={sid for sid, _ in summary.interrupted}
+                    )
+                    exhausted = len(ids) < want
+                    if ids:
+                        active.update(ids)
+                        # one read for the whole claim's histories, in a thread
+                        histories = await self.store.read(self.store.read_streams, ids)
+                        running.update(
+                            asyncio.ensure_future(one(sid, histories.get(sid, []))) for sid in ids
+                        )
+                if not running:
                     break
-                await asyncio.gather(*(one(sid) for sid in ids))
+                _, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                if not running:
+                    exhausted = False  # everything ended: look once more before stopping
         finally:
             for task in (beat, scaler):
                 task.cancel()

@@ -205,10 +205,14 @@ class SessionService:
     async def submit_async(self, request: SessionRequest) -> Session:
         """``submit`` for async callers: the checks run in a thread, the write through the
         store's writer, and the event loop never waits on the database."""
-        existing = await self.store.read(self._check_request, request)
-        if existing is not None:
-            return existing
-        op = self._requested(request)
+        if request.idempotency_key:
+            existing = await self.store.read(self._check_request, request)
+            if existing is not None:
+                return existing
+            op = self._requested(request)
+        else:
+            # checked by the writer just before the write: no extra thread hop per submission
+            op = self._requested(request, check=True)
         return self._submitted(request, await self.store.write_async(op))
 
     def _check_request(self, request: SessionRequest) -> Session | None:
@@ -230,7 +234,7 @@ class SessionService:
                 return self.get(existing.payload["session_id"])
         return None
 
-    def _requested(self, request: SessionRequest) -> Append:
+    def _requested(self, request: SessionRequest, *, check: bool = False) -> Append:
         session_id = new_id("ses")
         payload = {
             "session_id": session_id,
@@ -250,12 +254,26 @@ class SessionService:
             notify_work(tx.conn)
             return project(tx, written)
 
+        def prepare(_op: Append, tx: Transaction) -> None:
+            # refuses before anything is written; the tenant's capabilities are read once
+            # per commit group, not once per submission
+            if request.workflow is not None:
+                self._check_request(request)
+                return
+            memo_key = ("registry.capabilities", request.tenant_id)
+            known = tx.memo.get(memo_key)
+            if known is None:
+                known = tx.memo[memo_key] = set(self.registry.capabilities(request.tenant_id))
+            if request.task.capability not in known:
+                self.registry.require_capability(request.task.capability, request.tenant_id)
+
         return Append(
             session_stream(session_id),
             STREAM_TYPE,
             request.tenant_id,
             [NewEvent(type="SessionRequested", payload=payload, idempotency_key=key)],
             after=after,
+            prepare=prepare if check else None,
         )
 
     def _submitted(self, request: SessionRequest, written: Written) -> Session:

@@ -394,6 +394,23 @@ class EventStore:
         with self.engine.connect() as conn:
             return [row_to_event(r) for r in conn.execute(query)]
 
+    def read_streams(self, session_ids: list[str]) -> dict[str, list[Event]]:
+        """The session streams of ``session_ids`` in one query per 500 (keyed by session id)."""
+        found: dict[str, list[Event]] = {}
+        col = schema.events.c
+        with self.engine.connect() as conn:
+            for start in range(0, len(session_ids), 500):
+                chunk = session_ids[start : start + 500]
+                query = (
+                    select(schema.events)
+                    .where(col.stream_id.in_([f"session-{sid}" for sid in chunk]))
+                    .order_by(col.stream_id, col.seq)
+                )
+                for row in conn.execute(query):
+                    event = row_to_event(row)
+                    found.setdefault(event.stream_id.removeprefix("session-"), []).append(event)
+        return found
+
     def read_all(
         self,
         *,

@@ -106,7 +106,16 @@ def fsyncs(durability: str, tmp_path: Path) -> tuple[int, int]:
     script = tmp_path / "fsyncs.py"
     script.write_text(FSYNC_SCRIPT)
     done = subprocess.run(
-        ["strace", "-f", "-c", "-e", "trace=fsync,fdatasync", sys.executable, str(script), durability],
+        [
+            "strace",
+            "-f",
+            "-c",
+            "-e",
+            "trace=fsync,fdatasync",
+            sys.executable,
+            str(script),
+            durability,
+        ],
         cwd=REPO_ROOT,
         env={"PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/bin:/bin"},
         capture_output=True,

@@ -377,9 +377,7 @@ class GroupCommitWriter:
                 )
             versions[op.stream_id] = base + len(op.events)
         try:
-            positions: list[int] = (
-                list(conn.execute(_INSERT_RETURNING, rows).scalars()) if rows else []
-            )
+            positions = _insert_events(conn, rows)
         except IntegrityError as exc:
             raise _FallBack("a constraint objected") from exc
         cursor = 0
@@ -398,6 +396,24 @@ class GroupCommitWriter:
 _INSERT_RETURNING = schema.events.insert().returning(
     schema.events.c.position, sort_by_parameter_order=True
 )
+_INSERT = schema.events.insert()
+
+
+def _insert_events(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert the group's events; their positions, in order.
+
+    SQLite cannot promise RETURNING order for a multi-row insert (SQLAlchemy then inserts
+    row by row), but the writer holds the write lock (BEGIN IMMEDIATE) and ``position`` is
+    the rowid, so one executemany numbers the rows consecutively after the last one.
+    PostgreSQL's sequence may interleave with other processes: it returns them in order."""
+    if not rows:
+        return []
+    if conn.dialect.name != "sqlite":
+        returned: list[Any] = list(conn.execute(_INSERT_RETURNING, rows).scalars())
+        return [int(p) for p in returned]
+    conn.execute(_INSERT, rows)
+    last = int(conn.exec_driver_sql("SELECT last_insert_rowid()").scalar() or 0)
+    return list(range(last - len(rows) + 1, last + 1))
 
 
 def _existing_keys(conn: Connection, keys: list[str]) -> bool:

@@ -190,6 +190,9 @@ def test_a_group_commits_everyone_and_a_conflict_fails_only_its_caller(store: Ev
     for stream in ("s0", "s1", "s2"):
         assert [e.seq for e in store.read_stream(stream)] == list(range(1, 11))
     assert sorted(e.payload["i"] for e in written) == list(range(30))
+    # the positions handed back are the ones stored
+    stored = {e.position: e.payload.get("i") for e in store.read_all(limit=1000)}
+    assert all(stored[e.position] == e.payload["i"] for e in written)
     assert first.position == second.position and second.payload == {"n": 0}
     assert [e.type for e in store.read_stream("moved")] == ["A"]
     assert store.count_events("k") == 1

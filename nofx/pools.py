@@ -225,11 +225,30 @@ class Autoscaler:
         self._known: dict[str, Pool] = {}
         self._loaded_at = float("-inf")
         self._latency: dict[str, list[float]] = {}
+        self._loading: asyncio.Future[None] | None = None
 
     def _load(self, force: bool = False) -> None:
         if force or time.monotonic() - self._loaded_at >= self.refresh_s:
             self._known = {p.agent_id: p for p in self.pools.list()}
             self._loaded_at = time.monotonic()
+
+    async def _load_async(self, force: bool = False) -> None:
+        """``_load`` in a thread, off the event loop; concurrent callers share one read."""
+        if self._loading is None and (
+            force or time.monotonic() - self._loaded_at >= self.refresh_s
+        ):
+
+            async def load() -> None:
+                try:
+                    pools = await asyncio.to_thread(self.pools.list)
+                    self._known = {p.agent_id: p for p in pools}
+                    self._loaded_at = time.monotonic()
+                finally:
+                    self._loading = None
+
+            self._loading = asyncio.ensure_future(load())
+        if self._loading is not None:
+            await asyncio.shield(self._loading)
 
     def pool_for(self, agent: Agent) -> Pool | None:
         self._load()
@@ -238,7 +257,8 @@ class Autoscaler:
     @asynccontextmanager
     async def slot(self, agent: Agent) -> AsyncIterator[None]:
         """A slot in the agent's pool, waiting while the pool is full; no-op without a pool."""
-        pool = self.pool_for(agent)
+        await self._load_async()
+        pool = self._known.get(agent.agent_id)
         if pool is None:
             yield
             return
@@ -264,7 +284,7 @@ class Autoscaler:
         self, agents: dict[str, Agent], now: datetime | None = None
     ) -> list[ScalingDecision]:
         """One autoscaling round over the pools this worker has seen traffic for."""
-        self._load(force=True)
+        await self._load_async(force=True)
         now = now or utcnow()
         made = []
         for agent_id, gate in list(self.gates.items()):
@@ -285,7 +305,9 @@ class Autoscaler:
             if decision is None:
                 continue
             try:
-                updated = self.pools.scale(pool, decision, signal, self.worker_id)
+                updated = await asyncio.to_thread(
+                    self.pools.scale, pool, decision, signal, self.worker_id
+                )
             except ConcurrencyError:
                 continue  # another worker changed the pool first; re-read next round
             self._known[agent_id] = updated

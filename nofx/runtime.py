@@ -21,9 +21,19 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
 from nofx.agents import AgentCall, AgentCallError, ErrorClass, ProviderSet
-from nofx.domain import Agent, Event, NewEvent, PatternName, Session, SessionStatus, utcnow
+from nofx.domain import (
+    Agent,
+    Event,
+    Message,
+    NewEvent,
+    PatternName,
+    Session,
+    SessionStatus,
+    utcnow,
+)
 from nofx.errors import ConcurrencyError, NoEligibleAgentError, NotFoundError
 from nofx.pools import Autoscaler, PoolService
 from nofx.registry import AgentRegistry
@@ -33,8 +43,9 @@ from nofx.routing.retry import RetryAction, RetryPolicy, backoff_delay, next_act
 from nofx.routing.selection import Outcome, SelectionRequest, Selector
 from nofx.sessions import STREAM_TYPE as SESSION_STREAM_TYPE
 from nofx.sessions import SessionService, project, replay, row_to_session, session_stream
-from nofx.store import EventStore
+from nofx.store import EventStore, Transaction
 from nofx.store.schema import sessions
+from nofx.store.writer import Append
 
 log = logging.getLogger(__name__)
 _RELEASE = (
@@ -95,8 +106,23 @@ class RuntimeConfig:
     autoscale_interval_s: float = 2.0
 
 
+@dataclass
+class _Outgoing:
+    """Events waiting to be written for one session, in the order they were emitted."""
+
+    events: list[NewEvent]
+    waiter: asyncio.Future[list[Event]] | None = None
+    release_lease: bool = False
+
+
 class SessionExecution:
-    """What a pattern sees: the session, and a durable ``call_step``."""
+    """What a pattern sees: the session, and a durable ``call_step``.
+
+    Writes of one session form a chain: each is one operation for the store's group-commit
+    writer, sent when the previous one has committed, carrying everything emitted in between.
+    ``write`` awaits its own commit; ``emit`` (for patterns' extra facts) queues without
+    waiting, and is durable before any later awaited write of the session is. A write that
+    fails fails every later write of the session with the same error."""
 
     def __init__(self, runtime: Runtime, session: Session, history: list[Event]) -> None:
         self.runtime = runtime
@@ -105,17 +131,28 @@ class SessionExecution:
         self.state = replay(history)
         self._positions = {e.position for e in history}
         self._deferred: list[NewEvent] = []
+        self._outbox: list[_Outgoing] = []
+        self._sending: asyncio.Task[None] | None = None
+        self._failure: BaseException | None = None
         self.rng = random.Random(f"{runtime.config.seed}/{session.session_id}")
 
     def _step_events(self, step_id: str) -> list[Event]:
         return [e for e in self.history if e.payload.get("step_id") == step_id]
 
+    def _new_event(self, event_type: str, payload: dict[str, Any], key: str | None) -> NewEvent:
+        payload = {"session_id": self.session.session_id, **payload}
+        return NewEvent(type=event_type, payload=payload, idempotency_key=key)
+
     def defer(self, event_type: str, payload: dict[str, Any], key: str | None = None) -> None:
         """Queue an event to be written with the next ``emit`` (one transaction instead of two)."""
-        payload = {"session_id": self.session.session_id, **payload}
-        self._deferred.append(NewEvent(type=event_type, payload=payload, idempotency_key=key))
+        self._deferred.append(self._new_event(event_type, payload, key))
 
-    def emit(
+    def emit(self, event_type: str, payload: dict[str, Any], key: str | None = None) -> None:
+        """Write deferred events and this one (with the session's projection) without waiting:
+        they are durable before any later ``write`` of this session returns."""
+        self._send(self._new_event(event_type, payload, key), None, release_lease=False)
+
+    async def write(
         self,
         event_type: str,
         payload: dict[str, Any],
@@ -123,28 +160,85 @@ class SessionExecution:
         *,
         release_lease: bool = False,
     ) -> list[Event]:
-        """Append deferred events and this one to the session's stream and project them,
-        in one transaction; ``release_lease`` frees the session in the same transaction."""
-        payload = {"session_id": self.session.session_id, **payload}
-        new = [*self._deferred, NewEvent(type=event_type, payload=payload, idempotency_key=key)]
-        with self.runtime.store.transaction() as tx:
-            written = tx.append(
-                session_stream(self.session.session_id),
-                SESSION_STREAM_TYPE,
-                self.session.tenant_id,
-                new,
-                known_version=self.history[-1].seq if self.history else None,
-            )
-            state = project(tx.conn, written, self.state)
-            if release_lease:
-                self.runtime.release(self.session.session_id, conn=tx.conn)
+        """Write deferred events and this one, and await their durable commit;
+        ``release_lease`` frees the session in the same transaction."""
+        waiter: asyncio.Future[list[Event]] = asyncio.get_running_loop().create_future()
+        self._send(self._new_event(event_type, payload, key), waiter, release_lease=release_lease)
+        return await waiter
+
+    def publish(self, message: Message) -> None:
+        """Put a message on the bus without waiting: it goes through the same writer, queued
+        before any later write of this session. A message already published (a resumed
+        session repeating itself) is stored once."""
+        from nofx.bus import MessageBus
+
+        future = MessageBus(self.runtime.store).publish_nowait(message)
+        future.add_done_callback(_log_publish_failure)
+
+    async def flush(self) -> None:
+        """Wait until everything emitted so far is durable (raises the chain's failure)."""
+        while self._sending is not None and not self._sending.done():
+            await asyncio.shield(self._sending)
+        if self._failure is not None:
+            raise self._failure
+
+    def _send(
+        self, event: NewEvent, waiter: asyncio.Future[list[Event]] | None, *, release_lease: bool
+    ) -> None:
+        events = [*self._deferred, event]
         self._deferred.clear()
-        if state is not None:
-            self.state = state
-        fresh = [e for e in written if e.position not in self._positions]
-        self.history.extend(fresh)
-        self._positions.update(e.position for e in fresh)
-        return written
+        self._outbox.append(_Outgoing(events, waiter, release_lease))
+        if self._sending is None or self._sending.done():
+            self._sending = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        while self._outbox:
+            batch, self._outbox = self._outbox, []
+            if self._failure is not None:
+                _fail(batch, self._failure)
+                continue
+            try:
+                written = await self.runtime.store.write_async(self._operation(batch))
+            except BaseException as exc:
+                self._failure = exc
+                _fail(batch, exc)
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            events: list[Event] = written.events
+            if written.value is not None:
+                self.state = written.value
+            fresh = [e for e in events if e.position not in self._positions]
+            self.history.extend(fresh)
+            self._positions.update(e.position for e in fresh)
+            cursor = 0
+            for item in batch:
+                mine = events[cursor : cursor + len(item.events)]
+                cursor += len(item.events)
+                if item.waiter is not None and not item.waiter.done():
+                    item.waiter.set_result(mine)
+
+    def _operation(self, batch: list[_Outgoing]) -> Append:
+        sid = self.session.session_id
+        release = any(item.release_lease for item in batch)
+        known_state = self.state
+        runtime = self.runtime
+
+        def after(tx: Transaction, written: list[Event]) -> dict[str, Any] | None:
+            state = project(tx, written, known_state)
+            if release:
+                tx.later(_RELEASE, {"b_session_id": sid, "b_owner": runtime.config.worker_id})
+            return state
+
+        return Append(
+            session_stream(sid),
+            SESSION_STREAM_TYPE,
+            self.session.tenant_id,
+            [e for item in batch for e in item.events],
+            known_version=self.history[-1].seq if self.history else None,
+            occurred_at=utcnow(),
+            after=after,
+        )
 
     def spent_usd(self) -> float:
         """Cost of every step outcome so far, written or waiting in the deferred batch."""
@@ -153,9 +247,10 @@ class SessionExecution:
             for e in self.history
             if e.type in ("StepCompleted", "StepFailed")
         )
+        waiting = [*self._deferred, *(e for item in self._outbox for e in item.events)]
         deferred = sum(
             float(e.payload.get("cost_usd", 0.0))
-            for e in self._deferred
+            for e in waiting
             if e.type in ("StepCompleted", "StepFailed")
         )
         return written + deferred
@@ -190,7 +285,7 @@ class SessionExecution:
         started = {e.payload["attempt"] for e in past if e.type == "StepStarted"}
         finished = {e.payload["attempt"] for e in past if e.type in ("StepFailed", "StepAbandoned")}
         for lost in sorted(started - finished):
-            self.emit(
+            await self.write(
                 "StepAbandoned",
                 {"step_id": step_id, "attempt": lost, "error.type": "worker_lost"},
                 key=f"{sid}/{step_id}/{lost}/abandoned",
@@ -272,6 +367,7 @@ class SessionExecution:
         allowance = self.session.wait_for_recovery_s or 0.0
         started = time.monotonic()
         while True:
+            await self.runtime.prepare_choice(request)
             try:
                 return self.runtime.choose(request, self, step_id, attempt)
             except StepFailed as exc:
@@ -309,6 +405,18 @@ class SessionExecution:
         others = replace(request, exclude=request.exclude | {agent.agent_id})
         candidates = self.runtime.candidates(request.tenant_id, request.capability)
         return bool(self.runtime.selector.rank(others, candidates))
+
+
+def _log_publish_failure(done: Any) -> None:
+    exc = None if done.cancelled() else done.exception()
+    if exc is not None and not isinstance(exc, IntegrityError):  # IntegrityError: a repeat
+        log.warning("a session's bus message was not stored: %s", exc)
+
+
+def _fail(batch: list[_Outgoing], exc: BaseException) -> None:
+    for item in batch:
+        if item.waiter is not None and not item.waiter.done():
+            item.waiter.set_exception(exc)
 
 
 def _result_from_event(event: Event, *, replayed: bool) -> StepResult:
@@ -382,19 +490,72 @@ class Runtime:
             patterns = default_patterns()
         self.patterns: dict[PatternName, PatternRunner] = {PatternName.SOLO: run_solo, **patterns}
         self._agents_cache: dict[tuple[str, str], list[Agent]] = {}
+        self._fleets: dict[str, list[Agent]] = {}
+        self._fleet_loads: dict[str, asyncio.Future[None]] = {}
         self._breaker_cursor = 0
         self._breaker_synced_at = float("-inf")
+        self._breaker_sync: asyncio.Future[None] | None = None
         self.autoscaler = Autoscaler(PoolService(store), self.config.worker_id)
 
     # -- choosing and calling agents -------------------------------------------------------
     def candidates(self, tenant_id: str, capability: str) -> list[Agent]:
+        """Agents of the tenant offering ``capability``, from this runtime's cache (filled off
+        the loop by ``prepare_tenant``; read here only when a caller skipped that)."""
         key = (tenant_id, capability)
         if key not in self._agents_cache:
-            self._agents_cache[key] = self.registry.list(tenant_id=tenant_id, capability=capability)
+            fleet = self._fleets.get(tenant_id)
+            self._agents_cache[key] = (
+                self.registry.list(tenant_id=tenant_id, capability=capability)
+                if fleet is None
+                else [a for a in fleet if a.proficiency(capability) >= 1]
+            )
         return self._agents_cache[key]
 
     def refresh_agents(self) -> None:
         self._agents_cache.clear()
+        self._fleets.clear()
+
+    async def prepare_tenant(self, tenant_id: str) -> None:
+        """Read the tenant's agents once, in a thread, so that choosing an agent for any
+        capability needs no database read on the event loop (``refresh_agents`` re-reads)."""
+        if tenant_id in self._fleets:
+            return
+        loading = self._fleet_loads.get(tenant_id)
+        if loading is None:
+
+            async def load() -> None:
+                try:
+                    fleet = await self.store.read(self.registry.list, tenant_id=tenant_id)
+                    self._fleets.setdefault(tenant_id, fleet)
+                finally:
+                    self._fleet_loads.pop(tenant_id, None)
+
+            loading = self._fleet_loads[tenant_id] = asyncio.ensure_future(load())
+        await asyncio.shield(loading)  # thousands of sessions starting at once share one read
+
+    async def prepare_choice(self, request: SelectionRequest) -> None:
+        """Do the reads ``choose`` needs in a thread: the candidates (once per capability)
+        and other workers' breaker transitions (at most once a second)."""
+        await self.prepare_tenant(request.tenant_id)
+        if getattr(self.selector, "breakers", None) is None:
+            return
+        if self._breaker_sync is None and time.monotonic() - self._breaker_synced_at >= 1.0:
+            self._breaker_sync = asyncio.ensure_future(self._sync_breakers())
+        if self._breaker_sync is not None:
+            await asyncio.shield(self._breaker_sync)  # every chooser waits for the one read
+
+    async def _sync_breakers(self) -> None:
+        try:
+            events = await self.store.read(
+                self.store.read_all,
+                after_position=self._breaker_cursor,
+                limit=10_000,
+                stream_type="breaker",
+            )
+            self._adopt(events)
+        finally:
+            self._breaker_synced_at = time.monotonic()
+            self._breaker_sync = None
 
     def choose(
         self, request: SelectionRequest, execution: SessionExecution, step_id: str, attempt: int
@@ -493,7 +654,7 @@ class Runtime:
             "gen_ai.provider.name": agent.provider.kind.value,
             "capability": request.capability,
         }
-        execution.emit(
+        await execution.write(
             "StepStarted",
             {**base, "timeout_s": timeout_s},  # a failure-model input
             key=f"{sid}/{step_id}/{attempt}/started",
@@ -551,7 +712,7 @@ class Runtime:
             if write_with_next:
                 execution.defer("StepCompleted", completed, key=key)
                 return _result_from_payload(completed, replayed=False)
-            written = execution.emit("StepCompleted", completed, key=key)
+            written = await execution.write("StepCompleted", completed, key=key)
             return _result_from_event(written[0], replayed=False)
         finally:
             self.selector.release(agent.agent_id)
@@ -568,7 +729,7 @@ class Runtime:
             ),
             agent.tenant_id,
         )
-        execution.emit(
+        await execution.write(
             "StepFailed",
             {
                 **base,
@@ -596,9 +757,19 @@ class Runtime:
         if board is None or time.monotonic() - self._breaker_synced_at < 1.0:
             return
         self._breaker_synced_at = time.monotonic()
-        for event in self.store.read_all(
-            after_position=self._breaker_cursor, limit=10_000, stream_type="breaker"
-        ):
+        self._adopt(
+            self.store.read_all(
+                after_position=self._breaker_cursor, limit=10_000, stream_type="breaker"
+            )
+        )
+
+    def _adopt(self, events: list[Event]) -> None:
+        board = getattr(self.selector, "breakers", None)
+        if board is None:
+            return
+        for event in events:
+            if event.position <= self._breaker_cursor:
+                continue
             self._breaker_cursor = event.position
             p = event.payload
             if p.get("worker_id") != self.config.worker_id:
@@ -611,22 +782,26 @@ class Runtime:
         if drain is None:
             return
         for t in drain():
-            self.store.append(
-                f"breaker-{t.agent_id}",
-                "breaker",
-                tenant_id,
-                [
-                    NewEvent(
-                        type="BreakerTransitioned",
-                        payload={
-                            "agent_id": t.agent_id,
-                            "from": t.before.value,
-                            "to": t.after.value,
-                            "reason": t.reason,
-                            "worker_id": self.config.worker_id,
-                        },
-                    )
-                ],
+            # queued, not awaited: a transition is a fact for other workers, nothing here
+            # waits on it, and the writer keeps the order of one agent's transitions
+            self.store.submit(
+                Append(
+                    f"breaker-{t.agent_id}",
+                    "breaker",
+                    tenant_id,
+                    [
+                        NewEvent(
+                            type="BreakerTransitioned",
+                            payload={
+                                "agent_id": t.agent_id,
+                                "from": t.before.value,
+                                "to": t.after.value,
+                                "reason": t.reason,
+                                "worker_id": self.config.worker_id,
+                            },
+                        )
+                    ],
+                )
             )
 
     # -- sessions ----------------------------------------------------------------------------
@@ -634,6 +809,25 @@ class Runtime:
         self, limit: int, session_ids: list[str] | None = None, exclude: set[str] | None = None
     ) -> list[str]:
         """Lease up to ``limit`` runnable sessions (requested, or running with an expired lease)."""
+        result: list[str] = self.store.call(lambda tx: self._claim(tx, limit, session_ids, exclude))
+        return result
+
+    async def claim_async(
+        self, limit: int, session_ids: list[str] | None = None, exclude: set[str] | None = None
+    ) -> list[str]:
+        """``claim`` through the writer, without blocking the event loop."""
+        result: list[str] = await self.store.call_async(
+            lambda tx: self._claim(tx, limit, session_ids, exclude)
+        )
+        return result
+
+    def _claim(
+        self,
+        tx: Transaction,
+        limit: int,
+        session_ids: list[str] | None,
+        exclude: set[str] | None,
+    ) -> list[str]:
         now = utcnow()
         free = or_(sessions.c.lease_expires_at.is_(None), sessions.c.lease_expires_at < now)
         runnable = and_(
@@ -646,56 +840,68 @@ class Runtime:
         if exclude:
             query = query.where(sessions.c.session_id.not_in(sorted(exclude)))
         query = query.order_by(sessions.c.created_at).limit(limit).with_for_update(skip_locked=True)
-        with self.store.transaction() as tx:
-            ids = [r[0] for r in tx.conn.execute(query)]
-            if not ids:
-                return []
-            tx.conn.execute(
-                update(sessions)
-                .where(sessions.c.session_id.in_(ids), runnable)
-                .values(
-                    lease_owner=self.config.worker_id,
-                    lease_expires_at=now + timedelta(seconds=self.config.lease_s),
-                )
+        tx.run_later()  # the group's queued projection writes come before this read
+        ids = [r[0] for r in tx.conn.execute(query)]
+        if not ids:
+            return []
+        tx.conn.execute(
+            update(sessions)
+            .where(sessions.c.session_id.in_(ids), runnable)
+            .values(
+                lease_owner=self.config.worker_id,
+                lease_expires_at=now + timedelta(seconds=self.config.lease_s),
             )
+        )
         return ids
 
-    def renew_leases(self, session_ids: list[str]) -> None:
-        if not session_ids:
-            return
-        with self.store.transaction() as tx:
-            tx.conn.execute(
-                update(sessions)
-                .where(
-                    sessions.c.session_id.in_(session_ids),
-                    sessions.c.lease_owner == self.config.worker_id,
-                )
-                .values(lease_expires_at=utcnow() + timedelta(seconds=self.config.lease_s))
+    def _renew(self, tx: Transaction, session_ids: list[str]) -> None:
+        tx.conn.execute(
+            update(sessions)
+            .where(
+                sessions.c.session_id.in_(session_ids),
+                sessions.c.lease_owner == self.config.worker_id,
             )
+            .values(lease_expires_at=utcnow() + timedelta(seconds=self.config.lease_s))
+        )
+
+    def renew_leases(self, session_ids: list[str]) -> None:
+        if session_ids:
+            self.store.call(lambda tx: self._renew(tx, session_ids))
+
+    async def renew_leases_async(self, session_ids: list[str]) -> None:
+        if session_ids:
+            await self.store.call_async(lambda tx: self._renew(tx, session_ids))
 
     def release(self, session_id: str, *, conn: Connection | None = None) -> None:
         """Give a session's lease back (inside ``conn``'s transaction when given)."""
+        params = {"b_session_id": session_id, "b_owner": self.config.worker_id}
         if conn is None:
-            with self.store.transaction() as tx:
-                self.release(session_id, conn=tx.conn)
+            self.store.call(lambda tx: tx.conn.execute(_RELEASE, params))
             return
-        conn.execute(_RELEASE, {"b_session_id": session_id, "b_owner": self.config.worker_id})
+        conn.execute(_RELEASE, params)
 
-    async def execute(self, session_id: str) -> Session:
-        """Run (or resume) a session this runtime has claimed, to a terminal state."""
-        history = self.sessions.events(session_id)
+    async def release_async(self, session_id: str) -> None:
+        params = {"b_session_id": session_id, "b_owner": self.config.worker_id}
+        await self.store.call_async(lambda tx: tx.conn.execute(_RELEASE, params))
+
+    async def execute(self, session_id: str, history: list[Event] | None = None) -> Session:
+        """Run (or resume) a session this runtime has claimed, to a terminal state
+        (``history``: its events, when the caller read them already)."""
+        if history is None:
+            history = await self.store.read(self.sessions.events, session_id)
         state = replay(history)
         if state is None:
             raise NotFoundError(f"no session with id {session_id!r}", hint="list sessions")
         session = row_to_session(state)  # the fold of its events: no second read of the row
         if session.status.terminal:
             return session
+        await self.prepare_tenant(session.tenant_id)
         execution = SessionExecution(self, session, history)
         pattern = session.pattern
         runner = self.patterns.get(pattern)
         terminal_key = f"{session_id}/terminal"
         if runner is None:
-            execution.emit(
+            await execution.write(
                 "SessionFailed",
                 {
                     "error.type": "unsupported_pattern",
@@ -726,14 +932,14 @@ class Runtime:
         try:
             result = await runner(execution)
         except StepFailed as exc:
-            execution.emit(
+            await execution.write(
                 "SessionFailed",
                 {"error.type": exc.error_type, "step_id": exc.step_id, "message": str(exc)},
                 key=terminal_key,
                 release_lease=True,
             )
         else:
-            execution.emit(
+            await execution.write(
                 "SessionCompleted",
                 {
                     "output": result.output,
@@ -747,8 +953,8 @@ class Runtime:
         return row_to_session(execution.state)
 
     async def run_session(self, session_id: str) -> Session:
-        if not self.claim(1, [session_id]):
-            session = self.sessions.get(session_id)
+        if not await self.claim_async(1, [session_id]):
+            session = await self.store.read(self.sessions.get, session_id)
             if session.status.terminal:
                 return session
             raise NotFoundError(
@@ -758,7 +964,7 @@ class Runtime:
         try:
             return await self.execute(session_id)
         except BaseException:
-            self.release(session_id)
+            await self.release_async(session_id)
             raise
 
     async def run_pending(
@@ -777,30 +983,30 @@ class Runtime:
         async def heartbeat() -> None:
             while True:
                 await asyncio.sleep(self.config.lease_s / 4)
-                self.renew_leases(sorted(active))
+                await self.renew_leases_async(sorted(active))
 
         async def autoscale() -> None:
             while True:
                 await asyncio.sleep(self.config.autoscale_interval_s)
                 await self.autoscale_once()
 
-        async def one(session_id: str) -> None:
+        async def one(session_id: str, history: list[Event]) -> None:
             async with gate:
                 try:
-                    session = await self.execute(session_id)
+                    session = await self.execute(session_id, history)
                 except ConcurrencyError as exc:
                     # Someone else wrote to the stream: a user cancelled it, or our lease ran
                     # out and another runtime took over. Step aside; the stream is the truth.
                     log.info("session %s moved on without us: %s", session_id, exc)
                     summary.interrupted.append((session_id, f"{type(exc).__name__}: {exc}"))
-                    self.release(session_id)
+                    await self.release_async(session_id)
                     return
                 except Exception as exc:
                     # The session stays runnable: its lease is released and another pass
                     # (or runtime) resumes it from its events. Nothing is dropped.
                     log.exception("session %s interrupted; it will be resumed", session_id)
                     summary.interrupted.append((session_id, f"{type(exc).__name__}: {exc}"))
-                    self.release(session_id)
+                    await self.release_async(session_id)
                     return
                 finally:
                     active.discard(session_id)
@@ -811,19 +1017,36 @@ class Runtime:
         beat = asyncio.create_task(heartbeat())
         scaler = asyncio.create_task(autoscale())
         try:
-            while limit is None or len(summary.sessions) < limit:
-                if should_stop is not None and should_stop():
-                    break  # finish what is in flight, claim nothing new
-                want = batch if limit is None else min(batch, limit - len(summary.sessions))
-                # an interrupted session is left for the next pass, not retried in a hot loop
-                # claim no more than can run at once: a claimed session waiting behind the
-                # gate still holds a lease, and the heartbeat must keep it alive
-                want = min(want, self.config.concurrency)
-                ids = self.claim(want, exclude={sid for sid, _ in summary.interrupted})
-                active.update(ids)
-                if not ids:
+            running: set[asyncio.Future[None]] = set()
+            exhausted = False  # the last claim found fewer than asked: wait for the running
+            while True:
+                stopping = should_stop is not None and should_stop()
+                room = self.config.concurrency - len(running)
+                if limit is not None:
+                    room = min(room, limit - len(summary.sessions) - len(running))
+                # keep the slots full without a barrier between batches: claim again when a
+                # quarter of them are free (or nothing runs). Claim no more than can run at
+                # once: a claimed session waiting for a slot holds a lease for nothing. An
+                # interrupted session is left for the next pass, not retried in a hot loop.
+                refill = not running or room >= max(1, self.config.concurrency // 4)
+                if not stopping and not exhausted and room > 0 and refill:
+                    want = min(room, batch)
+                    ids = await self.claim_async(
+                        want, exclude={sid for sid, _ in summary.interrupted}
+                    )
+                    exhausted = len(ids) < want
+                    if ids:
+                        active.update(ids)
+                        # one read for the whole claim's histories, in a thread
+                        histories = await self.store.read(self.store.read_streams, ids)
+                        running.update(
+                            asyncio.ensure_future(one(sid, histories.get(sid, []))) for sid in ids
+                        )
+                if not running:
                     break
-                await asyncio.gather(*(one(sid) for sid in ids))
+                _, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                if not running:
+                    exhausted = False  # everything ended: look once more before stopping
         finally:
             for task in (beat, scaler):
                 task.cancel()

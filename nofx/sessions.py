@@ -28,6 +28,7 @@ from nofx.store import EventStore, Transaction
 from nofx.store.event_store import as_utc
 from nofx.store.notify import notify_work
 from nofx.store.schema import sessions
+from nofx.store.writer import Append, Written
 
 STREAM_TYPE = "session"
 TERMINAL_EVENTS = {
@@ -127,28 +128,48 @@ _UPDATE_SESSION = update(sessions).where(sessions.c.session_id == bindparam("b_s
 
 
 def project(
-    conn: Connection, written: list[Event], known_state: dict[str, Any] | None = None
+    conn: Connection | Transaction,
+    written: list[Event],
+    known_state: dict[str, Any] | None = None,
 ) -> dict[str, Any] | None:
     """Apply freshly written events of one session to the sessions table, in the caller's
     transaction, and return the new row. ``known_state`` (the row as the caller last saw
-    it) saves a read."""
+    it) saves a read. Given the writer's Transaction, the row is written once, batched
+    with the rest of its commit group."""
+    tx = conn if isinstance(conn, Transaction) else None
+    connection = conn.conn if isinstance(conn, Transaction) else conn
     state = known_state
+    exists = state is not None
+    changed = False
     for event in written:
         if event.stream_type != STREAM_TYPE:
             continue
-        if state is None or state["version"] != event.seq - 1:
-            current = conn.execute(
+        if tx is not None and event.position not in tx.fresh:
+            continue  # found by its idempotency key: projected when it was first written
+        fresh_stream = event.type == "SessionRequested" and event.seq == 1 and state is None
+        if not fresh_stream and (state is None or state["version"] != event.seq - 1):
+            if tx is not None:
+                tx.run_later()  # what the group queued must be visible to this read
+            current = connection.execute(
                 select(sessions).where(sessions.c.session_id == event.payload["session_id"])
             ).first()
             state = None if current is None else {k: current._mapping[k] for k in _PROJECTED}
+            exists = state is not None
             if state is not None and state["version"] >= event.seq:
                 continue  # an idempotent re-append handed back an event already projected
-        exists = state is not None
         state = apply_event(state, event)
-        if not exists:
-            conn.execute(_INSERT_SESSION, state)
-        else:
-            conn.execute(_UPDATE_SESSION, {"b_session_id": state["session_id"], **state})
+        changed = True
+    if state is None or not changed:
+        return state
+    statement: Any
+    if not exists:
+        statement, params = _INSERT_SESSION, dict(state)
+    else:
+        statement, params = _UPDATE_SESSION, {"b_session_id": state["session_id"], **state}
+    if tx is not None:
+        tx.later(statement, params)
+    else:
+        connection.execute(statement, params)
     return state
 
 
@@ -175,6 +196,28 @@ class SessionService:
 
     def submit(self, request: SessionRequest) -> Session:
         """Record a requested session; a runtime (or the Dagster sensor) picks it up."""
+        existing = self._check_request(request)
+        if existing is not None:
+            return existing
+        op = self._requested(request)
+        return self._submitted(request, self.store.write(op))
+
+    async def submit_async(self, request: SessionRequest) -> Session:
+        """``submit`` for async callers: the checks run in a thread, the write through the
+        store's writer, and the event loop never waits on the database."""
+        if request.idempotency_key:
+            existing = await self.store.read(self._check_request, request)
+            if existing is not None:
+                return existing
+            op = self._requested(request)
+        else:
+            # checked by the writer just before the write: no extra thread hop per submission
+            op = self._requested(request, check=True)
+        return self._submitted(request, await self.store.write_async(op))
+
+    def _check_request(self, request: SessionRequest) -> Session | None:
+        """Refuse an unknown capability or an invalid workflow; a repeated idempotency key
+        returns the session it created."""
         if request.workflow is not None:
             from nofx.workflows import parse_workflow
 
@@ -189,6 +232,9 @@ class SessionService:
             )
             if existing is not None:
                 return self.get(existing.payload["session_id"])
+        return None
+
+    def _requested(self, request: SessionRequest, *, check: bool = False) -> Append:
         session_id = new_id("ses")
         payload = {
             "session_id": session_id,
@@ -201,15 +247,39 @@ class SessionService:
             if request.idempotency_key
             else None
         )
-        with self.store.transaction() as tx:
-            written = append_session_events(
-                tx,
-                session_id,
-                request.tenant_id,
-                [NewEvent(type="SessionRequested", payload=payload, idempotency_key=key)],
-            )
+
+        def after(tx: Transaction, written: list[Event]) -> dict[str, Any] | None:
+            if written[0].payload["session_id"] != session_id:
+                return None  # the same request raced us: the key points at its session
             notify_work(tx.conn)
-        return self.get(written[0].payload["session_id"])
+            return project(tx, written)
+
+        def prepare(_op: Append, tx: Transaction) -> None:
+            # refuses before anything is written; the tenant's capabilities are read once
+            # per commit group, not once per submission
+            if request.workflow is not None:
+                self._check_request(request)
+                return
+            memo_key = ("registry.capabilities", request.tenant_id)
+            known = tx.memo.get(memo_key)
+            if known is None:
+                known = tx.memo[memo_key] = set(self.registry.capabilities(request.tenant_id))
+            if request.task.capability not in known:
+                self.registry.require_capability(request.task.capability, request.tenant_id)
+
+        return Append(
+            session_stream(session_id),
+            STREAM_TYPE,
+            request.tenant_id,
+            [NewEvent(type="SessionRequested", payload=payload, idempotency_key=key)],
+            after=after,
+            prepare=prepare if check else None,
+        )
+
+    def _submitted(self, request: SessionRequest, written: Written) -> Session:
+        if written.value is None:
+            return self.get(written.events[0].payload["session_id"])
+        return row_to_session(written.value)
 
     def get(self, session_id: str, *, tenant_id: str | None = None) -> Session:
         query = select(sessions).where(sessions.c.session_id == session_id)
@@ -265,23 +335,20 @@ class SessionService:
                 f"session {session_id} is already {session.status.value}",
                 hint="only requested or running sessions can be cancelled",
             )
-        with self.store.transaction() as tx:
-            append_session_events(
-                tx,
-                session_id,
+        cancelled = NewEvent(
+            type="SessionCancelled",
+            payload={"session_id": session_id, "reason": reason, "error.type": "cancelled"},
+            idempotency_key=f"{session_id}/terminal",
+        )
+        self.store.write(
+            Append(
+                session_stream(session_id),
+                STREAM_TYPE,
                 session.tenant_id,
-                [
-                    NewEvent(
-                        type="SessionCancelled",
-                        payload={
-                            "session_id": session_id,
-                            "reason": reason,
-                            "error.type": "cancelled",
-                        },
-                        idempotency_key=f"{session_id}/terminal",
-                    )
-                ],
+                [cancelled],
+                after=lambda tx, written: project(tx, written),
             )
+        )
         return self.get(session_id)
 
     def events(self, session_id: str, *, after_seq: int = 0) -> builtins.list[Event]:

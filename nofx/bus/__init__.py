@@ -12,6 +12,7 @@ visibility timeout.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,13 +24,14 @@ from sqlalchemy.exc import IntegrityError
 
 from nofx.bus import blobstore
 from nofx.bus.subscription import Delivery, Subscription, notifier_for
-from nofx.domain import Message, NewEvent, utcnow
+from nofx.domain import Event, Message, NewEvent, utcnow
 from nofx.errors import ConcurrencyError, NotFoundError, ValidationError
 from nofx.security.inputs import MAX_JSON_DEPTH, json_depth
-from nofx.store import EventStore
+from nofx.store import EventStore, Transaction
 from nofx.store.event_store import as_utc
 from nofx.store.schema import agent_communications as comms
 from nofx.store.schema import bus_offsets, session_context
+from nofx.store.writer import Append, Written
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class StoredMessage:
 
 
 MESSAGE_STREAM_TYPE = "bus"
+_INSERT_MESSAGE = comms.insert()
 
 
 def published_event(message: Message, seq: int, *, stored_as_blob: bool) -> NewEvent:
@@ -62,6 +65,16 @@ def published_event(message: Message, seq: int, *, stored_as_blob: bool) -> NewE
     )
 
 
+def check_body_depth(message: Message) -> None:
+    """Refuse a body nested deeper than MAX_JSON_DEPTH before anything is stored, on every
+    publish path: every reader of the channel would choke on it."""
+    if json_depth(message.body, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        raise ValidationError(
+            f"the message body is nested deeper than {MAX_JSON_DEPTH} levels",
+            hint="flatten the body, or store the structure as a JSON string",
+        )
+
+
 class MessageBus:
     def __init__(self, store: EventStore, *, inline_limit: int = blobstore.INLINE_LIMIT) -> None:
         self.store = store
@@ -69,69 +82,122 @@ class MessageBus:
 
     def publish(self, message: Message) -> StoredMessage:
         """Persist a message at the end of its channel; a repeated message_id (of the same
-        tenant: ids are scoped per tenant) returns the original. A body nested deeper than
-        MAX_JSON_DEPTH is refused before anything is stored: every reader would choke on it."""
-        if json_depth(message.body, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
-            raise ValidationError(
-                f"the message body is nested deeper than {MAX_JSON_DEPTH} levels",
-                hint="flatten the body, or store the structure as a JSON string",
-            )
+        tenant: ids are scoped per tenant) returns the original. Blocks this thread until the
+        store's writer has committed it (use ``publish_async`` on an event loop). A body nested
+        deeper than MAX_JSON_DEPTH is refused before anything is stored: every reader would
+        choke on it."""
         existing = self._by_id(message.message_id, message.tenant_id)
         if existing is not None:
             return existing
         for _ in range(5):
             try:
-                with self.store.transaction() as tx:
-                    seq = 1 + int(
-                        tx.conn.execute(
-                            select(func.max(comms.c.channel_seq)).where(
-                                comms.c.tenant_id == message.tenant_id,
-                                comms.c.channel == message.channel,
-                            )
-                        ).scalar()
-                        or 0
-                    )
-                    body, ref = blobstore.put_if_large(tx.conn, message.body, self.inline_limit)
-                    created_at = utcnow()
-                    tx.conn.execute(
-                        comms.insert().values(
-                            message_id=message.message_id,
-                            tenant_id=message.tenant_id,
-                            channel=message.channel,
-                            channel_seq=seq,
-                            session_id=message.session_id,
-                            sender=message.sender,
-                            body=body,
-                            body_ref=ref,
-                            created_at=created_at,
-                        )
-                    )
-                    # the same transaction records it for analytics (agent_communications
-                    # mart): no message without its event, no event without its message
-                    tx.append(
-                        f"message-{message.message_id}",
-                        MESSAGE_STREAM_TYPE,
-                        message.tenant_id,
-                        [published_event(message, seq, stored_as_blob=ref is not None)],
-                    )
+                written: Written = self.store.write(self._operation(message))
             except IntegrityError:
                 again = self._by_id(message.message_id, message.tenant_id)
                 if again is not None:
                     return again  # a concurrent publish of the same message won
-                continue  # another message took this sequence number: take the next one
+                continue  # another process took this sequence number: take the next one
+            return self._published(message, written)
+        raise ConcurrencyError(f"could not append to {message.channel}", hint="retry the publish")
+
+    async def publish_async(self, message: Message) -> StoredMessage:
+        """``publish`` without blocking the event loop: the write goes through the store's
+        group-commit writer and this coroutine awaits its durable commit."""
+        for _ in range(5):
+            try:
+                written: Written = await self.store.write_async(self._operation(message))
+            except IntegrityError:
+                again = await self.store.read(self._by_id, message.message_id, message.tenant_id)
+                if again is not None:
+                    return again
+                continue
+            return self._published(message, written)
+        raise ConcurrencyError(f"could not append to {message.channel}", hint="retry the publish")
+
+    def publish_nowait(self, message: Message) -> concurrent.futures.Future[Any]:
+        """Queue the publish on the store's writer and return at once (for code on an event
+        loop that must not wait); the future holds what the writer committed. A message_id
+        published before fails the future with IntegrityError and stores nothing."""
+        future: concurrent.futures.Future[Any] = self.store.submit(self._operation(message))
+
+        def signal(done: concurrent.futures.Future[Any]) -> None:
+            if not done.cancelled() and done.exception() is None:
+                notifier_for(self.store).signal(message.tenant_id, message.channel)
+
+        future.add_done_callback(signal)
+        return future
+
+    def _published(self, message: Message, written: Written) -> StoredMessage:
+        stored: StoredMessage = written.value
+        notifier_for(self.store).signal(message.tenant_id, stored.channel)
+        return stored
+
+    def _operation(self, message: Message) -> Append:
+        """One append for the writer: the message row and its MessagePublished event, in the
+        same transaction; the channel's next seq is read once per channel per commit group."""
+        check_body_depth(message)
+        placed: dict[str, Any] = {}
+        limit = self.inline_limit
+
+        def prepare(op: Append, tx: Transaction) -> None:
+            memo_key = ("bus.channel_seq", message.tenant_id, message.channel)
+            last = tx.memo.get(memo_key)
+            if last is None:
+                tx.run_later()  # rows of this channel queued earlier in the group count
+                last = int(
+                    tx.conn.execute(
+                        select(func.max(comms.c.channel_seq)).where(
+                            comms.c.tenant_id == message.tenant_id,
+                            comms.c.channel == message.channel,
+                        )
+                    ).scalar()
+                    or 0
+                )
+            seq = last + 1
+            tx.memo[memo_key] = seq
+            body, ref = blobstore.put_if_large(tx.conn, message.body, limit)
+            created_at = utcnow()
+            tx.later(
+                _INSERT_MESSAGE,
+                {
+                    "message_id": message.message_id,
+                    "tenant_id": message.tenant_id,
+                    "channel": message.channel,
+                    "channel_seq": seq,
+                    "session_id": message.session_id,
+                    "sender": message.sender,
+                    "body": body,
+                    "body_ref": ref,
+                    "created_at": created_at,
+                },
+            )
+            placed.update(seq=seq, created_at=created_at)
+            # the same transaction records it for analytics (agent_communications mart):
+            # no message without its event, no event without its message
+            op.events = [published_event(message, seq, stored_as_blob=ref is not None)]
+
+        def after(_tx: Transaction, _written: list[Event]) -> StoredMessage:
             # what was just written, without reading it back
-            stored = StoredMessage(
+            return StoredMessage(
                 message.message_id,
                 message.channel,
-                seq,
+                placed["seq"],
                 message.sender,
                 message.session_id,
                 message.body,
-                created_at,
+                placed["created_at"],
             )
-            notifier_for(self.store).signal(message.tenant_id, stored.channel)
-            return stored
-        raise ConcurrencyError(f"could not append to {message.channel}", hint="retry the publish")
+
+        return Append(
+            # ids are unique per tenant, so the stream is too: another tenant's id is no conflict
+            f"message-{message.tenant_id}-{message.message_id}",
+            MESSAGE_STREAM_TYPE,
+            message.tenant_id,
+            [],
+            known_version=0,
+            prepare=prepare,
+            after=after,
+        )
 
     def _row(self, conn: Connection, row: Any) -> StoredMessage:
         m = row._mapping

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from nofx.bus import MessageBus
 from nofx.domain import Message
 from nofx.runtime import SessionExecution, StepFailed, StepResult
 
@@ -48,7 +47,7 @@ def say(
     """Publish on the session topic, or directly to agent ``to``, through the message bus.
     The id is derived from the step, so a resumed session publishes each message once."""
     session = execution.session
-    MessageBus(execution.runtime.store).publish(
+    execution.publish(  # queued on the store's writer: the event loop does not wait
         Message(
             message_id=message_id[:100],
             session_id=session.session_id,

@@ -1,13 +1,17 @@
 """Append-only event store with synchronous projections, on SQLAlchemy Core.
 
 Events and the projection rows they imply are written in one transaction, so a
-crash never leaves a projection ahead of or behind its events. SQLite takes the
-write lock up front (BEGIN IMMEDIATE) so concurrent writers queue instead of
-failing half-way; PostgreSQL relies on the (stream_id, seq) unique constraint.
+crash never leaves a projection ahead of or behind its events. Writes from the
+runtime, sessions and the bus go through one group-commit writer per store
+(``nofx.store.writer``); ``transaction()`` remains for occasional writes from
+synchronous code. SQLite takes the write lock up front (BEGIN IMMEDIATE) so
+concurrent writers queue instead of failing half-way; PostgreSQL relies on the
+(stream_id, seq) unique constraint.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -21,6 +25,16 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from nofx.domain import Event, NewEvent, utcnow
 from nofx.errors import ConcurrencyError
 from nofx.store import schema
+from nofx.store.writer import (
+    DURABILITY_MEANING,
+    Append,
+    Call,
+    Durability,
+    GroupCommitWriter,
+    Operation,
+    Written,
+    durability_from_env,
+)
 
 Listener = Callable[[list[Event]], None]
 # Built once: statements with parameters passed at execution are compiled once and cached.
@@ -32,33 +46,51 @@ def as_utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _configure_sqlite(engine: Engine) -> None:
+WRITE_OPTION = "nofx_write"  # execution option marking a connection that writes
+SQLITE_SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL"}
+POSTGRES_SYNCHRONOUS_COMMIT = {"full": "on", "normal": "off"}
+
+
+def _configure_sqlite(engine: Engine, durability: Durability) -> None:
+    synchronous = SQLITE_SYNCHRONOUS[durability]
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # writers take the write lock up front so they queue instead of failing half-way;
+        # readers (WAL) need no lock and must not wait behind a commit group's fsync
+        write = conn.get_execution_options().get(WRITE_OPTION, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for the store URL; SQLite files get WAL and a write lock taken at BEGIN."""
+def make_engine(url: str, durability: Durability = "full") -> Engine:
+    """An engine for the store URL; SQLite files get WAL and a write lock taken at BEGIN.
+    ``durability`` sets what a commit waits for (``nofx.store.writer.DURABILITY_MEANING``)."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, pool_size=5, max_overflow=10)
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, durability)
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    commit = POSTGRES_SYNCHRONOUS_COMMIT[durability]
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=20,
+        connect_args={"options": f"-c synchronous_commit={commit}"},
+    )
 
 
 def row_to_event(row: Any) -> Event:
@@ -81,6 +113,27 @@ class Transaction:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.appended: list[Event] = []
+        # positions written (not found by idempotency key) by the current operation: the
+        # writer resets it per operation, since a group's transaction holds many callers'
+        self.fresh: set[int] = set()
+        # inside a commit group: statements queued with ``later`` run as one executemany each
+        self.batching = False
+        self._later: dict[Any, list[dict[str, Any]]] = {}
+        self.memo: dict[Any, Any] = {}  # caches valid for this transaction only
+
+    def later(self, statement: Any, params: dict[str, Any]) -> None:
+        """Run ``statement`` before commit; in a commit group, every call with the same
+        statement becomes one executemany. Only for writes nothing in the group reads back."""
+        if not self.batching:
+            self.conn.execute(statement, params)
+            return
+        self._later.setdefault(statement, []).append(params)
+
+    def run_later(self) -> None:
+        """Execute what ``later`` queued (before a read that may need it, and before commit)."""
+        pending, self._later = self._later, {}
+        for statement, rows in pending.items():
+            self.conn.execute(statement, rows)
 
     def stream_version(self, stream_id: str) -> int:
         current = self.conn.execute(
@@ -97,6 +150,7 @@ class Transaction:
         *,
         expected_version: int | None = None,
         known_version: int | None = None,
+        occurred_at: datetime | None = None,
     ) -> list[Event]:
         """Append events to a stream; a known idempotency key returns its event.
 
@@ -106,7 +160,9 @@ class Transaction:
         tried straight away, and the careful path runs only if a constraint objects.
         """
         if known_version is not None:
-            fast = self._append_fast(stream_id, stream_type, tenant_id, new_events, known_version)
+            fast = self._append_fast(
+                stream_id, stream_type, tenant_id, new_events, known_version, occurred_at
+            )
             if fast is not None:
                 return fast
             # a key that exists, or a stream that moved: repeat carefully, and refuse to write
@@ -133,7 +189,7 @@ class Transaction:
                 f"stream {stream_id} is at version {version}, expected {expected_version}",
                 hint="re-read the stream and retry",
             )
-        now = utcnow()
+        now = occurred_at or utcnow()
         for offset, item in enumerate(fresh, start=1):
             values: dict[str, Any] = {
                 "stream_id": stream_id,
@@ -158,6 +214,7 @@ class Transaction:
             event_obj = Event(position=int(position or 0), **values)
             written.append(event_obj)
             self.appended.append(event_obj)
+            self.fresh.add(event_obj.position)
         return written
 
     def _append_fast(
@@ -167,8 +224,9 @@ class Transaction:
         tenant_id: str,
         new_events: Sequence[NewEvent],
         known_version: int,
+        occurred_at: datetime | None = None,
     ) -> list[Event] | None:
-        now = utcnow()
+        now = occurred_at or utcnow()
         rows: list[dict[str, Any]] = [
             {
                 "stream_id": stream_id,
@@ -193,17 +251,22 @@ class Transaction:
         except IntegrityError:
             return None  # a duplicate key or a moved stream: take the careful path
         self.appended.extend(written)
+        self.fresh.update(e.position for e in written)
         return written
 
 
 class EventStore:
     """Owns the engine; hands out transactions and ordered reads."""
 
-    def __init__(self, url: str, *, migrate: bool = True) -> None:
+    def __init__(
+        self, url: str, *, migrate: bool = True, durability: Durability | None = None
+    ) -> None:
         self.url = url
-        self.engine = make_engine(url)
+        self.durability: Durability = durability_from_env(durability)
+        self.engine = make_engine(url, self.durability)
         self._listeners: list[Listener] = []
         self._lock = threading.Lock()
+        self._writer: GroupCommitWriter | None = None
         if migrate:
             from nofx.store.migrate import upgrade
 
@@ -212,6 +275,49 @@ class EventStore:
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
+
+    @property
+    def durability_meaning(self) -> str:
+        return DURABILITY_MEANING[self.durability]
+
+    # -- the one write path: a group-commit writer thread ----------------------------------
+    @property
+    def writer(self) -> GroupCommitWriter:
+        """This store's writer thread, started on first use."""
+        if self._writer is None:
+            with self._lock:
+                if self._writer is None:
+                    self._writer = GroupCommitWriter(self.engine, on_commit=self._notify)
+        return self._writer
+
+    def _notify(self, events: list[Event]) -> None:
+        with self._lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener(events)
+
+    def submit(self, op: Operation) -> Any:
+        """Queue a write without waiting (a ``concurrent.futures.Future`` of its result)."""
+        return self.writer.submit(op)
+
+    def write(self, op: Operation) -> Any:
+        """Queue a write and block this thread until its commit group is durable."""
+        return self.writer.run(op)
+
+    async def write_async(self, op: Operation) -> Any:
+        """Queue a write and await its durable commit; the event loop keeps running."""
+        return await self.writer.run_async(op)
+
+    def call(self, fn: Callable[[Transaction], Any]) -> Any:
+        """Run ``fn(tx)`` in the writer's next commit group and return what it returned."""
+        return self.writer.run(Call(fn))
+
+    async def call_async(self, fn: Callable[[Transaction], Any]) -> Any:
+        return await self.writer.run_async(Call(fn))
+
+    async def read(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run a blocking read in a worker thread, off the event loop."""
+        return await asyncio.to_thread(fn, *args, **kwargs)
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener`` with each batch of committed events (in this process)."""
@@ -231,7 +337,10 @@ class EventStore:
         attempt = 0
         while True:
             try:
-                with self.engine.begin() as conn:
+                with (
+                    self.engine.connect().execution_options(**{WRITE_OPTION: True}) as conn,
+                    conn.begin(),
+                ):
                     tx = Transaction(conn)
                     yield tx
                 break
@@ -254,10 +363,27 @@ class EventStore:
         *,
         expected_version: int | None = None,
     ) -> list[Event]:
-        with self.transaction() as tx:
-            return tx.append(
-                stream_id, stream_type, tenant_id, new_events, expected_version=expected_version
-            )
+        """Append through the writer (blocks this thread until the commit is durable)."""
+        op = Append(
+            stream_id, stream_type, tenant_id, list(new_events), expected_version=expected_version
+        )
+        written: Written = self.write(op)
+        return written.events
+
+    async def append_async(
+        self,
+        stream_id: str,
+        stream_type: str,
+        tenant_id: str,
+        new_events: Sequence[NewEvent],
+        *,
+        expected_version: int | None = None,
+    ) -> list[Event]:
+        op = Append(
+            stream_id, stream_type, tenant_id, list(new_events), expected_version=expected_version
+        )
+        written: Written = await self.write_async(op)
+        return written.events
 
     def read_stream(self, stream_id: str, *, after_seq: int = 0) -> list[Event]:
         query = (
@@ -267,6 +393,23 @@ class EventStore:
         )
         with self.engine.connect() as conn:
             return [row_to_event(r) for r in conn.execute(query)]
+
+    def read_streams(self, session_ids: list[str]) -> dict[str, list[Event]]:
+        """The session streams of ``session_ids`` in one query per 500 (keyed by session id)."""
+        found: dict[str, list[Event]] = {}
+        col = schema.events.c
+        with self.engine.connect() as conn:
+            for start in range(0, len(session_ids), 500):
+                chunk = session_ids[start : start + 500]
+                query = (
+                    select(schema.events)
+                    .where(col.stream_id.in_([f"session-{sid}" for sid in chunk]))
+                    .order_by(col.stream_id, col.seq)
+                )
+                for row in conn.execute(query):
+                    event = row_to_event(row)
+                    found.setdefault(event.stream_id.removeprefix("session-"), []).append(event)
+        return found
 
     def read_all(
         self,
@@ -304,4 +447,7 @@ class EventStore:
             return int(conn.execute(query).scalar() or 0)
 
     def dispose(self) -> None:
+        """Write what is queued, stop the writer, close connections."""
+        if self._writer is not None:
+            self._writer.close()
         self.engine.dispose()

@@ -20,7 +20,7 @@ def alembic_config() -> Config:
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the schema to ``revision``; safe to call on every start."""
     config = alembic_config()
-    with engine.begin() as conn:
+    with engine.connect().execution_options(nofx_write=True) as conn, conn.begin():
         config.attributes["connection"] = conn
         command.upgrade(config, revision)
 

@@ -20,8 +20,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--time-scale", type=float, default=0.05)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--ledger", default=None, help="append calls and acknowledged writes")
     args = parser.parse_args(argv)
-    store = EventStore(args.database_url)
+    providers = None
+    if args.ledger:
+        from nofx.agents import ProviderSet
+        from tests.chaos.ledger import Ledger, LedgeredProviders, LedgeredStore
+
+        ledger = Ledger(args.ledger, source=args.worker_id)
+        store: EventStore = LedgeredStore(args.database_url, ledger)
+        inner = ProviderSet.default(seed=args.seed, time_scale=args.time_scale)
+        providers = LedgeredProviders(inner, ledger)
+    else:
+        store = EventStore(args.database_url)
     config = RuntimeConfig(
         worker_id=args.worker_id,
         lease_s=args.lease_s,
@@ -29,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
         concurrency=args.concurrency,
         seed=args.seed,
     )
-    asyncio.run(Runtime(store, config=config).run_pending())
+    asyncio.run(Runtime(store, providers=providers, config=config).run_pending())
 
 
 if __name__ == "__main__":

@@ -94,8 +94,10 @@ def start_runtime_process(
     time_scale: float = 0.05,
     concurrency: int = 4,
     seed: int = 7,
+    ledger: Path | None = None,
 ) -> subprocess.Popen[bytes]:
     """A separate Python process running ``Runtime(...).run_pending()`` with real sleeping."""
+    extra = [] if ledger is None else [f"--ledger={ledger}"]
     return subprocess.Popen(
         [
             sys.executable,
@@ -107,12 +109,39 @@ def start_runtime_process(
             f"--time-scale={time_scale}",
             f"--concurrency={concurrency}",
             f"--seed={seed}",
+            *extra,
         ],
         cwd=REPO_ROOT,
         env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
+
+
+def calls_in_flight(store: EventStore, ledger_path: Path, source: str) -> int:
+    """Calls ``source`` made (per the ledger) that have no outcome in the store yet: a kill
+    now lands mid-session, with agent calls running."""
+    from tests.chaos.ledger import read_ledger
+
+    calls = [
+        e["call_id"]
+        for e in read_ledger(ledger_path)
+        if e["kind"] == "call" and e["source"] == source
+    ]
+    if not calls:
+        return 0
+    keys = [f"{call_id}/outcome" for call_id in calls]
+    found = 0
+    with store.engine.connect() as conn:
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            found += int(
+                conn.execute(
+                    select(func.count()).where(events_table.c.idempotency_key.in_(chunk))
+                ).scalar()
+                or 0
+            )
+    return len(calls) - found
 
 
 def kill_when(

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
 from nofx.domain import AgentSpec, PatternName, SessionRequest, SessionStatus, Task, utcnow
 from nofx.errors import ConflictError, NotFoundError, UnknownCapabilityError
@@ -395,3 +395,69 @@ async def test_cancelling_a_running_session_makes_the_runtime_step_aside(store, 
     types = [e.type for e in runtime.sessions.events(session.session_id)]
     assert types.count("SessionCancelled") == 1
     assert "SessionCompleted" not in types
+
+
+def statements_on_the_loop(store: EventStore) -> list[str]:
+    """Record every SQL statement executed on a thread that is running an event loop."""
+    seen: list[str] = []
+
+    @event.listens_for(store.engine, "before_cursor_execute")
+    def _watch(_conn, _cursor, statement, *_args) -> None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        seen.append(statement)
+
+    return seen
+
+
+@pytest.mark.parametrize("pattern", [PatternName.SOLO, PatternName.PAIR, PatternName.HIERARCHICAL])
+async def test_the_runtime_never_touches_the_database_on_its_event_loop(
+    store: EventStore, registry: AgentRegistry, pattern: PatternName
+) -> None:
+    from tests.conftest import fleet_specs
+
+    for spec in fleet_specs(4, ("code.generate", "code.review", "plan.decompose")):
+        registry.register(spec)
+    runtime = Runtime(store, registry, config=RuntimeConfig(time_scale=0.0, seed=4))
+    for _ in range(6):
+        await runtime.sessions.submit_async(request(pattern=pattern))
+    on_loop = statements_on_the_loop(store)
+    summary = await runtime.run_pending()
+    assert summary.succeeded + summary.failed == 6 and not summary.interrupted
+    assert on_loop == [], f"{len(on_loop)} statements ran on the event loop: {on_loop[:3]}"
+    assert store.writer.stats.groups > 0
+
+
+async def test_an_emitted_fact_is_durable_before_the_next_awaited_write(
+    runtime: Runtime, fleet, store: EventStore
+) -> None:
+    """``emit`` does not wait, but a session's writes keep their order in the log."""
+    from nofx.runtime import SessionExecution
+
+    session = runtime.sessions.submit(request())
+    assert runtime.claim(1) == [session.session_id]
+    execution = SessionExecution(runtime, session, runtime.sessions.events(session.session_id))
+    for i in range(5):
+        execution.emit("Noted", {"i": i}, key=f"{session.session_id}/noted/{i}")
+    written = await execution.write("Checked", {}, key=f"{session.session_id}/checked")
+    types = [e.type for e in runtime.sessions.events(session.session_id)]
+    assert types == ["SessionRequested", *["Noted"] * 5, "Checked"]
+    assert written[0].seq == 7 and execution.history[-1].seq == 7
+
+
+async def test_a_failed_write_fails_the_rest_of_the_session_chain(
+    runtime: Runtime, fleet, store: EventStore
+) -> None:
+    from nofx.errors import ConcurrencyError
+    from nofx.runtime import SessionExecution
+
+    session = runtime.sessions.submit(request())
+    execution = SessionExecution(runtime, session, runtime.sessions.events(session.session_id))
+    runtime.sessions.cancel(session.session_id)  # the stream moves under the execution
+    execution.emit("Noted", {}, key=f"{session.session_id}/noted")
+    with pytest.raises(ConcurrencyError):
+        await execution.write("Checked", {})
+    with pytest.raises(ConcurrencyError):
+        await execution.flush()

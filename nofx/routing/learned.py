@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -22,6 +23,8 @@ from nofx.routing.selection import Outcome
 OUTCOME_EVENTS = frozenset({"StepCompleted", "StepFailed"})
 PAGE = 10_000
 UNKNOWN_PRIOR = 0.7
+# store reads for ``LearnedStats.poll``: one thread per process is plenty (one page a second)
+_READER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nofx-learned-stats")
 
 
 class OutcomeFeed(Protocol):
@@ -80,6 +83,7 @@ class LearnedStats:
         self.outcomes_seen = 0
         self._synced_at = float("-inf")
         self._applied_here: set[str] = set()
+        self._fetching: Future[list[Event]] | None = None
         # agents whose statistics changed since a router last looked (to re-rank incrementally)
         self.touched: set[str] = set()
 
@@ -112,32 +116,72 @@ class LearnedStats:
         self.touched.add(outcome.agent_id)
 
     def sync(self, *, force: bool = False) -> int:
-        """Fold in outcomes other processes wrote since the cursor; the number applied."""
+        """Fold in outcomes other processes wrote since the cursor; the number applied.
+        Reads the store on this thread: off an event loop only (``poll`` is for loops)."""
         if self.feed is None:
             return 0
         now = self.clock()
         if not force and now - self._synced_at < self.sync_every_s:
             return 0
         self._synced_at = now
-        applied = 0
-        first = self.cursor == 0
+        applied = self._collect_fetched()
+        return applied + self._fold(self._fetch(self.cursor))
+
+    def poll(self) -> int:
+        """``sync`` for code on an event loop: the read runs on a background thread and what
+        it fetched is folded in here, on the caller's thread, at the next poll (so the
+        statistics are only ever changed by their owner and no query blocks the loop)."""
+        if self.feed is None:
+            return 0
+        applied = self._collect_fetched()
+        now = self.clock()
+        if self._fetching is None and now - self._synced_at >= self.sync_every_s:
+            self._synced_at = now
+            self._fetching = _READER.submit(self._fetch, self.cursor)
+        return applied
+
+    def _collect_fetched(self) -> int:
+        fetching = self._fetching
+        if fetching is None or not fetching.done():
+            return 0
+        self._fetching = None
+        try:
+            events = fetching.result()
+        except Exception:  # the store is unreachable: keep what we know, read again later
+            return 0
+        return self._fold(events)
+
+    def _fetch(self, cursor: int) -> list[Event]:
+        """The outcome events after ``cursor`` (I/O only, safe on any thread)."""
+        assert self.feed is not None
+        first = cursor == 0
+        fetched: list[Event] = []
         while True:
             events = self.feed.read_all(
-                after_position=self.cursor,
+                after_position=cursor,
                 limit=PAGE,
                 stream_type="session",
                 since=datetime.now(UTC) - self.lookback if first else None,
             )
-            for event in events:
-                self.cursor = event.position
-                outcome = outcome_from_event(event)
-                if outcome is None:
-                    continue
-                if outcome.call_id is not None and outcome.call_id in self._applied_here:
-                    self._applied_here.discard(outcome.call_id)
-                    continue
-                self._apply(outcome)
-                applied += 1
+            fetched.extend(events)
+            if events:
+                cursor = events[-1].position
             # a restart catches up whole; afterwards one page per sync keeps decisions fast
             if len(events) < PAGE or not first:
-                return applied
+                return fetched
+
+    def _fold(self, events: list[Event]) -> int:
+        applied = 0
+        for event in events:
+            if event.position <= self.cursor:
+                continue  # already folded by an overlapping read
+            self.cursor = event.position
+            outcome = outcome_from_event(event)
+            if outcome is None:
+                continue
+            if outcome.call_id is not None and outcome.call_id in self._applied_here:
+                self._applied_here.discard(outcome.call_id)
+                continue
+            self._apply(outcome)
+            applied += 1
+        return applied

@@ -18,6 +18,7 @@ Reasons (words for people) are spelled out for the first ``EXPLAINED`` only.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from bisect import bisect_left, insort
@@ -225,7 +226,10 @@ class SmartRouter:
             self.stats.touched.clear()
 
     def rank(self, request: SelectionRequest, candidates: list[Agent]) -> list[ScoredAgent]:
-        self.stats.sync()
+        if _on_event_loop():
+            self.stats.poll()  # the store is read on a background thread, never on the loop
+        else:
+            self.stats.sync()
         self._note_changes()
         model = self.predictor() if self.predictor is not None else None
         scorer = (
@@ -339,3 +343,11 @@ def default_router(
     return SmartRouter(
         seed=seed, explore=explore, stats=stats, predictor=predictor, explained=explained
     )
+
+
+def _on_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True

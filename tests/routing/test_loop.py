@@ -3,6 +3,7 @@ store (every worker and the API, across restarts), and large fleets are not scan
 
 from __future__ import annotations
 
+import asyncio
 import math
 
 from hypothesis import given, settings
@@ -150,12 +151,24 @@ async def test_a_new_router_and_the_api_see_what_the_workers_learned(
     assert worker.selector.stats.outcomes_seen == len(outcomes)  # type: ignore[attr-defined]
 
     restarted = default_router(store, explore=False)  # another process, or the API
-    ranked = restarted.rank(
-        SelectionRequest("code.generate"), registry.list(capability="code.generate")
-    )
+    candidates = registry.list(capability="code.generate")
+    # the API ranks in its thread pool, where reading the store is allowed
+    ranked = await asyncio.to_thread(restarted.rank, SelectionRequest("code.generate"), candidates)
     assert restarted.stats.outcomes_seen == len(outcomes)
     seen = sum(int(s.reasons[0].split(", ")[-1].split()[0]) for s in ranked)
     assert seen == sum(1 for e in outcomes if e.payload.get("error_class") != "permanent")
+
+    # another worker ranks on its event loop: it never reads the store there, and folds in
+    # what a background read fetched at a later decision
+    on_loop = default_router(store, explore=False)
+    on_loop.rank(SelectionRequest("code.generate"), candidates)
+    assert on_loop.stats.outcomes_seen == 0
+    for _ in range(200):
+        await asyncio.sleep(0.01)
+        on_loop.rank(SelectionRequest("code.generate"), candidates)
+        if on_loop.stats.outcomes_seen:
+            break
+    assert on_loop.stats.outcomes_seen == len(outcomes)
 
 
 async def test_a_session_deadline_caps_every_call_timeout(

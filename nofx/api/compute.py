@@ -44,6 +44,11 @@ def _yield_cpu() -> None:
         os.nice(10)
 
 
+# how long a request waits for a worker process to start (importing the analysis code),
+# apart from its own time budget
+STARTUP_TIMEOUT_S = 30.0
+
+
 class AnalysisPool:
     """At most ``workers`` analyses at once, each killed past ``budget_s``."""
 
@@ -108,10 +113,18 @@ class AnalysisPool:
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.workers)
         deadline = (time.monotonic() if started is None else started) + self.budget_s
-        try:
-            await self._until_ready(deadline - time.monotonic())
-        except (TimeoutError, BrokenProcessPool):
-            raise self._over_budget(what) from None
+        if not self.ready or self._ready is None or self._ready.exception() is not None:
+            # a worker (re)starting is not this request's cost: the wait for it is bounded on
+            # its own and the budget counts from when a worker is up
+            waited_from = time.monotonic()
+            try:
+                await self._until_ready(STARTUP_TIMEOUT_S)
+            except (TimeoutError, BrokenProcessPool):
+                raise BudgetExceeded(
+                    f"{what}: no analysis worker came up within {STARTUP_TIMEOUT_S:g} s",
+                    hint="retry in a few seconds; the host may be overloaded",
+                ) from None
+            deadline += time.monotonic() - waited_from
         if self._waiting >= self.max_waiting:
             raise BudgetExceeded(
                 f"{what}: {self._waiting} analyses are already waiting",

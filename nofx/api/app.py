@@ -80,6 +80,7 @@ def create_app(
         # the spec is built and rendered now, in a thread: built on the first GET it held
         # the event loop for 100-300 ms (every other request waited)
         await anyio.to_thread.run_sync(app.state.openapi_body)
+        await anyio.to_thread.run_sync(build_routes_now, app)
         yield
         # the last, partial latency window is worth keeping: nothing is silently dropped
         if summary := app.state.latency_window.flush():
@@ -145,6 +146,26 @@ def create_app(
     app.include_router(communicate.breakers_router, prefix="/api/v1", responses=errors)
     install_response_examples(app)
     return app
+
+
+def build_routes_now(app: FastAPI) -> None:
+    """Have FastAPI build every route's request handling (dependencies, body models) now.
+
+    FastAPI builds the routes of an included router on the first request that reaches that
+    router, on the event loop: 100-300 ms per router under load, during which every other
+    request (and /health) waits. Matching one throwaway request against each router at
+    startup builds them all, before the first client is served.
+    """
+    for route in app.router.routes:
+        scope: dict[str, Any] = {
+            "type": "http",
+            "method": "GET",
+            "path": "/",
+            "root_path": "",
+            "headers": [],
+            "query_string": b"",
+        }
+        route.matches(scope)
 
 
 def install_response_examples(app: FastAPI) -> None:

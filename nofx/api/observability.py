@@ -201,7 +201,7 @@ class EdgeMiddleware:
         """Metrics here; the store writes (latency window, audit) in the thread pool, after
         the answer went out, so the event loop never waits on the database."""
         route = scope.get("route")
-        path = route_path or getattr(route, "path", "unmatched")
+        path: str = route_path or getattr(route, "path", None) or "unmatched"
         if scope["path"].startswith(API_PREFIX + "/") and not path.startswith(API_PREFIX):
             path = API_PREFIX + path  # included routers report their path without the prefix
         method = scope["method"]
@@ -266,6 +266,13 @@ NOT_JSON: Any = object()
 """What parse_checked returns for bytes that are not JSON (the route's validation says where)."""
 
 
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Each JSON object, built in Python: the C parser holds the GIL for a whole document, so
+    parsing a large body in a thread would still stall the event loop for all of it; a Python
+    step per object is a point where the loop can take the GIL back."""
+    return dict(pairs)
+
+
 def json_refusal(body: bytes, max_depth: int) -> str | None:
     """Why a JSON body is refused before it reaches a handler, or None to let it through."""
     return parse_checked(body, max_depth)[1]
@@ -280,7 +287,12 @@ def parse_checked(body: bytes, max_depth: int) -> tuple[Any, str | None]:
     deep one costs every later reader (serializers stop at a fixed depth).
     """
     try:
-        value = json.loads(body, parse_constant=_refuse_constant, parse_float=_finite_float)
+        value = json.loads(
+            body,
+            parse_constant=_refuse_constant,
+            parse_float=_finite_float,
+            object_pairs_hook=_object,
+        )
     except _NonFinite as exc:
         return NOT_JSON, (
             f"numbers must be finite: {exc} is not accepted (JSON has no NaN or Infinity); "

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+import anyio.to_thread
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
 
 from nofx import __version__
 from nofx.api import examples, observability, offline_docs, pagination, problems
@@ -75,6 +78,10 @@ def create_app(
         # keeps every other request fast (issue 10: /health from 2 ms to 290 ms)
         sys.setswitchinterval(app.state.services.limits.gil_switch_interval_ms / 1000)
         app.state.analysis_pool.start()
+        # the spec is built and rendered now, in a thread: built on the first GET it held
+        # the event loop for 100-300 ms (every other request waited)
+        await anyio.to_thread.run_sync(app.state.openapi_body)
+        await anyio.to_thread.run_sync(build_routes_now, app)
         yield
         # the last, partial latency window is worth keeping: nothing is silently dropped
         if summary := app.state.latency_window.flush():
@@ -145,15 +152,58 @@ def create_app(
     return app
 
 
+def build_routes_now(app: FastAPI) -> None:
+    """Have FastAPI build every route's request handling (dependencies, body models) now.
+
+    FastAPI builds the routes of an included router on the first request that reaches that
+    router, on the event loop: 100-300 ms per router under load, during which every other
+    request (and /health) waits. Matching one throwaway request against each router at
+    startup builds them all, before the first client is served.
+    """
+    for route in app.router.routes:
+        scope: dict[str, Any] = {
+            "type": "http",
+            "method": "GET",
+            "path": "/",
+            "root_path": "",
+            "headers": [],
+            "query_string": b"",
+        }
+        route.matches(scope)
+
+
 def install_response_examples(app: FastAPI) -> None:
-    """Serve the spec with the recorded response examples (nofx/api/examples.py) attached."""
+    """Serve the spec with the recorded response examples (nofx/api/examples.py) attached.
+
+    The spec is rendered to bytes once (at startup, in a thread) and served from them:
+    FastAPI's own /openapi.json route builds and renders it on the event loop.
+    """
     build = app.openapi
+    lock = threading.Lock()
 
     def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            app.openapi_schema = examples.attach_response_examples(
-                build(), examples.load_examples()
-            )
+        with lock:
+            if app.openapi_schema is None:
+                app.openapi_schema = examples.attach_response_examples(
+                    build(), examples.load_examples()
+                )
         return app.openapi_schema
 
+    rendered: list[bytes] = []
+
+    def openapi_body() -> bytes:
+        if not rendered:
+            rendered.append(JSONResponse(openapi()).body)
+        return rendered[0]
+
+    async def openapi_json(request: Request) -> Response:
+        body = rendered[0] if rendered else await anyio.to_thread.run_sync(openapi_body)
+        return Response(body, media_type="application/json")
+
     app.openapi = openapi  # type: ignore[method-assign]
+    app.state.openapi_body = openapi_body
+    if app.openapi_url:
+        app.router.routes[:] = [
+            r for r in app.router.routes if getattr(r, "path", None) != app.openapi_url
+        ]
+        app.add_route(app.openapi_url, openapi_json, include_in_schema=False)

@@ -27,10 +27,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from nofx.api import problems
 from nofx.api.deps import metrics_reader
 from nofx.api.limits import ApiLimits, json_depth
+from nofx.api.parsed import PARSED_JSON
+from nofx.api.routes import health
 from nofx.domain import NewEvent
 
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 API_PREFIX = "/api/v1"
+HEALTH_PATH = API_PREFIX + "/health"
 OFFLOAD_CHECK_BYTES = 64 * 1024
 LATENCY_WINDOW_S = 60.0
 
@@ -124,6 +127,12 @@ class EdgeMiddleware:
             return
         start = time.perf_counter()
         scope.setdefault("state", {})["received_at"] = time.monotonic()  # for time budgets
+        if scope["method"] == "GET" and scope["path"] == HEALTH_PATH:
+            answer = await health.fast_answer(self.fastapi_app)
+            if answer is not None:  # else the route answers, with its problem+json
+                await answer(scope, receive, send)
+                await self._observe(scope, 200, time.perf_counter() - start, HEALTH_PATH)
+                return
         if scope["method"] in WRITE_METHODS:
             checked = await self._checked_body(scope, receive)
             if isinstance(checked, Response):
@@ -168,11 +177,11 @@ class EdgeMiddleware:
         content_type = headers.get(b"content-type", b"").lower()
         if body and (not content_type or b"json" in content_type):
             if len(body) > OFFLOAD_CHECK_BYTES:  # parsing a large body is worth a thread
-                refusal = await anyio.to_thread.run_sync(
-                    json_refusal, body, self.limits.max_json_depth
+                value, refusal = await anyio.to_thread.run_sync(
+                    parse_checked, body, self.limits.max_json_depth
                 )
             else:
-                refusal = json_refusal(body, self.limits.max_json_depth)
+                value, refusal = parse_checked(body, self.limits.max_json_depth)
             if refusal is not None:
                 return problems.problem(
                     422,
@@ -182,13 +191,17 @@ class EdgeMiddleware:
                     scope["path"],
                     errors=[{"field": "body", "message": refusal, "type": "json"}],
                 )
+            if value is not NOT_JSON:  # the route reads this instead of parsing again
+                scope["state"][PARSED_JSON] = value
         return body
 
-    async def _observe(self, scope: Scope, status: int, elapsed: float) -> None:
+    async def _observe(
+        self, scope: Scope, status: int, elapsed: float, route_path: str | None = None
+    ) -> None:
         """Metrics here; the store writes (latency window, audit) in the thread pool, after
         the answer went out, so the event loop never waits on the database."""
         route = scope.get("route")
-        path = getattr(route, "path", "unmatched")
+        path: str = route_path or getattr(route, "path", None) or "unmatched"
         if scope["path"].startswith(API_PREFIX + "/") and not path.startswith(API_PREFIX):
             path = API_PREFIX + path  # included routers report their path without the prefix
         method = scope["method"]
@@ -249,8 +262,24 @@ def _finite_float(text: str) -> float:
     return value
 
 
+NOT_JSON: Any = object()
+"""What parse_checked returns for bytes that are not JSON (the route's validation says where)."""
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Each JSON object, built in Python: the C parser holds the GIL for a whole document, so
+    parsing a large body in a thread would still stall the event loop for all of it; a Python
+    step per object is a point where the loop can take the GIL back."""
+    return dict(pairs)
+
+
 def json_refusal(body: bytes, max_depth: int) -> str | None:
-    """Why a JSON body is refused before it reaches a handler, or None to let it through.
+    """Why a JSON body is refused before it reaches a handler, or None to let it through."""
+    return parse_checked(body, max_depth)[1]
+
+
+def parse_checked(body: bytes, max_depth: int) -> tuple[Any, str | None]:
+    """The body's JSON value and why it is refused (None to let it through), in one parse.
 
     NaN and Infinity are not JSON (RFC 8259) although Python reads them, and a number like
     1e999 reads as infinity: a ``budget_usd`` of Infinity would mean "no budget". Nesting
@@ -258,21 +287,26 @@ def json_refusal(body: bytes, max_depth: int) -> str | None:
     deep one costs every later reader (serializers stop at a fixed depth).
     """
     try:
-        value = json.loads(body, parse_constant=_refuse_constant, parse_float=_finite_float)
+        value = json.loads(
+            body,
+            parse_constant=_refuse_constant,
+            parse_float=_finite_float,
+            object_pairs_hook=_object,
+        )
     except _NonFinite as exc:
-        return (
+        return NOT_JSON, (
             f"numbers must be finite: {exc} is not accepted (JSON has no NaN or Infinity); "
             "send a finite number, or leave the field out"
         )
     except RecursionError:
-        return f"the JSON body is nested deeper than {max_depth} levels; flatten it"
+        return NOT_JSON, f"the JSON body is nested deeper than {max_depth} levels; flatten it"
     except json.JSONDecodeError:
-        return None  # the route's own validation reports where the JSON breaks
+        return NOT_JSON, None  # the route's own validation reports where the JSON breaks
     except ValueError as exc:  # e.g. an integer of thousands of digits
-        return f"the JSON body is not accepted: {exc}"
+        return NOT_JSON, f"the JSON body is not accepted: {exc}"
     if json_depth(value, max_depth) > max_depth:
-        return f"the JSON body is nested deeper than {max_depth} levels; flatten it"
-    return None
+        return NOT_JSON, f"the JSON body is nested deeper than {max_depth} levels; flatten it"
+    return value, None
 
 
 def _too_large(limit: int, path: str) -> Response:

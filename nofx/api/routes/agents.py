@@ -9,13 +9,14 @@ from sqlalchemy import func, select
 from nofx.api import pagination
 from nofx.api.deps import Services, reader, services, writer
 from nofx.api.limits import ApiLimits, QuotaExceeded
+from nofx.api.parsed import ParsedJsonRoute
 from nofx.api.schemas import AgentPage
 from nofx.domain import Agent, AgentSpec, Capability
 from nofx.errors import ConcurrencyError, NotFoundError
 from nofx.security import Principal
 from nofx.store.schema import agents as agents_table
 
-router = APIRouter(prefix="/agents", tags=["agents"])
+router = APIRouter(prefix="/agents", tags=["agents"], route_class=ParsedJsonRoute)
 
 # a schema bound, so the spec's own checks never see an oversized list (read at import)
 MAX_CAPABILITIES = ApiLimits.from_env().max_capabilities_per_agent

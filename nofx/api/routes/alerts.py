@@ -11,9 +11,10 @@ from pydantic import BaseModel, Field
 from nofx.alerts import AlertService
 from nofx.api import pagination
 from nofx.api.deps import reader, writer
+from nofx.api.parsed import ParsedJsonRoute
 from nofx.security import Principal
 
-router = APIRouter(prefix="/alerts", tags=["alerts"])
+router = APIRouter(prefix="/alerts", tags=["alerts"], route_class=ParsedJsonRoute)
 
 
 class AlertOut(BaseModel):

@@ -16,10 +16,11 @@ from pydantic import BaseModel, Field
 from nofx import warehouse
 from nofx.api import pagination
 from nofx.api.deps import reader
+from nofx.api.parsed import ParsedJsonRoute
 from nofx.errors import NofxError, ValidationError
 from nofx.security import Principal
 
-router = APIRouter(prefix="/analytics", tags=["analytics"])
+router = APIRouter(prefix="/analytics", tags=["analytics"], route_class=ParsedJsonRoute)
 
 
 class WarehouseBusyError(NofxError):

@@ -10,11 +10,14 @@ from pydantic import BaseModel
 
 from nofx.api.deps import reader, writer
 from nofx.api.limits import json_depth
+from nofx.api.parsed import ParsedJsonRoute
 from nofx.bus import MessageBus
 from nofx.domain import Message
 from nofx.security import Principal
 
-router = APIRouter(prefix="/orchestration/communicate", tags=["orchestration"])
+router = APIRouter(
+    prefix="/orchestration/communicate", tags=["orchestration"], route_class=ParsedJsonRoute
+)
 
 
 class MessageOut(BaseModel):
@@ -86,7 +89,9 @@ class BreakerOut(BaseModel):
     transitions: int
 
 
-breakers_router = APIRouter(prefix="/orchestration/breakers", tags=["orchestration"])
+breakers_router = APIRouter(
+    prefix="/orchestration/breakers", tags=["orchestration"], route_class=ParsedJsonRoute
+)
 
 
 @breakers_router.get("", response_model=list[BreakerOut], summary="Circuit-breaker state per agent")

@@ -10,11 +10,12 @@ from pydantic import BaseModel, Field
 
 from nofx.api.deps import Services, admin, services
 from nofx.api.limits import QuotaExceeded, TooBusy
+from nofx.api.parsed import ParsedJsonRoute
 from nofx.errors import NotFoundError
 from nofx.security import ApiKey, Principal, Scope
 from nofx.security.keys import TENANT_SCOPES, PermissionDenied
 
-router = APIRouter(prefix="/keys", tags=["keys"])
+router = APIRouter(prefix="/keys", tags=["keys"], route_class=ParsedJsonRoute)
 
 
 class KeyRequest(BaseModel):

@@ -9,13 +9,16 @@ from fastapi import APIRouter, Body, Depends, Query, Request
 from pydantic import BaseModel, Field
 
 from nofx.api.deps import reader, writer
+from nofx.api.parsed import ParsedJsonRoute
 from nofx.domain import Agent
 from nofx.errors import ValidationError
 from nofx.pools import PoolService
 from nofx.routing.autoscale import PolicyError, ScalingPolicy
 from nofx.security import Principal
 
-router = APIRouter(prefix="/orchestration/pools", tags=["orchestration"])
+router = APIRouter(
+    prefix="/orchestration/pools", tags=["orchestration"], route_class=ParsedJsonRoute
+)
 
 
 class PolicyIn(BaseModel):

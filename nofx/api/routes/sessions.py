@@ -16,13 +16,14 @@ from sqlalchemy import func, select
 from nofx.api import pagination
 from nofx.api.deps import Services, reader, services, writer
 from nofx.api.limits import TooBusy, check_workflow_size
+from nofx.api.parsed import ParsedJsonRoute
 from nofx.api.schemas import CandidateOut, EventOut, SelectionOut, SessionPage
 from nofx.domain import PatternName, Session, SessionRequest, SessionStatus, Task
 from nofx.routing.selection import SelectionRequest
 from nofx.security import Principal
 from nofx.store.schema import sessions as sessions_table
 
-router = APIRouter(prefix="/orchestration", tags=["orchestration"])
+router = APIRouter(prefix="/orchestration", tags=["orchestration"], route_class=ParsedJsonRoute)
 
 EXAMPLE = {
     "task": {

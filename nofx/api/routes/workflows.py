@@ -13,6 +13,7 @@ from nofx.api import jobs
 from nofx.api.compute import AnalysisPool
 from nofx.api.deps import Services, reader, services, writer
 from nofx.api.limits import check_workflow_size
+from nofx.api.parsed import ParsedJsonRoute
 from nofx.domain import NewEvent
 from nofx.security import Principal
 from nofx.workflows import analyze, learning
@@ -20,7 +21,7 @@ from nofx.workflows.adapt import Adaptation, AdaptationService, AddStep, Replace
 from nofx.workflows.planner import PlanRequest, planner_from_env
 from nofx.workflows.suggest import PreferenceModel
 
-router = APIRouter(prefix="/workflows", tags=["workflows"])
+router = APIRouter(prefix="/workflows", tags=["workflows"], route_class=ParsedJsonRoute)
 
 EXAMPLE = {
     "name": "feature",

@@ -133,19 +133,11 @@ def failure_model(
 def run_failure_model(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, mlflow: MlflowResource
 ) -> dg.MaterializeResult:
-    with warehouse.connect(read_only=True) as conn:
-        calls = conn.sql("select * from main.agent_step_calls").pl()
-    runs = add_history_features(runs_from_step_calls(calls))
-    span_days = 0.0
-    if runs.height:
-        span = runs["occurred_at"].max() - runs["occurred_at"].min()  # type: ignore[operator]
-        span_days = span.total_seconds() / 86_400
-    holdout_days = RUN_HOLDOUT_DAYS if span_days >= 2 * RUN_HOLDOUT_DAYS else None
+    runs, holdout_days = step_call_runs(warehouse)
     try:
         trained = train_run_failure_model(runs, holdout_days=holdout_days)
     except InsufficientDataError as exc:
-        context.log.warning(f"run_failure_model not trained: {exc}")
-        return dg.MaterializeResult(metadata={"skipped_reason": str(exc), "runs": runs.height})
+        return skipped(context, "run_failure_model", exc, runs)
     registered = log_and_register(
         trained,
         name=RUN_FAILURE_MODEL_NAME,
@@ -154,17 +146,7 @@ def run_failure_model(
         experiment="nofx-run-failure-model",
         tags={"dagster.run_id": context.run.run_id},
     )
-    metadata: dict[str, Any] = {
-        "model_name": registered.name,
-        "version": registered.version,
-        "alias": registered.alias,
-        "reason": registered.reason,
-        "runs": runs.height,
-        "holdout": f"last {holdout_days} days" if holdout_days else "latest quarter of runs",
-        "registry_versions": mirror_registry(warehouse, mlflow),
-    }
-    metadata.update({f"metric_{k}": v for k, v in registered.metrics.items()})
-    return dg.MaterializeResult(metadata=metadata)
+    return registered_result(registered, runs, holdout_days, warehouse, mlflow)
 
 
 @dg.asset(
@@ -178,6 +160,20 @@ def run_failure_model(
 def request_failure_model(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, mlflow: MlflowResource
 ) -> dg.MaterializeResult:
+    runs, holdout_days = step_call_runs(warehouse)
+    try:
+        trained = train_request_model(runs, holdout_days=holdout_days)
+    except InsufficientDataError as exc:
+        return skipped(context, "request_failure_model", exc, runs)
+    registered = register_request_model(
+        trained, tracking_uri=mlflow.tracking_uri, artifact_root=mlflow.artifact_root
+    )
+    return registered_result(registered, runs, holdout_days, warehouse, mlflow)
+
+
+def step_call_runs(warehouse: WarehouseResource) -> tuple[pl.DataFrame, int | None]:
+    """Agent runs with their history features, and the held-out window both run-level
+    models use: the last RUN_HOLDOUT_DAYS once the data spans twice that."""
     with warehouse.connect(read_only=True) as conn:
         calls = conn.sql("select * from main.agent_step_calls").pl()
     runs = add_history_features(runs_from_step_calls(calls))
@@ -185,21 +181,30 @@ def request_failure_model(
     if runs.height:
         span = runs["occurred_at"].max() - runs["occurred_at"].min()  # type: ignore[operator]
         span_days = span.total_seconds() / 86_400
-    holdout_days = RUN_HOLDOUT_DAYS if span_days >= 2 * RUN_HOLDOUT_DAYS else None
-    try:
-        trained = train_request_model(runs, holdout_days=holdout_days)
-    except InsufficientDataError as exc:
-        context.log.warning(f"request_failure_model not trained: {exc}")
-        return dg.MaterializeResult(metadata={"skipped_reason": str(exc), "runs": runs.height})
-    registered = register_request_model(
-        trained, tracking_uri=mlflow.tracking_uri, artifact_root=mlflow.artifact_root
-    )
+    return runs, RUN_HOLDOUT_DAYS if span_days >= 2 * RUN_HOLDOUT_DAYS else None
+
+
+def skipped(
+    context: dg.AssetExecutionContext, asset: str, exc: Exception, runs: pl.DataFrame
+) -> dg.MaterializeResult:
+    context.log.warning(f"{asset} not trained: {exc}")
+    return dg.MaterializeResult(metadata={"skipped_reason": str(exc), "runs": runs.height})
+
+
+def registered_result(
+    registered: Any,
+    runs: pl.DataFrame,
+    holdout_days: int | None,
+    warehouse: WarehouseResource,
+    mlflow: MlflowResource,
+) -> dg.MaterializeResult:
     metadata: dict[str, Any] = {
         "model_name": registered.name,
         "version": registered.version,
         "alias": registered.alias,
         "reason": registered.reason,
         "runs": runs.height,
+        "holdout": f"last {holdout_days} days" if holdout_days else "latest quarter of runs",
         "registry_versions": mirror_registry(warehouse, mlflow),
     }
     metadata.update({f"metric_{k}": v for k, v in registered.metrics.items()})

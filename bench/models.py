@@ -148,6 +148,27 @@ def request_time_summary(rows: list[dict[str, Any]], loops: list[dict[str, Any]]
         "closed_loop_regret_cost_per_success_posterior": mean(
             loops, "regret_cost_per_success_posterior"
         ),
+        # like for like: cost per successful session divides each router's spend by its own
+        # successes, and the two routers complete different sessions (the predictive one
+        # finishes long, expensive prompts the posterior one loses to free context
+        # rejections). These two compare the same sessions: the spend on the sessions both
+        # completed, and the spend on the whole stream with every failed session charged
+        # what it spent. Positive = the predictive router spent less.
+        "closed_loop_like_for_like_note": (
+            "cost_per_success_reduction compares different successful sets; "
+            "both_completed_cost_reduction compares spend on the sessions both routers "
+            "completed; stream_cost_reduction compares total spend on the same task stream"
+        ),
+        "closed_loop_both_completed_cost_reduction": mean(loops, "both_completed_cost_reduction"),
+        "closed_loop_both_completed_cost_reduction_ci95": interval95(
+            [r["both_completed_cost_reduction"] for r in loops]
+        ),
+        "closed_loop_stream_cost_reduction": mean(loops, "stream_cost_reduction"),
+        "closed_loop_stream_cost_reduction_ci95": interval95(
+            [r["stream_cost_reduction"] for r in loops]
+        ),
+        "closed_loop_only_predictive_completed": mean(loops, "only_predictive_completed"),
+        "closed_loop_only_posterior_completed": mean(loops, "only_posterior_completed"),
     }
 
 

@@ -3,7 +3,9 @@
 Every router sees the same tasks in the same order. Outcomes come from the
 seeded simulator's pure ``outcome`` function (hidden skill per capability,
 latency, price), so the oracle knows each agent's true success probability.
-One attempt per task, so the router alone decides the result.
+One attempt per task, so the router alone decides the result. The router's objective was
+developed on DEVELOPMENT_SEEDS; the summary reports HELD_OUT_SEEDS, per seed and with 95%
+intervals (a single seed swings cost per success by +-15%: Thompson sampling's early luck).
 
 Selection speed at 10,000 agents of one capability, with the request-time failure model
 loaded: the shortlisted router (ordered index, ``SHORTLIST`` scored per call) against the
@@ -197,26 +199,92 @@ def select_latency(seed: int, agents: int, requests: int, model: CompactFailureM
     return row
 
 
+# (task stream, simulator, router) seeds. The objective was developed on the first set only;
+# the summary reports the held-out set (the first held-out triple is the one this benchmark
+# always reported, kept for continuity).
+DEVELOPMENT_SEEDS = tuple((s, s + 1000, s) for s in range(101, 111))
+HELD_OUT_SEEDS = ((5, 9, 1), *((s, s + 1000, s) for s in range(301, 306)))
+
+
+def interval95(values: list[float]) -> list[float]:
+    """A t-interval over seeds (t for n-1 degrees of freedom, n <= 10)."""
+    t = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26}
+    if len(values) < 2:
+        return [values[0], values[0]] if values else [0.0, 0.0]
+    half = t.get(len(values) - 1, 2.0) * statistics.stdev(values) / len(values) ** 0.5
+    m = statistics.fmean(values)
+    return [m - half, m + half]
+
+
+def demo_fleet_rows(seeds: tuple[tuple[int, int, int], ...], n: int) -> list[dict[str, Any]]:
+    """Every router on the demo fleet, per seed; smart vs round robin on the same tasks."""
+    agents = fleet()
+    rows = []
+    for task_seed, sim_seed, router_seed in seeds:
+        tasks = list(demo_requests(n, seed=task_seed))
+        routers = {
+            "smart": SmartRouter(seed=router_seed),
+            "round_robin": RoundRobinSelector(),
+            "lowest_latency": LowestLatencySelector(),
+            "cheapest": CheapestSelector(),
+            "oracle": Oracle(),
+        }
+        results = {name: run(r, agents, tasks, seed=sim_seed) for name, r in routers.items()}
+        smart, rr = results["smart"], results["round_robin"]
+        rows.append(
+            {
+                "task_seed": task_seed,
+                "sim_seed": sim_seed,
+                "router_seed": router_seed,
+                "cost_reduction_vs_round_robin": 1 - smart["cost_usd"] / rr["cost_usd"],
+                "cost_per_success_ratio_vs_round_robin": smart["cost_per_success"]
+                / rr["cost_per_success"],
+                "success_gain_vs_round_robin": smart["success_rate"] - rr["success_rate"],
+                "routers": results,
+            }
+        )
+    return rows
+
+
 def main() -> None:
     args = parse_args(__doc__.splitlines()[0])
     n = 2_000 if args.quick else 20_000
-    agents = fleet()
-    tasks = [r for r in demo_requests(n, seed=5)]
-    routers = {
-        "smart": SmartRouter(seed=1),
-        "round_robin": RoundRobinSelector(),
-        "lowest_latency": LowestLatencySelector(),
-        "cheapest": CheapestSelector(),
-        "oracle": Oracle(),
-    }
-    results = {name: run(router, agents, tasks, seed=9) for name, router in routers.items()}
+    rows = demo_fleet_rows(HELD_OUT_SEEDS[:2] if args.quick else HELD_OUT_SEEDS, n)
     show(
-        f"routing on {n} tasks, one attempt each (hidden ground truth)",
+        f"demo fleet, {n} tasks per seed, one attempt each (held-out seeds)",
+        [{k: v for k, v in r.items() if k != "routers"} for r in rows],
+    )
+    results = rows[0]["routers"]  # the historical seed, every router
+    show(
+        f"routing on {n} tasks, seed {HELD_OUT_SEEDS[0]} (hidden ground truth)",
         [{"router": k, **v} for k, v in results.items()],
     )
     smart, rr, oracle = results["smart"], results["round_robin"], results["oracle"]
+
+    def over_seeds(key: str) -> float:
+        return statistics.fmean(r[key] for r in rows)
+
     summary = {
         "tasks": n,
+        "held_out_seeds": [list(s) for s in HELD_OUT_SEEDS[: len(rows)]],
+        "development_seeds": [list(s) for s in DEVELOPMENT_SEEDS],
+        "held_out_cost_reduction_vs_round_robin": over_seeds("cost_reduction_vs_round_robin"),
+        "held_out_cost_reduction_vs_round_robin_ci95": interval95(
+            [r["cost_reduction_vs_round_robin"] for r in rows]
+        ),
+        "held_out_cost_per_success_ratio_vs_round_robin": over_seeds(
+            "cost_per_success_ratio_vs_round_robin"
+        ),
+        "held_out_cost_per_success_ratio_vs_round_robin_ci95": interval95(
+            [r["cost_per_success_ratio_vs_round_robin"] for r in rows]
+        ),
+        "held_out_success_gain_vs_round_robin": over_seeds("success_gain_vs_round_robin"),
+        "held_out_success_gain_vs_round_robin_ci95": interval95(
+            [r["success_gain_vs_round_robin"] for r in rows]
+        ),
+        "held_out_min_success_gain_vs_round_robin": min(
+            r["success_gain_vs_round_robin"] for r in rows
+        ),
         "cost_reduction_vs_round_robin": 1 - smart["cost_usd"] / rr["cost_usd"],
         "success_rate": smart["success_rate"],
         "success_rate_round_robin": rr["success_rate"],
@@ -228,6 +296,7 @@ def main() -> None:
         "cost_reduction_vs_lowest_latency": 1
         - smart["cost_usd"] / results["lowest_latency"]["cost_usd"],
         "routers": results,
+        "demo_fleet_rows": rows,
     }
     model = failure_model()
     speed = [

@@ -185,11 +185,15 @@ def route(
     chooser: Any,
     router: SmartRouter | None,
     clock: SimClock,
+    sessions: list[tuple[bool, float]] | None = None,
 ) -> dict[str, float]:
+    """Route every task; ``sessions`` (when given) receives (succeeded, spent) per task, so
+    routers can be compared on the same sessions."""
     ok = cost = latency = attempts = 0.0
     for i, task in enumerate(tasks):
         clock.at(task.at)
         exclude: set[str] = set()
+        spent_before, ok_before = cost, ok
         for attempt in range(1, MAX_ATTEMPTS + 1):
             request = SelectionRequest(
                 capability=task.capability,
@@ -244,6 +248,8 @@ def route(
             if isinstance(result, AgentCallError) and result.error_class is ErrorClass.PERMANENT:
                 break
             exclude.add(agent.agent_id)
+        if sessions is not None:
+            sessions.append((ok > ok_before, cost - spent_before))
     n = len(tasks)
     return {
         "success_rate": ok / n,
@@ -251,6 +257,34 @@ def route(
         "cost_per_success": cost / max(ok, 1.0),
         "attempts_per_session": attempts / n,
         "latency_ms_per_session": latency / n,
+    }
+
+
+def like_for_like(
+    base: list[tuple[bool, float]], ours: list[tuple[bool, float]]
+) -> dict[str, float]:
+    """Compare two routers on the same sessions, not on their own successful sets.
+
+    Cost per successful session divides each router's spend by *its own* successes: a router
+    that completes long, expensive sessions the other fails cheaply (a prompt over every cheap
+    agent's window is rejected for free) looks worse per success while doing more. Two
+    measures that do not mix task sets: the spend on the sessions both completed, and the
+    spend on the whole stream (every failed session charged what it spent)."""
+    both = [i for i, ((a, _), (b, _)) in enumerate(zip(base, ours, strict=True)) if a and b]
+    base_both = sum(base[i][1] for i in both)
+    ours_both = sum(ours[i][1] for i in both)
+    base_all = sum(c for _, c in base)
+    ours_all = sum(c for _, c in ours)
+    return {
+        "both_completed_sessions": len(both),
+        "both_completed_cost_reduction": 1 - ours_both / base_both if base_both else 0.0,
+        "stream_cost_reduction": 1 - ours_all / base_all if base_all else 0.0,
+        "only_predictive_completed": sum(
+            b and not a for (a, _), (b, _) in zip(base, ours, strict=True)
+        ),
+        "only_posterior_completed": sum(
+            a and not b for (a, _), (b, _) in zip(base, ours, strict=True)
+        ),
     }
 
 
@@ -273,11 +307,15 @@ def closed_loop(
     world = World(seed, agents, start, days)
     tasks = task_stream(seed, start, days, runs_per_day)
     results: dict[str, dict[str, float]] = {}
+    sessions: dict[str, list[tuple[bool, float]]] = {}
     for name in ("posterior", "predictive", "oracle"):
         provider = SimulatedProvider(seed=seed, time_scale=0.0)
         clock = SimClock()
+        sessions[name] = []
         if name == "oracle":
-            results[name] = route(name, world, tasks, provider, OracleRouter(world), None, clock)
+            results[name] = route(
+                name, world, tasks, provider, OracleRouter(world), None, clock, sessions[name]
+            )
             continue
         router = SmartRouter(
             seed=seed,
@@ -285,11 +323,12 @@ def closed_loop(
             clock=clock,
         )
         warm(router, history, clock)
-        results[name] = route(name, world, tasks, provider, router, router, clock)
+        results[name] = route(name, world, tasks, provider, router, router, clock, sessions[name])
     base, ours, oracle = results["posterior"], results["predictive"], results["oracle"]
     return {
         "seed": seed,
         "sessions": len(tasks),
+        **like_for_like(sessions["posterior"], sessions["predictive"]),
         **{f"{k}_{m}": v for k, r in results.items() for m, v in r.items()},
         "cost_per_success_reduction": 1 - ours["cost_per_success"] / base["cost_per_success"],
         "success_gain": ours["success_rate"] - base["success_rate"],

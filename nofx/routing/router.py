@@ -136,13 +136,21 @@ class SmartRouter:
             )
         else:
             success = est.sample(self.rng) if self.explore else est.mean
+        window = agent.context_window_tokens
+        if window is not None and request.input_tokens > window:
+            success = 0.0  # the agent rejects the prompt: known before the call, not a guess
+        price = estimated_cost(agent, request.input_tokens)
         return Estimate(
             success=success,
             # price x the prompt: what *this* call costs, not the average of past ones
-            cost_usd=estimated_cost(agent, request.input_tokens),
+            cost_usd=price,
             latency_ms=latency,
             latency_p95_ms=est.latency_p95() or latency * 2.0,
             load=self.in_flight.get(agent.agent_id, 0) / max(1, agent.max_concurrency),
+            # every failure charged the full price: a per-agent average of what failures
+            # cost (timeouts and rate limits are free, bad answers billed) mixes failure
+            # modes the request decides, and measured worse on the development seeds
+            failed_cost_usd=None,
         )
 
     def _qualifies(self, agent: Agent, request: SelectionRequest, now: float) -> bool:
@@ -297,8 +305,10 @@ class SmartRouter:
         attempts = 1.0 / max(MIN_SUCCESS, e.success)
         return (
             success,
-            f"cost of success ${cost_of_success(e):.5f} = ${e.cost_usd:.5f} x {attempts:.2f} "
-            f"expected attempts ({cost_of_success(e) / max(cheapest, 1e-12):.1f}x the cheapest)",
+            f"cost of success ${cost_of_success(e):.5f} over {attempts:.2f} expected attempts "
+            f"at ${e.cost_usd:.5f}, a failure billed "
+            f"${e.cost_usd if e.failed_cost_usd is None else e.failed_cost_usd:.5f} "
+            f"({cost_of_success(e) / max(cheapest, 1e-12):.1f}x the cheapest)",
             f"latency with retries {latency_of_success(e):.0f} ms "
             f"({latency_of_success(e) / max(fastest, 1e-9):.1f}x the fastest)",
             f"load {self.in_flight.get(agent.agent_id, 0)}/{agent.max_concurrency}",

@@ -3,9 +3,12 @@
 score = w_success * p - w_cost * log2(cost_of_success / cheapest)
         - w_latency * log2(latency_of_success / fastest) - w_load * load
 
-where p is the probability this call succeeds, cost_of_success = price / p (price times the
-expected attempts until one succeeds) and latency_of_success = latency / p (the wait
-including retries). Logs make "twice as expensive" cost the same whatever the price level;
+where p is the probability this call succeeds and cost_of_success is what the session expects
+to pay until an attempt succeeds: the successful attempt's price plus (1 - p) / p failed
+attempts, each charged what a failure of this agent actually costs (a rejected prompt or a
+rate limit is free, a bad answer is billed in full). Charging failures the full price (plain
+price / p) over-penalises agents whose failures are free. latency_of_success = latency / p
+(the wait including retries). Logs make "twice as expensive" cost the same whatever the price level;
 the reference is the best qualified candidate of the same request.
 """
 
@@ -31,11 +34,19 @@ class Estimate:
     latency_ms: float
     latency_p95_ms: float
     load: float  # in flight / capacity, 0..1+
+    # what one failed attempt costs; None: the full price (every failure billed)
+    failed_cost_usd: float | None = None
 
 
 def cost_of_success(e: Estimate) -> float:
-    """Price times the expected attempts until one succeeds (geometric: 1 / p)."""
-    return e.cost_usd / max(MIN_SUCCESS, e.success)
+    """Expected spend until an attempt succeeds: one success plus (1 - p) / p failures
+    (geometric), each failure charged ``failed_cost_usd``. A hopeless agent (p at the floor)
+    stays hopeless even when its failures are free: it never delivers a success."""
+    p = max(MIN_SUCCESS, e.success)
+    failed = e.cost_usd if e.failed_cost_usd is None else min(e.failed_cost_usd, e.cost_usd)
+    if p <= MIN_SUCCESS:
+        return e.cost_usd / MIN_SUCCESS
+    return e.cost_usd + failed * (1.0 - p) / p
 
 
 def latency_of_success(e: Estimate) -> float:

@@ -46,3 +46,19 @@ def test_the_world_and_tasks_are_reproducible_and_shared() -> None:
     clock = SimClock()
     clock.at(START + timedelta(hours=1))
     assert clock() == 3600.0
+
+
+def test_like_for_like_compares_the_same_sessions_not_each_routers_own_successes() -> None:
+    from ml.closed_loop import like_for_like
+
+    # the posterior router loses the expensive long session for free; the predictive one
+    # completes it: its cost per success rises, yet on the sessions both completed it spent less
+    base = [(True, 1.0), (True, 1.0), (False, 0.0)]
+    ours = [(True, 0.8), (True, 0.8), (True, 5.0)]
+    out = like_for_like(base, ours)
+    per_success_base, per_success_ours = 2.0 / 2, 6.6 / 3
+    assert per_success_ours > per_success_base
+    assert out["both_completed_sessions"] == 2
+    assert abs(out["both_completed_cost_reduction"] - 0.2) < 1e-12
+    assert abs(out["stream_cost_reduction"] - (1 - 6.6 / 2.0)) < 1e-12
+    assert out["only_predictive_completed"] == 1 and out["only_posterior_completed"] == 0

@@ -80,7 +80,13 @@ def up(dashboard_warehouse: DashboardWarehouse, tmp_path_factory) -> Iterator[Up
         before = conn.execute("select count(*) from main.agent_sessions").fetchall()[0][0]
     ports = {name: free_port() for name in HEALTH}
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("NOFX_", "DAGSTER_"))},
+        # mlflow.set_tracking_uri (earlier tests, in this process) also sets MLFLOW_TRACKING_URI
+        # in os.environ: passed on, MLflow would serve another test's registry
+        **{
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("NOFX_", "DAGSTER_", "MLFLOW_"))
+        },
         "NOFX_HOME": str(home),
         **{f"NOFX_{n.upper()}_PORT": str(p) for n, p in ports.items()},
     }

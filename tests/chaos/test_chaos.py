@@ -98,9 +98,10 @@ async def test_timeouts_and_an_agent_going_dark_move_work_to_the_others(
         if e.payload["error.type"] == "timeout"
     )
     assert completed_by[dark.agent_id] <= 5
-    # the router's breaker cuts the dark agent off after a few timeouts instead of
-    # letting every session pay for it (with no breaker it timed out on over 100 calls)
-    assert 3 <= timeouts[dark.agent_id] <= 40
+    # the router's breaker cuts the dark agent off instead of letting every session pay for
+    # it (with no breaker it timed out on over 100 calls); the calls the 120 sessions had
+    # already sent it when it went dark still time out: 31-52 over 20 runs, hence 70
+    assert 3 <= timeouts[dark.agent_id] <= 70
     assert timeouts[flaky.agent_id] > 0
     assert sum(completed_by.values()) - completed_by[dark.agent_id] >= 100
     # a timed-out call is not waited on again: the next attempt goes to another agent

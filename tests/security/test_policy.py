@@ -60,6 +60,31 @@ def spec(kind: str, config: dict[str, Any], name: str = "evil") -> dict[str, Any
     return {"name": name, "capabilities": CAPS, "provider": {"kind": kind, "config": config}}
 
 
+def write_agent_row(
+    tx: Any, agent_id: str, agent_spec: dict[str, Any], capability: str | None = "code.generate"
+) -> None:
+    """An agent as a registry that allowed it (or a hand-edited database) left it: a row, no check."""
+    now = utcnow()
+    tx.conn.execute(
+        insert(agents).values(
+            agent_id=agent_id,
+            tenant_id="alpha",
+            name=agent_spec["name"],
+            version=1,
+            status="active",
+            spec=agent_spec,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    if capability is not None:
+        tx.conn.execute(
+            insert(agent_capabilities).values(
+                agent_id=agent_id, capability=capability, proficiency=4, tenant_id="alpha"
+            )
+        )
+
+
 def problem(response: Any, status: int) -> dict[str, Any]:
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
@@ -219,26 +244,9 @@ def test_an_eval_agent_written_straight_into_the_database_cannot_run(
     api: dict, store: EventStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """No event, no registry: a row in ``agents``. The prompt would print the secret if run."""
-    now = utcnow()
     evil = {**spec("python", {"callable": "builtins:eval"}), "tenant_id": "alpha"}
     with store.transaction() as tx:
-        tx.conn.execute(
-            insert(agents).values(
-                agent_id="agt_evil",
-                tenant_id="alpha",
-                name="evil",
-                version=1,
-                status="active",
-                spec=evil,
-                created_at=now,
-                updated_at=now,
-            )
-        )
-        tx.conn.execute(
-            insert(agent_capabilities).values(
-                agent_id="agt_evil", capability="code.generate", proficiency=4, tenant_id="alpha"
-            )
-        )
+        write_agent_row(tx, "agt_evil", evil)
     prompt = "__import__('os').environ['SOME_SERVER_SECRET']"
     api["client"].post(
         "/api/v1/orchestration/sessions",
@@ -340,30 +348,13 @@ def test_an_inline_secret_is_422_and_points_to_references(
 def test_inline_keys_stored_before_the_fix_are_redacted_on_read(
     api: dict, store: EventStore
 ) -> None:
-    now = utcnow()
     stored = spec(
         "openai",
         {"base_url": "https://api.example.com/v1", "model": "m", "api_key": "sk-old-inline"},
         name="legacy",
     )
     with store.transaction() as tx:
-        tx.conn.execute(
-            insert(agents).values(
-                agent_id="agt_legacy",
-                tenant_id="alpha",
-                name="legacy",
-                version=1,
-                status="active",
-                spec={**stored, "tenant_id": "alpha"},
-                created_at=now,
-                updated_at=now,
-            )
-        )
-        tx.conn.execute(
-            insert(agent_capabilities).values(
-                agent_id="agt_legacy", capability="code.generate", proficiency=4, tenant_id="alpha"
-            )
-        )
+        write_agent_row(tx, "agt_legacy", {**stored, "tenant_id": "alpha"})
     client, auth = api["client"], api["auth"]
     listed = client.get("/api/v1/agents", headers=auth["alpha_read"])
     one = client.get("/api/v1/agents/agt_legacy", headers=auth["alpha_read"])
@@ -612,25 +603,13 @@ def scrubbed_by_the_migration(url: str) -> None:
 
     old = EventStore(url, migrate=False)
     upgrade(old.engine, "0005")
-    now = utcnow()
     leaked = spec(
         "openai",
         {"base_url": "https://api.example.com/v1", "model": "m", "api_key": "sk-old-9c1d"},
         name="legacy",
     )
     with old.transaction() as tx:
-        tx.conn.execute(
-            insert(agents).values(
-                agent_id="agt_old",
-                tenant_id="alpha",
-                name="legacy",
-                version=1,
-                status="active",
-                spec=leaked,
-                created_at=now,
-                updated_at=now,
-            )
-        )
+        write_agent_row(tx, "agt_old", leaked, capability=None)
         tx.append(
             "agent-agt_old",
             "agent",

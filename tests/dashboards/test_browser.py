@@ -199,8 +199,12 @@ def test_every_page_loads_and_shows_the_warehouse_numbers(
         page.goto(f"{dashboard}/cost")
         page.wait_for_selector('[data-testid="stMetricValue"]', timeout=45_000)
         page.wait_for_load_state("networkidle")
-        # the duration forecasts the pipeline published, exportable; usage waits for a week
-        assert page.get_by_role("button", name="Download step_duration_forecasts.csv").count() == 1
+        # the duration forecasts the pipeline published, exportable; usage waits for a week.
+        # The forecasts section draws after the metrics: wait for it (a loaded CI runner took
+        # longer than networkidle).
+        download = page.get_by_role("button", name="Download step_duration_forecasts.csv")
+        download.wait_for(timeout=30_000)
+        assert download.count() == 1
         assert page.get_by_text("Usage forecasts start once a tenant has a week").count() == 1
         page.goto(dashboard + "/")
         page.wait_for_selector('[data-testid="stMetricValue"]', timeout=45_000)

@@ -167,9 +167,12 @@ def test_the_budget_grows_with_the_dag_and_is_capped() -> None:
 
 @pytest.mark.parametrize("trace", ["blast-chameleon-small-005", "rnaseq-dirt02-001"])
 def test_real_traces_are_planned_near_the_bound(trace: str) -> None:
+    """Search quality, given CPU: the budget is wall-clock, so the test grants a fixed 8 s
+    (about twice the default for these sizes) rather than the default, which a loaded runner
+    shares with other work (3.8 s under a load of 12 reached 1.026 of the bound)."""
     spec = load_wfformat(DATA / f"{trace}.json")
     for workers in (3, 8):
-        result = plan(spec, {"default": workers})
+        result = plan(spec, {"default": workers}, budget_s=8.0)
         assert result.makespan_s <= 1.02 * result.lower_bound_s
         assert result.makespan_s <= min(result.members.values()) + 1e-9
 

@@ -31,6 +31,7 @@ from nofx.domain import (
     NewEvent,
     PatternName,
     Session,
+    SessionRequest,
     SessionStatus,
     utcnow,
 )
@@ -45,7 +46,7 @@ from nofx.sessions import STREAM_TYPE as SESSION_STREAM_TYPE
 from nofx.sessions import SessionService, project, replay, row_to_session, session_stream
 from nofx.store import EventStore, Transaction
 from nofx.store.schema import sessions
-from nofx.store.writer import Append
+from nofx.store.writer import Append, Written
 
 log = logging.getLogger(__name__)
 _RELEASE = (
@@ -132,9 +133,18 @@ class SessionExecution:
         self._positions = {e.position for e in history}
         self._deferred: list[NewEvent] = []
         self._outbox: list[_Outgoing] = []
-        self._sending: asyncio.Task[None] | None = None
+        self._in_flight: list[_Outgoing] | None = None  # the one write of this chain at the writer
+        self._idle: asyncio.Future[None] | None = None
         self._failure: BaseException | None = None
-        self.rng = random.Random(f"{runtime.config.seed}/{session.session_id}")
+        self._rng: random.Random | None = None
+
+    @property
+    def rng(self) -> random.Random:
+        """This session's random draws (backoff jitter), seeded by the session: made on first
+        use, since seeding from a string costs more than most sessions' whole step."""
+        if self._rng is None:
+            self._rng = random.Random(f"{self.runtime.config.seed}/{self.session.session_id}")
+        return self._rng
 
     def _step_events(self, step_id: str) -> list[Event]:
         return [e for e in self.history if e.payload.get("step_id") == step_id]
@@ -177,8 +187,10 @@ class SessionExecution:
 
     async def flush(self) -> None:
         """Wait until everything emitted so far is durable (raises the chain's failure)."""
-        while self._sending is not None and not self._sending.done():
-            await asyncio.shield(self._sending)
+        while self._in_flight is not None:
+            if self._idle is None or self._idle.done():
+                self._idle = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._idle)
         if self._failure is not None:
             raise self._failure
 
@@ -188,35 +200,54 @@ class SessionExecution:
         events = [*self._deferred, event]
         self._deferred.clear()
         self._outbox.append(_Outgoing(events, waiter, release_lease))
-        if self._sending is None or self._sending.done():
-            self._sending = asyncio.get_running_loop().create_task(self._drain())
+        if self._in_flight is None:
+            self._dispatch()
 
-    async def _drain(self) -> None:
+    def _dispatch(self) -> None:
+        """Send everything waiting as one operation; its commit callback sends what queued
+        meanwhile. A callback, not a task per write: nothing to schedule but the answer."""
         while self._outbox:
             batch, self._outbox = self._outbox, []
             if self._failure is not None:
                 _fail(batch, self._failure)
                 continue
             try:
-                written = await self.runtime.store.write_async(self._operation(batch))
-            except BaseException as exc:
+                future = self.runtime.store.submit_async(self._operation(batch))
+            except Exception as exc:  # the store is closed: this write and later ones fail
                 self._failure = exc
                 _fail(batch, exc)
-                if not isinstance(exc, Exception):
-                    raise
                 continue
+            self._in_flight = batch
+            future.add_done_callback(self._written)
+            return
+        if self._idle is not None and not self._idle.done():
+            self._idle.set_result(None)
+
+    def _written(self, future: asyncio.Future[Written]) -> None:
+        batch, self._in_flight = self._in_flight or [], None
+        if future.cancelled():
+            self._failure = asyncio.CancelledError()
+            _fail(batch, self._failure)
+        elif (exc := future.exception()) is not None:
+            self._failure = exc
+            _fail(batch, exc)
+        else:
+            written = future.result()
             events: list[Event] = written.events
             if written.value is not None:
                 self.state = written.value
-            fresh = [e for e in events if e.position not in self._positions]
-            self.history.extend(fresh)
-            self._positions.update(e.position for e in fresh)
+            positions = self._positions
+            for e in events:
+                if e.position not in positions:
+                    self.history.append(e)
+                    positions.add(e.position)
             cursor = 0
             for item in batch:
                 mine = events[cursor : cursor + len(item.events)]
                 cursor += len(item.events)
                 if item.waiter is not None and not item.waiter.done():
                     item.waiter.set_result(mine)
+        self._dispatch()
 
     def _operation(self, batch: list[_Outgoing]) -> Append:
         sid = self.session.session_id
@@ -673,7 +704,8 @@ class Runtime:
         try:
             timeout = timeout_s * max(self.config.time_scale, 1e-3) + 5
             async with self.autoscaler.slot(agent):  # waits while the agent's pool is full
-                result = await asyncio.wait_for(provider.invoke(agent, call), timeout=timeout)
+                async with asyncio.timeout(timeout):  # no extra task per call, as wait_for has
+                    result = await provider.invoke(agent, call)
             self.autoscaler.observe_latency(agent.agent_id, result.latency_ms)
         except AgentCallError as exc:
             error = exc
@@ -892,7 +924,8 @@ class Runtime:
         state = replay(history)
         if state is None:
             raise NotFoundError(f"no session with id {session_id!r}", hint="list sessions")
-        session = row_to_session(state)  # the fold of its events: no second read of the row
+        request = SessionRequest.model_validate(state["request"])  # parsed once per run
+        session = row_to_session(state, request)  # the fold of its events: no second read
         if session.status.terminal:
             return session
         await self.prepare_tenant(session.tenant_id)
@@ -910,7 +943,7 @@ class Runtime:
                 key=terminal_key,
                 release_lease=True,
             )
-            return row_to_session(execution.state)
+            return row_to_session(execution.state, request)
         previous = [e for e in history if e.type in ("SessionStarted", "SessionResumed")]
         if previous:
             # another runtime (or an earlier life of this one) began it: say who takes over
@@ -950,7 +983,7 @@ class Runtime:
                 key=terminal_key,
                 release_lease=True,
             )
-        return row_to_session(execution.state)
+        return row_to_session(execution.state, request)
 
     async def run_session(self, session_id: str) -> Session:
         if not await self.claim_async(1, [session_id]):

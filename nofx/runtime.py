@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, bindparam, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from nofx.admission import Admission
 from nofx.agents import AgentCall, AgentCallError, ErrorClass, ProviderSet
 from nofx.domain import (
     Agent,
@@ -105,6 +106,8 @@ class RuntimeConfig:
     call_timeout_s: float = 60.0
     seed: int = 7
     autoscale_interval_s: float = 2.0
+    # sessions started per event-loop turn (nofx.admission): running steps go first
+    starts_per_turn: int = 64
 
 
 @dataclass
@@ -1023,9 +1026,12 @@ class Runtime:
                 await asyncio.sleep(self.config.autoscale_interval_s)
                 await self.autoscale_once()
 
+        admission = Admission(self.config.starts_per_turn)
+
         async def one(session_id: str, history: list[Event]) -> None:
             async with gate:
                 try:
+                    await admission.enter()
                     session = await self.execute(session_id, history)
                 except ConcurrencyError as exc:
                     # Someone else wrote to the stream: a user cancelled it, or our lease ran
@@ -1081,6 +1087,7 @@ class Runtime:
                 if not running:
                     exhausted = False  # everything ended: look once more before stopping
         finally:
+            admission.close()
             for task in (beat, scaler):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from nofx.domain import Event, NewEvent, utcnow
 from nofx.errors import ConcurrencyError
 from nofx.store import schema
-from nofx.store.driver import DriverStatement, dumps, loads
+from nofx.store.driver import DriverStatement, dumps
 from nofx.store.writer import (
     DURABILITY_MEANING,
     Append,
@@ -79,9 +79,9 @@ def make_engine(url: str, durability: Durability = "full") -> Engine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(
-            url, pool_size=5, max_overflow=10, json_serializer=dumps, json_deserializer=loads
-        )
+        # reads keep the standard library's parser: orjson reads integers beyond 64 bits
+        # as floats, and json.dumps wrote such integers exactly
+        engine = create_engine(url, pool_size=5, max_overflow=10, json_serializer=dumps)
         _configure_sqlite(engine, durability)
         return engine
     if url.startswith("postgresql://"):
@@ -91,7 +91,6 @@ def make_engine(url: str, durability: Durability = "full") -> Engine:
         url,
         pool_pre_ping=True,
         json_serializer=dumps,
-        json_deserializer=loads,
         pool_size=10,
         max_overflow=20,
         connect_args={"options": f"-c synchronous_commit={commit}"},

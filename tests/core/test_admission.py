@@ -59,3 +59,28 @@ def test_sessions_start_in_arrival_order_and_no_turn_starts_more_than_the_cap(
     started, counts = asyncio.run(run())
     assert started == list(range(sessions))
     assert max(counts, default=0) <= per_turn
+
+
+async def test_a_runtime_with_admission_runs_every_claimed_session(store, registry) -> None:
+    from nofx.domain import AgentSpec, SessionRequest, SessionStatus, Task
+    from nofx.runtime import Runtime, RuntimeConfig
+
+    registry.register(
+        AgentSpec(
+            name="a",
+            capabilities=[{"name": "code.generate"}],
+            provider={"config": {"error_rate": 0.0, "rate_limit_rate": 0.0}},
+        )
+    )
+    runtime = Runtime(store, registry, config=RuntimeConfig(time_scale=0.0, starts_per_turn=2))
+    ids = {
+        runtime.sessions.submit(
+            SessionRequest(task=Task(prompt=f"p{i}", capability="code.generate"))
+        ).session_id
+        for i in range(7)
+    }
+    summary = await runtime.run_pending()
+    assert {s.session_id for s in summary.sessions} == ids
+    assert all(s.status.terminal for s in summary.sessions)
+    assert not summary.interrupted
+    assert SessionStatus.SUCCEEDED in {s.status for s in summary.sessions}

@@ -157,16 +157,24 @@ async def nofx_run(
             async with gate:
                 await runtime.sessions.submit_async(task_request(i, kind))
 
+        writer_cpu = stats.cpu_s
+        loop_cpu = time.thread_time()
         start = time.perf_counter()
         await asyncio.gather(*(submit(i) for i in range(sessions)))
         summary = await runtime.run_pending(batch=max(concurrency, 500))
         wall = time.perf_counter() - start
+        loop_cpu = time.thread_time() - loop_cpu
+        writer_cpu = stats.cpu_s - writer_cpu
         commits = stats.groups - groups_before
         events = store.count_events()
         store.dispose()
-    return _rates(
+    rates = _rates(
         "nofx", pattern, sessions, len(summary.sessions), counter["calls"], wall, commits, events
     )
+    # where the CPU of a step goes: the event loop's thread and the writer's (ADR 0015)
+    rates["loop_cpu_us_per_step"] = loop_cpu / max(counter["calls"], 1) * 1e6
+    rates["writer_cpu_us_per_step"] = writer_cpu / max(counter["calls"], 1) * 1e6
+    return rates
 
 
 def _rates(
@@ -389,6 +397,9 @@ def equal_terms(quick: bool) -> tuple[dict[str, Any], list[dict[str, Any]]]:
                         metric: interval([r[metric] for r in runs])
                         for metric in ("steps_per_s", "sessions_per_s", "commits_per_step")
                     }
+                    for metric in ("loop_cpu_us_per_step", "writer_cpu_us_per_step"):
+                        if metric in runs[0]:
+                            entry[side][metric] = interval([r[metric] for r in runs])
                     entry[side]["steps_per_session"] = runs[0]["steps"] / max(
                         runs[0]["finished"], 1
                     )
@@ -452,9 +463,12 @@ async def latency_inflation(n: int, durability: str = "full") -> dict[str, Any]:
                 )
 
         await asyncio.gather(*(submit(i) for i in range(n)))
+        lags: list[float] = []
+        probe = asyncio.ensure_future(loop_lag_probe(lags))
         start = time.perf_counter()
         summary = await runtime.run_pending(batch=n)
         wall = time.perf_counter() - start
+        probe.cancel()
         events = store.read_all(limit=10_000_000, stream_type="session")
         store.dispose()
     started = {
@@ -475,8 +489,20 @@ async def latency_inflation(n: int, durability: str = "full") -> dict[str, Any]:
         "wall_s": wall,
         "latency_inflation_p50": percentile(inflation, 50),
         "latency_inflation_p95": percentile(inflation, 95),
+        "latency_inflation_max": max(inflation),
+        "loop_lag_p50_ms": percentile(lags, 50),
+        "loop_lag_p95_ms": percentile(lags, 95),
+        "loop_lag_max_ms": max(lags, default=0.0),
         "peak_rss_mb": peak_rss_mb(),
     }
+
+
+async def loop_lag_probe(lags: list[float], every_s: float = 0.01) -> None:
+    """How late the event loop runs a 10 ms timer, in ms, for as long as it runs."""
+    while True:
+        due = time.perf_counter() + every_s
+        await asyncio.sleep(every_s)
+        lags.append(max(0.0, time.perf_counter() - due) * 1000)
 
 
 def sqlite_batched_limit(durability: str, rows: int = 50_000) -> float:
@@ -585,7 +611,9 @@ async def bus_throughput(messages: int, concurrency: int) -> dict[str, Any]:
 
 def main() -> None:
     args = parse_args(__doc__.splitlines()[0])
-    results: dict[str, Any] = {"durability_default": "full"}
+    began = time.perf_counter()
+    # one process on each side: nofx's event loop plus its writer thread, LangGraph's loop
+    results: dict[str, Any] = {"durability_default": "full", "processes_per_side": 1}
     equal, rows = equal_terms(args.quick)
     show("steps per second at equal terms (mean over seeds; ratio = nofx / LangGraph)", rows)
     results["equal_terms"] = equal
@@ -647,6 +675,7 @@ def main() -> None:
     show("message bus", [bus])
     results.update({k: v for k, v in bus.items() if k.startswith("bus_")})
     results["bus_publishers_at_once"] = bus["publishers_at_once"]
+    results["bench_wall_s"] = time.perf_counter() - began
     write(args.json, "orchestration", args.quick, results)
 
 

@@ -11,7 +11,7 @@ import builtins
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, select
 
 from nofx.domain import (
     Event,
@@ -25,6 +25,7 @@ from nofx.domain import (
 from nofx.errors import ConflictError, NotFoundError
 from nofx.registry import AgentRegistry
 from nofx.store import EventStore, Transaction
+from nofx.store.driver import DriverStatement
 from nofx.store.event_store import as_utc
 from nofx.store.notify import notify_work
 from nofx.store.schema import sessions
@@ -95,9 +96,12 @@ def replay(events: list[Event]) -> dict[str, Any] | None:
     return state
 
 
-def row_to_session(row: Any) -> Session:
+def row_to_session(row: Any, request: SessionRequest | None = None) -> Session:
+    """The session of a row (or a fold of its events); ``request``, when the caller has
+    it parsed already, saves validating the stored request again."""
     data = dict(row._mapping) if hasattr(row, "_mapping") else dict(row)
-    request = SessionRequest.model_validate(data["request"])
+    if request is None:
+        request = SessionRequest.model_validate(data["request"])
     return Session(
         session_id=data["session_id"],
         tenant_id=data["tenant_id"],
@@ -123,8 +127,22 @@ def row_to_session(row: Any) -> Session:
 
 
 _PROJECTED = {c.name for c in sessions.columns} - {"lease_owner", "lease_expires_at"}
-_INSERT_SESSION = insert(sessions)
-_UPDATE_SESSION = update(sessions).where(sessions.c.session_id == bindparam("b_session_id"))
+_INSERT_SESSION = DriverStatement(sessions, sorted(_PROJECTED))
+# what events change after SessionRequested (the request, ids and creation time never do)
+_MUTABLE = (
+    "pattern",
+    "status",
+    "agent_id",
+    "attempts",
+    "cost_usd",
+    "input_tokens",
+    "output_tokens",
+    "output",
+    "error_type",
+    "updated_at",
+    "version",
+)
+_UPDATE_SESSION = DriverStatement(sessions, _MUTABLE, key="session_id")
 
 
 def project(
@@ -161,15 +179,11 @@ def project(
         changed = True
     if state is None or not changed:
         return state
-    statement: Any
-    if not exists:
-        statement, params = _INSERT_SESSION, dict(state)
-    else:
-        statement, params = _UPDATE_SESSION, {"b_session_id": state["session_id"], **state}
+    statement = _UPDATE_SESSION if exists else _INSERT_SESSION
     if tx is not None:
-        tx.later(statement, params)
+        tx.later(statement, state)
     else:
-        connection.execute(statement, params)
+        statement.execute(connection, [state])
     return state
 
 
@@ -279,7 +293,7 @@ class SessionService:
     def _submitted(self, request: SessionRequest, written: Written) -> Session:
         if written.value is None:
             return self.get(written.events[0].payload["session_id"])
-        return row_to_session(written.value)
+        return row_to_session(written.value, request)
 
     def get(self, session_id: str, *, tenant_id: str | None = None) -> Session:
         query = select(sessions).where(sessions.c.session_id == session_id)

@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from nofx.domain import Event, NewEvent, utcnow
 from nofx.errors import ConcurrencyError
 from nofx.store import schema
+from nofx.store.driver import DriverStatement, dumps
 from nofx.store.writer import (
     DURABILITY_MEANING,
     Append,
@@ -78,7 +79,9 @@ def make_engine(url: str, durability: Durability = "full") -> Engine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, pool_size=5, max_overflow=10)
+        # reads keep the standard library's parser: orjson reads integers beyond 64 bits
+        # as floats, and json.dumps wrote such integers exactly
+        engine = create_engine(url, pool_size=5, max_overflow=10, json_serializer=dumps)
         _configure_sqlite(engine, durability)
         return engine
     if url.startswith("postgresql://"):
@@ -87,6 +90,7 @@ def make_engine(url: str, durability: Durability = "full") -> Engine:
     return create_engine(
         url,
         pool_pre_ping=True,
+        json_serializer=dumps,
         pool_size=10,
         max_overflow=20,
         connect_args={"options": f"-c synchronous_commit={commit}"},
@@ -125,7 +129,7 @@ class Transaction:
         """Run ``statement`` before commit; in a commit group, every call with the same
         statement becomes one executemany. Only for writes nothing in the group reads back."""
         if not self.batching:
-            self.conn.execute(statement, params)
+            self._execute(statement, [params])
             return
         self._later.setdefault(statement, []).append(params)
 
@@ -133,6 +137,12 @@ class Transaction:
         """Execute what ``later`` queued (before a read that may need it, and before commit)."""
         pending, self._later = self._later, {}
         for statement, rows in pending.items():
+            self._execute(statement, rows)
+
+    def _execute(self, statement: Any, rows: list[dict[str, Any]]) -> None:
+        if isinstance(statement, DriverStatement):
+            statement.execute(self.conn, rows)
+        else:
             self.conn.execute(statement, rows)
 
     def stream_version(self, stream_id: str) -> int:
@@ -255,6 +265,18 @@ class Transaction:
         return written
 
 
+def _append_op(
+    stream_id: str,
+    stream_type: str,
+    tenant_id: str,
+    new_events: Sequence[NewEvent],
+    expected_version: int | None,
+) -> Append:
+    return Append(
+        stream_id, stream_type, tenant_id, list(new_events), expected_version=expected_version
+    )
+
+
 class EventStore:
     """Owns the engine; hands out transactions and ordered reads."""
 
@@ -307,6 +329,11 @@ class EventStore:
     async def write_async(self, op: Operation) -> Any:
         """Queue a write and await its durable commit; the event loop keeps running."""
         return await self.writer.run_async(op)
+
+    def submit_async(self, op: Operation) -> asyncio.Future[Any]:
+        """Queue a write; a future of the running loop resolves after its durable commit
+        (for chains of writes that continue in a callback rather than a task per write)."""
+        return self.writer.submit_async(op)
 
     def call(self, fn: Callable[[Transaction], Any]) -> Any:
         """Run ``fn(tx)`` in the writer's next commit group and return what it returned."""
@@ -364,9 +391,7 @@ class EventStore:
         expected_version: int | None = None,
     ) -> list[Event]:
         """Append through the writer (blocks this thread until the commit is durable)."""
-        op = Append(
-            stream_id, stream_type, tenant_id, list(new_events), expected_version=expected_version
-        )
+        op = _append_op(stream_id, stream_type, tenant_id, new_events, expected_version)
         written: Written = self.write(op)
         return written.events
 
@@ -379,9 +404,8 @@ class EventStore:
         *,
         expected_version: int | None = None,
     ) -> list[Event]:
-        op = Append(
-            stream_id, stream_type, tenant_id, list(new_events), expected_version=expected_version
-        )
+        """``append`` awaiting the commit on the event loop instead of blocking a thread."""
+        op = _append_op(stream_id, stream_type, tenant_id, new_events, expected_version)
         written: Written = await self.write_async(op)
         return written.events
 

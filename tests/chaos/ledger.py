@@ -16,6 +16,7 @@ its worker, the step redone) are counted, not hidden.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections import Counter
@@ -87,6 +88,19 @@ class LedgeredStore(EventStore):
 
     async def write_async(self, op: Operation) -> Any:
         return self._acknowledged(await super().write_async(op))
+
+    def submit_async(self, op: Operation) -> asyncio.Future[Any]:
+        # the ledger's callback is the first on the future: the ack is on file before the
+        # caller's own callback goes on to call an agent
+        future = super().submit_async(op)
+        future.add_done_callback(
+            lambda done: (
+                None
+                if done.cancelled() or done.exception() is not None
+                else self._acknowledged(done.result())
+            )
+        )
+        return future
 
 
 def _event_fact(event: Event) -> list[Any]:

@@ -1,0 +1,152 @@
+"""The hot path's driver-level statements store exactly what SQLAlchemy Core would."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select
+
+from nofx.store import EventStore, schema
+from nofx.store.driver import DriverStatement, dumps
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+EVENT_COLUMNS = (
+    "stream_id",
+    "stream_type",
+    "seq",
+    "type",
+    "tenant_id",
+    "occurred_at",
+    "idempotency_key",
+    "payload",
+)
+
+
+@given(json_values)
+def test_dumps_is_json_the_standard_library_reads_back(value: object) -> None:
+    assert json.loads(dumps(value)) == value
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    payloads=st.lists(
+        st.dictionaries(st.text(max_size=8), json_values, max_size=4), min_size=1, max_size=6
+    ),
+    offset_us=st.integers(min_value=0, max_value=10**12),
+    keyed=st.booleans(),
+)
+def test_event_rows_through_the_driver_equal_rows_through_core(
+    tmp_path: Path, payloads: list[dict], offset_us: int, keyed: bool
+) -> None:
+    store = EventStore(f"sqlite:///{tmp_path / f'{uuid.uuid4().hex}.db'}")
+    at = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(microseconds=offset_us)
+    try:
+        rows = [
+            {
+                "stream_id": f"{side}-s",
+                "stream_type": "t",
+                "seq": i + 1,
+                "type": "E",
+                "tenant_id": "default",
+                "occurred_at": at,
+                "idempotency_key": f"{side}/{i}" if keyed else None,
+                "payload": payload,
+            }
+            for side in ("driver", "core")
+            for i, payload in enumerate(payloads)
+        ]
+        half = len(payloads)
+        with store.transaction() as tx:
+            DriverStatement(schema.events, EVENT_COLUMNS).execute(tx.conn, rows[:half])
+            tx.conn.execute(schema.events.insert(), rows[half:])
+        with store.engine.connect() as conn:
+            stored = conn.execute(select(schema.events).order_by(schema.events.c.position)).all()
+            raw = conn.exec_driver_sql("SELECT occurred_at FROM events").scalars().all()
+        driver, core = stored[:half], stored[half:]
+        for d, c in zip(driver, core, strict=True):
+            assert (d.seq, d.type, d.occurred_at, d.payload) == (
+                c.seq,
+                c.type,
+                c.occurred_at,
+                c.payload,
+            )
+            assert (d.idempotency_key is None) == (c.idempotency_key is None)
+        assert len(set(raw)) == 1  # the same text for the same instant, whoever wrote it
+    finally:
+        store.dispose()
+
+
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    attempts=st.integers(min_value=0, max_value=50),
+    cost=st.floats(min_value=0, max_value=1e6, allow_nan=False),
+    output=st.none() | st.text(max_size=30),
+)
+def test_session_update_through_the_driver_changes_only_its_columns(
+    tmp_path: Path, attempts: int, cost: float, output: str | None
+) -> None:
+    store = EventStore(f"sqlite:///{tmp_path / f'{uuid.uuid4().hex}.db'}")
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    row = {
+        "session_id": "s1",
+        "tenant_id": "default",
+        "pattern": "solo",
+        "status": "requested",
+        "request": {"task": {"prompt": "p"}},
+        "agent_id": None,
+        "attempts": 0,
+        "cost_usd": 0.0,
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "output": None,
+        "error_type": None,
+        "created_at": now,
+        "updated_at": now,
+        "version": 1,
+    }
+    changed = dict(
+        row,
+        attempts=attempts,
+        cost_usd=cost,
+        output=output,
+        status="running",
+        version=2,
+        updated_at=now + timedelta(seconds=1),
+        request={"ignored": True},
+    )
+    columns = ("status", "attempts", "cost_usd", "output", "updated_at", "version")
+    try:
+        with store.transaction() as tx:
+            DriverStatement(schema.sessions, sorted(row)).execute(tx.conn, [row])
+            DriverStatement(schema.sessions, columns, key="session_id").execute(tx.conn, [changed])
+        with store.engine.connect() as conn:
+            got = conn.execute(select(schema.sessions)).one()._mapping
+        for column in columns:
+            want = changed[column]
+            value = got[column]
+            if column == "updated_at":
+                value = value.replace(tzinfo=UTC)
+            assert value == want
+        assert got["request"] == row["request"]  # not among the updated columns
+        assert got["created_at"].replace(tzinfo=UTC) == now
+    finally:
+        store.dispose()

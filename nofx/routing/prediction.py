@@ -262,6 +262,30 @@ class RequestScorer:
         z = self.log_odds(proficiency, context_window_tokens, history)
         return 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
 
+    def shift_from(
+        self,
+        typical: RequestScorer,
+        context_window_tokens: int | None,
+        history: AgentHistory | None,
+    ) -> float:
+        """``log_odds`` of this request minus ``typical``'s, for the same agent and model: the
+        agent's own terms (proficiency, recent and lifetime rates) cancel, so only the
+        request's terms, the context fill and the timeout margin are computed."""
+        p50 = (
+            DEFAULT_LATENCY_MS if history is None else history.latency_p50_ms or DEFAULT_LATENCY_MS
+        )
+        return (
+            self.base
+            - typical.base
+            + self._fill_and_margin(context_window_tokens, p50)
+            - typical._fill_and_margin(context_window_tokens, p50)
+        )
+
+    def _fill_and_margin(self, context_window_tokens: int | None, p50: float) -> float:
+        fill = self.input_tokens / context_window_tokens if context_window_tokens else 0.0
+        margin = math.log(self.timeout_ms / (p50 * (1.0 + self.complexity)))
+        return self.fill.weight(fill) + self.margin.weight(min(5.0, max(-5.0, margin)))
+
     def log_odds(
         self, proficiency: int, context_window_tokens: int | None, history: AgentHistory | None
     ) -> float:

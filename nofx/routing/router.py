@@ -135,14 +135,11 @@ class SmartRouter:
         latency = est.latency_mean() or declared
         level = est.sample(self.rng) if self.explore else est.mean
         if scorer is not None:
-            proficiency = agent.proficiency(request.capability)
-            history = self.stats.history(agent.agent_id)
             typical = self._typical_scorer(scorer.model, request.capability)
-            success = 1.0 - anchored_failure(
-                1.0 - level,
-                scorer.log_odds(proficiency, agent.context_window_tokens, history),
-                typical.log_odds(proficiency, agent.context_window_tokens, history),
+            shift = scorer.shift_from(
+                typical, agent.context_window_tokens, self.stats.history(agent.agent_id)
             )
+            success = 1.0 - anchored_failure(1.0 - level, shift, 0.0)
         else:
             success = level
         window = agent.context_window_tokens

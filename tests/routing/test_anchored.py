@@ -46,10 +46,13 @@ def test_the_posterior_order_of_two_agents_survives_the_same_request(
 
 
 def margin_model() -> CompactFailureModel:
-    """Recent failures raise risk (slope 4), and so does a timeout below the expected latency."""
+    """Recent failures raise risk (slope 4), and so do a timeout below the expected latency
+    and a fuller context window."""
     terms = tuple(
         BinnedTerm(f, (0.0,), (3.0, 0.0))
         if f == "log_timeout_margin"
+        else BinnedTerm(f, (1.0,), (0.0, 9.0), slope=0.5)
+        if f == "context_fill"
         else BinnedTerm(f, (), (0.0,), slope=4.0 if f == "recent_failure_rate" else 0.0)
         for f in NUMERIC
     )
@@ -79,3 +82,38 @@ def test_the_agents_streak_cancels_and_the_requests_difficulty_remains() -> None
     # for both agents: the model's view of the request, not of the streak
     assert shifts[0] > 0 and math.isclose(shifts[0], shifts[1], rel_tol=1e-9)
     assert anchored_failure(0.02, shifts[0], 0.0) > 0.2
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    complexity=st.floats(0, 1),
+    tokens=st.integers(1, 200_000),
+    timeout=st.floats(0.05, 120),
+    window=st.one_of(st.none(), st.integers(1_000, 200_000)),
+    proficiency=st.integers(1, 5),
+    outcomes=st.lists(st.tuples(st.booleans(), st.floats(10, 5_000)), max_size=40),
+)
+def test_the_shift_is_the_difference_of_the_two_requests_log_odds(
+    complexity, tokens, timeout, window, proficiency, outcomes
+) -> None:
+    model = margin_model()
+    history = AgentHistory()
+    for failed, latency in outcomes:
+        history.update(failed, latency)
+    request = RequestScorer(
+        model,
+        capability="code.generate",
+        complexity=complexity,
+        input_tokens=tokens,
+        timeout_s=timeout,
+    )
+    typical = RequestScorer(
+        model, capability="code.generate", complexity=0.4, input_tokens=1800, timeout_s=60
+    )
+    for hist in (history, None):
+        expected = request.log_odds(proficiency, window, hist) - typical.log_odds(
+            proficiency, window, hist
+        )
+        assert math.isclose(
+            request.shift_from(typical, window, hist), expected, rel_tol=1e-9, abs_tol=1e-9
+        )

@@ -21,8 +21,10 @@ DEVELOPMENT_SEEDS, and every number reported comes from HELD_OUT_SEEDS (fleets n
 at while developing), each trained on 21 days and scored on the last 7, next to a logistic
 regression on the same features and the agent's own past failure rate, with 95% t-intervals
 over seeds. The closed loop (ml.closed_loop): per held-out seed, one fleet and one task
-stream routed by the same router without and with the model, and by an oracle with the same
-objective; success rate, cost per successful session, regret.
+stream routed by four arms with the product's objective (balanced), on the uniform fleet and on a fleet
+priced and skilled like a real LLM fleet (ml.fleet_runs TIERED_MODELS): the open loop (declarations only, as before the loop), the router with learned statistics only,
+the product (learned statistics + model), and an oracle; success rate, cost per successful
+session, regret, each with a 95% interval over the held-out seeds.
 
 Real data (../shared/data/real, skipped with a reason when absent): SWE-Bench Pro, failure
 AUC of (model, repository) against the per-model base rate with an instance-grouped split;
@@ -83,10 +85,12 @@ def interval95(values: list[float]) -> list[float]:
     return [m - half, m + half]
 
 
-def request_time_rows(seeds: tuple[int, ...], runs_per_day: int) -> list[dict[str, Any]]:
+def request_time_rows(
+    seeds: tuple[int, ...], runs_per_day: int, fleet: str = "uniform"
+) -> list[dict[str, Any]]:
     rows = []
     for seed in seeds:
-        runs, _ = simulated_runs(days=28, runs_per_day=runs_per_day, seed=seed)
+        runs, _ = simulated_runs(days=28, runs_per_day=runs_per_day, seed=seed, fleet=fleet)
         m = train_request_model(add_history_features(runs), holdout_days=7).metrics
         rows.append(
             {
@@ -106,69 +110,92 @@ def request_time_rows(seeds: tuple[int, ...], runs_per_day: int) -> list[dict[st
     return rows
 
 
-def closed_loop_rows(seeds: tuple[int, ...], runs_per_day: int) -> list[dict[str, Any]]:
-    return [closed_loop(seed, runs_per_day=runs_per_day) for seed in seeds]
+# the product's default objective (what /agents/select and the runtime rank on); under the
+# "cost" objective every arm picks the cheapest agent whose window fits (ADR 0014)
+CLOSED_LOOP_OBJECTIVE = "balanced"
+CLOSED_LOOP_BASELINE = (
+    "open_loop: the same SmartRouter before the loop closed (declared proficiency as the prior "
+    "mean, declared latency, price and context window; no learned statistics, no model)"
+)
 
 
-def request_time_summary(rows: list[dict[str, Any]], loops: list[dict[str, Any]]) -> dict:
+def closed_loop_rows(
+    seeds: tuple[int, ...],
+    runs_per_day: int,
+    objective: str = CLOSED_LOOP_OBJECTIVE,
+    fleet: str = "uniform",
+) -> list[dict[str, Any]]:
+    return [
+        closed_loop(seed, runs_per_day=runs_per_day, objective=objective, fleet=fleet)  # type: ignore[arg-type]
+        for seed in seeds
+    ]
+
+
+def closed_loop_summary(loops: list[dict[str, Any]], prefix: str = "closed_loop") -> dict:
+    """Four arms on the same fleet and task stream; every figure a mean over held-out seeds
+    with its 95% interval. Headline: the product (learned statistics + model) against the
+    open loop; the model's own value: against the posterior-only router."""
+
+    def stat(key: str) -> dict[str, Any]:
+        values = [r[key] for r in loops]
+        return {
+            f"{prefix}_{key}": float(np.mean(values)),
+            f"{prefix}_{key}_ci95": interval95(values),
+        }
+
+    out: dict[str, Any] = {
+        f"{prefix}_seeds": [r["seed"] for r in loops],
+        f"{prefix}_objective": loops[0]["objective"],
+        f"{prefix}_fleet": loops[0]["fleet"],
+        f"{prefix}_baseline": CLOSED_LOOP_BASELINE,
+        f"{prefix}_cost_per_success_reduction": mean(loops, "vs_open_cost_per_success_reduction"),
+        f"{prefix}_cost_per_success_reduction_ci95": interval95(
+            [r["vs_open_cost_per_success_reduction"] for r in loops]
+        ),
+        f"{prefix}_success_gain": mean(loops, "vs_open_success_gain"),
+        f"{prefix}_success_gain_ci95": interval95([r["vs_open_success_gain"] for r in loops]),
+    }
+    for key in (
+        "vs_posterior_cost_per_success_reduction",
+        "vs_posterior_success_gain",
+        "vs_posterior_stream_cost_reduction",
+        "vs_posterior_both_completed_cost_reduction",
+        "vs_open_stream_cost_reduction",
+        "vs_open_both_completed_cost_reduction",
+        "oracle_vs_open_cost_per_success_reduction",
+        "oracle_vs_posterior_cost_per_success_reduction",
+    ):
+        out.update(stat(key))
+    for arm in ("open", "posterior", "predictive", "oracle"):
+        out.update(stat(f"{arm}_success_rate"))
+        out.update(stat(f"{arm}_cost_per_success"))
+        out[f"{prefix}_{arm}_attempts_per_session"] = mean(loops, f"{arm}_attempts_per_session")
+    for arm in ("open", "posterior", "predictive"):
+        out.update(stat(f"{arm}_regret_cost_per_success"))
+        out.update(stat(f"{arm}_regret_success"))
+    return out
+
+
+def request_time_summary(rows: list[dict[str, Any]], prefix: str = "request_time") -> dict:
     auc_gain = [r["auc"] - r["logistic_auc"] for r in rows]
     ba_gain = [r["balanced_accuracy"] - r["logistic_balanced_accuracy"] for r in rows]
-    reduction = [r["cost_per_success_reduction"] for r in loops]
-    success_gain = [r["success_gain"] for r in loops]
+    p = prefix
     return {
-        "request_time_seeds": [r["seed"] for r in rows],
-        "request_time_development_seeds": list(DEVELOPMENT_SEEDS),
-        "request_time_auc": mean(rows, "auc"),
-        "request_time_auc_ci95": interval95([r["auc"] for r in rows]),
-        "request_time_balanced_accuracy": mean(rows, "balanced_accuracy"),
-        "request_time_balanced_accuracy_ci95": interval95([r["balanced_accuracy"] for r in rows]),
-        "request_time_min_auc": min(r["auc"] for r in rows),
-        "request_time_min_balanced_accuracy": min(r["balanced_accuracy"] for r in rows),
-        "request_time_logistic_auc": mean(rows, "logistic_auc"),
-        "request_time_logistic_balanced_accuracy": mean(rows, "logistic_balanced_accuracy"),
-        "request_time_auc_gain_over_logistic_ci95": interval95(auc_gain),
-        "request_time_balanced_accuracy_gain_over_logistic_ci95": interval95(ba_gain),
-        "request_time_agent_rate_auc": mean(rows, "agent_rate_auc"),
-        "request_time_agent_rate_balanced_accuracy": mean(rows, "agent_rate_balanced_accuracy"),
-        "request_time_oracle_auc": mean(rows, "oracle_auc"),
-        "closed_loop_seeds": [r["seed"] for r in loops],
-        "closed_loop_cost_per_success_reduction": float(np.mean(reduction)),
-        "closed_loop_cost_per_success_reduction_ci95": interval95(reduction),
-        "closed_loop_success_gain": float(np.mean(success_gain)),
-        "closed_loop_success_gain_ci95": interval95(success_gain),
-        "closed_loop_success_rate_posterior": mean(loops, "posterior_success_rate"),
-        "closed_loop_success_rate_predictive": mean(loops, "predictive_success_rate"),
-        "closed_loop_success_rate_oracle": mean(loops, "oracle_success_rate"),
-        "closed_loop_cost_per_success_posterior": mean(loops, "posterior_cost_per_success"),
-        "closed_loop_cost_per_success_predictive": mean(loops, "predictive_cost_per_success"),
-        "closed_loop_cost_per_success_oracle": mean(loops, "oracle_cost_per_success"),
-        "closed_loop_regret_success": mean(loops, "regret_success"),
-        "closed_loop_regret_success_posterior": mean(loops, "regret_success_posterior"),
-        "closed_loop_regret_cost_per_success": mean(loops, "regret_cost_per_success"),
-        "closed_loop_regret_cost_per_success_posterior": mean(
-            loops, "regret_cost_per_success_posterior"
-        ),
-        # like for like: cost per successful session divides each router's spend by its own
-        # successes, and the two routers complete different sessions (the predictive one
-        # finishes long, expensive prompts the posterior one loses to free context
-        # rejections). These two compare the same sessions: the spend on the sessions both
-        # completed, and the spend on the whole stream with every failed session charged
-        # what it spent. Positive = the predictive router spent less.
-        "closed_loop_like_for_like_note": (
-            "cost_per_success_reduction compares different successful sets; "
-            "both_completed_cost_reduction compares spend on the sessions both routers "
-            "completed; stream_cost_reduction compares total spend on the same task stream"
-        ),
-        "closed_loop_both_completed_cost_reduction": mean(loops, "both_completed_cost_reduction"),
-        "closed_loop_both_completed_cost_reduction_ci95": interval95(
-            [r["both_completed_cost_reduction"] for r in loops]
-        ),
-        "closed_loop_stream_cost_reduction": mean(loops, "stream_cost_reduction"),
-        "closed_loop_stream_cost_reduction_ci95": interval95(
-            [r["stream_cost_reduction"] for r in loops]
-        ),
-        "closed_loop_only_predictive_completed": mean(loops, "only_predictive_completed"),
-        "closed_loop_only_posterior_completed": mean(loops, "only_posterior_completed"),
+        f"{p}_seeds": [r["seed"] for r in rows],
+        f"{p}_development_seeds": list(DEVELOPMENT_SEEDS),
+        f"{p}_auc": mean(rows, "auc"),
+        f"{p}_auc_ci95": interval95([r["auc"] for r in rows]),
+        f"{p}_balanced_accuracy": mean(rows, "balanced_accuracy"),
+        f"{p}_balanced_accuracy_ci95": interval95([r["balanced_accuracy"] for r in rows]),
+        f"{p}_min_auc": min(r["auc"] for r in rows),
+        f"{p}_min_balanced_accuracy": min(r["balanced_accuracy"] for r in rows),
+        f"{p}_logistic_auc": mean(rows, "logistic_auc"),
+        f"{p}_logistic_balanced_accuracy": mean(rows, "logistic_balanced_accuracy"),
+        f"{p}_auc_gain_over_logistic_ci95": interval95(auc_gain),
+        f"{p}_balanced_accuracy_gain_over_logistic_ci95": interval95(ba_gain),
+        f"{p}_agent_rate_auc": mean(rows, "agent_rate_auc"),
+        f"{p}_agent_rate_balanced_accuracy": mean(rows, "agent_rate_balanced_accuracy"),
+        f"{p}_oracle_auc": mean(rows, "oracle_auc"),
     }
 
 
@@ -324,6 +351,11 @@ def main() -> None:
     held_out = HELD_OUT_SEEDS[:2] if args.quick else HELD_OUT_SEEDS
     request_rows = request_time_rows(held_out, runs_per_day)
     loops = closed_loop_rows(held_out, 1000 if args.quick else 3000)
+    # the same four arms on a fleet priced and skilled like a real LLM fleet (ml.fleet_runs
+    # TIERED_MODELS), with the request-time model judged on that fleet too
+    tiered_per_day = 500 if args.quick else 1000
+    tiered_request_rows = request_time_rows(held_out, tiered_per_day, "tiered")
+    tiered_loops = closed_loop_rows(held_out, tiered_per_day, fleet="tiered")
     failures = failure_rows(failure_seeds, 28, runs_per_day)
     anomalies = anomaly_rows(other_seeds)
     durations = duration_rows(failure_seeds, 28, runs_per_day)
@@ -334,7 +366,10 @@ def main() -> None:
         return mean([r for r in forecasts if r["metric"] == metric], "mae_ratio_to_best_naive")
 
     results: dict[str, Any] = {
-        **request_time_summary(request_rows, loops),
+        **request_time_summary(request_rows),
+        **closed_loop_summary(loops),
+        **request_time_summary(tiered_request_rows, "tiered_request_time"),
+        **closed_loop_summary(tiered_loops, "tiered_closed_loop"),
         "failure_auc": mean(failures, "auc"),
         "failure_balanced_accuracy": mean(failures, "balanced_accuracy"),
         "failure_min_auc": min(r["auc"] for r in failures),
@@ -360,6 +395,8 @@ def main() -> None:
         "seconds": 0.0,
         "request_time_rows": request_rows,
         "closed_loop_rows": loops,
+        "tiered_request_time_rows": tiered_request_rows,
+        "tiered_closed_loop_rows": tiered_loops,
         "failure_rows": failures,
         "anomaly_rows": anomalies,
         "duration_rows": durations,
@@ -367,13 +404,21 @@ def main() -> None:
     }
     results["seconds"] = round(time.perf_counter() - started, 2)
     show("request-time failure prediction, held-out seeds and days", request_rows)
-    show(
-        "closed loop: same fleet and tasks, routed without / with predictions / by an oracle",
-        [
-            {k: v for k, v in r.items() if not k.endswith(("_cost_usd", "latency_ms_per_session"))}
-            for r in loops
-        ],
-    )
+    show("request-time failure prediction, tiered fleet, held-out seeds", tiered_request_rows)
+    for title, rows in (("uniform fleet", loops), ("tiered fleet", tiered_loops)):
+        show(
+            f"closed loop ({title}): open loop / posterior / predictive / oracle, same tasks",
+            [
+                {
+                    k: v
+                    for k, v in r.items()
+                    if k == "seed"
+                    or k.endswith(("_success_rate", "_cost_per_success", "_gain"))
+                    or k.endswith("cost_per_success_reduction")
+                }
+                for r in rows
+            ],
+        )
     show("failure prediction on held-out days (simulated fleets, hidden ground truth)", failures)
     show("anomaly detection on simulated fleets (hidden ground truth)", anomalies)
     show("hourly forecasts, last week held out (MAE vs seasonal naive)", forecasts)

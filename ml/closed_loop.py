@@ -3,12 +3,16 @@
 A simulation, said plainly: the fleet of ``ml.fleet_runs`` (hidden skills, context windows,
 deadline-bound calls, degraded releases). The request-time model is trained on the first
 ``train_days`` of that fleet's history (random routing, as ``simulated_runs`` plays it);
-both routers start from the same statistics (that history replayed into them, as a worker
-catches up from the store) and then route the next ``days`` of sessions:
+the learning routers start from the same statistics (that history replayed into them, as a
+worker catches up from the store) and then route the next ``days`` of sessions. Four arms,
+all with the same objective and the same score:
 
+- ``open``: the router as the product had it before the loop closed: declared proficiency
+  (as the prior mean), declared latency and price, the declared context window; it learns
+  nothing and reads no model (what ``/agents/select`` did with "0 outcomes seen");
 - ``posterior``: the product's router without a model (Beta posterior per agent and
-  capability, same expected-cost-of-success score);
-- ``predictive``: the same router with the request-time model as p(fail);
+  capability, learned online, same expected-cost-of-success score);
+- ``predictive``: the same router with the request-time model as p(fail) (the product);
 - ``oracle``: the same score with the simulator's true failure probability at that instant.
 
 Sessions follow the runtime's retry policy in short: up to three attempts, a permanent error
@@ -45,7 +49,7 @@ from nofx.domain import Agent
 from nofx.routing.prediction import CompactFailureModel
 from nofx.routing.router import SmartRouter
 from nofx.routing.scoring import Estimate, cost_of_success, latency_of_success, score
-from nofx.routing.selection import Outcome, SelectionRequest, estimated_cost
+from nofx.routing.selection import Objective, Outcome, SelectionRequest, estimated_cost
 
 MAX_ATTEMPTS = 3
 START = datetime(2026, 1, 5, tzinfo=UTC)
@@ -121,9 +125,11 @@ class OracleRouter:
 class World:
     """The fleet's hidden state: profiles, healthy and degraded versions, episodes."""
 
-    def __init__(self, seed: int, agents: int, start: datetime, days: int) -> None:
+    def __init__(
+        self, seed: int, agents: int, start: datetime, days: int, fleet: str = "uniform"
+    ) -> None:
         rng = random.Random(seed)  # the same draws simulated_runs makes for its fleet
-        self.profiles = {p["agent_id"]: p for p in _profiles(agents, rng)}
+        self.profiles = {p["agent_id"]: p for p in _profiles(agents, rng, fleet)}
         episodes_rng = random.Random(seed * 104_729 + 3)
         self.episodes = [
             Degradation(
@@ -186,6 +192,7 @@ def route(
     router: SmartRouter | None,
     clock: SimClock,
     sessions: list[tuple[bool, float]] | None = None,
+    objective: Objective = "balanced",
 ) -> dict[str, float]:
     """Route every task; ``sessions`` (when given) receives (succeeded, spent) per task, so
     routers can be compared on the same sessions."""
@@ -201,6 +208,7 @@ def route(
                 input_tokens=task.input_tokens,
                 timeout_s=task.timeout_s,
                 exclude=frozenset(exclude),
+                optimize=objective,
             )
             if isinstance(chooser, OracleRouter):
                 chooser.at = task.at
@@ -260,6 +268,9 @@ def route(
     }
 
 
+ARMS = ("open", "posterior", "predictive", "oracle")
+
+
 def like_for_like(
     base: list[tuple[bool, float]], ours: list[tuple[bool, float]]
 ) -> dict[str, float]:
@@ -279,12 +290,23 @@ def like_for_like(
         "both_completed_sessions": len(both),
         "both_completed_cost_reduction": 1 - ours_both / base_both if base_both else 0.0,
         "stream_cost_reduction": 1 - ours_all / base_all if base_all else 0.0,
-        "only_predictive_completed": sum(
-            b and not a for (a, _), (b, _) in zip(base, ours, strict=True)
-        ),
-        "only_posterior_completed": sum(
-            a and not b for (a, _), (b, _) in zip(base, ours, strict=True)
-        ),
+        "only_ours_completed": sum(b and not a for (a, _), (b, _) in zip(base, ours, strict=True)),
+        "only_base_completed": sum(a and not b for (a, _), (b, _) in zip(base, ours, strict=True)),
+    }
+
+
+def comparison(
+    results: dict[str, dict[str, float]],
+    sessions: dict[str, list[tuple[bool, float]]],
+    ours: str,
+    base: str,
+) -> dict[str, float]:
+    """``ours`` against ``base`` on the same stream: cost per success, success, like for like."""
+    mine, theirs = results[ours], results[base]
+    return {
+        "cost_per_success_reduction": 1 - mine["cost_per_success"] / theirs["cost_per_success"],
+        "success_gain": mine["success_rate"] - theirs["success_rate"],
+        **like_for_like(sessions[base], sessions[ours]),
     }
 
 
@@ -296,45 +318,65 @@ def closed_loop(
     days: int = 7,
     runs_per_day: int = 3000,
     model: CompactFailureModel | None = None,
+    objective: Objective = "balanced",
+    fleet: str = "uniform",
 ) -> dict[str, Any]:
-    """One fleet, one task stream, three routers; returns each one's results and the ratios."""
+    """One fleet, one task stream, four routers; each one's results, and the predictive
+    router against the open loop (the headline), the posterior router (the model's own
+    value) and the oracle (regret)."""
     history, _ = simulated_runs(
-        agents=agents, days=train_days, runs_per_day=runs_per_day, seed=seed
+        agents=agents, days=train_days, runs_per_day=runs_per_day, seed=seed, fleet=fleet
     )
     if model is None:
         model = fit_compact(add_history_features(history).to_pandas())
     start = START + timedelta(days=train_days)
-    world = World(seed, agents, start, days)
+    world = World(seed, agents, start, days, fleet)
     tasks = task_stream(seed, start, days, runs_per_day)
     results: dict[str, dict[str, float]] = {}
     sessions: dict[str, list[tuple[bool, float]]] = {}
-    for name in ("posterior", "predictive", "oracle"):
+    for name in ARMS:
         provider = SimulatedProvider(seed=seed, time_scale=0.0)
         clock = SimClock()
         sessions[name] = []
         if name == "oracle":
-            results[name] = route(
-                name, world, tasks, provider, OracleRouter(world), None, clock, sessions[name]
+            chooser: Any = OracleRouter(world)
+            learner = None
+        else:
+            chooser = SmartRouter(
+                seed=seed,
+                predictor=(lambda: model) if name == "predictive" else None,
+                clock=clock,
+                # the open loop ranks on declarations only: the prior mean, never a sample
+                explore=name != "open",
             )
-            continue
-        router = SmartRouter(
-            seed=seed,
-            predictor=(lambda: model) if name == "predictive" else None,
-            clock=clock,
+            learner = None if name == "open" else chooser
+            if learner is not None:
+                warm(learner, history, clock)
+        results[name] = route(
+            name, world, tasks, provider, chooser, learner, clock, sessions[name], objective
         )
-        warm(router, history, clock)
-        results[name] = route(name, world, tasks, provider, router, router, clock, sessions[name])
-    base, ours, oracle = results["posterior"], results["predictive"], results["oracle"]
-    return {
+        results[name]["calls"] = float(sum(provider.calls.values()))
+    oracle = results["oracle"]
+    row: dict[str, Any] = {
         "seed": seed,
+        "fleet": fleet,
+        "objective": objective,
         "sessions": len(tasks),
-        **like_for_like(sessions["posterior"], sessions["predictive"]),
         **{f"{k}_{m}": v for k, r in results.items() for m, v in r.items()},
-        "cost_per_success_reduction": 1 - ours["cost_per_success"] / base["cost_per_success"],
-        "success_gain": ours["success_rate"] - base["success_rate"],
-        "regret_cost_per_success": ours["cost_per_success"] / oracle["cost_per_success"] - 1,
-        "regret_cost_per_success_posterior": base["cost_per_success"] / oracle["cost_per_success"]
-        - 1,
-        "regret_success": oracle["success_rate"] - ours["success_rate"],
-        "regret_success_posterior": oracle["success_rate"] - base["success_rate"],
     }
+    for base in ("open", "posterior"):
+        for metric, value in comparison(results, sessions, "predictive", base).items():
+            row[f"vs_{base}_{metric}"] = value
+    row["oracle_vs_open_cost_per_success_reduction"] = (
+        1 - oracle["cost_per_success"] / results["open"]["cost_per_success"]
+    )
+    row["oracle_vs_posterior_cost_per_success_reduction"] = (
+        1 - oracle["cost_per_success"] / results["posterior"]["cost_per_success"]
+    )
+    for name in ("open", "posterior", "predictive"):
+        r = results[name]
+        row[f"{name}_regret_cost_per_success"] = (
+            r["cost_per_success"] / oracle["cost_per_success"] - 1
+        )
+        row[f"{name}_regret_success"] = oracle["success_rate"] - r["success_rate"]
+    return row

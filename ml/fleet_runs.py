@@ -37,6 +37,21 @@ DEFAULT_TIMEOUT_S = 60.0
 DEADLINE_BOUND_SHARE = 0.03
 DEGRADED_SKILL_FACTOR = 0.5
 DEGRADED_ERROR_RATE = 0.3
+# A second fleet shaped like a real LLM fleet, where price and skill go together. Prices are
+# public list prices in USD per 1k tokens (input, output), 2024-25: small = gpt-4o-mini
+# (0.15/0.60 per 1M) and gemini-1.5-flash (0.075/0.30); mid = gpt-4o (2.50/10) and
+# claude-3.5-sonnet (3/15); large = claude-3-opus and o1 (15/75, 15/60): a 15-30x spread
+# between neighbouring tiers' extremes, as the providers' price pages list them. Skills: small
+# models fail hard prompts several times as often as large ones (public leaderboards: e.g.
+# SWE-bench Verified, MMLU-Pro); with the simulator's p = skill ** (0.5 + 1.5 * complexity),
+# a small model fails about 1 easy prompt in 12 and 1 hard one in 5, a large one 1 in 200.
+TIERED_MODELS = (
+    # (tier, skill range, price in, price out per 1k tokens, latency medians ms)
+    ("small", (0.86, 0.92), (0.000075, 0.00015), (0.0003, 0.0006), (400.0, 800.0)),
+    ("mid", (0.97, 0.985), (0.0025, 0.003), (0.010, 0.015), (800.0, 1500.0)),
+    ("large", (0.993, 0.998), (0.015, 0.015), (0.060, 0.075), (1500.0, 2500.0)),
+)
+FLEETS = ("uniform", "tiered")
 
 
 @dataclass(frozen=True)
@@ -62,7 +77,10 @@ def _agent(profile: dict, version: int, *, degraded: bool, created: datetime) ->
         created_at=created,
         updated_at=created,
         capabilities=[{"name": c, "proficiency": profile["proficiency"][c]} for c in CAPABILITIES],
-        pricing={"input_per_1k_tokens": profile["price_in"], "output_per_1k_tokens": 0.002},
+        pricing={
+            "input_per_1k_tokens": profile["price_in"],
+            "output_per_1k_tokens": profile.get("price_out", 0.002),
+        },
         provider={
             "kind": "simulated",
             "config": {
@@ -79,7 +97,11 @@ def _agent(profile: dict, version: int, *, degraded: bool, created: datetime) ->
     )
 
 
-def _profiles(agents: int, rng: random.Random) -> list[dict]:
+def _profiles(agents: int, rng: random.Random, fleet: str = "uniform") -> list[dict]:
+    if fleet == "tiered":
+        return _tiered_profiles(agents, rng)
+    if fleet != "uniform":
+        raise ValueError(f"unknown fleet {fleet!r}: use one of {FLEETS}")
     out = []
     for i in range(agents):
         tier = rng.choice(TIER_SKILLS)
@@ -95,6 +117,33 @@ def _profiles(agents: int, rng: random.Random) -> list[dict]:
                 "latency_ms": rng.choice(LATENCY_MEDIANS_MS),
                 "context_window": rng.choice(CONTEXT_WINDOWS),
                 "price_in": rng.choice((0.0001, 0.0008, 0.0025)),
+                "error_rate": 0.0005,
+                "rate_limit_rate": 0.0005,
+            }
+        )
+    return out
+
+
+def _tiered_profiles(agents: int, rng: random.Random) -> list[dict]:
+    """Small, mid and large models in turn (so every tier is present), prices and skills
+    drawn within the tier; windows, error and rate-limit rates as in the uniform fleet."""
+    out = []
+    for i in range(agents):
+        _, skills, price_in, price_out, latencies = TIERED_MODELS[i % len(TIERED_MODELS)]
+        tier = rng.uniform(*skills)
+        skill = {c: min(0.9999, tier * rng.uniform(0.985, 1.0)) for c in CAPABILITIES}
+        pick = rng.random()
+        out.append(
+            {
+                "agent_id": f"agt_{i:02d}",
+                "skill": skill,
+                "proficiency": {
+                    c: max(1, min(5, round((s - 0.95) / 0.01))) for c, s in skill.items()
+                },
+                "latency_ms": rng.choice(latencies),
+                "context_window": rng.choice(CONTEXT_WINDOWS),
+                "price_in": price_in[0] + pick * (price_in[1] - price_in[0]),
+                "price_out": price_out[0] + pick * (price_out[1] - price_out[0]),
                 "error_rate": 0.0005,
                 "rate_limit_rate": 0.0005,
             }
@@ -129,10 +178,11 @@ def simulated_runs(
     degradations: int = 10,
     seed: int = 7,
     start: datetime = datetime(2026, 1, 5, tzinfo=UTC),
+    fleet: str = "uniform",
 ) -> tuple[pl.DataFrame, list[Degradation]]:
     """(one row per run in time order, the injected degraded releases)."""
     rng = random.Random(seed)
-    profiles = _profiles(agents, rng)
+    profiles = _profiles(agents, rng, fleet)
     episodes = [
         Degradation(
             agent_id=rng.choice(profiles)["agent_id"],

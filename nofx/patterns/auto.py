@@ -1,39 +1,45 @@
-"""Auto: choose the pattern from the task and from how each pattern did on similar tasks.
+"""Auto: choose the pattern with the highest predicted success on this task, and say why.
 
-``choose_pattern`` is pure: the heuristics give every pattern a prior score,
-recorded success on similar tasks (same capability, same complexity band)
-adjusts it once there is enough history, and the reasons say why.
+``predicted_success`` is the decision's core and pure: each pattern's prior (from the task's
+complexity and whether a reviewer exists) is a Beta prior worth ``PRIOR_SESSIONS`` sessions,
+updated by the recorded outcomes of similar sessions (same capability, same complexity band),
+so a pattern's prediction moves from the heuristic towards its record as the record grows.
+``choose_pattern`` ranks on it under the budget and deadline. Reading the record is I/O: the
+runner reads it off the event loop (``nofx.patterns.history``) and hands it in.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select
-
 from nofx.domain import PatternName, Task
+from nofx.patterns.history import CHOOSABLE, PatternStats, complexity_band, pattern_history
 from nofx.runtime import PatternResult, PatternRunner, SessionExecution
 from nofx.store import EventStore
-from nofx.store.schema import sessions
 
-CHOOSABLE = (PatternName.SOLO, PatternName.PAIR, PatternName.HIERARCHICAL, PatternName.SWARM)
-MIN_HISTORY = 10
+__all__ = [
+    "CHOOSABLE",
+    "PatternChoice",
+    "PatternStats",
+    "choose_pattern",
+    "complexity_band",
+    "make_auto",
+    "pattern_history",
+    "predicted_success",
+    "prior_success",
+]
+
+MIN_HISTORY = 10  # kept for callers: the prior's weight, in sessions
+PRIOR_SESSIONS = MIN_HISTORY
 COST_FACTOR = {
     PatternName.SOLO: 1.0,
     PatternName.PAIR: 2.5,
     PatternName.HIERARCHICAL: 4.0,
     PatternName.SWARM: 4.5,
 }
-
-
-@dataclass(frozen=True)
-class PatternStats:
-    sessions: int
-    succeeded: int
-
-    @property
-    def success_rate(self) -> float:
-        return self.succeeded / self.sessions if self.sessions else 0.0
+HistoryReader = Callable[[EventStore, str, str, float], dict[PatternName, PatternStats]]
 
 
 @dataclass(frozen=True)
@@ -41,10 +47,29 @@ class PatternChoice:
     pattern: PatternName
     reasons: tuple[str, ...]
     scores: dict[str, float] = field(default_factory=dict)
+    predicted: dict[str, float] = field(default_factory=dict)
 
 
-def complexity_band(complexity: float) -> str:
-    return "low" if complexity < 0.35 else "medium" if complexity < 0.7 else "high"
+def prior_success(pattern: PatternName, complexity: float, can_review: bool) -> float:
+    """What a pattern is expected to achieve before any record: solo suits easy tasks,
+    review and decomposition pay off as tasks get harder. Kept inside (0.02, 0.98)."""
+    c = min(1.0, max(0.0, complexity))
+    prior = {
+        PatternName.SOLO: 0.9 - 0.5 * c,
+        PatternName.PAIR: 0.55 + 0.3 * c + (0.1 if can_review else -0.2),
+        PatternName.HIERARCHICAL: 0.3 + 0.6 * c,
+        PatternName.SWARM: 0.25 + 0.55 * c,
+    }[pattern]
+    return min(0.98, max(0.02, prior))
+
+
+def predicted_success(prior: float, stats: PatternStats | None) -> float:
+    """Posterior mean of a Beta prior worth ``PRIOR_SESSIONS`` sessions at ``prior``, after
+    the recorded sessions: always between the prior and the record's success rate."""
+    if stats is None or stats.sessions <= 0:
+        return prior
+    succeeded = min(max(stats.succeeded, 0), stats.sessions)
+    return (PRIOR_SESSIONS * prior + succeeded) / (PRIOR_SESSIONS + stats.sessions)
 
 
 def choose_pattern(
@@ -56,27 +81,26 @@ def choose_pattern(
     history: dict[PatternName, PatternStats] | None = None,
     solo_cost_usd: float = 0.01,
 ) -> PatternChoice:
+    """The pattern with the highest predicted success that fits the budget (cheaper wins ties)."""
     history = history or {}
     c = task.complexity
     domain = task.capability.split(".")[0]
     can_review = f"{domain}.review" in available_capabilities
-    prior = {
-        PatternName.SOLO: 0.9 - 0.5 * c,
-        PatternName.PAIR: 0.55 + 0.3 * c + (0.1 if can_review else -0.2),
-        PatternName.HIERARCHICAL: 0.3 + 0.6 * c,
-        PatternName.SWARM: 0.25 + 0.55 * c,
-    }
     reasons = [f"complexity {c:.2f} ({complexity_band(c)})"]
     if can_review:
         reasons.append(f"{domain}.review is available for a reviewer")
     scores: dict[str, float] = {}
+    predicted: dict[str, float] = {}
     for pattern in CHOOSABLE:
-        score = prior[pattern]
+        prior = prior_success(pattern, c, can_review)
         stats = history.get(pattern)
-        if stats is not None and stats.sessions >= MIN_HISTORY:
-            score = 0.5 * score + 0.5 * stats.success_rate * 1.2
+        p = predicted_success(prior, stats)
+        predicted[pattern.value] = round(p, 4)
+        score = p
+        if stats is not None and stats.sessions > 0:
             reasons.append(
-                f"{pattern.value}: {stats.success_rate:.0%} success on {stats.sessions} similar sessions"
+                f"{pattern.value}: predicted success {p:.0%} (prior {prior:.0%}, "
+                f"{stats.success_rate:.0%} on {stats.sessions} similar sessions)"
             )
         expected_cost = solo_cost_usd * COST_FACTOR[pattern]
         if budget_usd is not None and expected_cost > budget_usd:
@@ -86,46 +110,20 @@ def choose_pattern(
             score -= 0.3  # review rounds are sequential
         scores[pattern.value] = round(score, 4)
     best = max(CHOOSABLE, key=lambda p: (scores[p.value], -COST_FACTOR[p]))
-    reasons.insert(0, f"chose {best.value} (score {scores[best.value]:.2f})")
-    return PatternChoice(best, tuple(reasons), scores)
-
-
-def pattern_history(
-    store: EventStore, tenant_id: str, capability: str, complexity: float
-) -> dict[PatternName, PatternStats]:
-    """Per pattern: finished sessions and successes on the same capability and complexity band."""
-    low, high = {"low": (0.0, 0.35), "medium": (0.35, 0.7), "high": (0.7, 1.01)}[
-        complexity_band(complexity)
-    ]
-    complexity_col = func.json_extract(sessions.c.request, "$.task.complexity")
-    capability_col = func.json_extract(sessions.c.request, "$.task.capability")
-    if store.dialect == "postgresql":
-        complexity_col = sessions.c.request["task"]["complexity"].as_float()
-        capability_col = sessions.c.request["task"]["capability"].as_string()
-    query = (
-        select(sessions.c.pattern, sessions.c.status, func.count())
-        .where(
-            sessions.c.tenant_id == tenant_id,
-            sessions.c.status.in_(["succeeded", "failed"]),
-            capability_col == capability,
-            complexity_col >= low,
-            complexity_col < high,
-        )
-        .group_by(sessions.c.pattern, sessions.c.status)
+    reasons.insert(
+        0,
+        f"chose {best.value} (predicted success {predicted[best.value]:.0%}, "
+        f"score {scores[best.value]:.2f})",
     )
-    totals: dict[PatternName, list[int]] = {}
-    with store.engine.connect() as conn:
-        for row in conn.execute(query):
-            pattern, status, n = str(row[0]), str(row[1]), int(row[2])
-            if pattern not in {p.value for p in CHOOSABLE}:
-                continue
-            entry = totals.setdefault(PatternName(pattern), [0, 0])
-            entry[0] += n
-            entry[1] += n if status == "succeeded" else 0
-    return {p: PatternStats(n, ok) for p, (n, ok) in totals.items()}
+    return PatternChoice(best, tuple(reasons), scores, predicted)
 
 
-def make_auto(runners: dict[PatternName, PatternRunner]) -> PatternRunner:
+def make_auto(
+    runners: dict[PatternName, PatternRunner], history_reader: HistoryReader = pattern_history
+) -> PatternRunner:
+    """The auto runner: reads the record (off the loop), chooses, records the choice durably
+    (a resumed session replays it rather than choosing again), runs the chosen pattern."""
+
     async def run_auto(execution: SessionExecution) -> PatternResult:
         session = execution.session
         chosen = next((e for e in execution.history if e.type == "PatternChosen"), None)
@@ -139,17 +137,19 @@ def make_auto(runners: dict[PatternName, PatternRunner]) -> PatternRunner:
                 ),
                 default=0.01,
             )
+            history = await asyncio.to_thread(
+                history_reader,
+                runtime.store,
+                session.tenant_id,
+                session.task.capability,
+                session.task.complexity,
+            )
             choice = choose_pattern(
                 session.task,
                 budget_usd=session.budget_usd,
                 deadline_s=session.deadline_s,
                 available_capabilities=frozenset(runtime.registry.capabilities(session.tenant_id)),
-                history=pattern_history(
-                    runtime.store,
-                    session.tenant_id,
-                    session.task.capability,
-                    session.task.complexity,
-                ),
+                history=history,
                 solo_cost_usd=cheapest,
             )
             execution.emit(
@@ -158,6 +158,7 @@ def make_auto(runners: dict[PatternName, PatternRunner]) -> PatternRunner:
                     "pattern": choice.pattern.value,
                     "reasons": list(choice.reasons),
                     "scores": choice.scores,
+                    "predicted_success": choice.predicted,
                 },
                 key=f"{session.session_id}/auto/chosen",
             )

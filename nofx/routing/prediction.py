@@ -259,6 +259,36 @@ class RequestScorer:
     def p_fail(
         self, proficiency: int, context_window_tokens: int | None, history: AgentHistory | None
     ) -> float:
+        z = self.log_odds(proficiency, context_window_tokens, history)
+        return 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
+
+    def shift_from(
+        self,
+        typical: RequestScorer,
+        context_window_tokens: int | None,
+        history: AgentHistory | None,
+    ) -> float:
+        """``log_odds`` of this request minus ``typical``'s, for the same agent and model: the
+        agent's own terms (proficiency, recent and lifetime rates) cancel, so only the
+        request's terms, the context fill and the timeout margin are computed."""
+        p50 = (
+            DEFAULT_LATENCY_MS if history is None else history.latency_p50_ms or DEFAULT_LATENCY_MS
+        )
+        return (
+            self.base
+            - typical.base
+            + self._fill_and_margin(context_window_tokens, p50)
+            - typical._fill_and_margin(context_window_tokens, p50)
+        )
+
+    def _fill_and_margin(self, context_window_tokens: int | None, p50: float) -> float:
+        fill = self.input_tokens / context_window_tokens if context_window_tokens else 0.0
+        margin = math.log(self.timeout_ms / (p50 * (1.0 + self.complexity)))
+        return self.fill.weight(fill) + self.margin.weight(min(5.0, max(-5.0, margin)))
+
+    def log_odds(
+        self, proficiency: int, context_window_tokens: int | None, history: AgentHistory | None
+    ) -> float:
         if history is None:
             p50, recent, prior = DEFAULT_LATENCY_MS, 0.05, 0.05
         else:
@@ -274,7 +304,23 @@ class RequestScorer:
             + self.recent.weight(recent)
             + self.prior.weight(prior)
         )
-        return 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
+        return z
+
+
+def anchored_failure(
+    posterior_fail: float, request_log_odds: float, typical_log_odds: float
+) -> float:
+    """p(fail) for this request: the agent's level from its posterior (hundreds of its own
+    outcomes), moved by how much harder the model finds this request than a typical one for
+    the same agent (complexity, prompt size, timeout margin). The model's agent terms (recent
+    and lifetime failure rates over a handful of runs) cancel in the difference: on their own
+    they let one unlucky streak, or the hard tasks a router sent an agent, outvote the
+    posterior (measured in ADR 0014)."""
+    p = min(1.0 - 1e-9, max(1e-9, posterior_fail))
+    z = math.log(p / (1.0 - p)) + request_log_odds - typical_log_odds
+    if z > 700:
+        return 1.0
+    return 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
 
 
 Loader = Callable[[], tuple[str, dict[str, Any]] | None]

@@ -33,6 +33,7 @@ from nofx.routing.prediction import (
     DEFAULT_TIMEOUT_S,
     CompactFailureModel,
     RequestScorer,
+    anchored_failure,
     request_features,
 )
 from nofx.routing.scoring import (
@@ -46,6 +47,10 @@ from nofx.routing.scoring import (
 from nofx.routing.selection import Outcome, ScoredAgent, SelectionRequest, estimated_cost
 
 DEFAULT_LATENCY_MS = 1000.0
+# the typical request the model's per-request shift is measured from (a prompt of ~1.8k
+# tokens, median complexity of the task mix, the default timeout)
+TYPICAL_COMPLEXITY = 0.4
+TYPICAL_INPUT_TOKENS = 1800
 EXPLAINED = 3
 SHORTLIST = 24
 
@@ -128,14 +133,15 @@ class SmartRouter:
         est = self.estimate_for(agent, request.capability)
         declared = float(agent.provider.config.get("latency_median_ms", DEFAULT_LATENCY_MS))
         latency = est.latency_mean() or declared
+        level = est.sample(self.rng) if self.explore else est.mean
         if scorer is not None:
-            success = 1.0 - scorer.p_fail(
-                agent.proficiency(request.capability),
-                agent.context_window_tokens,
-                self.stats.history(agent.agent_id),
+            typical = self._typical_scorer(scorer.model, request.capability)
+            shift = scorer.shift_from(
+                typical, agent.context_window_tokens, self.stats.history(agent.agent_id)
             )
+            success = 1.0 - anchored_failure(1.0 - level, shift, 0.0)
         else:
-            success = est.sample(self.rng) if self.explore else est.mean
+            success = level
         window = agent.context_window_tokens
         if window is not None and request.input_tokens > window:
             success = 0.0  # the agent rejects the prompt: known before the call, not a guess
@@ -164,20 +170,8 @@ class SmartRouter:
         """The request-independent part of the score (higher is better): the posterior mean
         for p, the price of a typical prompt, the agent's latency."""
         est = self.estimate_for(agent, capability)
-        model = self.predictor() if self.predictor is not None else None
-        if model is not None:  # the model's view of a typical request to this agent
-            scorer = self._typical.get((model.version, capability))
-            if scorer is None or scorer.model is not model:
-                scorer = self._typical[(model.version, capability)] = RequestScorer(
-                    model, capability=capability, complexity=0.5, input_tokens=1000, timeout_s=60
-                )
-            p = 1.0 - scorer.p_fail(
-                agent.proficiency(capability),
-                agent.context_window_tokens,
-                self.stats.history(agent.agent_id),
-            )
-        else:
-            p = max(MIN_SUCCESS, est.mean)
+        # a typical request scores the agent at its posterior level (anchored_failure)
+        p = max(MIN_SUCCESS, est.mean)
         declared = float(agent.provider.config.get("latency_median_ms", DEFAULT_LATENCY_MS))
         typical = Estimate(
             success=p,
@@ -187,6 +181,20 @@ class SmartRouter:
             load=0.0,
         )
         return score(typical, objective, 1e-9, 1e-3)
+
+    def _typical_scorer(self, model: CompactFailureModel, capability: str) -> RequestScorer:
+        """The model's view of a typical request for ``capability`` (the anchor of
+        ``anchored_failure``), built once per model version."""
+        scorer = self._typical.get((model.version, capability))
+        if scorer is None or scorer.model is not model:
+            scorer = self._typical[(model.version, capability)] = RequestScorer(
+                model,
+                capability=capability,
+                complexity=TYPICAL_COMPLEXITY,
+                input_tokens=TYPICAL_INPUT_TOKENS,
+                timeout_s=DEFAULT_TIMEOUT_S,
+            )
+        return scorer
 
     def _shortlisted(self, request: SelectionRequest, candidates: list[Agent]) -> list[Agent]:
         now = self.clock()
@@ -286,16 +294,18 @@ class SmartRouter:
     ) -> tuple[str, ...]:
         obs = self.estimate_for(agent, request.capability).observations
         if model is not None:
-            p_fail, features = self.predicted_failure(agent, request, model)
+            _, features = self.predicted_failure(agent, request, model)
             pushes = ", ".join(
                 f"{name} {features.get(name, float('nan')):.3g} ({weight:+.2f})"
                 for name, weight in model.contributions(
                     features, {"capability": request.capability}
                 )
             )
+            level = self.estimate_for(agent, request.capability).mean
             success = (
-                f"p(fail) {p_fail:.3f} predicted by failure model v{model.version} "
-                f"(largest terms: {pushes}); {obs} outcomes seen"
+                f"p(fail) {1.0 - e.success:.3f} predicted by failure model v{model.version} "
+                f"from the agent's posterior level {1.0 - level:.3f} ({obs} outcomes seen) and "
+                f"this request against a typical one (largest terms: {pushes})"
             )
         else:
             success = (

@@ -49,7 +49,7 @@ def context_model(version: str = "3") -> CompactFailureModel:
 
 def test_the_prediction_moves_a_long_prompt_off_a_small_window_and_says_why() -> None:
     small, large = agent("small", 0.0005, window=8_000), agent("large", 0.002, window=128_000)
-    router = SmartRouter(predictor=context_model)
+    router = SmartRouter(predictor=context_model, explore=False)
     short = SelectionRequest("code.generate", input_tokens=1_000)
     long = SelectionRequest("code.generate", input_tokens=20_000)
     assert router.rank(short, [small, large])[0].agent is small  # cheaper, equally safe

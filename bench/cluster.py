@@ -154,6 +154,18 @@ def stop(procs: list[subprocess.Popen]) -> None:
             p.kill()
 
 
+def cpu_s(procs: list[subprocess.Popen]) -> float:
+    """CPU seconds (user + system) the worker processes have used so far (Linux /proc)."""
+    total = 0
+    for p in procs:
+        try:
+            fields = Path(f"/proc/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # it is gone (killed): its CPU before the kill was counted then
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def held_unfinished(store: EventStore, worker: str) -> int:
     """Sessions ``worker`` leased and has not finished: what its death leaves behind."""
     query = select(func.count()).where(
@@ -219,7 +231,10 @@ def run_case(workers: int, burst: int, rate: float, seconds: float, seed: int) -
         service.submit(request(i))
     procs = [start_worker(url, home, f"w{i}", ledger, seed) for i in range(workers)]
     kill: dict[str, Any] = {}
+    cpu = 0.0
+    load_before = os.getloadavg()[0]
     try:
+        cpu -= cpu_s(procs)
         go(procs)
         if workers > 1:
             # the victim dies somewhere in the middle of the burst, with sessions in hand
@@ -230,6 +245,7 @@ def run_case(workers: int, burst: int, rate: float, seconds: float, seed: int) -
                 if time.monotonic() - started > 300:
                     raise TimeoutError("the kill point was never reached")
                 time.sleep(0.02)
+            cpu += cpu_s([victim])
             victim.kill()  # SIGKILL: no lease released, nothing flushed
             victim.wait(timeout=10)
             done_at_kill = terminal_count(store)
@@ -242,8 +258,11 @@ def run_case(workers: int, burst: int, rate: float, seconds: float, seed: int) -
                 "calls_without_outcome_at_kill": in_flight,
             }
             procs.append(start_worker(url, home, "w1-restarted", ledger, seed))
+            cpu -= cpu_s(procs[-1:])
             go(procs[-1:])
         wait_for(store, burst)
+        cpu += cpu_s(procs)
+        load_after = os.getloadavg()[0]
         drained = burst_span_s(store)
         before = len(dispatch_delays_ms(store))
         n_open = int(rate * seconds)
@@ -265,9 +284,15 @@ def run_case(workers: int, burst: int, rate: float, seconds: float, seed: int) -
         "workers": workers,
         "seed": seed,
         "sessions_per_s": burst / drained,
+        # cores the workers got while draining the burst, and the host's load around it:
+        # on a shared 2-core host this, not the store, is what bounds the workers
+        "worker_cores_used": cpu / drained,
+        "host_load_1m": round((load_before + load_after) / 2, 2),
         "p50_dispatch_ms": percentile(delays, 50),
         "p95_dispatch_ms": percentile(delays, 95),
-        **kill,
+        "killed_at_fraction": kill.get("killed_at_fraction"),
+        "sessions_held_by_killed_worker": kill.get("sessions_held_by_killed_worker"),
+        "calls_without_outcome_at_kill": kill.get("calls_without_outcome_at_kill"),
         "ledger_mismatches": check["ledger_mismatches"],
         "repeated_agent_calls": check["repeated_agent_calls"],
         "acknowledged_events": check["acknowledged_events"],
@@ -308,6 +333,15 @@ def main() -> None:
         "scaling_ratio_2_vs_1": interval(ratios),
         "p95_dispatch_ms": {
             str(w): interval([by[(w, s)]["p95_dispatch_ms"] for s in seeds]) for w in (1, 2)
+        },
+        "worker_cores_used": {
+            str(w): interval([by[(w, s)]["worker_cores_used"] for s in seeds]) for w in (1, 2)
+        },
+        "sessions_per_core_s": {
+            str(w): interval(
+                [by[(w, s)]["sessions_per_s"] / by[(w, s)]["worker_cores_used"] for s in seeds]
+            )
+            for w in (1, 2)
         },
         "ledger_mismatches": sum(r["ledger_mismatches"] for r in by.values()),
         "repeated_agent_calls": sum(r["repeated_agent_calls"] for r in by.values()),

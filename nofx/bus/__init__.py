@@ -13,7 +13,7 @@ visibility timeout.
 from __future__ import annotations
 
 import concurrent.futures
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -236,8 +236,28 @@ class SharedContext:
     ) -> int:
         """Write a value; with ``expected_version`` the write fails if someone else wrote first.
         The read-check-write runs inside one operation of the store's writer, so no other
-        write of the store comes between the version read and the update."""
+        write of the store comes between the version read and the update. Blocks this thread
+        until the commit (``put_async`` on an event loop)."""
+        written: int = self.store.call(self._put(session_id, key, value, scope, expected_version))
+        return written
 
+    async def put_async(
+        self,
+        session_id: str,
+        key: str,
+        value: Any,
+        *,
+        scope: str = SHARED,
+        expected_version: int | None = None,
+    ) -> int:
+        """``put`` awaiting the writer's commit without blocking the event loop."""
+        op = self._put(session_id, key, value, scope, expected_version)
+        written: int = await self.store.call_async(op)
+        return written
+
+    def _put(
+        self, session_id: str, key: str, value: Any, scope: str, expected_version: int | None
+    ) -> Callable[[Transaction], int]:
         def write(tx: Transaction) -> int:
             where = (
                 (session_context.c.session_id == session_id)
@@ -268,8 +288,7 @@ class SharedContext:
                 tx.conn.execute(update(session_context).where(where).values(**values))
             return version + 1
 
-        written: int = self.store.call(write)
-        return written
+        return write
 
     def get(self, session_id: str, key: str, *, reader: str | None = None) -> tuple[Any, int]:
         """(value, version): the reader's private value if it has one, else the shared one."""

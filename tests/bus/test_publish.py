@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.exc import IntegrityError
 
-from nofx.bus import MessageBus
+from nofx.bus import MessageBus, SharedContext
 from nofx.bus.publish import BATCH_MAX, PUBLISH_ATTEMPTS, channel_stream
 from nofx.domain import Message
 from nofx.errors import ConcurrencyError, ValidationError
@@ -170,3 +170,12 @@ def test_a_batch_that_always_loses_says_so(tmp_path: Path) -> None:
     with pytest.raises(ConcurrencyError):
         asyncio.run(MessageBus(store).publish_async(msg(1)))
     store.dispose()
+
+
+def test_shared_context_put_async_versions_like_put(store: EventStore) -> None:
+    context = SharedContext(store)
+    assert asyncio.run(context.put_async("s1", "k", {"v": 1})) == 1
+    assert context.put("s1", "k", {"v": 2}, expected_version=1) == 2
+    with pytest.raises(ConcurrencyError):
+        asyncio.run(context.put_async("s1", "k", {"v": 3}, expected_version=1))
+    assert context.get("s1", "k") == ({"v": 2}, 2)

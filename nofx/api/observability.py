@@ -358,10 +358,6 @@ def latency_window_write(summary: dict[str, Any]) -> Append:
     )
 
 
-def record_latency_window(store: Any, summary: dict[str, Any]) -> None:
-    store.write(latency_window_write(summary))
-
-
 def install(app: FastAPI, limits: ApiLimits | None = None) -> None:
     metrics = Metrics()
     app.state.latency_window = LatencyWindow()

@@ -21,6 +21,7 @@ are counted and reported. Every seed is reported, with the mean and a 95% t-inte
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import statistics
@@ -154,6 +155,19 @@ def stop(procs: list[subprocess.Popen]) -> None:
             p.kill()
 
 
+def writer_stats(home: Path) -> dict[str, float]:
+    """What each worker's group-commit writer reported when it stopped (killed ones say
+    nothing): commit groups and the seconds its thread was busy."""
+    groups = busy = 0.0
+    for log in home.glob("w*.log"):
+        for line in log.read_text(errors="replace").splitlines():
+            if line.startswith("{") and "writer_busy_s" in line:
+                stats = json.loads(line)
+                groups += stats["commit_groups"]
+                busy += stats["writer_busy_s"]
+    return {"commit_groups": groups, "writer_busy_s": busy}
+
+
 def cpu_s(procs: list[subprocess.Popen]) -> float:
     """CPU seconds (user + system) the worker processes have used so far (Linux /proc)."""
     total = 0
@@ -276,6 +290,7 @@ def run_case(workers: int, burst: int, rate: float, seconds: float, seed: int) -
         delays = dispatch_delays_ms(store)[before:]
     finally:
         stop(procs)
+    writers = writer_stats(home)
     lost, duplicates = check_integrity(store)
     check = compare(ledger, store).summary()
     store.dispose()
@@ -288,6 +303,8 @@ def run_case(workers: int, burst: int, rate: float, seconds: float, seed: int) -
         # on a shared 2-core host this, not the store, is what bounds the workers
         "worker_cores_used": cpu / drained,
         "host_load_1m": round((load_before + load_after) / 2, 2),
+        # each worker's single writer thread: ms per commit group over the whole run
+        "ms_per_commit_group": 1000 * writers["writer_busy_s"] / max(1, writers["commit_groups"]),
         "p50_dispatch_ms": percentile(delays, 50),
         "p95_dispatch_ms": percentile(delays, 95),
         "killed_at_fraction": kill.get("killed_at_fraction"),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import signal
 import sys
 from typing import Any
@@ -58,6 +59,19 @@ def main(argv: list[str] | None = None) -> None:
         if not summary.sessions:
             wake.wait(args.poll_s)
     wake.close()
+    stats = store.writer.stats
+    print(
+        json.dumps(
+            {
+                "worker": args.worker_id,
+                "commit_groups": stats.groups,
+                "operations": stats.operations,
+                "writer_busy_s": round(stats.busy_s, 3),
+            }
+        ),
+        file=sys.stderr,
+        flush=True,
+    )
     store.dispose()
     sys.stdout.flush()
 

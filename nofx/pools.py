@@ -27,7 +27,7 @@ from sqlalchemy import insert, select, update
 from nofx.domain import Agent, Event, NewEvent, utcnow
 from nofx.errors import ConcurrencyError, NotFoundError
 from nofx.routing.autoscale import PoolSignal, ScalingDecision, ScalingPolicy, decide
-from nofx.store import EventStore
+from nofx.store import EventStore, Transaction
 from nofx.store.event_store import as_utc
 from nofx.store.schema import agent_pools
 
@@ -86,7 +86,8 @@ class PoolService:
         start = replicas if replicas is not None else (current.replicas if current else 1)
         start = min(policy.max_replicas, max(policy.min_replicas, start))
         payload = {"agent_id": agent.agent_id, "policy": policy.as_dict(), "replicas": start}
-        with self.store.transaction() as tx:
+
+        def write(tx: Transaction) -> None:
             written = tx.append(
                 stream_id(agent.agent_id),
                 STREAM_TYPE,
@@ -95,6 +96,8 @@ class PoolService:
                 expected_version=current.version if current else 0,
             )
             self._project(tx.conn, written, agent.tenant_id)
+
+        self.store.call(write)
         return self.get(agent.agent_id)
 
     def scale(self, pool: Pool, decision: ScalingDecision, signal: PoolSignal, worker: str) -> Pool:
@@ -111,7 +114,8 @@ class PoolService:
             "p95_latency_ms": signal.p95_latency_ms,
             "worker_id": worker,
         }
-        with self.store.transaction() as tx:
+
+        def write(tx: Transaction) -> None:
             written = tx.append(
                 stream_id(pool.agent_id),
                 STREAM_TYPE,
@@ -120,6 +124,8 @@ class PoolService:
                 expected_version=pool.version,
             )
             self._project(tx.conn, written, pool.tenant_id)
+
+        self.store.call(write)
         return self.get(pool.agent_id)
 
     @staticmethod

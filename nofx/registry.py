@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from nofx.domain import Agent, AgentSpec, AgentStatus, NewEvent, ProviderKind, new_id, utcnow
 from nofx.errors import ConcurrencyError, DuplicateAgentError, NotFoundError, UnknownCapabilityError
 from nofx.security.policy import OperatorPolicy, check_provider, policy_from_settings, redact_spec
-from nofx.store import EventStore
+from nofx.store import EventStore, Transaction
 from nofx.store.event_store import as_utc
 from nofx.store.schema import agent_capabilities, agents
 
@@ -88,33 +88,36 @@ class AgentRegistry:
         agent_id = agent_id or new_id("agt")
         now = utcnow()
         spec_json = spec.model_dump(mode="json")
-        try:
-            with self.store.transaction() as tx:
-                tx.conn.execute(
-                    insert(agents).values(
-                        agent_id=agent_id,
-                        tenant_id=spec.tenant_id,
-                        name=spec.name,
-                        version=1,
-                        status=AgentStatus.ACTIVE.value,
-                        spec=spec_json,
-                        created_at=now,
-                        updated_at=now,
+
+        def write(tx: Transaction) -> None:
+            tx.conn.execute(
+                insert(agents).values(
+                    agent_id=agent_id,
+                    tenant_id=spec.tenant_id,
+                    name=spec.name,
+                    version=1,
+                    status=AgentStatus.ACTIVE.value,
+                    spec=spec_json,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            self._write_capabilities(tx.conn, agent_id, spec)
+            tx.append(
+                agent_stream(agent_id),
+                STREAM_TYPE,
+                spec.tenant_id,
+                [
+                    NewEvent(
+                        type="AgentRegistered",
+                        payload={"agent_id": agent_id, "version": 1, "spec": spec_json},
                     )
-                )
-                self._write_capabilities(tx.conn, agent_id, spec)
-                tx.append(
-                    agent_stream(agent_id),
-                    STREAM_TYPE,
-                    spec.tenant_id,
-                    [
-                        NewEvent(
-                            type="AgentRegistered",
-                            payload={"agent_id": agent_id, "version": 1, "spec": spec_json},
-                        )
-                    ],
-                    expected_version=0,
-                )
+                ],
+                expected_version=0,
+            )
+
+        try:
+            self.store.call(write)
         except (IntegrityError, ConcurrencyError) as exc:
             raise DuplicateAgentError(
                 f"an agent named {spec.name!r} is already registered in tenant {spec.tenant_id!r}",
@@ -137,29 +140,32 @@ class AgentRegistry:
             raise NotFoundError(f"agent {agent_id} does not exist in tenant {spec.tenant_id!r}")
         version = current.version + 1
         spec_json = spec.model_dump(mode="json")
-        try:
-            with self.store.transaction() as tx:
-                result = tx.conn.execute(
-                    update(agents)
-                    .where(agents.c.agent_id == agent_id, agents.c.version == current.version)
-                    .values(name=spec.name, version=version, spec=spec_json, updated_at=utcnow())
+
+        def write(tx: Transaction) -> None:
+            result = tx.conn.execute(
+                update(agents)
+                .where(agents.c.agent_id == agent_id, agents.c.version == current.version)
+                .values(name=spec.name, version=version, spec=spec_json, updated_at=utcnow())
+            )
+            if result.rowcount != 1:
+                raise ConcurrencyError(
+                    f"agent {agent_id} changed while it was being updated", hint="retry"
                 )
-                if result.rowcount != 1:
-                    raise ConcurrencyError(
-                        f"agent {agent_id} changed while it was being updated", hint="retry"
+            self._write_capabilities(tx.conn, agent_id, spec)
+            tx.append(
+                agent_stream(agent_id),
+                STREAM_TYPE,
+                spec.tenant_id,
+                [
+                    NewEvent(
+                        type="AgentUpdated",
+                        payload={"agent_id": agent_id, "version": version, "spec": spec_json},
                     )
-                self._write_capabilities(tx.conn, agent_id, spec)
-                tx.append(
-                    agent_stream(agent_id),
-                    STREAM_TYPE,
-                    spec.tenant_id,
-                    [
-                        NewEvent(
-                            type="AgentUpdated",
-                            payload={"agent_id": agent_id, "version": version, "spec": spec_json},
-                        )
-                    ],
-                )
+                ],
+            )
+
+        try:
+            self.store.call(write)
         except IntegrityError as exc:
             raise DuplicateAgentError(
                 f"an agent named {spec.name!r} is already registered in tenant {spec.tenant_id!r}",
@@ -170,7 +176,8 @@ class AgentRegistry:
     def deregister(self, agent_id: str, *, tenant_id: str | None = None) -> Agent:
         """Remove an agent from selection; its events stay, so history still names it."""
         agent = self.get(agent_id, tenant_id=tenant_id)
-        with self.store.transaction() as tx:
+
+        def write(tx: Transaction) -> None:
             tx.conn.execute(
                 delete(agent_capabilities).where(agent_capabilities.c.agent_id == agent_id)
             )
@@ -181,6 +188,8 @@ class AgentRegistry:
                 agent.tenant_id,
                 [NewEvent(type="AgentDeregistered", payload={"agent_id": agent_id})],
             )
+
+        self.store.call(write)
         return agent.model_copy(update={"status": AgentStatus.DEREGISTERED})
 
     def get(self, agent_id: str, *, tenant_id: str | None = None) -> Agent:
@@ -221,16 +230,25 @@ class AgentRegistry:
         with self.store.engine.connect() as conn:
             return [_row_to_agent(r) for r in conn.execute(query)]
 
-    def capabilities(self, tenant_id: str | None = None) -> set[str]:
+    def capabilities(
+        self, tenant_id: str | None = None, *, conn: Connection | None = None
+    ) -> set[str]:
+        """Capability names offered in the tenant. Code running inside the store's writer
+        passes its transaction's ``conn``: taking a pooled connection there while request
+        threads hold the pool and wait for the write lock would deadlock."""
         query = select(agent_capabilities.c.capability).distinct()
         if tenant_id is not None:
             query = query.where(agent_capabilities.c.tenant_id == tenant_id)
-        with self.store.engine.connect() as conn:
+        if conn is not None:
             return {r[0] for r in conn.execute(query)}
+        with self.store.engine.connect() as own:
+            return {r[0] for r in own.execute(query)}
 
-    def require_capability(self, capability: str, tenant_id: str) -> None:
+    def require_capability(
+        self, capability: str, tenant_id: str, *, conn: Connection | None = None
+    ) -> None:
         """Refuse work nobody can do, and suggest the nearest capability names."""
-        known = self.capabilities(tenant_id)
+        known = self.capabilities(tenant_id, conn=conn)
         if capability in known:
             return
         close = difflib.get_close_matches(capability, sorted(known), n=3)

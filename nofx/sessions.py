@@ -277,9 +277,13 @@ class SessionService:
             memo_key = ("registry.capabilities", request.tenant_id)
             known = tx.memo.get(memo_key)
             if known is None:
-                known = tx.memo[memo_key] = set(self.registry.capabilities(request.tenant_id))
+                known = tx.memo[memo_key] = set(
+                    self.registry.capabilities(request.tenant_id, conn=tx.conn)
+                )
             if request.task.capability not in known:
-                self.registry.require_capability(request.task.capability, request.tenant_id)
+                self.registry.require_capability(
+                    request.task.capability, request.tenant_id, conn=tx.conn
+                )
 
         return Append(
             session_stream(session_id),

@@ -84,8 +84,12 @@ def create_app(
         await anyio.to_thread.run_sync(build_routes_now, app)
         yield
         # the last, partial latency window is worth keeping: nothing is silently dropped
+        store = app.state.services.store
         if summary := app.state.latency_window.flush():
-            observability.record_latency_window(app.state.services.store, summary)
+            observability.queue_write(store, observability.latency_window_write(summary))
+        # audit events and windows were queued without waiting: a no-op through the writer
+        # returns once everything queued before it is committed
+        await anyio.to_thread.run_sync(store.call, lambda _tx: None)
         app.state.analysis_pool.close()
         if owns_store:
             app.state.services.store.dispose()

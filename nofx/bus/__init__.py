@@ -13,72 +13,38 @@ visibility timeout.
 from __future__ import annotations
 
 import concurrent.futures
-import json
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, select, update
 from sqlalchemy.exc import IntegrityError
 
 from nofx.bus import blobstore
+from nofx.bus.publish import (
+    MESSAGE_STREAM_TYPE,
+    PUBLISH_ATTEMPTS,
+    PublishBatcher,
+    StoredMessage,
+    batch_operation,
+    check_body_depth,
+    published_event,
+    row_to_message,
+)
 from nofx.bus.subscription import Delivery, Subscription, notifier_for
-from nofx.domain import Event, Message, NewEvent, utcnow
-from nofx.errors import ConcurrencyError, NotFoundError, ValidationError
-from nofx.security.inputs import MAX_JSON_DEPTH, json_depth
+from nofx.domain import Message, utcnow
+from nofx.errors import ConcurrencyError, NotFoundError
 from nofx.store import EventStore, Transaction
-from nofx.store.event_store import as_utc
 from nofx.store.schema import agent_communications as comms
 from nofx.store.schema import bus_offsets, session_context
 from nofx.store.writer import Append, Written
-
-
-@dataclass(frozen=True)
-class StoredMessage:
-    message_id: str
-    channel: str
-    seq: int
-    sender: str
-    session_id: str | None
-    body: dict[str, Any]
-    created_at: datetime
-
-
-MESSAGE_STREAM_TYPE = "bus"
-_INSERT_MESSAGE = comms.insert()
-
-
-def published_event(message: Message, seq: int, *, stored_as_blob: bool) -> NewEvent:
-    """What analytics needs of a message (not its body), in OpenTelemetry messaging terms."""
-    return NewEvent(
-        type="MessagePublished",
-        payload={
-            "messaging.message.id": message.message_id,
-            "messaging.destination.name": message.channel,
-            "channel_seq": seq,
-            "session_id": message.session_id,
-            "sender": message.sender,
-            "body_bytes": len(json.dumps(message.body, default=str)),
-            "stored_as_blob": stored_as_blob,
-        },
-    )
-
-
-def check_body_depth(message: Message) -> None:
-    """Refuse a body nested deeper than MAX_JSON_DEPTH before anything is stored, on every
-    publish path: every reader of the channel would choke on it."""
-    if json_depth(message.body, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
-        raise ValidationError(
-            f"the message body is nested deeper than {MAX_JSON_DEPTH} levels",
-            hint="flatten the body, or store the structure as a JSON string",
-        )
 
 
 class MessageBus:
     def __init__(self, store: EventStore, *, inline_limit: int = blobstore.INLINE_LIMIT) -> None:
         self.store = store
         self.inline_limit = inline_limit
+        self._batcher = PublishBatcher(store, inline_limit, notifier_for(store).signal)
 
     def publish(self, message: Message) -> StoredMessage:
         """Persist a message at the end of its channel; a repeated message_id (of the same
@@ -86,38 +52,30 @@ class MessageBus:
         store's writer has committed it (use ``publish_async`` on an event loop). A body nested
         deeper than MAX_JSON_DEPTH is refused before anything is stored: every reader would
         choke on it."""
-        existing = self._by_id(message.message_id, message.tenant_id)
-        if existing is not None:
-            return existing
-        for _ in range(5):
+        check_body_depth(message)
+        for _ in range(PUBLISH_ATTEMPTS):
             try:
                 written: Written = self.store.write(self._operation(message))
             except IntegrityError:
-                again = self._by_id(message.message_id, message.tenant_id)
-                if again is not None:
-                    return again  # a concurrent publish of the same message won
                 continue  # another process took this sequence number: take the next one
-            return self._published(message, written)
+            stored: StoredMessage = written.value[0]
+            notifier_for(self.store).signal(message.tenant_id, stored.channel)
+            return stored
         raise ConcurrencyError(f"could not append to {message.channel}", hint="retry the publish")
 
     async def publish_async(self, message: Message) -> StoredMessage:
-        """``publish`` without blocking the event loop: the write goes through the store's
-        group-commit writer and this coroutine awaits its durable commit."""
-        for _ in range(5):
-            try:
-                written: Written = await self.store.write_async(self._operation(message))
-            except IntegrityError:
-                again = await self.store.read(self._by_id, message.message_id, message.tenant_id)
-                if again is not None:
-                    return again
-                continue
-            return self._published(message, written)
-        raise ConcurrencyError(f"could not append to {message.channel}", hint="retry the publish")
+        """``publish`` without blocking the event loop: the publishes of this loop turn are
+        written by one operation of the store's group-commit writer per channel, and this
+        coroutine awaits the durable commit of its own message."""
+        check_body_depth(message)
+        return await self._batcher.add(message)
 
     def publish_nowait(self, message: Message) -> concurrent.futures.Future[Any]:
         """Queue the publish on the store's writer and return at once (for code on an event
-        loop that must not wait); the future holds what the writer committed. A message_id
-        published before fails the future with IntegrityError and stores nothing."""
+        loop that must not wait); the future holds what the writer committed (``Written``,
+        whose value lists the stored message; a message_id published before gives the
+        original and stores nothing)."""
+        check_body_depth(message)
         future: concurrent.futures.Future[Any] = self.store.submit(self._operation(message))
 
         def signal(done: concurrent.futures.Future[Any]) -> None:
@@ -127,90 +85,11 @@ class MessageBus:
         future.add_done_callback(signal)
         return future
 
-    def _published(self, message: Message, written: Written) -> StoredMessage:
-        stored: StoredMessage = written.value
-        notifier_for(self.store).signal(message.tenant_id, stored.channel)
-        return stored
-
     def _operation(self, message: Message) -> Append:
-        """One append for the writer: the message row and its MessagePublished event, in the
-        same transaction; the channel's next seq is read once per channel per commit group."""
-        check_body_depth(message)
-        placed: dict[str, Any] = {}
-        limit = self.inline_limit
-
-        def prepare(op: Append, tx: Transaction) -> None:
-            memo_key = ("bus.channel_seq", message.tenant_id, message.channel)
-            last = tx.memo.get(memo_key)
-            if last is None:
-                tx.run_later()  # rows of this channel queued earlier in the group count
-                last = int(
-                    tx.conn.execute(
-                        select(func.max(comms.c.channel_seq)).where(
-                            comms.c.tenant_id == message.tenant_id,
-                            comms.c.channel == message.channel,
-                        )
-                    ).scalar()
-                    or 0
-                )
-            seq = last + 1
-            tx.memo[memo_key] = seq
-            body, ref = blobstore.put_if_large(tx.conn, message.body, limit)
-            created_at = utcnow()
-            tx.later(
-                _INSERT_MESSAGE,
-                {
-                    "message_id": message.message_id,
-                    "tenant_id": message.tenant_id,
-                    "channel": message.channel,
-                    "channel_seq": seq,
-                    "session_id": message.session_id,
-                    "sender": message.sender,
-                    "body": body,
-                    "body_ref": ref,
-                    "created_at": created_at,
-                },
-            )
-            placed.update(seq=seq, created_at=created_at)
-            # the same transaction records it for analytics (agent_communications mart):
-            # no message without its event, no event without its message
-            op.events = [published_event(message, seq, stored_as_blob=ref is not None)]
-
-        def after(_tx: Transaction, _written: list[Event]) -> StoredMessage:
-            # what was just written, without reading it back
-            return StoredMessage(
-                message.message_id,
-                message.channel,
-                placed["seq"],
-                message.sender,
-                message.session_id,
-                message.body,
-                placed["created_at"],
-            )
-
-        return Append(
-            # ids are unique per tenant, so the stream is too: another tenant's id is no conflict
-            f"message-{message.tenant_id}-{message.message_id}",
-            MESSAGE_STREAM_TYPE,
-            message.tenant_id,
-            [],
-            known_version=0,
-            prepare=prepare,
-            after=after,
-        )
+        return batch_operation([message], self.inline_limit)
 
     def _row(self, conn: Connection, row: Any) -> StoredMessage:
-        m = row._mapping
-        body = m["body"] if m["body_ref"] is None else blobstore.get(conn, m["body_ref"])
-        return StoredMessage(
-            m["message_id"],
-            m["channel"],
-            m["channel_seq"],
-            m["sender"],
-            m["session_id"],
-            body,
-            as_utc(m["created_at"]),
-        )
+        return row_to_message(conn, row)
 
     def _by_id(self, message_id: str, tenant_id: str) -> StoredMessage | None:
         with self.store.engine.connect() as conn:
@@ -301,8 +180,10 @@ class MessageBus:
         )
 
     def ack(self, subscriber: str, channel: str, seq: int, *, tenant_id: str = "default") -> None:
-        """Acknowledge everything up to ``seq``; offsets only move forward."""
-        with self.store.transaction() as tx:
+        """Acknowledge everything up to ``seq``; offsets only move forward (written by the
+        store's writer, in its next commit group)."""
+
+        def write(tx: Transaction) -> None:
             moved = tx.conn.execute(
                 update(bus_offsets)
                 .where(
@@ -319,6 +200,8 @@ class MessageBus:
                         tenant_id=tenant_id, subscriber=subscriber, channel=channel, acked_seq=seq
                     )
                 )
+
+        self.store.call(write)
 
 
 def _offset_missing(conn: Connection, tenant_id: str, subscriber: str, channel: str) -> bool:
@@ -351,8 +234,31 @@ class SharedContext:
         scope: str = SHARED,
         expected_version: int | None = None,
     ) -> int:
-        """Write a value; with ``expected_version`` the write fails if someone else wrote first."""
-        with self.store.transaction() as tx:
+        """Write a value; with ``expected_version`` the write fails if someone else wrote first.
+        The read-check-write runs inside one operation of the store's writer, so no other
+        write of the store comes between the version read and the update. Blocks this thread
+        until the commit (``put_async`` on an event loop)."""
+        written: int = self.store.call(self._put(session_id, key, value, scope, expected_version))
+        return written
+
+    async def put_async(
+        self,
+        session_id: str,
+        key: str,
+        value: Any,
+        *,
+        scope: str = SHARED,
+        expected_version: int | None = None,
+    ) -> int:
+        """``put`` awaiting the writer's commit without blocking the event loop."""
+        op = self._put(session_id, key, value, scope, expected_version)
+        written: int = await self.store.call_async(op)
+        return written
+
+    def _put(
+        self, session_id: str, key: str, value: Any, scope: str, expected_version: int | None
+    ) -> Callable[[Transaction], int]:
+        def write(tx: Transaction) -> int:
             where = (
                 (session_context.c.session_id == session_id)
                 & (session_context.c.scope == scope)
@@ -380,7 +286,9 @@ class SharedContext:
                 )
             else:
                 tx.conn.execute(update(session_context).where(where).values(**values))
-        return version + 1
+            return version + 1
+
+        return write
 
     def get(self, session_id: str, key: str, *, reader: str | None = None) -> tuple[Any, int]:
         """(value, version): the reader's private value if it has one, else the shared one."""
@@ -407,4 +315,12 @@ class SharedContext:
         )
 
 
-__all__ = ["Delivery", "MessageBus", "SharedContext", "StoredMessage", "Subscription"]
+__all__ = [
+    "MESSAGE_STREAM_TYPE",
+    "Delivery",
+    "MessageBus",
+    "SharedContext",
+    "StoredMessage",
+    "Subscription",
+    "published_event",
+]

@@ -23,6 +23,11 @@ def put_if_large(conn: Connection, value: Any, limit: int = INLINE_LIMIT) -> tup
     raw = canonical(value)
     if len(raw) <= limit:
         return value, None
+    return None, put_raw(conn, value, raw)
+
+
+def put_raw(conn: Connection, value: Any, raw: bytes) -> str:
+    """Store ``value`` (whose canonical JSON is ``raw``) once by content; its sha256."""
     digest = hashlib.sha256(raw).hexdigest()
     if conn.execute(select(blobs.c.sha256).where(blobs.c.sha256 == digest)).first() is None:
         try:
@@ -30,7 +35,7 @@ def put_if_large(conn: Connection, value: Any, limit: int = INLINE_LIMIT) -> tup
                 conn.execute(blobs.insert().values(sha256=digest, size=len(raw), data=value))
         except IntegrityError:  # pragma: no cover - a concurrent writer stored the same content
             pass
-    return None, digest
+    return digest
 
 
 def get(conn: Connection, digest: str) -> Any:

@@ -19,7 +19,7 @@ from sqlalchemy import func, insert, select, update
 
 from nofx.domain import NewEvent, utcnow
 from nofx.errors import NofxError, NotFoundError, ValidationError
-from nofx.store import EventStore
+from nofx.store import EventStore, Transaction
 from nofx.store.event_store import as_utc
 from nofx.store.schema import api_keys
 
@@ -161,7 +161,8 @@ class ApiKeyService:
             "created_at": now,
             "revoked_at": None,
         }
-        with self.store.transaction() as tx:
+
+        def write(tx: Transaction) -> None:
             tx.conn.execute(insert(api_keys).values(**values))
             tx.append(
                 f"apikey-{key_id}",
@@ -174,6 +175,8 @@ class ApiKeyService:
                     )
                 ],
             )
+
+        self.store.call(write)
         return IssuedKey(self.get(key_id), f"{PREFIX}_{key_id}_{secret}")
 
     def get(self, key_id: str) -> ApiKey:
@@ -202,7 +205,8 @@ class ApiKeyService:
 
     def revoke(self, key_id: str) -> ApiKey:
         key = self.get(key_id)
-        with self.store.transaction() as tx:
+
+        def write(tx: Transaction) -> None:
             tx.conn.execute(
                 update(api_keys).where(api_keys.c.key_id == key_id).values(revoked_at=utcnow())
             )
@@ -212,6 +216,8 @@ class ApiKeyService:
                 key.tenant_id,
                 [NewEvent(type="ApiKeyRevoked", payload={"key_id": key_id})],
             )
+
+        self.store.call(write)
         return self.get(key_id)
 
     def authenticate(self, plaintext: str | None) -> Principal:

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from dataclasses import dataclass
 from typing import Protocol
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from nofx.store import EventStore
+from nofx.store import EventStore, Transaction
 from nofx.store.schema import rate_buckets
 
 
@@ -98,13 +99,43 @@ class SharedRateLimiter:
         self.lease_s = lease_s
         self.max_lease = max_lease
         self._leases: dict[str, _Lease] = {}
+        self._flights: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
 
     def lease_size(self, rate: float, burst: float) -> int:
         return int(max(1, min(self.max_lease, rate * self.lease_s, burst)))
 
     def check(self, key: str, rate: float, burst: float, now: float) -> tuple[bool, int]:
-        """(allowed, Retry-After in whole seconds, at least 1 when refused)."""
+        """(allowed, Retry-After in whole seconds, at least 1 when refused).
+
+        One lease request per key at a time (single flight): threads that find the lease
+        spent wait for the one refilling it instead of each draining a lease from the shared
+        bucket and overwriting the others' (tokens lost, requests refused early)."""
+        if self._spend(key, rate, burst, now):
+            return True, 0
+        with self._lock:
+            flight = self._flights.setdefault(key, threading.Lock())
+        with flight:
+            if self._spend(key, rate, burst, now):
+                return True, 0
+            started = time.monotonic()
+            for _ in range(3):
+                try:
+                    granted, wait = self._take(key, rate, burst, now, self.lease_size(rate, burst))
+                    break
+                except IntegrityError:
+                    continue  # two processes created the same bucket at once: read it again
+            else:  # pragma: no cover
+                raise RuntimeError(f"rate bucket {key!r} could not be created")
+            if granted:
+                # the lease runs from when its tokens arrived (the writer's commit may take a
+                # while under load): tokens that lapse unspent are lost, never handed out twice
+                expires = now + (time.monotonic() - started) + self.lease_s
+                with self._lock:
+                    self._leases[key] = _Lease(granted - 1, expires, rate, burst)
+        return granted >= 1, _retry_after(granted >= 1, wait)
+
+    def _spend(self, key: str, rate: float, burst: float, now: float) -> bool:
         with self._lock:
             lease = self._leases.get(key)
             if (
@@ -114,26 +145,16 @@ class SharedRateLimiter:
                 and (lease.rate, lease.burst) == (rate, burst)
             ):
                 lease.tokens -= 1
-                return True, 0
-        for _ in range(3):
-            try:
-                granted, wait = self._take(key, rate, burst, now, self.lease_size(rate, burst))
-                break
-            except IntegrityError:
-                continue  # two processes created the same bucket at once: read it again
-        else:  # pragma: no cover
-            raise RuntimeError(f"rate bucket {key!r} could not be created")
-        if granted:
-            with self._lock:
-                self._leases[key] = _Lease(granted - 1, now + self.lease_s, rate, burst)
-        return granted >= 1, _retry_after(granted >= 1, wait)
+                return True
+        return False
 
     def _take(
         self, key: str, rate: float, burst: float, now: float, want: int
     ) -> tuple[int, float]:
-        # the store's write transaction is BEGIN IMMEDIATE on SQLite; FOR UPDATE locks the
-        # row on PostgreSQL, so concurrent requests on one key take tokens one at a time
-        with self.store.transaction() as tx:
+        # runs in the store's writer (one write path): BEGIN IMMEDIATE on SQLite; FOR UPDATE
+        # locks the row on PostgreSQL, so concurrent requests on one key take tokens one at a
+        # time, and no request thread holds a pooled connection while it waits for the lock
+        def take(tx: Transaction) -> tuple[int, float]:
             row = tx.conn.execute(
                 select(rate_buckets.c.tokens, rate_buckets.c.updated_epoch_s)
                 .where(rate_buckets.c.bucket_key == key)
@@ -151,7 +172,10 @@ class SharedRateLimiter:
                 tx.conn.execute(
                     update(rate_buckets).where(rate_buckets.c.bucket_key == key), values
                 )
-        return granted, wait
+            return granted, wait
+
+        taken: tuple[int, float] = self.store.call(take)
+        return taken
 
 
 class FailureGuard:

@@ -43,16 +43,20 @@ EXAMPLE = {
     response_model=Session,
     summary="Request a session (a runtime or the Dagster sensor runs it)",
 )
-def create_session(
+async def create_session(
     response: Response,
     body: SessionRequest = Body(openapi_examples={"solo": {"value": EXAMPLE}}),
     principal: Principal = Depends(writer),
     svc: Services = Depends(services),
 ) -> Session:
+    """Async: the in-flight count is read in a thread, the session is written by the store's
+    group-commit writer (awaited, durable before the 202), so no request thread blocks on a
+    commit and the event loop never touches the database."""
     if body.workflow is not None:
         check_workflow_size(body.workflow, svc.limits, where="the session's workflow")
     ceiling = svc.limits.max_sessions_in_flight
-    if sessions_in_flight(svc, principal.tenant_id) >= ceiling:
+    in_flight = await anyio.to_thread.run_sync(sessions_in_flight, svc, principal.tenant_id)
+    if in_flight >= ceiling:
         raise TooBusy(
             f"this tenant has {ceiling} sessions requested or running, the most the operator "
             "allows at once",
@@ -61,7 +65,12 @@ def create_session(
             retry_after=5,
         )
     request = body.model_copy(update={"tenant_id": principal.tenant_id})
-    session = svc.sessions.submit(request)
+    if request.workflow is not None:
+        # a workflow is parsed against the tenant's capabilities by a request thread, not
+        # by the writer (which must not take a pooled connection)
+        session = await anyio.to_thread.run_sync(svc.sessions.submit, request)
+    else:
+        session = await svc.sessions.submit_async(request)
     response.headers["Location"] = f"/api/v1/orchestration/sessions/{session.session_id}"
     return session
 

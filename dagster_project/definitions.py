@@ -10,6 +10,11 @@ from dagster_project.resources import build_resources
 
 @dg.definitions
 def defs() -> dg.Definitions:
+    from dagster_project.defs.alerting import (
+        alert_forecasts,
+        custom_metric_values,
+        forecasts_materialised_sensor,
+    )
     from dagster_project.defs.checks import (
         agent_sessions_valid,
         raw_events_known_stream_types,
@@ -56,12 +61,14 @@ def defs() -> dg.Definitions:
             usage_forecasts,
             prediction_accuracy,
             agent_anomalies,
+            alert_forecasts,
+            custom_metric_values,
             alerts,
             recommendations,
         ],
         asset_checks=[raw_events_valid, raw_events_known_stream_types, agent_sessions_valid],
         jobs=[everything, refresh_warehouse, daily_rollup, run_requested_sessions],
-        sensors=[requested_sessions_sensor, new_events_sensor],
+        sensors=[requested_sessions_sensor, new_events_sensor, forecasts_materialised_sensor],
         schedules=[nightly_retrain, daily_rollup_schedule],
         resources=build_resources(),
     )

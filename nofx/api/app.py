@@ -14,15 +14,17 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from nofx import __version__
-from nofx.api import examples, observability, offline_docs, pagination, problems
+from nofx.api import examples, observability, offline_docs, pagination, problems, usage
 from nofx.api.compute import AnalysisPool
 from nofx.api.deps import Services
 from nofx.api.limits import ApiLimits
 from nofx.api.routes import (
     agents,
+    alert_rules,
     alerts,
     analytics,
     communicate,
+    custom_metrics,
     health,
     keys,
     pools,
@@ -86,6 +88,7 @@ def create_app(
         # the last, partial latency window is worth keeping: nothing is silently dropped
         if summary := app.state.latency_window.flush():
             observability.record_latency_window(app.state.services.store, summary)
+        usage.flush(app)
         app.state.analysis_pool.close()
         if owns_store:
             app.state.services.store.dispose()
@@ -132,6 +135,7 @@ def create_app(
     app.state.bus = MessageBus(store)
     problems.install(app)
     observability.install(app, limits)
+    usage.install(app)
     offline_docs.install(app)
 
     errors = problems.problem_responses()  # documented on every operation
@@ -144,6 +148,8 @@ def create_app(
         workflows,
         analytics,
         alerts,
+        alert_rules,
+        custom_metrics,
         keys,
     ):
         app.include_router(module.router, prefix="/api/v1", responses=errors)

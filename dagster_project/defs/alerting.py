@@ -151,7 +151,7 @@ def forecast_rows(conn: duckdb.DuckDBPyConnection, horizon_h: float) -> list[dic
             """
         ).fetchall()
         for tenant, mean, p90, n, model in waiting:
-            point = ForecastPoint(horizon_h, float(mean), float(p90))
+            point = ForecastPoint(min(1.0, horizon_h), float(mean), float(p90))  # they run next
             seen = forecast_observation(
                 rule["session_failure_rate"], "waiting sessions", [point], horizon_h
             )

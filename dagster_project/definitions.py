@@ -20,7 +20,11 @@ def defs() -> dg.Definitions:
         raw_events_known_stream_types,
         raw_events_valid,
     )
-    from dagster_project.defs.forecasts import step_duration_forecasts, usage_forecasts
+    from dagster_project.defs.forecasts import (
+        pool_demand_forecasts,
+        step_duration_forecasts,
+        usage_forecasts,
+    )
     from dagster_project.defs.ingest import raw_events
     from dagster_project.defs.jobs import (
         daily_rollup,
@@ -59,6 +63,7 @@ def defs() -> dg.Definitions:
             session_failure_predictions,
             step_duration_forecasts,
             usage_forecasts,
+            pool_demand_forecasts,
             prediction_accuracy,
             agent_anomalies,
             alert_forecasts,

@@ -39,6 +39,6 @@ def test_counts_are_due_after_the_flush_interval() -> None:
     assert counter.add("t", "k", "GET", "/r", 200, 1.0) is False
     counter.started -= 3601
     assert counter.add("t", "k", "GET", "/r", 500, 1.0) is True
-    ((key, bucket),) = counter.drain().items()
+    ((_, bucket),) = counter.drain().items()
     assert (bucket.requests, bucket.server_errors) == (2, 1)
     assert counter.drain() == {}

@@ -190,3 +190,25 @@ def test_usage_insights_name_the_busiest_endpoint_the_failing_key_and_the_peak_h
     assert titles[2] == "your API peak is 12:00-13:00 UTC"
     assert {i["kind"] for i in insights} == {"api_usage"}
     assert usage_insights(frame.head(0)) == []
+
+
+def test_pool_demand_splits_the_tenants_forecast_by_each_agents_busy_share() -> None:
+    from dagster_project.defs.forecasts import pool_demand
+
+    usage = pl.DataFrame(
+        {
+            "tenant_id": ["acme", "acme", "bolt"],
+            "bucket_start": [NOW, NOW, NOW],
+            "metric": ["concurrency", "calls", "concurrency"],
+            "forecast": [4.0, 100.0, -1.0],
+        }
+    )
+    shares = pl.DataFrame(
+        {
+            "tenant_id": ["acme", "acme", "bolt"],
+            "agent_id": ["a1", "a2", "b1"],
+            "share": [0.75, 0.25, 1.0],
+        }
+    )
+    rows = pool_demand(usage, shares).select("agent_id", "expected_concurrency").rows()
+    assert rows == [("a1", 3.0), ("a2", 1.0), ("b1", 0.0)]  # a negative forecast is no demand

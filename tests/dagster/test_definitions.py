@@ -58,6 +58,7 @@ def test_definitions_hold_every_asset_with_lineage(definitions: dg.Definitions) 
             "request_failure_model",
             "alert_forecasts",
             "custom_metric_values",
+            "pool_demand_forecasts",
         }
         | DBT_MODELS
     )

@@ -140,12 +140,19 @@ def forecast_rows(conn: duckdb.DuckDBPyConnection, horizon_h: float) -> list[dic
             if seen is not None:
                 rows.append({**vars(seen), "tenant_id": tenant})
     if table_exists(conn, PREDICTIONS_TABLE):
+        # predictions are refreshed with the models; the sessions mart knows who finished since
+        still_waiting = (
+            " and session_id not in (select session_id from main.agent_sessions "
+            "where status in ('succeeded', 'failed', 'cancelled'))"
+            if table_exists(conn, "main.agent_sessions")
+            else ""
+        )
         waiting = conn.execute(
             f"""
             select tenant_id, avg(failure_probability), quantile_cont(failure_probability, 0.9),
                 count(*), any_value(model_name || ' v' || model_version)
             from {PREDICTIONS_TABLE}
-            where actual_status not in ('succeeded', 'failed', 'cancelled')
+            where actual_status not in ('succeeded', 'failed', 'cancelled'){still_waiting}
             group by tenant_id
             having count(*) >= {MIN_WAITING_SESSIONS}
             """

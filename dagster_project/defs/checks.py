@@ -48,6 +48,7 @@ KNOWN_STREAM_TYPES = [
     "pool",
     "api_metrics",
     "api_usage",
+    "apikey",
     "alert_rule",
     "custom_metric",
 ]

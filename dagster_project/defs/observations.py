@@ -90,12 +90,14 @@ TENANT_SQL: dict[str, tuple[str, str]] = {
         select tenant_id, subject, (coalesce(tpr, tnr) + coalesce(tnr, tpr)) / 2, n from rates
         """,
     ),
+    # every registered agent, with 0 when it had no episode: the rule is evaluated (and its
+    # alerts clear) even on a quiet day
     "agent_anomaly_episodes": (
         ANOMALIES_TABLE,
         f"""
-        select coalesce(a.tenant_id, '{FLEET_TENANT}'), e.agent_id, count(*), count(*)
-        from {ANOMALIES_TABLE} as e
-        left join main.agents as a on a.agent_id = e.agent_id
+        select a.tenant_id, a.agent_id, count(e.agent_id), 1
+        from main.agents as a
+        left join {ANOMALIES_TABLE} as e on e.agent_id = a.agent_id
         group by 1, 2
         """,
     ),
@@ -147,8 +149,11 @@ def observations(conn: duckdb.DuckDBPyConnection) -> tuple[list[Observation], se
         if not table_exists(conn, table):
             continue
         if metric == "agent_anomaly_episodes" and not has_agents:
-            sql = sql.replace("left join main.agents as a on a.agent_id = e.agent_id", "")
-            sql = sql.replace("coalesce(a.tenant_id,", "coalesce(null,")
+            # no registry mart (a bare warehouse): the episodes alone, as the operator's
+            sql = (
+                f"select '{FLEET_TENANT}', agent_id, count(*), count(*) "
+                f"from {ANOMALIES_TABLE} group by 2"
+            )
         if metric == "prediction_accuracy" and not table_exists(conn, "main.agent_sessions"):
             continue
         measured.add(metric)

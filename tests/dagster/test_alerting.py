@@ -78,7 +78,7 @@ def build_warehouse(path: Path) -> None:
         conn.execute(
             "create table main.agent_sessions as select * from (values "
             "('s1', 'acme', 'succeeded', 2.0, timestamp '2026-03-09 10:00'), "
-            "('s2', 'bolt', 'succeeded', 90.0, timestamp '2026-03-09 10:00')) "
+            "('x2', 'bolt', 'succeeded', 90.0, timestamp '2026-03-09 10:00')) "
             "as t(session_id, tenant_id, status, cost_usd, ended_at)"
         )
 

@@ -93,11 +93,12 @@ class ApiTraffic:
         an alert that does not exist), as real clients do."""
         dash = {"Authorization": f"Bearer {self.read}"}
         ci = {"Authorization": f"Bearer {self.write}"}
-        calls: list[tuple[str, dict[str, str]]] = []
-        for _ in range(max(1, round(busy * 2))):
-            calls += [("/api/v1/alerts", dash), ("/api/v1/orchestration/sessions?limit=20", dash)]
-        calls.append(("/api/v1/agents", ci))
-        if rng.random() < 0.3:
+        calls: list[tuple[str, dict[str, str]]] = [("/api/v1/alerts", dash)]
+        if busy > 2:
+            calls.append(("/api/v1/orchestration/sessions?limit=20", dash))
+        if rng.random() < 0.5:
+            calls.append(("/api/v1/agents", ci))
+        if rng.random() < 0.15:
             calls.append(("/api/v1/alerts/alr_missing", ci))
         for path, headers in calls:
             self.client.get(path, headers=headers)

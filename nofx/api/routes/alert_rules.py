@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi import APIRouter, Body, Depends, Path, Request, Response
 from pydantic import BaseModel, Field
 
 from nofx.alert_rules import AlertRule, Comparison, Severity, TenantRules, load_rules
@@ -66,7 +66,28 @@ def list_rules(request: Request, principal: Principal = Depends(reader)) -> list
 @router.put("/{rule_id}", response_model=RuleOut, summary="Define or replace one of your rules")
 def put_rule(
     request: Request,
-    body: RuleIn,
+    body: RuleIn = Body(
+        openapi_examples={
+            "custom metric": {
+                "value": {
+                    "metric": "custom:daily_spend_usd",
+                    "comparison": "above",
+                    "threshold": 5.0,
+                    "severity": "warning",
+                    "description": "the last day's sessions cost more than $5",
+                }
+            },
+            "looser default": {
+                "value": {
+                    "metric": "session_failure_rate",
+                    "comparison": "above",
+                    "threshold": 0.05,
+                    "severity": "critical",
+                    "min_samples": 50,
+                }
+            },
+        }
+    ),
     rule_id: str = RULE_ID,
     principal: Principal = Depends(writer),
 ) -> RuleOut:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from nofx.api.deps import reader, writer
@@ -58,7 +58,26 @@ def list_metrics(request: Request, principal: Principal = Depends(reader)) -> li
 
 @router.put("/{name}", response_model=MetricOut, summary="Define or replace a custom metric")
 def define_metric(
-    request: Request, body: MetricIn, name: str = NAME, principal: Principal = Depends(writer)
+    request: Request,
+    body: MetricIn = Body(
+        openapi_examples={
+            "daily spend": {
+                "value": {
+                    "sql": "select sum(cost_usd) as value from agent_sessions where ended_at >= "
+                    "(select max(ended_at) from agent_sessions) - interval 1 day",
+                    "description": "what the last day of sessions cost",
+                }
+            },
+            "success by capability": {
+                "value": {
+                    "sql": "select capability as subject, avg(case when status = 'succeeded' "
+                    "then 1.0 else 0.0 end) as value from agent_sessions group by 1",
+                }
+            },
+        }
+    ),
+    name: str = NAME,
+    principal: Principal = Depends(writer),
 ) -> MetricOut:
     """Refused (422) unless it is one read-only SELECT over the published marts."""
     metric = _service(request).define(

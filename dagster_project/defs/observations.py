@@ -169,12 +169,9 @@ def observations(conn: duckdb.DuckDBPyConnection) -> tuple[list[Observation], se
         rows = conn.execute(
             f"select tenant_id, metric, subject, value, samples, detail from {ALERT_FORECASTS_TABLE}"
         ).fetchall()
-        measured.update(
-            m
-            for (m,) in conn.execute(
-                f"select distinct metric from {ALERT_FORECASTS_TABLE}"
-            ).fetchall()
-        )
+        # every forecastable metric is measured once the table exists: a forecast that no
+        # longer shows a crossing (or no waiting sessions) clears its alert
+        measured.update(f"forecast:{m}" for m in FORECASTABLE)
         for tenant, metric, subject, value, samples, detail in rows:
             add(metric, tenant, subject, value, samples, detail or "")
     if table_exists(conn, CUSTOM_VALUES_TABLE):

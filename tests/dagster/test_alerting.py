@@ -124,6 +124,20 @@ def test_predictive_alerts_open_per_tenant_before_the_threshold_with_the_forecas
             conn.execute("select tenant_id, rule_id from analytics.alert_evaluations").fetchall()
         )
     assert ("bolt", "resource_utilisation_forecast") in evaluated
+    # the waiting sessions finish: the next evaluation sees none waiting and clears the alert
+    with duckdb.connect(str(setup["path"])) as conn:
+        conn.execute(
+            "insert into main.agent_sessions select session_id, tenant_id, 'succeeded', 1.0, "
+            "timestamp '2026-03-09 11:00' from analytics.operational_predictions"
+        )
+    assert dg.materialize([alert_forecasts, alerts], resources=setup["resources"]).success
+    store = EventStore(setup["url"])
+    try:
+        after = {a.rule_id: a.status for a in AlertService(store).list(tenant_id="acme")}
+    finally:
+        store.dispose()
+    assert after["orchestration_failure_rate_forecast"] == "resolved"
+    assert after["resource_utilisation_forecast"] == "open"  # the usage forecast still crosses
 
 
 def test_custom_metrics_are_computed_per_tenant_and_alerted_on(setup: dict) -> None:

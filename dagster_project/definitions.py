@@ -10,12 +10,21 @@ from dagster_project.resources import build_resources
 
 @dg.definitions
 def defs() -> dg.Definitions:
+    from dagster_project.defs.alerting import (
+        alert_forecasts,
+        custom_metric_values,
+        forecasts_materialised_sensor,
+    )
     from dagster_project.defs.checks import (
         agent_sessions_valid,
         raw_events_known_stream_types,
         raw_events_valid,
     )
-    from dagster_project.defs.forecasts import step_duration_forecasts, usage_forecasts
+    from dagster_project.defs.forecasts import (
+        pool_demand_forecasts,
+        step_duration_forecasts,
+        usage_forecasts,
+    )
     from dagster_project.defs.ingest import raw_events
     from dagster_project.defs.jobs import (
         daily_rollup,
@@ -54,14 +63,17 @@ def defs() -> dg.Definitions:
             session_failure_predictions,
             step_duration_forecasts,
             usage_forecasts,
+            pool_demand_forecasts,
             prediction_accuracy,
             agent_anomalies,
+            alert_forecasts,
+            custom_metric_values,
             alerts,
             recommendations,
         ],
         asset_checks=[raw_events_valid, raw_events_known_stream_types, agent_sessions_valid],
         jobs=[everything, refresh_warehouse, daily_rollup, run_requested_sessions],
-        sensors=[requested_sessions_sensor, new_events_sensor],
+        sensors=[requested_sessions_sensor, new_events_sensor, forecasts_materialised_sensor],
         schedules=[nightly_retrain, daily_rollup_schedule],
         resources=build_resources(),
     )

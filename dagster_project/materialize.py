@@ -117,6 +117,51 @@ def warehouse_summary(path: Path) -> dict[str, Any]:
     }
 
 
+# Every table Track C (predictions, forecasts, anomalies, alerts, analytics) fills.
+TRACK_C_TABLES = (
+    "analytics.operational_predictions",
+    "analytics.prediction_log",
+    "analytics.prediction_accuracy",
+    "analytics.prediction_models",
+    "analytics.usage_forecasts",
+    "analytics.step_duration_forecasts",
+    "analytics.pool_demand_forecasts",
+    "analytics.agent_anomalies",
+    "analytics.alert_forecasts",
+    "analytics.alerts",
+    "analytics.alert_evaluations",
+    "analytics.custom_metric_values",
+    "analytics.recommendations",
+    "analytics.analytics_insights",
+    "main.workflow_adaptations",
+    "main.pool_scaling_decisions",
+    "main.api_latency_windows",
+    "main.api_usage_hourly",
+)
+
+
+def track_c_summary(path: Path) -> dict[str, Any]:
+    """Rows per Track C table (None when not published) and every rule evaluated so far."""
+    if not path.exists():
+        return {"track_c": {}, "rules_evaluated": []}
+    counts: dict[str, int | None] = {}
+    with duckdb.connect(str(path), read_only=True) as conn:
+        for name in TRACK_C_TABLES:
+            try:
+                counts[name] = int(conn.execute(f"select count(*) from {name}").fetchall()[0][0])
+            except duckdb.CatalogException:
+                counts[name] = None
+        rules: list[str] = []
+        if counts.get("analytics.alert_evaluations"):
+            rules = [
+                r
+                for (r,) in conn.execute(
+                    "select distinct rule_id from analytics.alert_evaluations order by 1"
+                ).fetchall()
+            ]
+    return {"track_c": counts, "rules_evaluated": rules}
+
+
 def model_summary(metadata: dict[str, Any]) -> dict[str, Any] | None:
     if "version" not in metadata:
         return None
@@ -136,6 +181,7 @@ def materialize_all(
     *,
     instance: dg.DagsterInstance | None = None,
     say: Callable[[str], None] = print,
+    only: set[str] | None = None,
 ) -> dict[str, Any]:
     """Run the stages in order against ``settings``; returns the summary (``ok`` says if all
     stages succeeded)."""
@@ -155,7 +201,8 @@ def materialize_all(
     runs: list[str] = []
     ok = True
     log_path = settings.home / "materialize.log"
-    for index, (stage, groups) in enumerate(STAGES, start=1):
+    stages = [(s, g) for s, g in STAGES if only is None or s in only]
+    for index, (stage, groups) in enumerate(stages, start=1):
         keys = [
             key for key in graph.materializable_asset_keys if graph.get(key).group_name in groups
         ]
@@ -164,11 +211,11 @@ def materialize_all(
         if stage == "daily":
             days = partition_range(settings.warehouse_path)
             if days is None:
-                say(f"[{index}/{len(STAGES)}] {stage}: no step calls yet, nothing to roll up")
+                say(f"[{index}/{len(stages)}] {stage}: no step calls yet, nothing to roll up")
                 continue
             tags.update({RANGE_START_TAG: days[0], RANGE_END_TAG: days[1]})
             names += f" (days {days[0]} to {days[1]})"
-        say(f"[{index}/{len(STAGES)}] {stage}: {names}")
+        say(f"[{index}/{len(stages)}] {stage}: {names}")
         with log_path.open("a") as log, contextlib.redirect_stdout(log):
             result = dg.materialize(
                 assets,
@@ -210,6 +257,7 @@ def materialize_all(
         "ok": ok,
         "assets": materialized,
         **warehouse_summary(settings.warehouse_path),
+        **track_c_summary(settings.warehouse_path),
         "model": model,
         "checks": checks,
         "skipped": skipped,
@@ -226,6 +274,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m dagster_project.materialize", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--json", type=Path, help="write the summary as JSON to this file")
+    parser.add_argument(
+        "--stages",
+        help="comma-separated stages to run (default: all): " + ",".join(s for s, _ in STAGES),
+    )
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     settings.ensure_dirs()
@@ -235,7 +287,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         instance_config.write_text("telemetry:\n  enabled: false\n")
     warnings.filterwarnings("ignore")
     with dg.DagsterInstance.get() as instance:
-        summary = materialize_all(settings, instance=instance)
+        only = set(args.stages.split(",")) if args.stages else None
+        summary = materialize_all(settings, instance=instance, only=only)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(summary, indent=2, default=str))

@@ -22,12 +22,36 @@ def api_url() -> str:
 def resolve_alert(client: httpx.Client, key: str, alert_id: str, note: str = "") -> dict:
     """POST /api/v1/alerts/{id}/resolve as the key's owner; the resolved alert, or ApiRefused
     with the API's own explanation (problem+json ``detail``)."""
+    return _call(client, key, "POST", f"/api/v1/alerts/{alert_id}/resolve", {"note": note})
+
+
+def acknowledge_alert(client: httpx.Client, key: str, alert_id: str, note: str = "") -> dict:
+    """POST /api/v1/alerts/{id}/acknowledge as the key's owner: someone is on it."""
+    return _call(client, key, "POST", f"/api/v1/alerts/{alert_id}/acknowledge", {"note": note})
+
+
+def list_alerts(client: httpx.Client, key: str, status: str) -> list[dict]:
+    """The key's tenant's alerts in one status (the API shows a tenant only its own)."""
+    page = _call(client, key, "GET", "/api/v1/alerts", None, {"status": status, "limit": 500})
+    return list(page["items"])
+
+
+def _call(
+    client: httpx.Client,
+    key: str,
+    method: str,
+    path: str,
+    body: dict | None,
+    params: dict | None = None,
+) -> dict:
     if not key.strip():
         raise ApiRefused("paste an API key with the write scope first (`nofx keys create`)")
     try:
-        response = client.post(
-            f"/api/v1/alerts/{alert_id}/resolve",
-            json={"note": note},
+        response = client.request(
+            method,
+            path,
+            json=body,
+            params=params,
             headers={"Authorization": f"Bearer {key.strip()}"},
         )
     except httpx.HTTPError as exc:

@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import altair as alt
-import httpx
 import polars as pl
 import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script, not a package
 
-from dashboards import api, data, metrics
+from dashboards import alerts_page as alerts_view
+from dashboards import data, metrics
+from dashboards import usage_page as usage_view
 
 CACHE_TTL_S = 30
 PERCENT = st.column_config.NumberColumn(format="percent")
@@ -568,61 +569,11 @@ def forecasts_section() -> None:
 
 
 def alerts_page() -> None:
-    st.title("Alerts")
-    st.caption(
-        "Rules: orchestration failures > 1%, workflow delays > 10%, prediction accuracy "
-        "< 85%, pool utilisation > 80%, API p95 > 200 ms, any agent anomaly episode "
-        "(NOFX_ALERT_RULES changes them). Evaluated after every refresh."
-    )
-    alerts = published(f"{data.ANALYTICS}.alerts", "last_seen_at desc")
-    if alerts is None:
-        return
-    resolved_here: dict[str, str] = st.session_state.setdefault("resolved_here", {})
-    open_alerts = alerts.filter(
-        (pl.col("status") == "open") & ~pl.col("alert_id").is_in(list(resolved_here))
-    )
-    cols = st.columns(3)
-    cols[0].metric("Open alerts", f"{open_alerts.height:,}")
-    cols[1].metric("Critical", f"{open_alerts.filter(pl.col('severity') == 'critical').height:,}")
-    cols[2].metric("Resolved", f"{alerts.height - open_alerts.height:,}")
-    st.subheader("Open")
-    key = st.text_input(
-        "Your API key (write scope), to resolve alerts",
-        type="password",
-        key="api_key",
-        help="sent only to the NOFX API, which records who resolved what; "
-        "`nofx keys create --name me --scope write` makes one",
-    )
-    if open_alerts.is_empty():
-        st.write("No open alerts.")
-    for alert in open_alerts.sort("severity").to_dicts():
-        with st.container(border=True):
-            st.markdown(f"**{alert['severity'].upper()}** · {alert['message']}")
-            st.caption(
-                f"rule {alert['rule_id']} · value {alert['value']:.4g} against "
-                f"{alert['threshold']:.4g} · firing in {alert['occurrences']} evaluation(s) since "
-                f"{alert['first_seen_at']:%Y-%m-%d %H:%M} UTC"
-            )
-            note = st.text_input(
-                "Note", key=f"note-{alert['alert_id']}", placeholder="what was done"
-            )
-            if st.button("Resolve", key=f"resolve-{alert['alert_id']}"):
-                try:
-                    with httpx.Client(base_url=api.api_url(), timeout=10) as client:
-                        api.resolve_alert(client, key, alert["alert_id"], note)
-                except api.ApiRefused as exc:
-                    st.error(str(exc))
-                else:
-                    resolved_here[alert["alert_id"]] = alert["message"]
-                    st.rerun()
-    for message in resolved_here.values():
-        st.success(f"Resolved: {message} (the history below shows it after the next refresh)")
-    st.subheader("History")
-    table(
-        alerts,
-        "alerts",
-        message=st.column_config.TextColumn("message", width="large"),
-    )
+    alerts_view.alerts_page(published, table)
+
+
+def api_usage_page() -> None:
+    usage_view.usage_page(published, table)
 
 
 st.set_page_config(page_title="NOFX", page_icon=":material/hub:", layout="wide")
@@ -635,6 +586,7 @@ page = st.navigation(
         st.Page(predictions_page, title="Predictions", url_path="predictions"),
         st.Page(cost_page, title="Cost and savings", url_path="cost"),
         ALERTS_PAGE,
+        st.Page(api_usage_page, title="API usage", url_path="usage"),
     ]
 )
 VIEW = sidebar_view()

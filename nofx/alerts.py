@@ -17,142 +17,41 @@ import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from enum import StrEnum
-from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 from sqlalchemy import and_, insert, or_, select, update
 
+from nofx.alert_rules import (
+    DEFAULT_RULES,
+    FORECAST_PREFIX,
+    AlertRule,
+    Comparison,
+    Severity,
+    load_rules,
+)
 from nofx.domain import Event, NewEvent, new_id, utcnow
-from nofx.errors import ConflictError, NotFoundError, ValidationError
+from nofx.errors import ConflictError, NotFoundError
 from nofx.store import EventStore
 from nofx.store.event_store import as_utc
 from nofx.store.schema import alerts as alerts_table
 
 STREAM_TYPE = "alert"
-
-
-class Comparison(StrEnum):
-    ABOVE = "above"
-    BELOW = "below"
-
-
-class Severity(StrEnum):
-    INFO = "info"
-    WARNING = "warning"
-    CRITICAL = "critical"
-
-
-@dataclass(frozen=True)
-class AlertRule:
-    rule_id: str
-    metric: str
-    comparison: Comparison
-    threshold: float
-    severity: Severity = Severity.WARNING
-    min_samples: int = 1
-    description: str = ""
-
-    def fires(self, value: float) -> bool:
-        if self.comparison is Comparison.ABOVE:
-            return value > self.threshold
-        return value < self.threshold
-
-
-# The seed's defaults: failures > 1%, workflow delays > 10%, prediction accuracy < 85%,
-# resource utilisation > 80%, API latency p95 > 200 ms; and any agent anomaly episode.
-DEFAULT_RULES: tuple[AlertRule, ...] = (
-    AlertRule(
-        "orchestration_failure_rate",
-        "session_failure_rate",
-        Comparison.ABOVE,
-        0.01,
-        Severity.CRITICAL,
-        min_samples=20,
-        description="share of finished sessions that failed, last 24 hours",
-    ),
-    AlertRule(
-        "workflow_delay",
-        "workflow_delay_ratio",
-        Comparison.ABOVE,
-        0.10,
-        Severity.WARNING,
-        description="workflow runs' realised makespan over the plan, minus one, last 24 hours",
-    ),
-    AlertRule(
-        "prediction_accuracy",
-        "prediction_accuracy",
-        Comparison.BELOW,
-        0.85,
-        Severity.WARNING,
-        min_samples=20,
-        description="balanced accuracy of the champion failure model on known outcomes",
-    ),
-    AlertRule(
-        "resource_utilisation",
-        "pool_utilisation",
-        Comparison.ABOVE,
-        0.80,
-        Severity.WARNING,
-        description="an agent pool's demand over its capacity after its last scaling decision",
-    ),
-    AlertRule(
-        "agent_anomaly",
-        "agent_anomaly_episodes",
-        Comparison.ABOVE,
-        0,
-        Severity.WARNING,
-        description="degradation episodes of an agent (latency, errors, cost against its "
-        "learned baseline) in the last 24 hours",
-    ),
-    AlertRule(
-        "api_latency_p95",
-        "api_p95_ms",
-        Comparison.ABOVE,
-        200.0,
-        Severity.CRITICAL,
-        description="worst API process's p95 request latency over the last hour",
-    ),
-)
-
-
-def load_rules(path: str | Path | None = None) -> tuple[AlertRule, ...]:
-    """The default rules, or those of a YAML file (``NOFX_ALERT_RULES``): a list of mappings
-    with rule_id, metric, comparison (above/below), threshold and optional severity,
-    min_samples, description. A rule with a default's id replaces that default."""
-    path = path or os.environ.get("NOFX_ALERT_RULES")
-    if not path:
-        return DEFAULT_RULES
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ValidationError(
-            f"cannot read alert rules from {path}: {exc}",
-            hint="point NOFX_ALERT_RULES at a YAML list of rules, or unset it for the defaults",
-        ) from exc
-    if not isinstance(data, list):
-        raise ValidationError(f"{path}: alert rules must be a YAML list of mappings")
-    rules = {r.rule_id: r for r in DEFAULT_RULES}
-    for index, item in enumerate(data, start=1):
-        try:
-            rule = AlertRule(
-                rule_id=str(item["rule_id"]),
-                metric=str(item["metric"]),
-                comparison=Comparison(item["comparison"]),
-                threshold=float(item["threshold"]),
-                severity=Severity(item.get("severity", "warning")),
-                min_samples=int(item.get("min_samples", 1)),
-                description=str(item.get("description", "")),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValidationError(
-                f"{path}: rule {index} is invalid ({type(exc).__name__}: {exc})",
-                hint="each rule needs rule_id, metric, comparison (above|below) and threshold",
-            ) from exc
-        rules[rule.rule_id] = rule
-    return tuple(rules.values())
+# Alerts about what every tenant shares (API processes, the models): the operator's, read
+# with the ``metrics`` scope. "@" cannot start a tenant id sent in X-Tenant-ID.
+FLEET_TENANT = "@fleet"
+ACTIVE = ("open", "acknowledged")
+__all__ = [
+    "DEFAULT_RULES",
+    "FLEET_TENANT",
+    "AlertRule",
+    "AlertService",
+    "Comparison",
+    "Observation",
+    "Severity",
+    "evaluate",
+    "load_rules",
+]
 
 
 @dataclass(frozen=True)
@@ -162,6 +61,15 @@ class Observation:
     value: float
     samples: int = 1
     detail: str = ""  # e.g. the forecast behind a predictive observation, shown in the alert
+    tenant_id: str = FLEET_TENANT  # whose alert it is: a tenant's, or the operator's
+
+
+def by_tenant(observations: Iterable[Observation]) -> dict[str, list[Observation]]:
+    """Observations grouped by the tenant they belong to (each evaluated on its own rules)."""
+    out: dict[str, list[Observation]] = {}
+    for observation in observations:
+        out.setdefault(observation.tenant_id, []).append(observation)
+    return out
 
 
 @dataclass(frozen=True)
@@ -181,9 +89,6 @@ class Firing:
             f"{r.metric} for {o.subject} is {o.value:.4g}, {word} the threshold {r.threshold:g} "
             f"({o.samples} samples)" + (f"; {o.detail}" if o.detail else "")
         )
-
-
-FORECAST_PREFIX = "forecast:"
 
 
 @dataclass(frozen=True)
@@ -273,6 +178,8 @@ class Alert:
     last_seen_at: datetime
     resolved_at: datetime | None
     resolved_by: str | None
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -304,6 +211,8 @@ def _row_to_alert(row: Any) -> Alert:
         last_seen_at=as_utc(m["last_seen_at"]),
         resolved_at=None if m["resolved_at"] is None else as_utc(m["resolved_at"]),
         resolved_by=m["resolved_by"],
+        acknowledged_at=None if m["acknowledged_at"] is None else as_utc(m["acknowledged_at"]),
+        acknowledged_by=m["acknowledged_by"],
     )
 
 
@@ -358,6 +267,16 @@ class AlertService:
                     last_seen_at=event.occurred_at,
                 )
             )
+        elif event.type == "AlertAcknowledged":
+            conn.execute(
+                update(alerts_table)
+                .where(where)
+                .values(
+                    status="acknowledged",
+                    acknowledged_at=event.occurred_at,
+                    acknowledged_by=p["by"],
+                )
+            )
         elif event.type == "AlertResolved":
             conn.execute(
                 update(alerts_table)
@@ -374,7 +293,11 @@ class AlertService:
     ) -> SyncResult:
         """Record one evaluation: new firings raise alerts, firing ones repeat, and open
         alerts of an evaluated metric that no longer fire resolve themselves."""
-        open_alerts = {a.fingerprint: a for a in self.list(tenant_id=tenant_id, status="open")}
+        open_alerts = {
+            a.fingerprint: a
+            for status in ACTIVE
+            for a in self.list(tenant_id=tenant_id, status=status)
+        }
         result = SyncResult([], [], [])
         firing_now = set()
         for firing in firings:
@@ -408,9 +331,22 @@ class AlertService:
                 result.resolved.append(self.get(alert.alert_id))
         return result
 
-    def resolve(self, alert_id: str, *, by: str, note: str = "", tenant_id: str) -> Alert:
+    def acknowledge(self, alert_id: str, *, by: str, note: str = "", tenant_id: str) -> Alert:
+        """Someone is on it: the alert stays active (and keeps counting) but says who."""
         alert = self.get(alert_id, tenant_id=tenant_id)
         if alert.status != "open":
+            raise ConflictError(
+                f"alert {alert_id} is {alert.status}, not open",
+                hint="only an open alert can be acknowledged",
+            )
+        self._write(
+            alert.tenant_id, "AlertAcknowledged", {"alert_id": alert_id, "by": by, "note": note}
+        )
+        return self.get(alert_id)
+
+    def resolve(self, alert_id: str, *, by: str, note: str = "", tenant_id: str) -> Alert:
+        alert = self.get(alert_id, tenant_id=tenant_id)
+        if alert.status not in ACTIVE:
             raise ConflictError(
                 f"alert {alert_id} is already {alert.status}",
                 hint="a resolved alert that fires again comes back as a new alert",

@@ -753,6 +753,16 @@ def _summary_table(
             table.add_row("data-quality checks passed", f"{passed}/{len(checks)}")
         if "open_alerts" in pipeline:
             table.add_row("open alerts (Alerts page, /api/v1/alerts)", str(pipeline["open_alerts"]))
+            evaluated = pipeline.get("rules_evaluated") or []
+            table.add_row("alert rules evaluated (ever)", ", ".join(evaluated) or "none")
+            track_c = pipeline.get("track_c") or {}
+            if track_c:
+                empty = sorted(name for name, rows in track_c.items() if not rows)
+                table.add_row(
+                    "Track C tables with rows",
+                    f"{len(track_c) - len(empty)}/{len(track_c)}"
+                    + (f" (empty: {', '.join(empty)})" if empty else ""),
+                )
             table.add_row(
                 "recommendations / est. savings",
                 f"{pipeline.get('recommendations', 0)} / "
@@ -771,6 +781,15 @@ def demo(
     pipeline: Annotated[
         bool, typer.Option(help="materialize the Dagster assets afterwards")
     ] = True,
+    days: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=60,
+            help="days of simulated history the sessions are spread over, ending now "
+            "(0: run them all now)",
+        ),
+    ] = 8,
 ) -> None:
     """Register a simulated fleet, run sessions, materialize every asset, print a summary."""
     settings, store = _open_store()
@@ -778,7 +797,11 @@ def demo(
 
     registry = AgentRegistry(store)
     existing = {a.name for a in registry.list()}
-    fleet = [spec for spec in demo_fleet(seed) if spec.name not in existing]
+    # a week of history runs a few sessions an hour: small replicas make the spike scale
+    per_replica = 4 if days else 16
+    fleet = [
+        spec for spec in demo_fleet(seed, max_concurrency=per_replica) if spec.name not in existing
+    ]
     for spec in fleet:
         registry.register(spec)
     console.print(
@@ -800,35 +823,83 @@ def demo(
     workflows = demo_workflow_requests(max(1, sessions // 30), seed=seed)
     if PatternName.WORKFLOW not in runtime.patterns:
         workflows = []
-    for request in [
-        *demo_requests(sessions - len(workflows), seed=seed, patterns=patterns),
-        *workflows,
-    ]:
-        runtime.sessions.submit(request)
-    summary = _run_with_progress(runtime, runtime.sessions.requested_count(), "sessions")
-    cost = sum(s.cost_usd for s in summary.sessions)
+    plain = demo_requests(sessions - len(workflows), seed=seed, patterns=patterns)
+    week = None
+    if days:
+        from nofx import demo_history, simclock
+
+        demo_history.define_business_metric(store)
+        requests = demo_history.interleave(plain, workflows)
+        waiting = min(30, sessions // 10) if pipeline else 0
+        console.print(
+            f"simulating {days} days of history on a simulated clock "
+            f"({len(requests) - waiting} sessions hour by hour, {waiting} left waiting)"
+        )
+        with _progress() as progress:
+            bar = progress.add_task("sessions", total=len(requests) - waiting, ok=0, failed=0)
+            counts = {"ok": 0, "failed": 0}
+
+            def done(session: Any) -> None:
+                counts["ok" if session.status is SessionStatus.SUCCEEDED else "failed"] += 1
+                progress.update(bar, advance=1, ok=counts["ok"], failed=counts["failed"])
+
+            week = asyncio.run(
+                demo_history.simulate_week(
+                    store, runtime, requests, days=days, seed=seed, waiting=waiting, on_done=done
+                )
+            )
+        simclock.reset()
+        ran, succeeded = week.sessions, week.succeeded
+    else:
+        for request in [*plain, *workflows]:
+            runtime.sessions.submit(request)
+        summary = _run_with_progress(runtime, runtime.sessions.requested_count(), "sessions")
+        ran, succeeded = summary.sessions, summary.succeeded
+    cost = sum(s.cost_usd for s in ran)
     result: dict[str, Any] | None = None
     if pipeline:
-        out = settings.home / "demo-summary.json"
-        console.print("[bold]materializing assets[/] (raw_events -> dbt -> checks -> model) ...")
-        proc = subprocess.run(
-            [sys.executable, "-m", "dagster_project.materialize", "--json", str(out)],
-            env={**os.environ, "NOFX_HOME": str(settings.home)},
-            check=False,
-        )
-        if proc.returncode != 0:
-            raise _fail(
-                f"the pipeline failed (exit {proc.returncode}); "
-                "the sessions are safe in the store. "
-                "Re-run `make demo` or `python -m dagster_project.materialize` to see the error.",
-                code=proc.returncode,
+        result = _materialize(settings, "materializing assets (raw_events -> dbt -> models)")
+        if week is not None and week.waiting:
+            # the waiting sessions were predicted before they ran: now their outcomes arrive
+            later = _make_runtime(store, time_scale=time_scale, seed=seed + 1)
+            outcome = asyncio.run(later.run_pending())
+            ran = [*ran, *outcome.sessions]
+            succeeded += outcome.succeeded
+            cost += sum(s.cost_usd for s in outcome.sessions)
+            result = _materialize(
+                settings,
+                f"{len(outcome.sessions)} predicted sessions ran: scoring and alerting again",
+                stages="ingest,transform,operations",
             )
-        result = json.loads(out.read_text())
-    console.print(_summary_table(len(summary.sessions), summary.succeeded, cost, result))
+    console.print(_summary_table(len(ran), succeeded, cost, result))
+    if week is not None:
+        console.print(
+            f"history: {week.hours} simulated hours from {week.start:%Y-%m-%d %H:00} UTC, "
+            f"{week.adaptations} workflow adaptations, {week.api_requests} API requests"
+        )
     console.print(
         "open the UIs with [bold]make up[/]: "
         + ", ".join(f"{name} http://127.0.0.1:{port}" for name, port in ui_ports().items())
     )
+
+
+def _materialize(settings: Settings, title: str, stages: str | None = None) -> dict[str, Any]:
+    out = settings.home / "demo-summary.json"
+    console.print(f"[bold]{title}[/] ...")
+    command = [sys.executable, "-m", "dagster_project.materialize", "--json", str(out)]
+    proc = subprocess.run(
+        command + (["--stages", stages] if stages else []),
+        env={**os.environ, "NOFX_HOME": str(settings.home)},
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise _fail(
+            f"the pipeline failed (exit {proc.returncode}); "
+            "the sessions are safe in the store. "
+            "Re-run `make demo` or `python -m dagster_project.materialize` to see the error.",
+            code=proc.returncode,
+        )
+    return dict(json.loads(out.read_text()))
 
 
 # -- UIs -------------------------------------------------------------------------------------

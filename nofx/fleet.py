@@ -39,7 +39,10 @@ _SPECIALITIES = {
 }
 
 
-def demo_fleet(seed: int = 7, tenant_id: str = "default") -> list[AgentSpec]:
+def demo_fleet(
+    seed: int = 7, tenant_id: str = "default", max_concurrency: int = 16
+) -> list[AgentSpec]:
+    """Six agents from large to small tiers; ``max_concurrency`` is calls at once per replica."""
     rng = random.Random(seed)
     specs = []
     for name, skill, price_in, price_out, latency, level in _TIERS:
@@ -61,7 +64,7 @@ def demo_fleet(seed: int = 7, tenant_id: str = "default") -> list[AgentSpec]:
                         "rate_limit_rate": 0.01,
                     },
                 },
-                max_concurrency=16,
+                max_concurrency=max_concurrency,
                 labels={"simulated": "true", "tier": name.split("-")[1]},
             )
         )

@@ -24,9 +24,11 @@ from typing import Any
 
 from sqlalchemy import insert, select, update
 
+from nofx.demand_forecast import WarehouseDemandForecast
 from nofx.domain import Agent, Event, NewEvent, utcnow
 from nofx.errors import ConcurrencyError, NotFoundError
-from nofx.routing.autoscale import PoolSignal, ScalingDecision, ScalingPolicy, decide
+from nofx.routing.autoscale import PoolSignal, ScalingDecision, ScalingPolicy
+from nofx.routing.scale_ahead import decide_ahead
 from nofx.store import EventStore, Transaction
 from nofx.store.event_store import as_utc
 from nofx.store.schema import agent_pools
@@ -223,8 +225,17 @@ class PoolGate:
 class Autoscaler:
     """Holds this worker's gates and turns what they see into recorded scaling decisions."""
 
-    def __init__(self, pools: PoolService, worker_id: str, *, refresh_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        pools: PoolService,
+        worker_id: str,
+        *,
+        refresh_s: float = 1.0,
+        forecast: WarehouseDemandForecast | None = None,
+    ) -> None:
         self.pools = pools
+        # the usage forecast, so pools grow before the peak (nofx.routing.scale_ahead)
+        self.forecast = forecast if forecast is not None else WarehouseDemandForecast()
         self.worker_id = worker_id
         self.refresh_s = refresh_s
         self.gates: dict[str, PoolGate] = {}
@@ -291,6 +302,7 @@ class Autoscaler:
     ) -> list[ScalingDecision]:
         """One autoscaling round over the pools this worker has seen traffic for."""
         await self._load_async(force=True)
+        await asyncio.to_thread(self.forecast.refresh)
         now = now or utcnow()
         made = []
         for agent_id, gate in list(self.gates.items()):
@@ -307,7 +319,7 @@ class Autoscaler:
                 last_scaled_at=last,
                 p95_latency_ms=self.p95_latency_ms(agent_id),
             )
-            decision = decide(pool.policy, signal)
+            decision = decide_ahead(pool.policy, signal, self.forecast.peak(agent_id, now))
             if decision is None:
                 continue
             try:

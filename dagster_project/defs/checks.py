@@ -47,6 +47,10 @@ KNOWN_STREAM_TYPES = [
     "audit",
     "pool",
     "api_metrics",
+    "api_usage",
+    "apikey",
+    "alert_rule",
+    "custom_metric",
 ]
 EARLIEST_EVENT = datetime(2020, 1, 1)
 

@@ -146,3 +146,71 @@ def usage_forecasts(
     }
     metadata["dagster/row_count"] = frame.height
     return dg.MaterializeResult(metadata=metadata)
+
+
+DEMAND_TABLE = f"{ANALYTICS_SCHEMA}.pool_demand_forecasts"
+DEMAND_SCHEMA = {
+    "agent_id": pl.String,
+    "tenant_id": pl.String,
+    "bucket_start": pl.Datetime("us"),
+    "expected_concurrency": pl.Float64,
+}
+SHARE_DAYS = 7
+
+
+def pool_demand(usage: pl.DataFrame, shares: pl.DataFrame) -> pl.DataFrame:
+    """Each agent's expected calls in flight per forecast hour: its tenant's concurrency
+    forecast times the agent's share of the tenant's busy time."""
+    concurrency = usage.filter(pl.col("metric") == "concurrency").select(
+        "tenant_id", "bucket_start", pl.col("forecast").clip(lower_bound=0.0)
+    )
+    return (
+        concurrency.join(shares, on="tenant_id", how="inner")
+        .select(
+            "agent_id",
+            "tenant_id",
+            "bucket_start",
+            (pl.col("forecast") * pl.col("share")).alias("expected_concurrency"),
+        )
+        .sort("agent_id", "bucket_start")
+    )
+
+
+@dg.asset(
+    group_name=ML_GROUP,
+    kinds={"duckdb", "polars"},
+    deps=[usage_forecasts, "agent_step_calls"],
+    description="Expected calls in flight per agent pool and forecast hour (the tenant's "
+    "concurrency forecast times the agent's share of the last 7 days' busy time), in "
+    "analytics.pool_demand_forecasts: the autoscaler grows pools before the peak.",
+)
+def pool_demand_forecasts(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    with warehouse.connect(read_only=True) as conn:
+        usage = conn.sql(
+            f"select tenant_id, bucket_start, metric, forecast from {USAGE_TABLE}"
+        ).pl()
+        shares = (
+            conn.sql(
+                f"""
+            with busy as (
+                select tenant_id, agent_id, sum(coalesce(latency_ms, 0)) as ms
+                from main.agent_step_calls
+                where agent_id is not null and started_at >= (
+                    select max(started_at) from main.agent_step_calls
+                ) - interval {SHARE_DAYS} day
+                group by 1, 2
+            )
+            select tenant_id, agent_id,
+                ms / nullif(sum(ms) over (partition by tenant_id), 0) as share
+            from busy
+            """
+            )
+            .pl()
+            .drop_nulls("share")
+        )
+    frame = pool_demand(usage, shares) if usage.height else pl.DataFrame(schema=DEMAND_SCHEMA)
+    with warehouse.connect() as conn:
+        replace_table(conn, DEMAND_TABLE, frame)
+    return dg.MaterializeResult(
+        metadata={"pools": frame["agent_id"].n_unique(), "dagster/row_count": frame.height}
+    )

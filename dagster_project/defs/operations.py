@@ -14,9 +14,9 @@ from datetime import timedelta
 from typing import Any
 
 import dagster as dg
-import duckdb
 import polars as pl
 
+from dagster_project.defs.alerting import record_evaluations, with_predictive
 from dagster_project.defs.models import (
     ANALYTICS_SCHEMA,
     PREDICTION_LOG_TABLE,
@@ -24,6 +24,8 @@ from dagster_project.defs.models import (
     replace_table,
     session_failure_predictions,
 )
+from dagster_project.defs.observations import observations, table_exists
+from dagster_project.defs.usage import usage_insights
 from dagster_project.resources import EventStoreResource, WarehouseResource
 from ml.anomaly import detect_episodes, fit_baselines
 from ml.recommendations import (
@@ -33,7 +35,8 @@ from ml.recommendations import (
     recommendations_frame,
     underused_pools,
 )
-from nofx.alerts import AlertService, Observation, evaluate, load_rules
+from nofx.alert_rules import TenantRules, effective_rules
+from nofx.alerts import ACTIVE, FLEET_TENANT, AlertService, by_tenant, evaluate, load_rules
 
 OPERATIONS_GROUP = "operations"
 ACCURACY_TABLE = f"{ANALYTICS_SCHEMA}.prediction_accuracy"
@@ -89,6 +92,8 @@ ALERT_COLUMNS = {
     "last_seen_at": pl.Datetime("us", "UTC"),
     "resolved_at": pl.Datetime("us", "UTC"),
     "resolved_by": pl.String,
+    "acknowledged_at": pl.Datetime("us", "UTC"),
+    "acknowledged_by": pl.String,
 }
 
 LIVE_ACCURACY_SQL = f"""
@@ -145,15 +150,6 @@ from {PREDICTION_MODELS_TABLE}
 """
 
 
-def table_exists(conn: duckdb.DuckDBPyConnection, qualified: str) -> bool:
-    schema, table = qualified.split(".", 1)
-    query = (
-        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?"
-    )
-    rows = conn.execute(query, [schema, table]).fetchall()
-    return bool(rows and rows[0][0])
-
-
 @dg.asset(
     group_name=OPERATIONS_GROUP,
     kinds={"duckdb"},
@@ -198,89 +194,6 @@ def prediction_accuracy(warehouse: WarehouseResource) -> dg.MaterializeResult:
     )
 
 
-def observations(conn: duckdb.DuckDBPyConnection) -> tuple[list[Observation], set[str]]:
-    """What the rules look at, as of the newest data; and which metrics could be measured."""
-    found: list[Observation] = []
-    measured: set[str] = set()
-
-    def one(metric: str, sql: str, table: str) -> None:
-        if not table_exists(conn, table):
-            return  # not published (yet): the metric is not measured, so nothing resolves
-        rows = conn.execute(sql).fetchall()
-        measured.add(metric)
-        for subject, value, samples in rows:
-            if value is not None:
-                found.append(Observation(metric, str(subject), float(value), int(samples or 0)))
-
-    one(
-        "session_failure_rate",
-        """
-        select 'fleet', avg(case when status = 'failed' then 1.0 else 0.0 end), count(*)
-        from main.agent_sessions
-        where status in ('succeeded', 'failed')
-            and ended_at >= (select max(ended_at) from main.agent_sessions) - interval 1 day
-        having count(*) > 0
-        """,
-        "main.agent_sessions",
-    )
-    one(
-        "workflow_delay_ratio",
-        """
-        select 'workflows', avg(delay_ratio), count(*)
-        from main.workflow_executions
-        where delay_ratio is not null
-            and ended_at >= (select max(ended_at) from main.workflow_executions) - interval 1 day
-        having count(*) > 0
-        """,
-        "main.workflow_executions",
-    )
-    one(
-        "pool_utilisation",
-        """
-        select agent_id, utilisation * replicas_before / replicas_after, 1
-        from (
-            select *, row_number() over (partition by agent_id order by decision_id desc) as nth
-            from main.pool_scaling_decisions
-            where event_type = 'PoolScaled'
-        ) as latest
-        where nth = 1 and replicas_after > 0
-        """,
-        "main.pool_scaling_decisions",
-    )
-    one(
-        "api_p95_ms",
-        """
-        select source, max(p95_ms), sum(requests)
-        from main.api_latency_windows
-        where window_end >= (select max(window_end) from main.api_latency_windows)
-            - interval 1 hour
-        group by source
-        """,
-        "main.api_latency_windows",
-    )
-    one(
-        "agent_anomaly_episodes",
-        f"select agent_id, count(*), count(*) from {ANOMALIES_TABLE} group by agent_id",
-        ANOMALIES_TABLE,
-    )
-    one(
-        "prediction_accuracy",
-        f"""
-        select model_name || ' v' || model_version, balanced_accuracy, predictions
-        from (
-            select *, row_number() over (
-                partition by model_name order by model_version desc, day desc
-            ) as nth
-            from {ACCURACY_TABLE}
-            where source = 'live' and balanced_accuracy is not null
-        ) as latest
-        where nth = 1
-        """,
-        ACCURACY_TABLE,
-    )
-    return found, measured
-
-
 @dg.asset(
     group_name=OPERATIONS_GROUP,
     kinds={"duckdb", "polars"},
@@ -313,6 +226,8 @@ def agent_anomalies(warehouse: WarehouseResource) -> dg.MaterializeResult:
     kinds={"duckdb", "python"},
     deps=[
         agent_anomalies,
+        "alert_forecasts",
+        "custom_metric_values",
         "agent_sessions",
         "workflow_executions",
         "pool_scaling_decisions",
@@ -325,28 +240,51 @@ def agent_anomalies(warehouse: WarehouseResource) -> dg.MaterializeResult:
 def alerts(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, event_store: EventStoreResource
 ) -> dg.MaterializeResult:
-    rules = load_rules()
+    """Each tenant's observations on that tenant's rules (defaults plus its own), the fleet's
+    on the operator's rules; alerts are recorded in the owner's stream."""
+    defaults = load_rules()
     with warehouse.connect(read_only=True) as conn:
         found, measured = observations(conn)
-    firings = evaluate(rules, found)
+    grouped = by_tenant(found)
+    firings_total, raised, repeated, resolved, delivered = 0, [], 0, 0, 0
+    evaluated: dict[str, list[str]] = {}
     with event_store.open() as store:
         service = AlertService(store)
-        result = service.sync(firings, measured)
-        delivered = service.deliver(result.raised)
+        own_rules = TenantRules(store).all_tenants()
+        active = {a.tenant_id for s in ACTIVE for a in service.list(status=s, limit=100_000)}
+        for tenant in sorted(set(grouped) | active | set(own_rules)):
+            rules = (
+                defaults
+                if tenant == FLEET_TENANT
+                else effective_rules(defaults, own_rules.get(tenant, []))
+            )
+            rules = with_predictive(rules)
+            mine = grouped.get(tenant, [])
+            firings = evaluate(rules, mine)
+            result = service.sync(firings, measured, tenant_id=tenant)
+            delivered += service.deliver(result.raised)
+            firings_total += len(firings)
+            raised += result.raised
+            repeated += len(result.repeated)
+            resolved += len(result.resolved)
+            metrics = {o.metric for o in mine}
+            evaluated[tenant] = sorted(r.rule_id for r in rules if r.metric in metrics)
         current = [a.as_dict() for a in service.list(limit=10_000)]
     # published with the marts, so dashboards see alerts without reading the control plane
     with warehouse.connect() as conn:
         replace_table(conn, ALERTS_TABLE, pl.DataFrame(current, schema=ALERT_COLUMNS))
-    for alert in result.raised:
-        context.log.warning(f"alert raised: {alert.message}")
+        record_evaluations(conn, evaluated)
+    for alert in raised:
+        context.log.warning(f"alert raised for {alert.tenant_id}: {alert.message}")
     metadata: dict[str, Any] = {
         "observations": len(found),
-        "firing": len(firings),
-        "raised": len(result.raised),
-        "repeated": len(result.repeated),
-        "resolved": len(result.resolved),
+        "tenants": len(evaluated),
+        "firing": firings_total,
+        "raised": len(raised),
+        "repeated": repeated,
+        "resolved": resolved,
         "delivered": delivered,
-        "open": dg.MetadataValue.json([f.fingerprint for f in firings]),
+        "rules_evaluated": dg.MetadataValue.json(evaluated),
     }
     return dg.MaterializeResult(metadata=metadata)
 
@@ -354,7 +292,7 @@ def alerts(
 @dg.asset(
     group_name=OPERATIONS_GROUP,
     kinds={"duckdb", "polars"},
-    deps=["agent_step_calls", "pool_scaling_decisions"],
+    deps=["agent_step_calls", "pool_scaling_decisions", "api_usage_hourly"],
     description="Recommendations with estimated savings (cheaper agent with equal success, "
     "flaky steps, under-used pools), ranked by money saved, in analytics.recommendations; "
     "agent benchmarking insights in analytics.analytics_insights.",
@@ -368,15 +306,22 @@ def recommendations(warehouse: WarehouseResource) -> dg.MaterializeResult:
             "where outcome in ('completed', 'failed')"
         ).pl()
         decisions = conn.sql("select * from main.pool_scaling_decisions").pl()
+        usage = (
+            conn.sql("select * from main.api_usage_hourly").pl()
+            if table_exists(conn, "main.api_usage_hourly")
+            else pl.DataFrame(schema={"tenant_id": pl.String})
+        )
         frames, insights = [], []
-        for tenant in sorted(set(calls["tenant_id"].to_list()) | set(decisions["tenant_id"])):
+        tenants = set(calls["tenant_id"]) | set(decisions["tenant_id"]) | set(usage["tenant_id"])
+        for tenant in sorted(tenants):
             mine = calls.filter(pl.col("tenant_id") == tenant)
             pools = decisions.filter(pl.col("tenant_id") == tenant)
             items = cheaper_agent(mine) + flaky_steps(mine) + underused_pools(pools)
             frames.append(
                 recommendations_frame(items).with_columns(pl.lit(tenant).alias("tenant_id"))
             )
-            for item in agent_benchmark(mine):
+            mine_usage = usage.filter(pl.col("tenant_id") == tenant)
+            for item in agent_benchmark(mine) + usage_insights(mine_usage):
                 insights.append(
                     {
                         **{k: item[k] for k in ("kind", "subject", "title", "detail", "value")},

@@ -14,15 +14,17 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from nofx import __version__
-from nofx.api import examples, observability, offline_docs, pagination, problems
+from nofx.api import examples, observability, offline_docs, pagination, problems, usage
 from nofx.api.compute import AnalysisPool
 from nofx.api.deps import Services
 from nofx.api.limits import ApiLimits
 from nofx.api.routes import (
     agents,
+    alert_rules,
     alerts,
     analytics,
     communicate,
+    custom_metrics,
     health,
     keys,
     pools,
@@ -87,6 +89,7 @@ def create_app(
         store = app.state.services.store
         if summary := app.state.latency_window.flush():
             observability.queue_write(store, observability.latency_window_write(summary))
+        await anyio.to_thread.run_sync(usage.flush, app)
         # audit events and windows were queued without waiting: a no-op through the writer
         # returns once everything queued before it is committed
         await anyio.to_thread.run_sync(store.call, lambda _tx: None)
@@ -136,6 +139,7 @@ def create_app(
     app.state.bus = MessageBus(store)
     problems.install(app)
     observability.install(app, limits)
+    usage.install(app)
     offline_docs.install(app)
 
     errors = problems.problem_responses()  # documented on every operation
@@ -148,6 +152,8 @@ def create_app(
         workflows,
         analytics,
         alerts,
+        alert_rules,
+        custom_metrics,
         keys,
     ):
         app.include_router(module.router, prefix="/api/v1", responses=errors)

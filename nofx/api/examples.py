@@ -82,6 +82,8 @@ def record(client: Any) -> tuple[dict[str, Any], list[str]]:
         "session_id": _first(sessions, "session_id"),
         "alert_id": _first(alerts, "alert_id") if alerts else "none",
         "channel": f"session:{_first(sessions, 'session_id')}",
+        "rule_id": "daily_spend",  # defined by the PUT examples before they are read
+        "name": "daily_spend_usd",
     }
     pools = client.get("/api/v1/orchestration/pools").json()
     if not pools:  # the pool pages need one: give the first agent a pool as the spec shows

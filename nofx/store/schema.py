@@ -190,5 +190,34 @@ alerts = Table(
     Column("last_seen_at", DateTime(timezone=True), nullable=False),
     Column("resolved_at", DateTime(timezone=True), nullable=True),
     Column("resolved_by", String(120), nullable=True),
+    Column("acknowledged_at", DateTime(timezone=True), nullable=True),
+    Column("acknowledged_by", String(120), nullable=True),
     Index("ix_alerts_tenant_status", "tenant_id", "status"),
+)
+
+# Projection of the ``alert-rules-<tenant>`` streams: a tenant's own rules and overrides.
+alert_rules = Table(
+    "alert_rules",
+    metadata,
+    Column("tenant_id", String(64), primary_key=True),
+    Column("rule_id", String(100), primary_key=True),
+    Column("metric", String(100), nullable=False),
+    Column("comparison", String(10), nullable=False),
+    Column("threshold", Float, nullable=False),
+    Column("severity", String(20), nullable=False),
+    Column("min_samples", Integer, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# Projection of the ``custom-metrics-<tenant>`` streams: SQL a tenant runs over its marts.
+custom_metrics = Table(
+    "custom_metrics",
+    metadata,
+    Column("tenant_id", String(64), primary_key=True),
+    Column("name", String(64), primary_key=True),
+    Column("sql", Text, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("created_by", String(120), nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
 )

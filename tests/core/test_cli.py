@@ -92,12 +92,17 @@ def test_db_upgrade_and_where(nofx_home: Path) -> None:
 
 
 def test_demo_without_pipeline_prints_a_summary(nofx_home: Path) -> None:
-    result = invoke("demo", "--sessions", "20", "--time-scale", "0", "--no-pipeline")
+    result = invoke("demo", "--sessions", "20", "--time-scale", "0", "--no-pipeline", "--days", "0")
     assert result.exit_code == 0, result.output
     assert "sessions run" in result.output and "20" in result.output
     assert "simulated" in result.output
     # a second demo reuses the fleet instead of failing on duplicate names
-    assert invoke("demo", "--sessions", "5", "--time-scale", "0", "--no-pipeline").exit_code == 0
+    assert (
+        invoke(
+            "demo", "--sessions", "5", "--time-scale", "0", "--no-pipeline", "--days", "0"
+        ).exit_code
+        == 0
+    )
 
 
 def test_worker_exits_after_idle_polls(nofx_home: Path) -> None:
@@ -126,7 +131,10 @@ def test_keys_create_list_revoke(nofx_home: Path) -> None:
 def test_pools_set_and_list_with_decisions(nofx_home: Path) -> None:
     assert invoke("pools", "list").output.startswith("no pools yet")
     assert (
-        invoke("demo", "--sessions", "120", "--time-scale", "0.01", "--no-pipeline").exit_code == 0
+        invoke(
+            "demo", "--sessions", "120", "--time-scale", "0.01", "--no-pipeline", "--days", "0"
+        ).exit_code
+        == 0
     )
     listed = invoke("pools", "list", "--decisions", "5")
     assert listed.exit_code == 0, listed.output
@@ -158,7 +166,12 @@ def test_workflow_validate_analyze_plan_and_run(nofx_home: Path, tmp_path: Path)
     )
     refused = invoke("workflows", "validate", str(bad))
     assert refused.exit_code == 2 and "cycle" in refused.output
-    assert invoke("demo", "--sessions", "10", "--time-scale", "0", "--no-pipeline").exit_code == 0
+    assert (
+        invoke(
+            "demo", "--sessions", "10", "--time-scale", "0", "--no-pipeline", "--days", "0"
+        ).exit_code
+        == 0
+    )
     planned = invoke("workflows", "plan", "fix the login bug", "--require", "code.review")
     assert planned.exit_code == 0, planned.output
     plan = tmp_path / "plan.yaml"

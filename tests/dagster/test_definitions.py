@@ -28,6 +28,7 @@ DBT_MODELS = {
     "workflow_adaptations",
     "agent_communications",
     "workflow_plans",
+    "api_usage_hourly",
 }
 
 
@@ -55,6 +56,9 @@ def test_definitions_hold_every_asset_with_lineage(definitions: dg.Definitions) 
             "usage_forecasts",
             "run_failure_model",
             "request_failure_model",
+            "alert_forecasts",
+            "custom_metric_values",
+            "pool_demand_forecasts",
         }
         | DBT_MODELS
     )
@@ -70,6 +74,10 @@ def test_definitions_hold_every_asset_with_lineage(definitions: dg.Definitions) 
     assert parents("step_duration_forecasts") == parents("usage_forecasts") == {"agent_step_calls"}
     assert parents("workflow_executions") == {"agent_sessions", "stg_session_events", "stg_events"}
     assert parents("agent_relationships") == {"stg_events"}
+    assert parents("api_usage_hourly") == {"stg_events"}
+    # predictive alerts are evaluated after the forecasts and predictions they read
+    assert parents("alert_forecasts") >= {"usage_forecasts", "session_failure_predictions"}
+    assert parents("alerts") >= {"alert_forecasts", "custom_metric_values", "prediction_accuracy"}
     groups = {m: graph.get(dg.AssetKey(m)).group_name for m in DBT_MODELS}
     assert {m for m, g in groups.items() if g == "daily"} == {"agent_performance_daily"}
     assert set(groups.values()) == {"transform", "daily"}
@@ -111,6 +119,12 @@ def test_jobs_sensors_and_schedule(definitions: dg.Definitions) -> None:
     sensors = {s.name: s for s in definitions.sensors or []}
     assert sensors["requested_sessions_sensor"].job_name == "run_requested_sessions"
     assert sensors["new_events_sensor"].job_name == "refresh_warehouse"
+    forecasts = sensors["forecasts_materialised_sensor"]
+    assert {
+        k.to_user_string()
+        for k in forecasts.asset_selection.resolve(definitions.resolve_asset_graph())
+    } == {"alert_forecasts", "alerts"}
+    assert forecasts.default_status == dg.DefaultSensorStatus.RUNNING
     schedule = definitions.resolve_schedule_def("nightly_retrain")
     assert schedule.cron_schedule == "0 2 * * *"
     assert schedule.job_name == "everything"

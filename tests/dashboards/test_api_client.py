@@ -48,3 +48,20 @@ def test_an_unreachable_api_is_explained(monkeypatch: pytest.MonkeyPatch) -> Non
         pytest.raises(api.ApiRefused, match="did not answer"),
     ):
         api.resolve_alert(client, "nofx_x_y", "alr_1")
+
+
+def test_the_page_lists_and_acknowledges_only_the_keys_tenant(store: EventStore) -> None:
+    alert_id = raise_one_alert(store)  # the default tenant's
+    keys = ApiKeyService(store)
+    mine = keys.create("default", "oncall", {Scope.WRITE}).plaintext
+    theirs = keys.create("acme", "other", {Scope.WRITE}).plaintext
+    with TestClient(create_app(store=store, auth_required=True)) as client:
+        assert api.list_alerts(client, theirs, "open") == []
+        with pytest.raises(api.ApiRefused, match="404"):
+            api.acknowledge_alert(client, theirs, alert_id)
+        assert [a["alert_id"] for a in api.list_alerts(client, mine, "open")] == [alert_id]
+        acked = api.acknowledge_alert(client, mine, alert_id, "looking")
+        assert acked["status"] == "acknowledged"
+        assert api.list_alerts(client, mine, "open") == []
+        assert [a["alert_id"] for a in api.list_alerts(client, mine, "acknowledged")] == [alert_id]
+        assert api.resolve_alert(client, mine, alert_id)["status"] == "resolved"

@@ -66,12 +66,13 @@ class AlertRule:
 DEFAULT_RULES: tuple[AlertRule, ...] = (
     AlertRule(
         "orchestration_failure_rate",
-        "session_failure_rate",
+        "orchestration_failure_rate",
         Comparison.ABOVE,
         0.01,
         Severity.CRITICAL,
         min_samples=20,
-        description="share of finished sessions that failed, last 24 hours",
+        description="share of finished sessions the orchestrator failed (no agent, timeout, "
+        "rate limit, server error, lost worker; not wrong answers: ADR 0018), last 24 hours",
     ),
     AlertRule(
         "workflow_delay",

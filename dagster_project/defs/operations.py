@@ -224,6 +224,19 @@ def observations(conn: duckdb.DuckDBPyConnection) -> tuple[list[Observation], se
         "main.agent_sessions",
     )
     one(
+        "orchestration_failure_rate",
+        """
+        select 'fleet',
+            avg(case when status = 'failed' and failure_class = 'orchestration' then 1.0 else 0.0 end),
+            count(*)
+        from main.agent_sessions
+        where status in ('succeeded', 'failed')
+            and ended_at >= (select max(ended_at) from main.agent_sessions) - interval 1 day
+        having count(*) > 0
+        """,
+        "main.agent_sessions",
+    )
+    one(
         "workflow_delay_ratio",
         """
         select 'workflows', avg(delay_ratio), count(*)

@@ -46,6 +46,16 @@ PREDICTION_MODELS_SCHEMA = {
     "balanced_accuracy": pl.Float64,
     "train_sessions": pl.Float64,
     "promotion": pl.String,
+    "holdout_rows": pl.Float64,
+    "below_alert_line": pl.Boolean,
+}
+MODEL_DESCRIPTIONS = {
+    "session": "Will a NOFX session fail? Logistic model on agent_sessions features known when "
+    "the session is requested; scored on the most recent sessions held out from training. "
+    "Used by the Predictions page and the prediction_accuracy alert.",
+    RUN_FAILURE_MODEL_NAME: "Will one agent call fail? Model on agent_step_calls (timeout margin "
+    "against the agent's recent latency, its recent failures, the task); held-out window = the "
+    "last days of calls.",
 }
 
 
@@ -103,6 +113,8 @@ def failure_model(
         tracking_uri=mlflow.tracking_uri,
         artifact_root=mlflow.artifact_root,
         tags={"dagster.run_id": context.run.run_id},
+        description=MODEL_DESCRIPTIONS["session"],
+        training=trained.split.train,
     )
     context.log.info(
         f"{registered.name} v{registered.version} @{registered.alias}: {registered.reason}"
@@ -113,6 +125,7 @@ def failure_model(
         "alias": registered.alias,
         "promoted": registered.promoted,
         "reason": registered.reason,
+        "below_alert_line": registered.below_alert_line,
         "run_id": registered.run_id,
         "sessions": features.height,
         "metrics": dg.MetadataValue.json(registered.metrics),
@@ -145,6 +158,7 @@ def run_failure_model(
         artifact_root=mlflow.artifact_root,
         experiment="nofx-run-failure-model",
         tags={"dagster.run_id": context.run.run_id},
+        description=MODEL_DESCRIPTIONS[RUN_FAILURE_MODEL_NAME],
     )
     return registered_result(registered, runs, holdout_days, warehouse, mlflow)
 
@@ -203,6 +217,7 @@ def registered_result(
         "version": registered.version,
         "alias": registered.alias,
         "reason": registered.reason,
+        "below_alert_line": bool(getattr(registered, "below_alert_line", False)),
         "runs": runs.height,
         "holdout": f"last {holdout_days} days" if holdout_days else "latest quarter of runs",
         "registry_versions": mirror_registry(warehouse, mlflow),

@@ -291,6 +291,23 @@ def observations(conn: duckdb.DuckDBPyConnection) -> tuple[list[Observation], se
         """,
         ACCURACY_TABLE,
     )
+    # a champion promoted below the alert line on its own held-out window (ADR 0018); a
+    # mirror written before holdout_rows existed is skipped until the next model run
+    mirrored = conn.execute(
+        "select count(*) from information_schema.columns where table_schema = 'analytics' "
+        "and table_name = 'prediction_models' and column_name = 'holdout_rows'"
+    ).fetchall()[0][0]
+    if mirrored:
+        one(
+            "prediction_accuracy",
+            """
+            select model_name || ' v' || version || ' (holdout)', balanced_accuracy,
+                holdout_rows
+            from analytics.prediction_models
+            where is_champion and balanced_accuracy is not null and holdout_rows is not null
+            """,
+            "analytics.prediction_models",
+        )
     return found, measured
 
 

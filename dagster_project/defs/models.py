@@ -59,6 +59,13 @@ MODEL_DESCRIPTIONS = {
 }
 
 
+def frame_schema(schema: Any) -> dg.TableSchema:
+    """A polars schema as a Dagster column schema (column types in the asset's metadata)."""
+    return dg.TableSchema(
+        columns=[dg.TableColumn(name, str(dtype)) for name, dtype in dict(schema).items()]
+    )
+
+
 def replace_table(conn: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:
     """Swap a whole table for ``frame`` in one transaction (readers see old or new, not half)."""
     schema = table.split(".", 1)[0]
@@ -130,6 +137,7 @@ def failure_model(
         "sessions": features.height,
         "metrics": dg.MetadataValue.json(registered.metrics),
         "registry_versions": mirror_registry(warehouse, mlflow),
+        "dagster/column_schema": frame_schema(PREDICTION_MODELS_SCHEMA),
     }
     metadata.update({f"metric_{k}": v for k, v in registered.metrics.items()})
     return dg.MaterializeResult(metadata=metadata)
@@ -306,5 +314,6 @@ def session_failure_predictions(
             "decision_threshold": threshold,
             "mean_failure_probability": float(frame["failure_probability"].mean() or 0.0),
             "dagster/row_count": frame.height,
+            "dagster/column_schema": frame_schema(frame.schema),
         }
     )

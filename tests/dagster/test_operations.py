@@ -103,7 +103,8 @@ def test_accuracy_is_scored_on_predictions_made_before_the_outcome(
         kinds = {e.payload["metric"] for e in store.read_all(limit=100_000, stream_type="alert")}
     finally:
         store.dispose()
-    assert "orchestration_failure_rate" in kinds
+    # the live accuracy just scored is what the prediction_accuracy rule evaluated
+    assert "prediction_accuracy" in kinds
 
 
 def test_analytics_endpoints_serve_what_the_pipeline_published(

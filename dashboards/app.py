@@ -138,9 +138,11 @@ def overview() -> None:
         "Success rate", metrics.fmt_rate(head.success_rate), help="succeeded / finished sessions"
     )
     cols[1].metric(
-        "SLA: failures ≤ 1%",
-        metrics.sla_status(head.success_rate),
-        help="the orchestration failure-rate alert rule's threshold",
+        "SLA: orchestration failures ≤ 1%",
+        metrics.orchestration_sla(head),
+        help="the orchestration failure-rate alert rule's threshold: sessions the control "
+        "plane failed (no agent, timeout, rate limit, server error, lost worker); wrong "
+        "answers are task failures and do not count against it",
     )
     cols[2].metric("Total cost", metrics.fmt_usd(head.cost_usd))
     savings = None if counted is None else float(counted["counted_savings_usd"].sum())
@@ -153,11 +155,27 @@ def overview() -> None:
     open_count = None if alerts is None else alerts.filter(pl.col("status") == "open").height
     cols[4].metric("Open alerts", "n/a" if open_count is None else f"{open_count:,}")
     cols[5].metric("Sessions", f"{head.sessions:,}")
-    small = st.columns(4)
+    small = st.columns(6)
     small[0].metric("Avg cost / session", metrics.fmt_usd(head.avg_cost_usd))
     small[1].metric("Open", f"{head.open:,}", help="requested or running: no outcome yet")
-    small[2].metric("Failed", f"{head.failed:,}")
-    small[3].metric("Tokens", f"{head.tokens:,}")
+    small[2].metric(
+        "Orchestration failures",
+        metrics.fmt_rate(head.orchestration_failure_rate),
+        help=f"{head.orchestration_failed:,} finished sessions the control plane failed",
+    )
+    small[3].metric(
+        "Task failures",
+        metrics.fmt_rate(head.task_failure_rate),
+        help=f"{head.task_failed:,} finished sessions failed on the task: a wrong answer, "
+        "a rejected review, a prompt over the window, the budget",
+    )
+    small[4].metric(
+        "Answer quality",
+        "n/a" if head.answer_quality is None else f"{head.answer_quality:.2f}",
+        help="mean quality (0..1) of answered steps, as the agents report it "
+        "(the simulator does; real agents may not)",
+    )
+    small[5].metric("Tokens", f"{head.tokens:,}")
 
     left, right = st.columns(2)
     with left:
@@ -266,11 +284,21 @@ def agent_performance() -> None:
         return
     head = metrics.headline(VIEW.sessions)
     agents = metrics.agent_table(VIEW.sessions)
-    cols = st.columns(4)
+    cols = st.columns(6)
     cols[0].metric("Agents", f"{agents.height:,}")
     cols[1].metric("Sessions", f"{head.sessions:,}")
     cols[2].metric("Success rate", metrics.fmt_rate(head.success_rate))
-    cols[3].metric("Total cost", metrics.fmt_usd(head.cost_usd))
+    cols[3].metric(
+        "Orchestration failures",
+        metrics.fmt_rate(head.orchestration_failure_rate),
+        help="the control plane's share of finished sessions (target ≤ 1%)",
+    )
+    cols[4].metric(
+        "Task failures",
+        metrics.fmt_rate(head.task_failure_rate),
+        help="finished sessions that failed on the task: wrong answers",
+    )
+    cols[5].metric("Total cost", metrics.fmt_usd(head.cost_usd))
     if agents.height:
         left, right = st.columns(2)
         frame = agents.to_pandas()
@@ -299,7 +327,40 @@ def agent_performance() -> None:
             ),
             width="stretch",
         )
-    table(agents, "agents", success_rate=PERCENT, cost_usd=USD, avg_cost_usd=USD)
+        failures = agents.unpivot(
+            index="agent_name",
+            on=["orchestration_failure_rate", "task_failure_rate"],
+            variable_name="measure",
+            value_name="rate",
+        ).with_columns(pl.col("measure").str.replace("_failure_rate", ""))
+        st.altair_chart(
+            alt.Chart(
+                failures.to_pandas(),
+                title="Failure rate by agent: the orchestrator's vs the task's",
+            )
+            .mark_bar()
+            .encode(
+                x=alt.X("rate:Q", title="share of finished sessions", axis=alt.Axis(format="%")),
+                y=alt.Y("agent_name:N", title="agent"),
+                yOffset="measure:N",
+                color=alt.Color(
+                    "measure:N",
+                    title="whose failure",
+                    scale=alt.Scale(domain=["orchestration", "task"], range=["#d62728", "#ff9896"]),
+                ),
+                tooltip=["agent_name", "measure", alt.Tooltip("rate:Q", format=".1%")],
+            ),
+            width="stretch",
+        )
+    table(
+        agents,
+        "agents",
+        success_rate=PERCENT,
+        orchestration_failure_rate=PERCENT,
+        task_failure_rate=PERCENT,
+        cost_usd=USD,
+        avg_cost_usd=USD,
+    )
 
     st.subheader("Daily performance by agent and capability")
     try:
@@ -313,7 +374,12 @@ def agent_performance() -> None:
     daily = metrics.apply_daily_filters(
         daily, since=VIEW.since, agents=VIEW.agents, capabilities=VIEW.capabilities
     )
-    table(daily, "agent_performance_daily", day=DAY, success_rate=PERCENT, cost_usd=USD)
+    rates = {
+        column: PERCENT
+        for column in ("success_rate", "orchestration_failure_rate", "task_failure_rate")
+        if column in daily.columns
+    }
+    table(daily, "agent_performance_daily", day=DAY, cost_usd=USD, **rates)
 
 
 def published(qualified: str, order_by: str | None = None) -> pl.DataFrame | None:
@@ -413,46 +479,52 @@ def predictions_page() -> None:
         return
     if not isinstance(VIEW, data.WarehouseUnavailable) and VIEW.since is not None:
         accuracy = accuracy.filter(pl.col("day").cast(pl.Date) >= VIEW.since.date())
-    live = accuracy.filter(pl.col("source") == "live")
+    lines = metrics.live_accuracy_lines(accuracy)
     champion = models.filter(pl.col("is_champion"))
-    cols = st.columns(4)
+    cols = st.columns(3)
     cols[0].metric("Model versions", f"{models.height:,}")
-    cols[1].metric("Champion", f"v{champion['version'][0]}" if champion.height else "none")
-    cols[2].metric("Live predictions scored", f"{int(live['predictions'].sum() or 0):,}")
-    latest = live.sort("day")["balanced_accuracy"].drop_nulls()
-    cols[3].metric(
-        "Live balanced accuracy",
-        "none yet" if latest.is_empty() else f"{float(latest[-1]):.1%}",
-        help="predictions made before the outcome, scored once it is known; the alert rule "
-        "fires below 85%",
-    )
-    if accuracy.height:
-        frame = accuracy.with_columns(
-            (pl.col("model_name") + " (" + pl.col("source") + ")").alias("series")
-            if "model_name" in accuracy.columns
-            else pl.col("source").alias("series")
-        ).to_pandas()
+    cols[1].metric("Champions", f"{champion.height:,}")
+    cols[2].metric("Live predictions scored", f"{int(lines['predictions'].sum() or 0):,}")
+    latest = lines.group_by("model_name").agg(pl.all().sort_by("day").last()).sort("model_name")
+    if latest.height:
+        per_model = st.columns(latest.height)
+        for col, row in zip(per_model, latest.to_dicts(), strict=True):
+            col.metric(
+                f"{row['model_name']}: live balanced accuracy",
+                f"{row['balanced_accuracy']:.1%}",
+                help=f"{row['predictions']} predictions made before the outcome, scored on "
+                f"{row['day']} (versions {row['versions']}); the alert rule fires below 85%",
+            )
+    if lines.height:
+        frame = lines.to_pandas()
         st.altair_chart(
-            alt.Chart(frame, title="Balanced accuracy by model: live (before outcomes) and holdout")
+            alt.Chart(frame, title="Live balanced accuracy, one line per model")
             .mark_line(point=alt.OverlayMarkDef(size=80))
             .encode(
                 x=alt.X("day:T", title="day (UTC)"),
                 y=alt.Y(
                     "balanced_accuracy:Q",
                     axis=alt.Axis(format="%"),
-                    title="balanced accuracy",
+                    title="balanced accuracy (predictions made before outcomes)",
                     scale=alt.Scale(domain=[0, 1]),
                 ),
-                color=alt.Color("series:N", title="model (score)"),
-                detail="model_version:N",
-                tooltip=["series", "model_version", "predictions", "accuracy", "brier"],
+                color=alt.Color("model_name:N", title="model"),
+                tooltip=["model_name", "day:T", "predictions", "versions"],
             )
             + alt.Chart(frame)
             .mark_rule(strokeDash=[4, 4], color="#d62728")
             .encode(y=alt.datum(0.85)),
             width="stretch",
         )
-        st.caption("Dashed line: the 85% alert threshold.")
+        st.caption(
+            "Dashed line: the 85% alert threshold. Holdout scores (at training time) are in "
+            "the table below and in the registry."
+        )
+    else:
+        st.info(
+            "No live accuracy yet: predictions are scored once the sessions they were made "
+            "for have finished (run the pipeline again after new sessions)."
+        )
     table(accuracy, "prediction_accuracy", day=DAY, accuracy=PERCENT, balanced_accuracy=PERCENT)
     st.subheader("Model registry (mirrors MLflow)")
     table(models, "prediction_models")

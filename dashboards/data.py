@@ -62,9 +62,21 @@ SESSION_COLUMNS = (
 )
 
 
+# read when the mart has them (ADR 0018): a warehouse built before them still loads
+OPTIONAL_SESSION_COLUMNS = ("failure_class", "answer_quality")
+
+
 def load_sessions(path: Path | None = None) -> pl.DataFrame:
-    """The ``agent_sessions`` mart, contract columns only, oldest first."""
-    columns = ", ".join(SESSION_COLUMNS)
+    """The ``agent_sessions`` mart, contract columns (and the optional ones present), oldest
+    first."""
+    present = query(
+        "select column_name from information_schema.columns "
+        "where table_schema = ? and table_name = 'agent_sessions'",
+        path,
+        [mart_schema()],
+    )["column_name"].to_list()
+    optional = tuple(c for c in OPTIONAL_SESSION_COLUMNS if c in present)
+    columns = ", ".join(SESSION_COLUMNS + optional)
     return query(
         f"select {columns} from {mart_schema()}.agent_sessions order by requested_at", path
     )

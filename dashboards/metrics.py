@@ -23,6 +23,41 @@ class Headline:
     cost_usd: float
     avg_cost_usd: float | None
     tokens: int
+    # ADR 0018: whose failure it was; the <1% target is on the orchestrator's share
+    orchestration_failed: int = 0
+    task_failed: int = 0
+    answer_quality: float | None = None
+
+    @property
+    def orchestration_failure_rate(self) -> float | None:
+        return self.orchestration_failed / self.finished if self.finished else None
+
+    @property
+    def task_failure_rate(self) -> float | None:
+        return self.task_failed / self.finished if self.finished else None
+
+
+def with_failure_class(sessions: pl.DataFrame) -> pl.DataFrame:
+    """``failure_class`` on every failed session; a mart built before the class existed
+    counts its failures as the orchestrator's (as dbt staging does for old events)."""
+    if "failure_class" in sessions.columns:
+        cls = pl.col("failure_class").fill_null("orchestration")
+    else:
+        cls = pl.lit("orchestration")
+    return sessions.with_columns(
+        pl.when(pl.col("status") == "failed").then(cls).otherwise(None).alias("failure_class")
+    )
+
+
+def failure_class_counts() -> list[pl.Expr]:
+    """Per group: sessions failed by the orchestrator, and by the task (needs with_failure_class)."""
+    return [
+        (pl.col("failure_class") == "orchestration")
+        .sum()
+        .cast(pl.Int64)
+        .alias("orchestration_failed"),
+        (pl.col("failure_class") == "task").sum().cast(pl.Int64).alias("task_failed"),
+    ]
 
 
 def headline(sessions: pl.DataFrame) -> Headline:
@@ -39,6 +74,10 @@ def headline(sessions: pl.DataFrame) -> Headline:
     failed = int((status == "failed").sum())
     finished = succeeded + failed
     cost = float(sessions["cost_usd"].fill_null(0).sum())
+    classes = with_failure_class(sessions)["failure_class"]
+    quality = (
+        sessions["answer_quality"].drop_nulls() if "answer_quality" in sessions.columns else None
+    )
     return Headline(
         sessions=n,
         finished=finished,
@@ -49,6 +88,9 @@ def headline(sessions: pl.DataFrame) -> Headline:
         cost_usd=cost,
         avg_cost_usd=cost / n,
         tokens=int(sessions["total_tokens"].fill_null(0).sum()),
+        orchestration_failed=int((classes == "orchestration").sum()),
+        task_failed=int((classes == "task").sum()),
+        answer_quality=float(quality.mean()) if quality is not None and quality.len() else None,  # type: ignore[arg-type]
     )
 
 
@@ -157,34 +199,50 @@ def failure_reasons(sessions: pl.DataFrame, top: int = 10) -> pl.DataFrame:
     )
 
 
+AGENT_TABLE_SCHEMA = {
+    "agent_name": pl.Utf8,
+    "sessions": pl.Int64,
+    "success_rate": pl.Float64,
+    "orchestration_failure_rate": pl.Float64,
+    "task_failure_rate": pl.Float64,
+    "answer_quality": pl.Float64,
+    "cost_usd": pl.Float64,
+    "avg_cost_usd": pl.Float64,
+    "p95_duration_ms": pl.Float64,
+}
+
+
 def agent_table(sessions: pl.DataFrame) -> pl.DataFrame:
-    """Per agent: sessions, success rate over finished ones, cost, p95 duration."""
+    """Per agent: sessions, success rate over finished ones, the orchestrator's and the task's
+    failure rates (ADR 0018), answer quality, cost, p95 duration."""
     if sessions.height == 0:
-        return pl.DataFrame(
-            schema={
-                "agent_name": pl.Utf8,
-                "sessions": pl.Int64,
-                "success_rate": pl.Float64,
-                "cost_usd": pl.Float64,
-                "avg_cost_usd": pl.Float64,
-                "p95_duration_ms": pl.Float64,
-            }
-        )
+        return pl.DataFrame(schema=AGENT_TABLE_SCHEMA)
+    if "answer_quality" not in sessions.columns:
+        sessions = sessions.with_columns(pl.lit(None, pl.Float64).alias("answer_quality"))
+    finished = pl.when(pl.col("finished") > 0)
     return (
-        sessions.filter(pl.col("agent_name").is_not_null())
+        with_failure_class(sessions)
+        .filter(pl.col("agent_name").is_not_null())
         .group_by("agent_name")
         .agg(
             *outcome_counts(),
+            *failure_class_counts(),
+            pl.col("answer_quality").mean().alias("answer_quality"),
             pl.col("cost_usd").sum().alias("cost_usd"),
             pl.col("duration_ms").quantile(0.95, "nearest").alias("p95_duration_ms"),
         )
         .with_columns(
             success_rate_of_finished(),
+            finished.then(pl.col("orchestration_failed") / pl.col("finished"))
+            .otherwise(None)
+            .alias("orchestration_failure_rate"),
+            finished.then(pl.col("task_failed") / pl.col("finished"))
+            .otherwise(None)
+            .alias("task_failure_rate"),
             (pl.col("cost_usd") / pl.col("sessions")).alias("avg_cost_usd"),
         )
-        .select(
-            "agent_name", "sessions", "success_rate", "cost_usd", "avg_cost_usd", "p95_duration_ms"
-        )
+        .select(list(AGENT_TABLE_SCHEMA))
+        .cast(AGENT_TABLE_SCHEMA)  # type: ignore[arg-type]
         .sort("sessions", descending=True)
     )
 
@@ -271,6 +329,12 @@ def sla_status(success_rate: float | None, target_failure_rate: float = SLA_FAIL
     if success_rate is None:
         return "no data"
     return "met" if 1 - success_rate <= target_failure_rate + 1e-12 else "breached"
+
+
+def orchestration_sla(head: Headline, target_failure_rate: float = SLA_FAILURE_RATE) -> str:
+    """The seed's target is on orchestration failures (ADR 0018): wrong answers do not breach it."""
+    rate = head.orchestration_failure_rate
+    return sla_status(None if rate is None else 1 - rate, target_failure_rate)
 
 
 # -- what an executive reads first ------------------------------------------------------------
@@ -386,7 +450,8 @@ class Health:
 
 
 def health(head: Headline, alerts: pl.DataFrame | None) -> Health:
-    """One word and one sentence: critical alerts first, then the failure-rate target."""
+    """One word and one sentence: critical alerts first, then the orchestration failure target
+    (task failures are reported beside it, they do not breach it: ADR 0018)."""
     open_alerts = (
         alerts.filter(pl.col("status") == "open")
         if alerts is not None and not alerts.is_empty()
@@ -396,9 +461,13 @@ def health(head: Headline, alerts: pl.DataFrame | None) -> Health:
         0 if open_alerts is None else open_alerts.filter(pl.col("severity") == "critical").height
     )
     others = 0 if open_alerts is None else open_alerts.height - critical
-    rate = head.success_rate
-    failure = None if rate is None else 1 - rate
-    failing = "" if failure is None else f"{failure:.1%} of finished sessions failed"
+    failure = head.orchestration_failure_rate
+    failing = (
+        ""
+        if failure is None or head.task_failure_rate is None
+        else f"{failure:.1%} of finished sessions failed for the orchestrator's reasons, "
+        f"{head.task_failure_rate:.1%} on the task (wrong answers)"
+    )
     if critical:
         return Health("Critical", f"{critical} critical alert(s) open; {failing or 'no outcomes'}")
     if failure is not None and failure > SLA_FAILURE_RATE + 1e-12:
@@ -471,3 +540,36 @@ def activity(
         (end + width).replace(tzinfo=None) if end.tzinfo is None else end + width,
     )
     return frame.select(list(schema)).cast(schema), name, span  # type: ignore[arg-type]
+
+
+def live_accuracy_lines(accuracy: pl.DataFrame) -> pl.DataFrame:
+    """One line per model: each day's live balanced accuracy (predictions made before the
+    outcome, scored once it is known). Versions live on the same day are pooled, weighted by
+    how many predictions each scored; holdout scores are not live and are left out."""
+    schema = {
+        "model_name": pl.Utf8,
+        "day": pl.Date,
+        "predictions": pl.Int64,
+        "balanced_accuracy": pl.Float64,
+        "versions": pl.Utf8,
+    }
+    live = accuracy.filter((pl.col("source") == "live") & pl.col("balanced_accuracy").is_not_null())
+    if live.is_empty():
+        return pl.DataFrame(schema=schema)
+    if "model_name" not in live.columns:
+        live = live.with_columns(pl.lit("model").alias("model_name"))
+    weight = pl.col("predictions").fill_null(0).cast(pl.Float64)
+    return (
+        live.with_columns(pl.col("day").cast(pl.Date))
+        .group_by("model_name", "day")
+        .agg(
+            pl.col("predictions").sum().cast(pl.Int64),
+            ((pl.col("balanced_accuracy") * weight).sum() / weight.sum()).alias(
+                "balanced_accuracy"
+            ),
+            pl.col("model_version").cast(pl.Utf8).unique().sort().str.join(", ").alias("versions"),
+        )
+        .select(list(schema))
+        .cast(schema)  # type: ignore[arg-type]
+        .sort("model_name", "day")
+    )

@@ -1,9 +1,13 @@
 """MLflow 3 logging and registry for NOFX models: challenger / champion by alias, no stages.
 
-Each training run logs the model and registers a new version with the alias ``challenger``.
-It becomes ``champion`` only when it beats the current champion on the challenger's own
-holdout (both models scored on the same rows), or when there is no champion yet. Serving
-always loads ``models:/<name>@champion``.
+Each training run logs the model and registers a new version. The promotion gate
+(``decide_promotion``) makes it ``champion`` only when it beats the current champion on the
+challenger's own held-out window (the most recent sessions or days, never the training
+rows; both models scored on the same rows), or when there is no champion yet and it beats
+the base rate. A version that loses is the ``challenger``; the two aliases are never on one
+version. A champion below the product's alert line (balanced accuracy 0.85, the
+``prediction_accuracy`` alert rule) is promoted only with ``below_alert_line`` set, which
+the data platform turns into an open alert. Serving always loads ``models:/<name>@champion``.
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ from ml.failure_model import PRIMARY_METRIC, beats, evaluate, failure_probabilit
 
 CHALLENGER = "challenger"
 CHAMPION = "champion"
+# the product's alert line for a failure model (nofx.alerts' prediction_accuracy rule)
+ALERT_LINE_METRIC = "balanced_accuracy"
+ALERT_LINE = 0.85
 # Types our pipelines hold beyond sklearn's own; skops refuses to load anything unlisted.
 # types our pipelines hold that skops does not trust by default (the run model's splines)
 SKOPS_TRUSTED_TYPES = [
@@ -48,6 +55,118 @@ class RegistrationResult:
     reason: str
     metrics: dict[str, float] = field(default_factory=dict)
     champion_metrics: dict[str, float] | None = None
+    below_alert_line: bool = False
+
+
+@dataclass(frozen=True)
+class PromotionDecision:
+    promote: bool
+    reason: str  # a sentence that stays true: it says when and against what it was decided
+    below_alert_line: bool = False
+
+
+def decide_promotion(
+    challenger: dict[str, float],
+    champion: dict[str, float] | None,
+    *,
+    champion_version: str | None = None,
+    comparison_error: str | None = None,
+    alert_line: float = ALERT_LINE,
+) -> PromotionDecision:
+    """The promotion gate, as a pure function of metrics measured on one held-out window.
+
+    ``champion`` holds the current champion's metrics on the challenger's holdout (None when
+    there is no champion). Promotion needs a strictly better primary metric than the
+    champion and than always predicting the base rate; a promoted model below the alert
+    line is flagged so that an alert is raised, never promoted silently."""
+    mine = challenger.get(PRIMARY_METRIC, float("nan"))
+    window = f"on the held-out window ({int(challenger.get('holdout_sessions') or challenger.get('holdout_runs') or 0)} rows)"
+    if not beats(challenger, None):
+        floor = challenger.get("base_rate_brier", float("nan"))
+        return PromotionDecision(
+            False,
+            f"kept as challenger: {PRIMARY_METRIC} {mine:.4f} does not beat always predicting "
+            f"the base rate ({floor:.4f}) {window}",
+        )
+    promote = beats(challenger, champion)
+    if champion is None:
+        reason = f"promoted: first version, no champion to compare with; {PRIMARY_METRIC} {mine:.4f} beats the base rate {window}"
+    elif comparison_error is not None:
+        reason = (
+            f"promoted: champion v{champion_version} could not score {window} ({comparison_error})"
+        )
+    else:
+        theirs = champion.get(PRIMARY_METRIC, float("nan"))
+        verb = "promoted" if promote else "kept as challenger"
+        verdict = "beats" if promote else "does not beat"
+        reason = (
+            f"{verb}: {PRIMARY_METRIC} {mine:.4f} {verdict} champion v{champion_version} at "
+            f"{theirs:.4f} {window}"
+        )
+    accuracy = challenger.get(ALERT_LINE_METRIC)
+    below = bool(
+        promote and accuracy is not None and math.isfinite(accuracy) and accuracy < alert_line
+    )
+    if below:
+        reason += (
+            f"; {ALERT_LINE_METRIC} {accuracy:.3f} is below the {alert_line:.2f} alert line, "
+            "so the prediction_accuracy alert is raised"
+        )
+    return PromotionDecision(promote, reason, below)
+
+
+def apply_promotion(
+    client: MlflowClient,
+    name: str,
+    version: str,
+    decision: PromotionDecision,
+    *,
+    previous_champion: str | None,
+) -> str:
+    """Move the aliases and write tags that stay true; returns the new version's alias.
+
+    Promoted: ``champion`` moves to it, the old champion is tagged as superseded, and a stale
+    ``challenger`` (a version that lost to the old champion) loses its alias. Kept: it is the
+    ``challenger``. So ``champion`` and ``challenger`` never name the same version."""
+    tags = {
+        "promotion": decision.reason,
+        "nofx.promotion.decision": "promoted" if decision.promote else "kept_as_challenger",
+        "nofx.below_alert_line": str(decision.below_alert_line).lower(),
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
+    if not decision.promote:
+        client.set_registered_model_alias(name, CHALLENGER, version)
+        return CHALLENGER
+    client.set_registered_model_alias(name, CHAMPION, version)
+    if previous_champion is not None:
+        client.set_model_version_tag(name, previous_champion, "nofx.superseded_by", version)
+    aliases = client.get_registered_model(name).aliases
+    if CHALLENGER in aliases:
+        client.delete_registered_model_alias(name, CHALLENGER)
+    return CHAMPION
+
+
+def describe(
+    client: MlflowClient,
+    name: str,
+    version: str,
+    model_description: str,
+    decision: PromotionDecision,
+) -> None:
+    """Descriptions a reader of the MLflow UI needs: what the model predicts, and why this
+    version has the alias it has."""
+    client.update_registered_model(name, description=model_description)
+    client.update_model_version(name, version, description=decision.reason)
+
+
+def log_datasets(training: pd.DataFrame | None, holdout: pd.DataFrame, name: str) -> None:
+    """The rows the run trained and was judged on, as MLflow inputs (mlflow.log_input)."""
+    from mlflow.data.pandas_dataset import from_pandas
+
+    if training is not None:
+        mlflow.log_input(from_pandas(training, name=f"{name}-train"), context="training")
+    mlflow.log_input(from_pandas(holdout, name=f"{name}-holdout"), context="evaluation")
 
 
 def pip_requirements() -> list[str]:
@@ -148,13 +267,18 @@ def log_and_register(
     artifact_root: Path | str,
     experiment: str = "nofx-failure-model",
     tags: dict[str, str] | None = None,
+    description: str = "A NOFX failure model: the probability that work fails, from facts known "
+    "when it is asked for.",
+    training: pd.DataFrame | None = None,
 ) -> RegistrationResult:
-    """Log the run, register a version as challenger, and promote it if it beats the champion."""
+    """Log the run (with its training and held-out rows as inputs), register a version, and
+    pass it through the promotion gate."""
     client = configure(tracking_uri)
     experiment_id = ensure_experiment(client, experiment, artifact_root)
     holdout = trained.holdout_features
     incumbent = champion_version(client, name)
     champion_metrics: dict[str, float] | None = None
+    comparison_error: str | None = None
     if incumbent is not None:
         try:
             champion_model = mlflow.sklearn.load_model(f"models:/{name}/{incumbent.version}")
@@ -165,26 +289,12 @@ def log_and_register(
         except Exception as exc:  # a champion built on other features cannot be compared
             champion_metrics = {PRIMARY_METRIC: float("nan"), "error": float("nan")}
             comparison_error = f"{type(exc).__name__}: {exc}"
-        else:
-            comparison_error = None
-    promote = beats(trained.metrics, champion_metrics)
-    floor = trained.metrics.get("base_rate_brier")
-    if floor is not None and not beats(trained.metrics, None):
-        reason = (
-            f"{PRIMARY_METRIC} {trained.metrics[PRIMARY_METRIC]:.4f} does not beat always "
-            f"predicting the base rate ({floor:.4f}): kept as challenger only"
-        )
-    elif incumbent is None:
-        reason = "no champion yet"
-    elif champion_metrics is not None and "error" in champion_metrics:
-        reason = f"champion could not score the holdout ({comparison_error})"
-    else:
-        assert champion_metrics is not None
-        verdict = "beats" if promote else "does not beat"
-        reason = (
-            f"{PRIMARY_METRIC} {trained.metrics[PRIMARY_METRIC]:.4f} {verdict} champion "
-            f"v{incumbent.version} at {champion_metrics[PRIMARY_METRIC]:.4f} on the same holdout"
-        )
+    decision = decide_promotion(
+        trained.metrics,
+        champion_metrics,
+        champion_version=None if incumbent is None else str(incumbent.version),
+        comparison_error=comparison_error if incumbent is not None else None,
+    )
     with mlflow.start_run(experiment_id=experiment_id) as run:
         mlflow.set_tags({"nofx.model": name, **(tags or {})})
         mlflow.log_params(
@@ -197,6 +307,7 @@ def log_and_register(
         mlflow.log_metrics(finite(trained.metrics))
         if champion_metrics is not None:
             mlflow.log_metrics({f"champion_{k}": v for k, v in finite(champion_metrics).items()})
+        log_datasets(training, holdout.assign(label=trained.holdout_labels), name)
         example = holdout.head(5)
         signature = infer_signature(example, trained.pipeline.predict_proba(example))
         info = mlflow.sklearn.log_model(
@@ -209,21 +320,26 @@ def log_and_register(
             skops_trusted_types=SKOPS_TRUSTED_TYPES,
             pip_requirements=pip_requirements(),
         )
-        mlflow.set_tag("nofx.promotion", reason)
+        mlflow.set_tag("nofx.promotion", decision.reason)
     version = str(info.registered_model_version)
-    client.set_registered_model_alias(name, CHALLENGER, version)
-    client.set_model_version_tag(name, version, "promotion", reason)
-    if promote:
-        client.set_registered_model_alias(name, CHAMPION, version)
+    alias = apply_promotion(
+        client,
+        name,
+        version,
+        decision,
+        previous_champion=None if incumbent is None else str(incumbent.version),
+    )
+    describe(client, name, version, description, decision)
     return RegistrationResult(
         name=name,
         version=version,
         run_id=run.info.run_id,
-        alias=CHAMPION if promote else CHALLENGER,
-        promoted=promote,
-        reason=reason,
+        alias=alias,
+        promoted=decision.promote,
+        reason=decision.reason,
         metrics=finite(trained.metrics),
         champion_metrics=None if champion_metrics is None else finite(champion_metrics),
+        below_alert_line=decision.below_alert_line,
     )
 
 
@@ -259,6 +375,8 @@ def registry_rows(name: str, tracking_uri: str) -> list[dict[str, Any]]:
                 "balanced_accuracy": metrics.get("balanced_accuracy"),
                 "train_sessions": metrics.get("train_sessions"),
                 "promotion": (version.tags or {}).get("promotion"),
+                "holdout_rows": metrics.get("holdout_sessions", metrics.get("holdout_runs")),
+                "below_alert_line": (version.tags or {}).get("nofx.below_alert_line") == "true",
             }
         )
     return rows

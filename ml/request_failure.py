@@ -34,13 +34,14 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from ml.failure_model import PRIMARY_METRIC, beats, evaluate, youden_threshold
+from ml.failure_model import PRIMARY_METRIC, evaluate, youden_threshold
 from ml.registry import (
-    CHALLENGER,
-    CHAMPION,
     RegistrationResult,
+    apply_promotion,
     champion_version,
     configure,
+    decide_promotion,
+    describe,
     ensure_experiment,
     finite,
 )
@@ -48,6 +49,11 @@ from ml.run_failure import RUN_LABEL, _auc, day_split
 from nofx.routing.prediction import CATEGORICAL, NUMERIC, BinnedTerm, CompactFailureModel
 
 MODEL_NAME = "nofx-request-failure"
+DESCRIPTION = (
+    "The router's request-time failure model: p(an agent call fails) from facts known when "
+    "the call is routed, exported as plain numbers (compact_model.json) the router evaluates "
+    "per candidate; held-out window = the last days of calls."
+)
 # chosen on the development seeds (bench.models DEVELOPMENT_SEEDS), never on held-out ones
 N_BINS = 8
 C = 1.0
@@ -223,6 +229,7 @@ def register_request_model(
     labels = trained.holdout[RUN_LABEL].to_numpy(dtype=int)
     incumbent = champion_version(client, name)
     champion_metrics: dict[str, float] | None = None
+    reason_error = ""
     if incumbent is not None:
         try:
             current = _load_version_model(client, name, incumbent)
@@ -233,21 +240,13 @@ def register_request_model(
             reason_error = f"{type(exc).__name__}: {exc}"
         else:
             reason_error = ""
-    promote = beats(trained.metrics, champion_metrics)
-    mine = trained.metrics.get(PRIMARY_METRIC, float("nan"))
-    if not beats(trained.metrics, None):
-        reason = f"{PRIMARY_METRIC} {mine:.4f} does not beat the base rate: kept as challenger"
-    elif incumbent is None:
-        reason = "no champion yet"
-    elif reason_error:
-        reason = f"champion could not score the holdout ({reason_error})"
-    else:
-        assert champion_metrics is not None
-        verdict = "beats" if promote else "does not beat"
-        reason = (
-            f"{PRIMARY_METRIC} {mine:.4f} {verdict} champion v{incumbent.version} at "
-            f"{champion_metrics[PRIMARY_METRIC]:.4f} on the same holdout"
-        )
+    decision = decide_promotion(
+        trained.metrics,
+        champion_metrics,
+        champion_version=None if incumbent is None else str(incumbent.version),
+        comparison_error=(reason_error or None) if incumbent is not None else None,
+    )
+    reason = decision.reason
     with mlflow.start_run(experiment_id=experiment_id) as run:
         mlflow.set_tags({"nofx.model": name, "nofx.promotion": reason})
         mlflow.log_params(
@@ -264,16 +263,21 @@ def register_request_model(
     with contextlib.suppress(MlflowException):  # already registered
         client.create_registered_model(name)
     version = str(client.create_model_version(name, source, run_id=run.info.run_id).version)
-    client.set_registered_model_alias(name, CHALLENGER, version)
-    client.set_model_version_tag(name, version, "promotion", reason)
-    if promote:
-        client.set_registered_model_alias(name, CHAMPION, version)
+    alias = apply_promotion(
+        client,
+        name,
+        version,
+        decision,
+        previous_champion=None if incumbent is None else str(incumbent.version),
+    )
+    describe(client, name, version, DESCRIPTION, decision)
     return RegistrationResult(
         name=name,
         version=version,
         run_id=run.info.run_id,
-        alias=CHAMPION if promote else CHALLENGER,
-        promoted=promote,
+        alias=alias,
+        promoted=decision.promote,
+        below_alert_line=decision.below_alert_line,
         reason=reason,
         metrics=finite(trained.metrics),
         champion_metrics=None if champion_metrics is None else finite(champion_metrics),

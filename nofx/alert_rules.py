@@ -59,12 +59,25 @@ class AlertRule:
 DEFAULT_RULES: tuple[AlertRule, ...] = (
     AlertRule(
         "orchestration_failure_rate",
-        "session_failure_rate",
+        "orchestration_failure_rate",
         Comparison.ABOVE,
         0.01,
         Severity.CRITICAL,
         min_samples=20,
-        description="share of finished sessions that failed, last 24 hours",
+        description="share of finished sessions the orchestrator failed (no agent, timeout, "
+        "rate limit, server error, lost worker; not wrong answers: ADR 0018), last 24 hours",
+    ),
+    # Not a seed rule: failures for any reason, wrong answers included. It is what the
+    # session failure model predicts, so its predictive twin warns about waiting sessions.
+    AlertRule(
+        "session_failure_rate",
+        "session_failure_rate",
+        Comparison.ABOVE,
+        0.20,
+        Severity.WARNING,
+        min_samples=20,
+        description="share of finished sessions that failed for any reason (task or "
+        "orchestration), last 24 hours",
     ),
     AlertRule(
         "workflow_delay",

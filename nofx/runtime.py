@@ -37,6 +37,7 @@ from nofx.domain import (
     utcnow,
 )
 from nofx.errors import ConcurrencyError, NoEligibleAgentError, NotFoundError
+from nofx.failures import FailureClass, classify_error, session_failure_class
 from nofx.pools import Autoscaler, PoolService
 from nofx.registry import AgentRegistry
 from nofx.routing.autoscale import ScalingDecision
@@ -323,7 +324,12 @@ class SessionExecution:
         for lost in sorted(started - finished):
             await self.write(
                 "StepAbandoned",
-                {"step_id": step_id, "attempt": lost, "error.type": "worker_lost"},
+                {
+                    "step_id": step_id,
+                    "attempt": lost,
+                    "error.type": "worker_lost",
+                    "failure_class": FailureClass.ORCHESTRATION.value,
+                },
                 key=f"{sid}/{step_id}/{lost}/abandoned",
             )
             attempt += 1
@@ -377,7 +383,7 @@ class SessionExecution:
             )
             if isinstance(outcome, StepResult):
                 return outcome
-            action = next_action(outcome.error_class, attempt, policy)
+            action = next_action(outcome.error_class, attempt, policy, outcome.error_type)
             if action is RetryAction.FAIL:
                 raise StepFailed(step_id, outcome.error_type, str(outcome))
             if action is RetryAction.RETRY_SAME and self._should_move_on(
@@ -772,6 +778,7 @@ class Runtime:
                 **base,
                 "error.type": error.error_type,
                 "error_class": error.error_class.value,
+                "failure_class": classify_error(error.error_type).value,
                 "message": str(error),
                 "gen_ai.usage.input_tokens": error.input_tokens,
                 "gen_ai.usage.output_tokens": error.output_tokens,
@@ -943,6 +950,7 @@ class Runtime:
                 "SessionFailed",
                 {
                     "error.type": "unsupported_pattern",
+                    "failure_class": FailureClass.ORCHESTRATION.value,
                     "message": f"pattern {pattern.value!r} is not available in this runtime",
                 },
                 key=terminal_key,
@@ -970,9 +978,18 @@ class Runtime:
         try:
             result = await runner(execution)
         except StepFailed as exc:
+            await execution.flush()  # every step outcome in the history: they decide the class
+            cause = session_failure_class(
+                exc.error_type, exc.step_id, [*execution.history, *execution._deferred]
+            )
             await execution.write(
                 "SessionFailed",
-                {"error.type": exc.error_type, "step_id": exc.step_id, "message": str(exc)},
+                {
+                    "error.type": exc.error_type,
+                    "step_id": exc.step_id,
+                    "message": str(exc),
+                    "failure_class": cause.value,
+                },
                 key=terminal_key,
                 release_lease=True,
             )

@@ -9,6 +9,7 @@ to pandas here, at the check.
 
 import logging
 import warnings
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -242,3 +243,82 @@ def agent_sessions_valid(warehouse: WarehouseResource) -> dg.AssetCheckResult:
         validate(sessions, agent_sessions_suite(agent_ids), "agent_sessions"),
         agents=len(agent_ids),
     )
+
+
+# -- dbt tests as asset checks: a sentence each, so the Dagster UI says what is checked -------
+def _model_of(test: dict[str, Any]) -> str:
+    attached = test.get("attached_node") or ""
+    return attached.rsplit(".", 1)[-1] or "the model"
+
+
+def dbt_test_description(test: dict[str, Any]) -> str:
+    """What a dbt data test checks, in words (its own description when schema.yml gives one)."""
+    if test.get("description"):
+        return str(test["description"])
+    meta = test.get("test_metadata") or {}
+    name, kwargs = meta.get("name", test.get("name", "test")), meta.get("kwargs") or {}
+    where = f"{_model_of(test)}.{kwargs.get('column_name', test.get('column_name') or '')}"
+    if name == "not_null":
+        return f"dbt: {where} is never null."
+    if name == "unique":
+        return f"dbt: every {where} value appears once."
+    if name == "accepted_values":
+        values = ", ".join(str(v) for v in kwargs.get("values", []))
+        return f"dbt: {where} is one of {values} (or null)."
+    if name == "relationships":
+        target = str(kwargs.get("to", "")).removeprefix("ref('").removesuffix("')")
+        return f"dbt: every {where} exists in {target}.{kwargs.get('field')}."
+    if name == "unique_combination":
+        columns = ", ".join(kwargs.get("columns", []))
+        return f"dbt: one row per ({columns}) in {_model_of(test)}."
+    return f"dbt test {name} on {_model_of(test)}."
+
+
+def column_schema(conn: Any, table: str, schema: str = "main") -> dg.TableSchema | None:
+    """A table's columns with their warehouse types (DuckDB's names), for the Dagster UI."""
+    rows = conn.execute(
+        "select column_name, data_type from information_schema.columns "
+        "where table_schema = ? and table_name = ? order by ordinal_position",
+        [schema, table],
+    ).fetchall()
+    if not rows:
+        return None
+    return dg.TableSchema(columns=[dg.TableColumn(name, str(kind)) for name, kind in rows])
+
+
+def _model_table(event: Any) -> str | None:
+    metadata = getattr(event, "metadata", None) or {}
+    unique_id = metadata.get("unique_id")
+    text = str(getattr(unique_id, "value", unique_id) or "")
+    return text.rsplit(".", 1)[-1] if text.startswith("model.") else None
+
+
+def with_column_schemas(events: Iterable[Any], warehouse: WarehouseResource) -> Iterator[Any]:
+    """dbt's events, each model's materialization carrying its columns and their types.
+
+    The warehouse is read once dbt has finished (dbt-duckdb holds the file while it runs);
+    events come out then, and a dbt failure is raised after the events it produced."""
+    held: list[Any] = []
+    failure: Exception | None = None
+    try:
+        held.extend(events)
+    except Exception as exc:  # re-raised below, after what dbt did build
+        failure = exc
+    schemas: dict[str, dg.TableSchema] = {}
+    tables = {t for t in map(_model_table, held) if t}
+    if tables:
+        try:
+            with warehouse.connect(read_only=True) as conn:
+                for table in sorted(tables):
+                    found = column_schema(conn, table)
+                    if found is not None:
+                        schemas[table] = found
+        except Exception as exc:  # column types are a nicety: never fail a build on them
+            logging.getLogger(__name__).warning("column types not read: %s", exc)
+    for event in held:
+        table = _model_table(event)
+        if table in schemas and hasattr(event, "with_metadata"):
+            event = event.with_metadata({**event.metadata, "dagster/column_schema": schemas[table]})
+        yield event
+    if failure is not None:
+        raise failure

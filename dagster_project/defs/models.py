@@ -46,7 +46,24 @@ PREDICTION_MODELS_SCHEMA = {
     "balanced_accuracy": pl.Float64,
     "train_sessions": pl.Float64,
     "promotion": pl.String,
+    "holdout_rows": pl.Float64,
+    "below_alert_line": pl.Boolean,
 }
+MODEL_DESCRIPTIONS = {
+    "session": "Will a NOFX session fail? Logistic model on agent_sessions features known when "
+    "the session is requested; scored on the most recent sessions held out from training. "
+    "Used by the Predictions page and the prediction_accuracy alert.",
+    RUN_FAILURE_MODEL_NAME: "Will one agent call fail? Model on agent_step_calls (timeout margin "
+    "against the agent's recent latency, its recent failures, the task); held-out window = the "
+    "last days of calls.",
+}
+
+
+def frame_schema(schema: Any) -> dg.TableSchema:
+    """A polars schema as a Dagster column schema (column types in the asset's metadata)."""
+    return dg.TableSchema(
+        columns=[dg.TableColumn(name, str(dtype)) for name, dtype in dict(schema).items()]
+    )
 
 
 def replace_table(conn: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:
@@ -103,6 +120,8 @@ def failure_model(
         tracking_uri=mlflow.tracking_uri,
         artifact_root=mlflow.artifact_root,
         tags={"dagster.run_id": context.run.run_id},
+        description=MODEL_DESCRIPTIONS["session"],
+        training=trained.split.train,
     )
     context.log.info(
         f"{registered.name} v{registered.version} @{registered.alias}: {registered.reason}"
@@ -113,10 +132,12 @@ def failure_model(
         "alias": registered.alias,
         "promoted": registered.promoted,
         "reason": registered.reason,
+        "below_alert_line": registered.below_alert_line,
         "run_id": registered.run_id,
         "sessions": features.height,
         "metrics": dg.MetadataValue.json(registered.metrics),
         "registry_versions": mirror_registry(warehouse, mlflow),
+        "dagster/column_schema": frame_schema(PREDICTION_MODELS_SCHEMA),
     }
     metadata.update({f"metric_{k}": v for k, v in registered.metrics.items()})
     return dg.MaterializeResult(metadata=metadata)
@@ -145,6 +166,7 @@ def run_failure_model(
         artifact_root=mlflow.artifact_root,
         experiment="nofx-run-failure-model",
         tags={"dagster.run_id": context.run.run_id},
+        description=MODEL_DESCRIPTIONS[RUN_FAILURE_MODEL_NAME],
     )
     return registered_result(registered, runs, holdout_days, warehouse, mlflow)
 
@@ -203,6 +225,7 @@ def registered_result(
         "version": registered.version,
         "alias": registered.alias,
         "reason": registered.reason,
+        "below_alert_line": bool(getattr(registered, "below_alert_line", False)),
         "runs": runs.height,
         "holdout": f"last {holdout_days} days" if holdout_days else "latest quarter of runs",
         "registry_versions": mirror_registry(warehouse, mlflow),
@@ -291,5 +314,6 @@ def session_failure_predictions(
             "decision_threshold": threshold,
             "mean_failure_probability": float(frame["failure_probability"].mean() or 0.0),
             "dagster/row_count": frame.height,
+            "dagster/column_schema": frame_schema(frame.schema),
         }
     )

@@ -29,12 +29,34 @@ def table_exists(conn: duckdb.DuckDBPyConnection, qualified: str) -> bool:
     return bool(rows and rows[0][0])
 
 
+def has_column(conn: duckdb.DuckDBPyConnection, schema: str, table: str, column: str) -> bool:
+    rows = conn.execute(
+        "select count(*) from information_schema.columns "
+        "where table_schema = ? and table_name = ? and column_name = ?",
+        [schema, table, column],
+    ).fetchall()
+    return bool(rows and rows[0][0])
+
+
 # metric -> (table it needs, SQL returning tenant, subject, value, samples[, detail])
 TENANT_SQL: dict[str, tuple[str, str]] = {
     "session_failure_rate": (
         "main.agent_sessions",
         """
         select tenant_id, 'fleet', avg(case when status = 'failed' then 1.0 else 0.0 end),
+            count(*)
+        from main.agent_sessions
+        where status in ('succeeded', 'failed')
+            and ended_at >= (select max(ended_at) from main.agent_sessions) - interval 1 day
+        group by tenant_id
+        """,
+    ),
+    "orchestration_failure_rate": (
+        "main.agent_sessions",
+        """
+        select tenant_id, 'fleet',
+            avg(case when status = 'failed' and failure_class = 'orchestration'
+                then 1.0 else 0.0 end),
             count(*)
         from main.agent_sessions
         where status in ('succeeded', 'failed')
@@ -148,6 +170,10 @@ def observations(conn: duckdb.DuckDBPyConnection) -> tuple[list[Observation], se
     for metric, (table, sql) in TENANT_SQL.items():
         if not table_exists(conn, table):
             continue
+        if metric == "orchestration_failure_rate" and not has_column(
+            conn, "main", "agent_sessions", "failure_class"
+        ):
+            continue  # a mart built before failures were classed (ADR 0018)
         if metric == "agent_anomaly_episodes" and not has_agents:
             # no registry mart (a bare warehouse): the episodes alone, as the operator's
             sql = (
@@ -165,6 +191,18 @@ def observations(conn: duckdb.DuckDBPyConnection) -> tuple[list[Observation], se
         measured.add(metric)
         for subject, value, samples in conn.execute(sql).fetchall():
             add(metric, FLEET_TENANT, subject, value, samples)
+    # a champion promoted below the alert line on its own held-out window (ADR 0018); a
+    # mirror written before holdout_rows existed is skipped until the next model run
+    if has_column(conn, "analytics", "prediction_models", "holdout_rows"):
+        measured.add("prediction_accuracy")
+        for subject, value, samples in conn.execute(
+            """
+            select model_name || ' v' || version || ' (holdout)', balanced_accuracy, holdout_rows
+            from analytics.prediction_models
+            where is_champion and balanced_accuracy is not null and holdout_rows is not null
+            """
+        ).fetchall():
+            add("prediction_accuracy", FLEET_TENANT, subject, value, samples)
     if table_exists(conn, ALERT_FORECASTS_TABLE):
         rows = conn.execute(
             f"select tenant_id, metric, subject, value, samples, detail from {ALERT_FORECASTS_TABLE}"

@@ -16,6 +16,7 @@ import dagster as dg
 import sqlalchemy as sa
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
+from dagster_project.defs.checks import dbt_test_description, with_column_schemas
 from dagster_project.resources import WarehouseResource, dbt_project
 from nofx.settings import Settings
 
@@ -77,6 +78,20 @@ class NofxDbtTranslator(DagsterDbtTranslator):
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         return DAILY_GROUP if dbt_resource_props["name"] in DAILY_MODELS else TRANSFORM_GROUP
 
+    def get_asset_check_spec(
+        self,
+        asset_spec: dg.AssetSpec,
+        manifest: Mapping[str, Any],
+        unique_id: str,
+        project: Any,
+    ) -> dg.AssetCheckSpec | None:
+        """dbt tests as checks, each with a sentence saying what it checks."""
+        spec = super().get_asset_check_spec(asset_spec, manifest, unique_id, project)
+        if spec is None or spec.description:
+            return spec
+        test = manifest.get("nodes", {}).get(unique_id, {})
+        return spec._replace(description=dbt_test_description(test))
+
 
 def dbt_build_args(full_refresh: bool = False) -> list[str]:
     """The dbt command the assets run: build models and their tests together."""
@@ -105,7 +120,9 @@ def nofx_dbt_assets() -> dg.AssetsDefinition:
         warehouse: WarehouseResource,
     ) -> Iterator[Any]:
         with warehouse.dbt_env():
-            yield from dbt.cli(dbt_build_args(config.full_refresh), context=context).stream()
+            yield from with_column_schemas(
+                dbt.cli(dbt_build_args(config.full_refresh), context=context).stream(), warehouse
+            )
 
     return nofx_dbt
 
@@ -137,6 +154,6 @@ def nofx_daily_dbt_assets() -> dg.AssetsDefinition:
         window = context.partition_time_window
         args = ["build", "--vars", json.dumps(daily_vars(window.start, window.end))]
         with warehouse.dbt_env():
-            yield from dbt.cli(args, context=context).stream()
+            yield from with_column_schemas(dbt.cli(args, context=context).stream(), warehouse)
 
     return nofx_dbt_daily

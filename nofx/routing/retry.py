@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from nofx.agents.base import ErrorClass
+from nofx.failures import FailureClass, classify_error
 
 
 class RetryAction(StrEnum):
@@ -21,11 +22,25 @@ class RetryPolicy:
     base_delay_s: float = 0.2
     max_delay_s: float = 10.0
     multiplier: float = 2.0
+    # attempts beyond max_attempts for failures that produced no answer (ADR 0018): the
+    # tenant's max_attempts bounds tries at the task, not the orchestrator's own misses
+    orchestration_retries: int = 2
 
 
-def next_action(error_class: ErrorClass | str, attempt: int, policy: RetryPolicy) -> RetryAction:
-    """Transient -> same agent after back-off; agent fault -> another agent; permanent -> stop."""
-    if attempt >= policy.max_attempts:
+def next_action(
+    error_class: ErrorClass | str,
+    attempt: int,
+    policy: RetryPolicy,
+    error_type: str | None = None,
+) -> RetryAction:
+    """Transient -> same agent after back-off; agent fault -> another agent; permanent -> stop.
+
+    An orchestration failure (``error_type`` classified so) may use
+    ``policy.orchestration_retries`` attempts beyond ``max_attempts``."""
+    limit = policy.max_attempts
+    if error_type is not None and classify_error(error_type) is FailureClass.ORCHESTRATION:
+        limit += policy.orchestration_retries
+    if attempt >= limit:
         return RetryAction.FAIL
     error_class = ErrorClass(error_class)
     if error_class is ErrorClass.PERMANENT:

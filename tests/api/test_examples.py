@@ -29,8 +29,8 @@ def filled(store: EventStore) -> None:
     import asyncio
 
     asyncio.run(runtime.run_pending())
-    failing = Observation("session_failure_rate", "default", 0.2, samples=100)
-    AlertService(store).sync(evaluate(DEFAULT_RULES, [failing]), {"session_failure_rate"})
+    failing = Observation("orchestration_failure_rate", "default", 0.2, samples=100)
+    AlertService(store).sync(evaluate(DEFAULT_RULES, [failing]), {"orchestration_failure_rate"})
 
 
 def test_every_operation_is_recorded_from_a_real_call(

@@ -26,19 +26,21 @@ from nofx.alerts import (
 from nofx.errors import ConflictError, NotFoundError, ValidationError
 from nofx.store import EventStore
 
-FAILURES = Observation("session_failure_rate", "fleet", 0.05, samples=200)
+FAILURES = Observation("orchestration_failure_rate", "fleet", 0.05, samples=200)
 SLOW_API = Observation("api_p95_ms", "host-1", 350.0, samples=60)
 
 
 def test_the_seed_defaults_are_the_rules() -> None:
     thresholds = {r.rule_id: (r.metric, r.comparison, r.threshold) for r in DEFAULT_RULES}
     assert thresholds == {
-        "orchestration_failure_rate": ("session_failure_rate", Comparison.ABOVE, 0.01),
+        "orchestration_failure_rate": ("orchestration_failure_rate", Comparison.ABOVE, 0.01),
         "workflow_delay": ("workflow_delay_ratio", Comparison.ABOVE, 0.10),
         "prediction_accuracy": ("prediction_accuracy", Comparison.BELOW, 0.85),
         "resource_utilisation": ("pool_utilisation", Comparison.ABOVE, 0.80),
         "api_latency_p95": ("api_p95_ms", Comparison.ABOVE, 200.0),
         "agent_anomaly": ("agent_anomaly_episodes", Comparison.ABOVE, 0),
+        # not a seed rule: any failure, what the session failure model predicts
+        "session_failure_rate": ("session_failure_rate", Comparison.ABOVE, 0.20),
     }
 
 
@@ -47,7 +49,7 @@ def test_rules_fire_on_their_metric_with_enough_samples() -> None:
         DEFAULT_RULES,
         [
             FAILURES,
-            Observation("session_failure_rate", "tiny-tenant", 0.5, samples=3),  # too few
+            Observation("orchestration_failure_rate", "tiny-tenant", 0.5, samples=3),  # too few
             Observation("prediction_accuracy", "nofx-session-failure", 0.9, samples=100),
             SLOW_API,
         ],
@@ -101,20 +103,20 @@ def test_rules_from_yaml_override_defaults_and_bad_files_say_what_is_wrong(
 
 def test_a_firing_alert_is_deduplicated_then_resolves_itself(store: EventStore) -> None:
     alerts = AlertService(store)
-    first = alerts.sync(evaluate(DEFAULT_RULES, [FAILURES]), {"session_failure_rate"})
+    first = alerts.sync(evaluate(DEFAULT_RULES, [FAILURES]), {"orchestration_failure_rate"})
     assert len(first.raised) == 1 and first.raised[0].status == "open"
-    again = alerts.sync(evaluate(DEFAULT_RULES, [FAILURES]), {"session_failure_rate"})
+    again = alerts.sync(evaluate(DEFAULT_RULES, [FAILURES]), {"orchestration_failure_rate"})
     assert again.raised == [] and again.repeated[0].occurrences == 2
     assert len(alerts.list(status="open")) == 1  # one alert, not one per evaluation
 
     # an evaluation that did not look at the metric leaves the alert alone
     assert alerts.sync([], {"api_p95_ms"}).resolved == []
-    healthy = Observation("session_failure_rate", "fleet", 0.002, samples=200)
-    cleared = alerts.sync(evaluate(DEFAULT_RULES, [healthy]), {"session_failure_rate"})
+    healthy = Observation("orchestration_failure_rate", "fleet", 0.002, samples=200)
+    cleared = alerts.sync(evaluate(DEFAULT_RULES, [healthy]), {"orchestration_failure_rate"})
     assert [a.resolved_by for a in cleared.resolved] == ["system"]
     assert alerts.list(status="open") == []
     # firing again later is a new alert, with its own history
-    back = alerts.sync(evaluate(DEFAULT_RULES, [FAILURES]), {"session_failure_rate"})
+    back = alerts.sync(evaluate(DEFAULT_RULES, [FAILURES]), {"orchestration_failure_rate"})
     assert back.raised[0].alert_id != first.raised[0].alert_id
     kinds = [e.type for e in store.read_stream("alerts-default")]
     assert kinds == ["AlertRaised", "AlertRepeated", "AlertResolved", "AlertRaised"]

@@ -113,7 +113,11 @@ async def test_permanent_failure_ends_the_session_with_its_error_type(store, reg
     done = await runtime.run_session(session.session_id)
     assert done.status is SessionStatus.FAILED
     assert done.error_type == "timeout"
-    assert done.attempts == 2
+    # a call that got no answer is the orchestrator's miss: it does not use up the tenant's
+    # attempts, it gets RetryPolicy.orchestration_retries (2) more (ADR 0018)
+    assert done.attempts == 2 + 2
+    ended = runtime.sessions.events(session.session_id)[-1]
+    assert (ended.type, ended.payload["failure_class"]) == ("SessionFailed", "orchestration")
 
 
 async def test_budget_is_respected(runtime: Runtime, fleet) -> None:

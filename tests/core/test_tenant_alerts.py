@@ -22,7 +22,7 @@ from nofx.errors import ConflictError, NotFoundError, ValidationError
 from nofx.security import ApiKeyService, Scope
 from nofx.store import EventStore
 
-FAILING = Observation("session_failure_rate", "fleet", 0.2, samples=100)
+FAILING = Observation("orchestration_failure_rate", "fleet", 0.2, samples=100)
 
 
 @pytest.fixture
@@ -82,7 +82,7 @@ def test_a_tenant_acknowledges_then_resolves_its_alert(world: dict) -> None:
     assert [a["alert_id"] for a in listed.json()["items"]] == [mine]
     # still firing: the acknowledged alert keeps counting instead of a second alert opening
     again = AlertService(world["store"]).sync(
-        evaluate(DEFAULT_RULES, [FAILING]), {"session_failure_rate"}, tenant_id="acme"
+        evaluate(DEFAULT_RULES, [FAILING]), {"orchestration_failure_rate"}, tenant_id="acme"
     )
     assert again.raised == [] and again.repeated[0].status == "acknowledged"
     resolved = client.post(f"/api/v1/alerts/{mine}/resolve", headers=auth["a"]).json()
@@ -134,7 +134,9 @@ def test_rules_over_http_are_per_tenant(world: dict) -> None:
 
 def test_a_tenant_rule_overrides_the_default_for_that_tenant_only(store: EventStore) -> None:
     rules = TenantRules(store)
-    loose = AlertRule("orchestration_failure_rate", "session_failure_rate", Comparison.ABOVE, 0.3)
+    loose = AlertRule(
+        "orchestration_failure_rate", "orchestration_failure_rate", Comparison.ABOVE, 0.3
+    )
     rules.put("acme", loose)
     rules.put("acme", AlertRule("spend", "custom:daily_spend", Comparison.ABOVE, 5.0))
     assert rules.all_tenants().keys() == {"acme"}
@@ -146,7 +148,7 @@ def test_a_tenant_rule_overrides_the_default_for_that_tenant_only(store: EventSt
     ] == 0.01
     # the same observation fires for one tenant and not for the other
     seen = [
-        Observation("session_failure_rate", "fleet", 0.2, 100, tenant_id=t)
+        Observation("orchestration_failure_rate", "fleet", 0.2, 100, tenant_id=t)
         for t in ("acme", "bolt")
     ]
     grouped = by_tenant(seen)

@@ -114,7 +114,7 @@ def test_predictive_alerts_open_per_tenant_before_the_threshold_with_the_forecas
     # capacity 2 replicas x 1 slot; the forecast reaches 3 in flight: 150% at +6 h
     assert util.value == pytest.approx(1.5)
     assert "crosses 0.8 in 5 h" in util.message and "forecast: +1h" in util.message
-    failing = acme["orchestration_failure_rate_forecast"]
+    failing = acme["session_failure_rate_forecast"]
     # s1 was predicted while waiting but has finished since: 5 of the 6 are still waiting
     assert failing.value == pytest.approx(0.3) and "5 waiting sessions" in failing.message
     assert "forecast: +1h 0.3" in failing.message
@@ -136,7 +136,7 @@ def test_predictive_alerts_open_per_tenant_before_the_threshold_with_the_forecas
         after = {a.rule_id: a.status for a in AlertService(store).list(tenant_id="acme")}
     finally:
         store.dispose()
-    assert after["orchestration_failure_rate_forecast"] == "resolved"
+    assert after["session_failure_rate_forecast"] == "resolved"
     assert after["resource_utilisation_forecast"] == "open"  # the usage forecast still crosses
 
 
@@ -176,7 +176,7 @@ def test_custom_metrics_are_computed_per_tenant_and_alerted_on(setup: dict) -> N
 def test_every_forecastable_rule_gets_a_predictive_twin_with_the_same_threshold() -> None:
     rules = with_predictive(DEFAULT_RULES)
     twins = {r.rule_id: r for r in rules if r.metric.startswith("forecast:")}
-    assert set(twins) == {"orchestration_failure_rate_forecast", "resource_utilisation_forecast"}
+    assert set(twins) == {"session_failure_rate_forecast", "resource_utilisation_forecast"}
     assert twins["resource_utilisation_forecast"].threshold == 0.8
 
 

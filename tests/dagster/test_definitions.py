@@ -206,3 +206,18 @@ def test_manifest_is_stale_when_missing_or_older_than_a_model(tmp_path: Path) ->
 
 def test_repository_manifest_is_fresh_after_load(definitions: dg.Definitions) -> None:
     assert not manifest_is_stale(DBT_PROJECT_DIR, DBT_PROJECT_DIR / "target" / "manifest.json")
+
+
+def test_every_asset_check_says_what_it_checks(definitions: dg.Definitions) -> None:
+    owners = [*(definitions.assets or []), *(definitions.asset_checks or [])]
+    specs = [s for owner in owners for s in getattr(owner, "check_specs", [])]
+    assert len(specs) > 50  # the Great Expectations checks and every dbt test
+    missing = [s.key.to_user_string() for s in specs if not (s.description or "").strip()]
+    assert missing == []
+    by_name = {s.name: s.description for s in specs}
+    assert by_name["not_null_agent_sessions_session_id"] == (
+        "dbt: agent_sessions.session_id is never null."
+    )
+    assert by_name["relationships_agent_sessions_agent_id__agent_id__ref_agents_"] == (
+        "dbt: every agent_sessions.agent_id exists in agents.agent_id."
+    )

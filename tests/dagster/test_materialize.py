@@ -324,7 +324,12 @@ def test_run_failure_model_is_registered_and_mirrored(pipeline: PipelineRun) -> 
     # champion only if it beats always predicting the base rate; the reason says which
     beat_base_rate = metrics["brier"] < metrics["base_rate_brier"]
     assert ("champion" in version.aliases) == beat_base_rate
-    assert ("base rate" in version.tags["promotion"]) != beat_base_rate
+    decision = version.tags["nofx.promotion.decision"]
+    assert decision == ("promoted" if beat_base_rate else "kept_as_challenger")
+    assert version.tags["promotion"].startswith("promoted:" if beat_base_rate else "kept")
+    # promoted under the 0.85 alert line only with the flag the alert rule reads
+    below = beat_base_rate and metrics["balanced_accuracy"] < 0.85
+    assert version.tags["nofx.below_alert_line"] == str(below).lower()
     mirrored = warehouse_rows(
         pipeline,
         "select model_name, count(*) from analytics.prediction_models group by 1 order by 1",
@@ -372,3 +377,12 @@ def test_daily_marts_are_materialized_per_day_and_a_day_rebuilds_alone(
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as conn:
         after = conn.execute("select * from agent_performance_daily order by all").fetchall()
     assert after == before
+
+
+def test_marts_materialize_with_their_column_types(pipeline: PipelineRun) -> None:
+    event = pipeline.instance.get_latest_materialization_event(dg.AssetKey("agent_sessions"))
+    assert event is not None and event.asset_materialization is not None
+    schema = event.asset_materialization.metadata["dagster/column_schema"].value
+    types = {c.name: c.type for c in schema.columns}
+    assert types["failure_class"] == "VARCHAR" and types["succeeded"] == "BOOLEAN"
+    assert types["answer_quality"] == "DOUBLE" and types["requested_at"].startswith("TIMESTAMP")

@@ -131,7 +131,7 @@ def test_the_refreshs_own_alert_events_do_not_start_another_refresh(
     assert isinstance(first, dg.SensorResult)
     # what the refresh's alert rules write: must not look like new activity
     rules = load_rules()
-    rule = next(r for r in rules if r.metric == "session_failure_rate")
+    rule = next(r for r in rules if r.metric == "orchestration_failure_rate")
     raised = AlertService(store).sync(
         evaluate_rules(rules, [Observation(rule.metric, "fleet", 0.5, 100)]), {rule.metric}
     )

@@ -14,7 +14,7 @@ from nofx.store import EventStore
 
 def raise_one_alert(store: EventStore) -> str:
     rules = load_rules()
-    rule = next(r for r in rules if r.metric == "session_failure_rate")
+    rule = next(r for r in rules if r.metric == "orchestration_failure_rate")
     observation = Observation(metric=rule.metric, subject="fleet", value=0.5, samples=100)
     result = AlertService(store).sync(evaluate(rules, [observation]), {rule.metric})
     return result.raised[0].alert_id

@@ -67,7 +67,7 @@ def test_the_mart_schema_comes_from_the_environment(
     monkeypatch.setenv("NOFX_MART_SCHEMA", "marts")
     sessions = data.load_sessions(path)
     assert (sessions.height,) == expected
-    assert tuple(sessions.columns) == data.SESSION_COLUMNS
+    assert tuple(sessions.columns) == data.SESSION_COLUMNS + data.OPTIONAL_SESSION_COLUMNS
     assert data.load_agent_daily(path) is None  # only main has it, if the pipeline built it
     monkeypatch.setenv("NOFX_MART_SCHEMA", "main; drop table x")
     with pytest.raises(data.WarehouseUnavailable, match="plain schema name"):

@@ -3,9 +3,10 @@ words and time buckets (pure functions; the page itself is in test_browser)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -203,3 +204,62 @@ def test_activity_follows_the_time_filter_and_splits_outcomes() -> None:
     assert unit == "hour" and everything["sessions"].sum() == 4
     empty, _, span = metrics.activity(sessions.clear(), None, now)
     assert empty.is_empty() and span is None
+
+
+def test_wrong_answers_are_task_failures_and_do_not_breach_the_orchestration_target() -> None:
+    rows = (
+        [{"status": "succeeded", "answer_quality": 0.8}] * 95
+        + [{"status": "failed", "failure_class": "task"}] * 4
+        + [{"status": "failed", "failure_class": "orchestration"}]
+    )
+    frame = pl.DataFrame(
+        [
+            {"cost_usd": 0.0, "total_tokens": 0, "agent_name": "a", "duration_ms": 1.0, **r}
+            for r in rows
+        ],
+        schema={
+            "status": pl.Utf8,
+            "failure_class": pl.Utf8,
+            "answer_quality": pl.Float64,
+            "cost_usd": pl.Float64,
+            "total_tokens": pl.Int64,
+            "agent_name": pl.Utf8,
+            "duration_ms": pl.Float64,
+        },
+    )
+    head = metrics.headline(frame)
+    assert (head.orchestration_failed, head.task_failed) == (1, 4)
+    assert head.orchestration_failure_rate == pytest.approx(0.01)
+    assert head.task_failure_rate == pytest.approx(0.04)
+    assert head.answer_quality == pytest.approx(0.8)
+    assert metrics.orchestration_sla(head) == "met"  # 5% failed, 1% the orchestrator's
+    state = metrics.health(head, None)
+    assert state.verdict == "Healthy" and "4.0% on the task" in state.reason
+    worse = metrics.headline(frame.with_columns(pl.lit("orchestration").alias("failure_class")))
+    assert metrics.orchestration_sla(worse) == "breached"
+    assert metrics.health(worse, None).verdict == "Needs attention"
+    agents = metrics.agent_table(frame)
+    assert agents.select("orchestration_failure_rate", "task_failure_rate").row(0) == (
+        pytest.approx(0.01),
+        pytest.approx(0.04),
+    )
+
+
+def test_live_accuracy_is_one_line_per_model_without_holdout_scores() -> None:
+    accuracy = pl.DataFrame(
+        {
+            "model_name": ["s", "s", "s", "r"],
+            "model_version": [1, 2, 2, 1],
+            "day": [date(2026, 11, 30)] * 3 + [date(2026, 11, 29)],
+            "source": ["live", "live", "holdout", "live"],
+            "predictions": [10, 30, 50, 20],
+            "balanced_accuracy": [0.5, 0.9, 0.99, 0.7],
+        }
+    )
+    lines = metrics.live_accuracy_lines(accuracy)
+    assert lines.select("model_name", "predictions", "versions").rows() == [
+        ("r", 20, "1"),
+        ("s", 40, "1, 2"),
+    ]
+    assert lines["balanced_accuracy"].to_list() == pytest.approx([0.7, (5 + 27) / 40])
+    assert metrics.live_accuracy_lines(accuracy.filter(pl.col("source") == "holdout")).is_empty()

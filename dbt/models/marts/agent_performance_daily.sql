@@ -6,7 +6,9 @@
         on_schema_change='append_new_columns',
     )
 }}
--- Per agent, capability and UTC day: how many calls, how many succeeded, latency and spend.
+-- Per agent, capability and UTC day: how many calls, how many succeeded, how many failed for
+-- the orchestrator's reasons and how many for the task's (ADR 0018), answer quality,
+-- latency and spend.
 -- Abandoned attempts (lost workers) have no outcome to judge and are left out.
 -- Partitioned by day in Dagster: a run passes min_day/max_day and rebuilds just those days
 -- (whole days, so delete+insert on the day replaces them exactly); without them, every day.
@@ -19,6 +21,14 @@ select
     cast(sum(case when succeeded then 1 else 0 end) as bigint) as successes,
     cast(sum(case when succeeded then 1 else 0 end) as {{ dbt.type_float() }}) / count(*)
         as success_rate,
+    cast(sum(case when failure_class = 'orchestration' then 1 else 0 end) as bigint)
+        as orchestration_failures,
+    cast(sum(case when failure_class = 'task' then 1 else 0 end) as bigint) as task_failures,
+    cast(sum(case when failure_class = 'orchestration' then 1 else 0 end)
+        as {{ dbt.type_float() }}) / count(*) as orchestration_failure_rate,
+    cast(sum(case when failure_class = 'task' then 1 else 0 end) as {{ dbt.type_float() }})
+        / count(*) as task_failure_rate,
+    avg(case when succeeded then quality end) as avg_quality,
     percentile_cont(0.5) within group (order by latency_ms) as p50_latency_ms,
     percentile_cont(0.95) within group (order by latency_ms) as p95_latency_ms,
     sum(cost_usd) as cost_usd,

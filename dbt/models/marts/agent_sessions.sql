@@ -21,13 +21,17 @@ started as (
 steps as (
     select
         session_id,
-        cast(count(*) as bigint) as attempts,
+        cast(sum(case when event_type != 'StepAbandoned' then 1 else 0 end) as bigint)
+            as attempts,
         cast(sum(case when event_type = 'StepFailed' then 1 else 0 end) as bigint) as failed_attempts,
+        cast(sum(case when failure_class = 'orchestration' then 1 else 0 end) as bigint)
+            as orchestration_failed_attempts,
+        avg(case when event_type = 'StepCompleted' then quality end) as answer_quality,
         cast(sum(coalesce(input_tokens, 0)) as bigint) as input_tokens,
         cast(sum(coalesce(output_tokens, 0)) as bigint) as output_tokens,
         sum(coalesce(cost_usd, 0.0)) as cost_usd
     from events
-    where event_type in ('StepCompleted', 'StepFailed')
+    where event_type in ('StepCompleted', 'StepFailed', 'StepAbandoned')
     group by session_id
 ),
 
@@ -46,7 +50,7 @@ last_step as (
 ),
 
 terminal as (
-    select session_id, event_type, occurred_at as ended_at, agent_id, error_type
+    select session_id, event_type, occurred_at as ended_at, agent_id, error_type, failure_class
     from (
         select
             *,
@@ -90,7 +94,10 @@ select
         when t.ended_at is not null
             then {{ dbt.datediff('coalesce(st.started_at, r.requested_at)', 't.ended_at', 'millisecond') }}
     end as duration_ms,
-    t.error_type
+    t.error_type,
+    t.failure_class,
+    coalesce(s.orchestration_failed_attempts, 0) as orchestration_failed_attempts,
+    s.answer_quality
 from requested as r
 left join started as st on r.session_id = st.session_id
 left join steps as s on r.session_id = s.session_id

@@ -69,6 +69,7 @@ select
     o.event_type = 'StepCompleted' as succeeded,
     o.error_type,
     o.error_class,
+    o.failure_class,
     s.occurred_at as started_at,
     o.occurred_at as ended_at,
     coalesce(o.input_tokens, 0) as input_tokens,

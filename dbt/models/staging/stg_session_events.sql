@@ -19,6 +19,12 @@ select
     {{ nofx.json_text('payload', 'pattern') }} as pattern,
     {{ nofx.json_text('payload', 'error.type') }} as error_type,
     {{ nofx.json_text('payload', 'error_class') }} as error_class,
+    -- whose failure (ADR 0018); a failure written before the class existed counts as the
+    -- orchestrator's, so the <1% rule never looks better for lack of a label
+    case
+        when event_type in ('StepFailed', 'StepAbandoned', 'SessionFailed')
+            then coalesce({{ nofx.json_text('payload', 'failure_class') }}, 'orchestration')
+    end as failure_class,
     {{ nofx.json_number('payload', 'gen_ai.usage.input_tokens', 'bigint') }} as input_tokens,
     {{ nofx.json_number('payload', 'gen_ai.usage.output_tokens', 'bigint') }} as output_tokens,
     {{ nofx.json_number('payload', 'cost_usd') }} as cost_usd,

@@ -79,13 +79,24 @@ def warehouse_summary(path: Path) -> dict[str, Any]:
             if ("raw.raw_events" in tables)
             else 0
         )
-        sessions, rate = 0, None
+        sessions, rate, orchestration, task = 0, None, None, None
         if "main.agent_sessions" in tables:
             sessions, rate = conn.execute(
                 "select count(*), avg(case when succeeded then 1.0 else 0.0 end) "
                 "filter (where status in ('succeeded', 'failed', 'cancelled')) "
                 "from agent_sessions"
             ).fetchall()[0]
+            classed = conn.execute(
+                "select count(*) from information_schema.columns where table_schema = 'main' "
+                "and table_name = 'agent_sessions' and column_name = 'failure_class'"
+            ).fetchall()[0][0]
+            if classed:  # whose failure it was (ADR 0018): the 1% target is the orchestrator's
+                orchestration, task = conn.execute(
+                    "select avg(case when status = 'failed' and failure_class = 'orchestration' "
+                    "then 1.0 else 0.0 end), avg(case when status = 'failed' and "
+                    "failure_class = 'task' then 1.0 else 0.0 end) "
+                    "from agent_sessions where status in ('succeeded', 'failed')"
+                ).fetchall()[0]
         predictions = (
             conn.execute("select count(*) from analytics.operational_predictions").fetchall()[0][0]
             if "analytics.operational_predictions" in tables
@@ -110,6 +121,8 @@ def warehouse_summary(path: Path) -> dict[str, Any]:
         "raw_events_rows": int(raw),
         "agent_sessions": int(sessions),
         "success_rate": None if rate is None else float(rate),
+        "orchestration_failure_rate": None if orchestration is None else float(orchestration),
+        "task_failure_rate": None if task is None else float(task),
         "predictions": int(predictions),
         "open_alerts": int(open_alerts),
         "recommendations": int(recommendations),

@@ -738,6 +738,12 @@ def _summary_table(
         table.add_row("sessions in agent_sessions mart", str(pipeline.get("agent_sessions", "?")))
         if pipeline.get("success_rate") is not None:
             table.add_row("success rate (mart)", f"{pipeline['success_rate']:.1%}")
+        if pipeline.get("orchestration_failure_rate") is not None:
+            table.add_row(
+                "failures: orchestration (target < 1%) / task",
+                f"{pipeline['orchestration_failure_rate']:.2%} / "
+                f"{pipeline['task_failure_rate']:.1%}",
+            )
         model = pipeline.get("model") or {}
         if model:
             table.add_row(

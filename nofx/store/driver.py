@@ -5,9 +5,14 @@ parameters at ~70 us a row, and ``json.dumps`` at ~40 us a payload: more than SQ
 own insert. For the few fixed statements of the hot path (events, the sessions
 projection, lease release) this module renders the SQL once per dialect and runs
 ``executemany`` with plain tuples, converting each column with the same bind processor
-SQLAlchemy would use, so what is stored is the same as through Core. On other
-dialects than SQLite the statement runs through Core (PostgreSQL's JSON and timestamp
-binding stay SQLAlchemy's).
+SQLAlchemy would use, so what is stored is the same as through Core.
+
+On PostgreSQL (ADR 0016, "The PostgreSQL commit group") Core's executemany becomes one
+multi-row ``INSERT ... VALUES`` whose text differs with every group size, so psycopg parses
+each anew and the server never reuses a plan. Here the statement text is fixed (the same
+casts Core renders), so psycopg prepares it after a few uses, and ``executemany`` sends
+every row in one pipeline: one round trip per statement and group. Other dialects run
+through Core.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Table, bindparam, insert, update
+from sqlalchemy import JSON, Connection, DateTime, Table, bindparam, insert, update
 
 _ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS
 
@@ -78,6 +83,9 @@ class DriverStatement:
     def execute(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
         if not rows:
             return
+        if conn.dialect.name == "postgresql":
+            self._execute_pg(conn, rows)
+            return
         if conn.dialect.name != "sqlite":
             names = self.columns if self.key is None else (*self.columns, f"b_{self.key}")
             conn.execute(
@@ -96,3 +104,110 @@ class DriverStatement:
                     found[i] = proc(found[i])
             params.append(tuple(found) if isinstance(found, list) else (found,))
         conn.exec_driver_sql(sql, params)
+
+    # -- PostgreSQL ---------------------------------------------------------------------
+    def _prepare_pg(self, conn: Connection) -> tuple[str, list[int]]:
+        found = self._prepared.get("postgresql")
+        if found is None:
+            dialect = conn.dialect
+            marks = [pg_placeholder(self.table, c, dialect) for c in self._order]
+            name = self.table.name
+            if self.key is None:
+                sql = f"INSERT INTO {name} ({', '.join(self.columns)}) VALUES ({', '.join(marks)})"
+            else:
+                sets = ", ".join(f"{c} = {m}" for c, m in zip(self.columns, marks, strict=False))
+                sql = f"UPDATE {name} SET {sets} WHERE {self.key} = {marks[-1]}"
+            json_at = [i for i, c in enumerate(self._order) if is_json(self.table, c)]
+            found = self._prepared["postgresql"] = (sql, json_at)  # type: ignore[assignment]
+        return found  # type: ignore[return-value]
+
+    def _execute_pg(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+        sql, json_at = self._prepare_pg(conn)
+        values = self._values
+        params: list[Any] = []
+        for row in rows:
+            found = values(row)
+            found = list(found) if isinstance(found, tuple) else [found]
+            for i in json_at:
+                found[i] = dumps(found[i])
+            params.append(tuple(found))
+        conn.exec_driver_sql(sql, params)
+
+
+def is_json(table: Table, column: str) -> bool:
+    """A JSON column whose None is stored as JSON ``null`` (Core's default), like any value."""
+    kind = table.c[column].type
+    if isinstance(kind, JSON) and kind.none_as_null:  # pragma: no cover - none in the schema
+        raise ValueError(f"{table.name}.{column}: none_as_null JSON is not supported here")
+    return isinstance(kind, JSON)
+
+
+def pg_placeholder(table: Table, column: str, dialect: Any, *, array: bool = False) -> str:
+    """``%s`` with the cast SQLAlchemy renders for the column on psycopg (``%s::VARCHAR``),
+    so the server types the value as Core would have it typed."""
+    impl = table.c[column].type.dialect_impl(dialect)
+    if array:  # binary: psycopg's text array format escapes each element with a regex
+        return f"%b::{table.c[column].type.compile(dialect)}[]"
+    if not getattr(impl, "render_bind_cast", False):
+        return "%s"
+    return f"%s::{table.c[column].type.compile(dialect)}"
+
+
+class PgInsertReturning:
+    """``INSERT INTO table (columns) SELECT ... FROM unnest(one array per column)
+    WITH ORDINALITY ORDER BY ordinality RETURNING key``: a group's rows in one fixed
+    statement (prepared by psycopg after a few groups) and one round trip.
+
+    ``ORDER BY`` the ordinality makes the server draw ``key`` from its sequence in the rows'
+    order (what SQLAlchemy's ``sort_by_parameter_order`` relies on for a SERIAL key), so the
+    keys sorted ascending are the rows' keys in order, however other sessions interleave."""
+
+    def __init__(self, table: Table, columns: Sequence[str], returning: str) -> None:
+        self.table = table
+        self.columns = tuple(columns)
+        self.returning = returning
+        self._json = [is_json(table, c) for c in self.columns]
+        self._times = {c for c in self.columns if isinstance(table.c[c].type, DateTime)}
+        self._sql: str | None = None
+
+    def sql(self, dialect: Any) -> str:
+        if self._sql is None:
+            arrays = []
+            for c, js in zip(self.columns, self._json, strict=True):
+                # JSON travels as text (as Core sends it) and is cast once on the server
+                arrays.append(
+                    "%b::text[]" if js else pg_placeholder(self.table, c, dialect, array=True)
+                )
+            names = ", ".join(self.columns)
+            picks = ", ".join(
+                f"u.{c}::JSON" if js else f"u.{c}"
+                for c, js in zip(self.columns, self._json, strict=True)
+            )
+            self._sql = (
+                f"INSERT INTO {self.table.name} ({names}) SELECT {picks} "
+                f"FROM unnest({', '.join(arrays)}) WITH ORDINALITY AS u({names}, ord) "
+                f"ORDER BY u.ord RETURNING {self.returning}"
+            )
+        return self._sql
+
+    def execute(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> list[int]:
+        """Insert ``rows``; their keys, in the rows' order."""
+        if not rows:
+            return []
+        arrays: list[list[Any]] = []
+        for c, js in zip(self.columns, self._json, strict=True):
+            column = [r[c] for r in rows]
+            if js:
+                column = [dumps(v) for v in column]
+            elif c in self._times and any(v.tzinfo is None for v in column):
+                # an array has one element type: naive times go as text, which the server
+                # reads in its session time zone, as it reads a naive timestamp bound by Core
+                column = [v.isoformat() for v in column]
+            arrays.append(column)
+        keys: list[Any] = list(
+            conn.exec_driver_sql(self.sql(conn.dialect), tuple(arrays)).scalars()
+        )
+        returned = sorted(int(k) for k in keys)
+        if len(returned) != len(rows):  # pragma: no cover - the server inserts every row or fails
+            raise RuntimeError(f"inserted {len(rows)} rows, {len(returned)} keys came back")
+        return returned

@@ -37,7 +37,7 @@ from sqlalchemy.exc import IntegrityError
 
 from nofx.domain import Event, NewEvent, utcnow
 from nofx.store import schema
-from nofx.store.driver import DriverStatement
+from nofx.store.driver import DriverStatement, PgInsertReturning
 
 if TYPE_CHECKING:
     from nofx.store.event_store import Transaction
@@ -422,19 +422,18 @@ def stored_event(position: int, row: dict[str, Any]) -> Event:
 _INSERT_RETURNING = schema.events.insert().returning(
     schema.events.c.position, sort_by_parameter_order=True
 )
-_INSERT = DriverStatement(
-    schema.events,
-    (
-        "stream_id",
-        "stream_type",
-        "seq",
-        "type",
-        "tenant_id",
-        "occurred_at",
-        "idempotency_key",
-        "payload",
-    ),
+EVENT_COLUMNS = (
+    "stream_id",
+    "stream_type",
+    "seq",
+    "type",
+    "tenant_id",
+    "occurred_at",
+    "idempotency_key",
+    "payload",
 )
+_INSERT = DriverStatement(schema.events, EVENT_COLUMNS)
+_INSERT_PG = PgInsertReturning(schema.events, EVENT_COLUMNS, "position")
 
 
 def _insert_events(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
@@ -443,9 +442,12 @@ def _insert_events(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
     SQLite cannot promise RETURNING order for a multi-row insert (SQLAlchemy then inserts
     row by row), but the writer holds the write lock (BEGIN IMMEDIATE) and ``position`` is
     the rowid, so one executemany numbers the rows consecutively after the last one.
-    PostgreSQL's sequence may interleave with other processes: it returns them in order."""
+    PostgreSQL's sequence may interleave with other processes: it returns them in order
+    (one fixed ``unnest`` statement there, ``nofx.store.driver.PgInsertReturning``)."""
     if not rows:
         return []
+    if conn.dialect.name == "postgresql":
+        return _INSERT_PG.execute(conn, rows)
     if conn.dialect.name != "sqlite":
         returned: list[Any] = list(conn.execute(_INSERT_RETURNING, rows).scalars())
         return [int(p) for p in returned]

@@ -66,6 +66,13 @@ FIXED_EDGES = {
 }
 
 
+# Request terms the anchored score reads as "how much harder than a typical request": bins
+# there turn sampling noise into a per-request shift (bins of +-0.4 log-odds moved a request
+# of typical difficulty by +0.7 on the tiered fleet, enough to buy a model 30x the price),
+# so they are straight lines in log-odds (fixed edges still apply: over the window is a rule).
+LINEAR = frozenset({"complexity", "log_input_tokens", "context_fill"})
+
+
 def bin_edges(values: np.ndarray, n_bins: int, fixed: tuple[float, ...] = ()) -> tuple[float, ...]:
     """Inner quantile edges of the training values (ties merged), plus any fixed edges."""
     quantiles = np.quantile(values, np.linspace(0, 1, n_bins + 1)[1:-1]) if len(values) else []
@@ -94,12 +101,28 @@ def _design(
     return np.hstack(columns)
 
 
+# A prompt over the agent's window is rejected before the agent runs: certain, so the model
+# states it (log-odds 30: p = 1 - 1e-13) rather than learning it.
+OVER_WINDOW_LOG_ODDS = 30.0
+
+
 def fit_compact(
     train: pd.DataFrame, *, n_bins: int = N_BINS, c: float = C, threshold: float | None = None
 ) -> CompactFailureModel:
-    """Fit the binned additive logistic model and export it as plain numbers."""
+    """Fit the binned additive logistic model and export it as plain numbers.
+
+    It learns from the calls the agent could run (prompt within its window); the rejections
+    are a rule, not a fit. Fitted on all rows, the rejections leaked into the prompt-size and
+    fill terms (long prompts fail more, because more of them are over *some* window), which
+    moved every agent's p(fail) for long prompts that fit (ADR 0014)."""
+    full = train
+    fits = train["context_fill"].to_numpy(dtype=float) <= 1.0
+    if fits.any() and (~fits).any():
+        train = train[fits]
     edges = {
-        f: bin_edges(train[f].to_numpy(dtype=float), n_bins, FIXED_EDGES.get(f, ()))
+        f: bin_edges(
+            train[f].to_numpy(dtype=float), 1 if f in LINEAR else n_bins, FIXED_EDGES.get(f, ())
+        )
         for f in NUMERIC
     }
     cats = {f: sorted(train[f].astype(str).unique().tolist()) for f in CATEGORICAL}
@@ -122,10 +145,22 @@ def fit_compact(
     for feature in CATEGORICAL:
         categories[feature] = {v: float(weights[at + i]) for i, v in enumerate(cats[feature])}
         at += len(cats[feature])
+    terms = [_over_window_is_certain(t) if t.feature == "context_fill" else t for t in terms]
     model = CompactFailureModel(intercept, tuple(terms), categories)
     if threshold is None:
-        threshold = youden_threshold(labels, compact_probabilities(model, train))
+        threshold = youden_threshold(
+            full[RUN_LABEL].to_numpy(dtype=int), compact_probabilities(model, full)
+        )
     return CompactFailureModel(model.intercept, model.terms, model.categories, threshold)
+
+
+def _over_window_is_certain(term: BinnedTerm) -> BinnedTerm:
+    """The bin above a full window (fill > 1) set to a certain failure, whatever the slope."""
+    at = term.edges.index(1.0) + 1
+    weights = list(term.weights)
+    for i in range(at, len(weights)):
+        weights[i] = OVER_WINDOW_LOG_ODDS
+    return BinnedTerm(term.feature, term.edges, tuple(weights), term.slope)
 
 
 def compact_probabilities(model: CompactFailureModel, frame: pd.DataFrame) -> np.ndarray:

@@ -24,6 +24,7 @@ from sklearn.preprocessing import OneHotEncoder, SplineTransformer, StandardScal
 
 from ml.errors import InsufficientDataError
 from ml.failure_model import evaluate, youden_threshold
+from nofx.routing.prediction import MARGIN_CAP, MARGIN_FLOOR
 
 RUN_CATEGORICAL = ("agent_id", "capability")
 RUN_NUMERIC = (
@@ -53,16 +54,40 @@ def add_history_features(runs: pl.DataFrame) -> pl.DataFrame:
     context_window_tokens (null when unknown), proficiency, latency_ms and failed.
     """
     ordered = runs.sort(["occurred_at", "run_id"]).with_row_index("_order")
-    by_agent = pl.col("failed").cast(pl.Float64)
-    history = ordered.with_columns(
-        # outcomes strictly before this run: shift by one inside each agent's sequence
-        by_agent.shift(1)
-        .rolling_sum(RECENT_RUNS, min_samples=1)
-        .over("agent_id")
-        .fill_null(0.0)
-        .alias("_recent_failures"),
-        pl.int_range(pl.len()).over("agent_id").alias("_prior_runs"),
-        by_agent.cum_sum().shift(1).over("agent_id").fill_null(0.0).alias("_prior_failures"),
+    # A prompt over the agent's window is rejected before the agent runs (a permanent error
+    # the request causes, known before the call): not the agent's outcome, so it is not in
+    # its history, as the router's LearnedStats skips permanent errors (ADR 0014).
+    counted = (
+        (pl.col("input_tokens") <= pl.col("context_window_tokens")).fill_null(True).cast(pl.Int64)
+    )
+    failed = pl.col("failed").cast(pl.Int64) * pl.col("_counted")
+    ordered = ordered.with_columns(counted.alias("_counted"))
+    ordered = ordered.with_columns(
+        # counted outcomes strictly before this run, per agent
+        pl.col("_counted").cum_sum().shift(1).over("agent_id").fill_null(0).alias("_prior_runs"),
+        failed.cum_sum().shift(1).over("agent_id").fill_null(0).alias("_prior_failures"),
+    )
+    # failures among an agent's first j counted outcomes, to subtract the ones older than the
+    # last RECENT_RUNS: recent = F(prior) - F(prior - RECENT_RUNS)
+    cumulative = (
+        ordered.filter(pl.col("_counted") == 1)
+        .select(
+            "agent_id",
+            pl.col("_counted").cum_sum().over("agent_id").alias("_upto"),
+            failed.cum_sum().over("agent_id").alias("_failures_upto"),
+        )
+        .with_columns(pl.col("_upto").cast(pl.Int64), pl.col("_failures_upto").cast(pl.Int64))
+    )
+    history = (
+        ordered.with_columns((pl.col("_prior_runs") - RECENT_RUNS).cast(pl.Int64).alias("_upto"))
+        .join(cumulative, on=["agent_id", "_upto"], how="left")
+        .with_columns(
+            (pl.col("_prior_failures") - pl.col("_failures_upto").fill_null(0))
+            .cast(pl.Float64)
+            .alias("_recent_failures"),
+            pl.col("_prior_failures").cast(pl.Float64),
+        )
+        .drop("_upto", "_failures_upto", "_counted")
     )
     successes = (
         history.filter(pl.col("failed") == 0)
@@ -96,7 +121,7 @@ def add_history_features(runs: pl.DataFrame) -> pl.DataFrame:
             (fill > 1.0).cast(pl.Float64).alias("over_context"),
             (pl.col("timeout_s") * 1000.0 / expected_ms)
             .log()
-            .clip(-5.0, 5.0)
+            .clip(MARGIN_FLOOR, MARGIN_CAP)
             .alias("log_timeout_margin"),
             # smoothed towards a small prior rate so an agent's first runs are not 0 or 1
             ((pl.col("_recent_failures") + 0.05) / (recent_n + 1.0)).alias("recent_failure_rate"),

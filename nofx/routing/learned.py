@@ -105,13 +105,14 @@ class LearnedStats:
 
     def _apply(self, outcome: Outcome) -> None:
         est = self.estimate(outcome.agent_id, outcome.capability, UNKNOWN_PRIOR)
-        # a permanent error says nothing about the agent's skill; the history (what the
-        # failure model reads) counts every failure, as its training data does
+        # a permanent error (a prompt over the window) is the request's doing, known before
+        # the call: neither the posterior nor the history the failure model reads counts it,
+        # as ml.run_failure.add_history_features leaves it out of training (ADR 0014)
         if outcome.error_class != "permanent":
             est.update(outcome.success, outcome.latency_ms, outcome.cost_usd)
-        self.histories.setdefault(outcome.agent_id, AgentHistory()).update(
-            not outcome.success, outcome.latency_ms
-        )
+            self.histories.setdefault(outcome.agent_id, AgentHistory()).update(
+                not outcome.success, outcome.latency_ms
+            )
         self.outcomes_seen += 1
         self.touched.add(outcome.agent_id)
 

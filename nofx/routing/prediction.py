@@ -42,6 +42,13 @@ NUMERIC = (
 )
 CATEGORICAL = ("capability",)
 FORMAT = "nofx.compact-logodds/1"
+# The timeout margin (log of timeout over expected latency) is capped where a timeout stops
+# being possible: at 2 the timeout is 7x the expected latency, 5.7 sigma of the latency
+# spread. Above that the margin only measures how fast the agent usually is, i.e. which agent
+# it is; uncapped, the model learnt agent identity through it (fast small models fail more)
+# and read "a harder prompt lowers the margin" as risk on every agent (ADR 0014).
+MARGIN_FLOOR = -5.0
+MARGIN_CAP = 2.0
 MAX_BINS = 64
 
 
@@ -104,7 +111,7 @@ def request_features(
         "log_input_tokens": math.log(max(1.0, float(input_tokens))),
         "proficiency": float(proficiency),
         "context_fill": fill,
-        "log_timeout_margin": min(5.0, max(-5.0, margin)),
+        "log_timeout_margin": min(MARGIN_CAP, max(MARGIN_FLOOR, margin)),
         "recent_failure_rate": history.recent_failure_rate,
         "prior_failure_rate": history.prior_failure_rate,
     }
@@ -284,7 +291,9 @@ class RequestScorer:
     def _fill_and_margin(self, context_window_tokens: int | None, p50: float) -> float:
         fill = self.input_tokens / context_window_tokens if context_window_tokens else 0.0
         margin = math.log(self.timeout_ms / (p50 * (1.0 + self.complexity)))
-        return self.fill.weight(fill) + self.margin.weight(min(5.0, max(-5.0, margin)))
+        return self.fill.weight(fill) + self.margin.weight(
+            min(MARGIN_CAP, max(MARGIN_FLOOR, margin))
+        )
 
     def log_odds(
         self, proficiency: int, context_window_tokens: int | None, history: AgentHistory | None
@@ -300,7 +309,7 @@ class RequestScorer:
             self.base
             + self.proficiency.weight(float(proficiency))
             + self.fill.weight(fill)
-            + self.margin.weight(min(5.0, max(-5.0, margin)))
+            + self.margin.weight(min(MARGIN_CAP, max(MARGIN_FLOOR, margin)))
             + self.recent.weight(recent)
             + self.prior.weight(prior)
         )

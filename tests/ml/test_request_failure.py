@@ -4,12 +4,14 @@ online, it beats its peers on held-out days, and the registry hands its champion
 from __future__ import annotations
 
 import dataclasses
-import random
+import math
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ml.fleet_runs import simulated_runs
 from ml.request_failure import (
@@ -18,40 +20,57 @@ from ml.request_failure import (
     train_request_model,
 )
 from ml.run_failure import add_history_features
+from nofx.routing.learned import LearnedStats
 from nofx.routing.prediction import (
     NUMERIC,
     AgentHistory,
     ChampionWatcher,
+    RequestScorer,
     mlflow_champion_loader,
     request_features,
 )
+from nofx.routing.selection import Outcome
 
 T0 = datetime(2026, 1, 5, tzinfo=UTC)
 
 
-def test_online_features_equal_the_training_features_at_every_instant() -> None:
+RUN = st.fixed_dictionaries(
+    {
+        "agent_id": st.sampled_from(["a", "b", "c"]),
+        "capability": st.sampled_from(["code.generate", "text.summarize"]),
+        "complexity": st.floats(0.0, 1.0),
+        "input_tokens": st.integers(1, 20_000),
+        "timeout_s": st.sampled_from([60.0, 1.5, 0.4]),
+        "context_window_tokens": st.sampled_from([8_192, None]),
+        "proficiency": st.integers(1, 5),
+        "latency_ms": st.floats(100.0, 3000.0),
+        "failed": st.booleans(),
+    }
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(RUN, min_size=1, max_size=120))
+def test_online_features_equal_the_training_features_at_every_instant(runs: list[dict]) -> None:
     """No train/serve skew and no leakage: for every run, the features the router computes
-    from the outcomes before it equal those ``add_history_features`` trains on."""
-    rng = random.Random(3)
+    from the outcomes before it (through ``LearnedStats``, as every worker learns) equal those
+    ``add_history_features`` trains on, with prompts over the window rejected (a permanent
+    error) and left out of the agent's history on both sides."""
     rows = []
-    for i in range(400):
+    for i, run in enumerate(runs):
+        window = run["context_window_tokens"]
+        rejected = window is not None and run["input_tokens"] > window
         rows.append(
             {
+                **run,
                 "run_id": f"r{i:04d}",
                 "occurred_at": T0 + timedelta(seconds=30 * i),
-                "agent_id": rng.choice(["a", "b", "c"]),
-                "capability": rng.choice(["code.generate", "text.summarize"]),
-                "complexity": rng.random(),
-                "input_tokens": rng.randint(1, 20_000),
-                "timeout_s": rng.choice([60.0, 1.5, 0.4]),
-                "context_window_tokens": rng.choice([8_192, None]),
-                "proficiency": rng.randint(1, 5),
-                "latency_ms": rng.uniform(100, 3000),
-                "failed": int(rng.random() < 0.3),
+                "failed": int(run["failed"] or rejected),
+                "latency_ms": 0.0 if rejected else run["latency_ms"],
             }
         )
     trained_on = add_history_features(pl.DataFrame(rows)).to_dicts()
-    histories: dict[str, AgentHistory] = {}
+    stats = LearnedStats()
     for row, expected in zip(rows, trained_on, strict=True):
         online = request_features(
             complexity=row["complexity"],
@@ -59,13 +78,46 @@ def test_online_features_equal_the_training_features_at_every_instant() -> None:
             proficiency=row["proficiency"],
             context_window_tokens=row["context_window_tokens"],
             timeout_s=row["timeout_s"],
-            history=histories.get(row["agent_id"]),
+            history=stats.history(row["agent_id"]),
         )
         for name in NUMERIC:
             assert online[name] == pytest.approx(expected[name], rel=1e-9, abs=1e-12), name
-        histories.setdefault(row["agent_id"], AgentHistory()).update(
-            bool(row["failed"]), row["latency_ms"]
+        window = row["context_window_tokens"]
+        rejected = window is not None and row["input_tokens"] > window
+        stats.record(
+            Outcome(
+                row["agent_id"],
+                row["capability"],
+                not row["failed"],
+                row["latency_ms"],
+                0.0,
+                error_class="permanent" if rejected else ("agent_fault" if row["failed"] else None),
+            )
         )
+
+
+def test_rejected_prompts_are_not_the_agents_history() -> None:
+    """An agent whose only failures are prompts over its window has a clean history: the
+    request caused them, and the router knows them before the call."""
+    rows = [
+        {
+            "run_id": f"r{i}",
+            "occurred_at": T0 + timedelta(seconds=i),
+            "agent_id": "a",
+            "capability": "code.generate",
+            "complexity": 0.4,
+            "input_tokens": 50_000 if i % 2 else 1_000,
+            "timeout_s": 60.0,
+            "context_window_tokens": 8_192,
+            "proficiency": 3,
+            "latency_ms": 500.0,
+            "failed": i % 2,
+        }
+        for i in range(41)
+    ]
+    last = add_history_features(pl.DataFrame(rows)).to_dicts()[-1]
+    assert last["recent_failure_rate"] == pytest.approx(0.05 / 21)
+    assert last["prior_failure_rate"] == pytest.approx(0.5 / 30)
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +141,65 @@ def test_beats_the_per_agent_rate_and_learns_the_context_window(trained) -> None
     assert fill.weight(1.5) - fill.weight(0.2) > 4.0
     p = compact_probabilities(trained.model, trained.holdout)
     assert np.all((p >= 0) & (p <= 1))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    complexity=st.floats(0.0, 1.0),
+    proficiency=st.integers(1, 5),
+    fill=st.floats(1.0001, 50.0),
+    margin=st.floats(-5.0, 2.0),
+    recent=st.floats(0.0, 1.0),
+    prior=st.floats(0.0, 1.0),
+)
+def test_a_prompt_over_the_window_is_stated_certain_not_learnt(
+    trained, complexity, proficiency, fill, margin, recent, prior
+) -> None:  # type: ignore[no-untyped-def]
+    """The agent rejects it before running: p(fail) ~ 1 whatever else the request says."""
+    values = {
+        "complexity": complexity,
+        "log_input_tokens": 9.0,
+        "proficiency": float(proficiency),
+        "context_fill": fill,
+        "log_timeout_margin": margin,
+        "recent_failure_rate": recent,
+        "prior_failure_rate": prior,
+    }
+    assert trained.model.probability(values, {"capability": "code.generate"}) > 1 - 1e-9
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    a=st.floats(0.0, 1.0),
+    b=st.floats(0.0, 1.0),
+    tokens_a=st.integers(1, 8_000),
+    tokens_b=st.integers(1, 8_000),
+)
+def test_the_requests_shift_is_a_straight_line_not_bin_noise(
+    trained, a, b, tokens_a, tokens_b
+) -> None:  # type: ignore[no-untyped-def]
+    """For one agent (generous timeout), how much harder a request is than another is linear
+    in complexity and in log prompt size: the midpoint request sits halfway between them, so a
+    request next to the typical one is never moved by which bin it fell in (ADR 0014)."""
+    model = trained.model
+    fast = AgentHistory()
+    fast.update(False, 100.0)
+
+    def shift(complexity: float, tokens: float) -> float:
+        scorer = RequestScorer(
+            model,
+            capability="code.generate",
+            complexity=complexity,
+            input_tokens=round(tokens),
+            timeout_s=600.0,
+        )
+        return scorer.log_odds(3, None, fast)
+
+    mid_tokens = math.exp((math.log(tokens_a) + math.log(tokens_b)) / 2)
+    halfway = (shift(a, tokens_a) + shift(b, tokens_b)) / 2
+    # the prompt size is rounded to whole tokens: allow its slope over half a token
+    slack = abs(next(t for t in model.terms if t.feature == "log_input_tokens").slope) * 0.5
+    assert shift((a + b) / 2, mid_tokens) == pytest.approx(halfway, abs=1e-9 + slack)
 
 
 def test_the_exported_numbers_round_trip(trained) -> None:  # type: ignore[no-untyped-def]

@@ -9,12 +9,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nofx.routing.prediction import (
+    MARGIN_CAP,
+    MARGIN_FLOOR,
     NUMERIC,
     AgentHistory,
     BinnedTerm,
     CompactFailureModel,
     RequestScorer,
     anchored_failure,
+    request_features,
 )
 
 levels = st.floats(1e-6, 1 - 1e-6)
@@ -117,3 +120,38 @@ def test_the_shift_is_the_difference_of_the_two_requests_log_odds(
         assert math.isclose(
             request.shift_from(typical, window, hist), expected, rel_tol=1e-9, abs_tol=1e-9
         )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    p50_a=st.floats(50.0, 3_000.0),
+    p50_b=st.floats(50.0, 3_000.0),
+    complexity=st.floats(0.0, 1.0),
+    timeout_s=st.floats(0.01, 3_600.0),
+)
+def test_a_generous_timeout_does_not_tell_agents_apart(
+    p50_a: float, p50_b: float, complexity: float, timeout_s: float
+) -> None:
+    """Beyond MARGIN_CAP a timeout cannot fire (7x the expected latency, 5.7 sigma), so the
+    margin feature is the same for a fast and a slow agent: the model cannot learn which agent
+    it is from how fast it usually is, and read a harder prompt as timeout risk (ADR 0014)."""
+    margins = []
+    for p50 in (p50_a, p50_b):
+        history = AgentHistory()
+        history.update(False, p50)
+        features = request_features(
+            complexity=complexity,
+            input_tokens=1800,
+            proficiency=3,
+            context_window_tokens=None,
+            timeout_s=timeout_s,
+            history=history,
+        )
+        margins.append(features["log_timeout_margin"])
+        assert MARGIN_FLOOR <= features["log_timeout_margin"] <= MARGIN_CAP
+    generous = [
+        math.log(timeout_s * 1000 / (p50 * (1 + complexity))) >= MARGIN_CAP
+        for p50 in (p50_a, p50_b)
+    ]
+    if all(generous):
+        assert margins[0] == margins[1] == MARGIN_CAP

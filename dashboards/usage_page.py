@@ -50,7 +50,7 @@ def usage_page(published: Callable[[str, str | None], pl.DataFrame | None], tabl
     cols[3].metric("Refused (4xx)", f"{refused / total:.1%}" if total else "n/a")
     chart = (
         alt.Chart(hourly_by_route(usage).to_pandas(), title="Requests per hour by endpoint")
-        .mark_area()
+        .mark_area(point=True)  # a point per hour: one hour of data is still visible
         .encode(
             x=alt.X("hour:T", title="hour (UTC)"),
             y=alt.Y("requests:Q", title="requests per hour", stack=True),

@@ -55,6 +55,24 @@ def exchange_messages(store: EventStore) -> None:
     bus.publish(Message(sender=agents[0], recipient=agents[1], body={"diff": "x" * 70_000}))
 
 
+def count_api_requests(store: EventStore) -> None:
+    """API traffic for the api_usage_hourly mart, counted as the API's middleware counts it:
+    two keys, three endpoints, some refused."""
+    from nofx.api.usage import UsageCounter, record_usage
+
+    counter = UsageCounter()
+    calls = [
+        ("k_dash", "GET", "/api/v1/analytics/agents", 200),
+        ("k_dash", "GET", "/api/v1/alerts", 200),
+        ("k_ci", "POST", "/api/v1/orchestration/sessions", 202),
+        ("k_ci", "POST", "/api/v1/orchestration/sessions", 429),
+    ]
+    for n in range(40):
+        key, method, route, status = calls[n % len(calls)]
+        counter.add("default", key, method, route, status, 5.0 + n)
+    record_usage(store, counter.drain())
+
+
 @pytest.fixture(scope="session")
 def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PipelineRun]:
     settings = isolated_settings(tmp_path_factory.mktemp("pipeline") / "nofx-home")
@@ -64,6 +82,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PipelineRun]:
     run_waves(store, registry, waves=4, per_wave=30)
     run_workflows(store, registry, 6)
     exchange_messages(store)
+    count_api_requests(store)
     store.dispose()
     out = settings.home / "summary.json"
     with pytest.MonkeyPatch.context() as env, contextlib.redirect_stdout(io.StringIO()) as said:

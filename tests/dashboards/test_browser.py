@@ -148,6 +148,22 @@ def operational_numbers(warehouse: Path) -> dict[str, str]:
         }
 
 
+def api_requests(warehouse: Path) -> int | None:
+    """Requests in the API usage mart; None when the mart is not published."""
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+        published = conn.execute(
+            "select count(*) from information_schema.tables "
+            "where table_schema = 'main' and table_name = 'api_usage_hourly'"
+        ).fetchall()[0][0]
+        if not published:
+            return None
+        return int(
+            conn.execute("select coalesce(sum(requests), 0) from main.api_usage_hourly").fetchall()[
+                0
+            ][0]
+        )
+
+
 def shown_metrics(page) -> dict[str, str]:
     labels = page.locator('[data-testid="stMetricLabel"]').all_inner_texts()
     values = page.locator('[data-testid="stMetricValue"]').all_inner_texts()
@@ -214,6 +230,20 @@ def test_every_page_loads_and_shows_the_warehouse_numbers(
             assert {label: shown[label] for label in labels} == {
                 label: expected[label] for label in labels
             }, name
+        # API usage: the requests the usage mart counted, or what to run when it has none
+        requests = api_requests(dashboard_warehouse.settings.warehouse_path)
+        page.goto(f"{dashboard}/usage")
+        if requests is None:
+            page.get_by_text("main.api_usage_hourly is not in the warehouse yet").wait_for(
+                timeout=45_000
+            )
+        elif requests == 0:
+            page.get_by_text("No API requests recorded yet").wait_for(timeout=45_000)
+        else:
+            page.wait_for_selector('[data-testid="stVegaLiteChart"]', timeout=45_000)
+            assert shown_metrics(page)["Requests"] == f"{requests:,}"
+        assert page.locator('[data-testid="stException"]').count() == 0, "usage raised"
+        page.screenshot(path=str(SHOTS / "usage.png"), full_page=True)
         page.goto(f"{dashboard}/cost")
         page.wait_for_selector('[data-testid="stMetricValue"]', timeout=45_000)
         page.wait_for_load_state("networkidle")

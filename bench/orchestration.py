@@ -645,6 +645,8 @@ def latency_section(loads: tuple[int, ...]) -> dict[str, Any]:
         "latency_inflation": latency,
         "latency_inflation_p95_at_max": latency[-1]["latency_inflation_p95"],
         "sessions_in_flight_max": latency[-1]["sessions_in_flight"],
+        # sessions claimed at once vs agent calls actually running at once (ADR 0015)
+        "peak_calls_in_flight_at_max": latency[-1]["peak_calls_in_flight"],
     }
 
 

@@ -21,9 +21,11 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import math
 import operator
+import os
 import random
 import resource
 import sqlite3
@@ -34,7 +36,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
-from bench.report import parse_args, percentile, show, write
+from bench.report import percentile, show, write
 from nofx.agents import AgentCall, AgentCallError, ProviderSet, SimulatedProvider
 from nofx.domain import AgentSpec, PatternName, SessionRequest, Task
 from nofx.registry import AgentRegistry
@@ -465,9 +467,14 @@ async def latency_inflation(n: int, durability: str = "full") -> dict[str, Any]:
         await asyncio.gather(*(submit(i) for i in range(n)))
         lags: list[float] = []
         probe = asyncio.ensure_future(loop_lag_probe(lags))
+        stats = store.writer.stats
+        writer_cpu, loop_cpu, cpu = stats.cpu_s, time.thread_time(), time.process_time()
+        load_before = os.getloadavg()[0]
         start = time.perf_counter()
         summary = await runtime.run_pending(batch=n)
         wall = time.perf_counter() - start
+        loop_cpu, cpu = time.thread_time() - loop_cpu, time.process_time() - cpu
+        writer_cpu = stats.cpu_s - writer_cpu
         probe.cancel()
         events = store.read_all(limit=10_000_000, stream_type="session")
         store.dispose()
@@ -493,6 +500,12 @@ async def latency_inflation(n: int, durability: str = "full") -> dict[str, Any]:
         "loop_lag_p50_ms": percentile(lags, 50),
         "loop_lag_p95_ms": percentile(lags, 95),
         "loop_lag_max_ms": max(lags, default=0.0),
+        # CPU seconds of the run (loop thread, writer thread, whole process) next to its wall
+        # time, and the host's 1-minute load: the bench host is shared (ADR 0015)
+        "loop_cpu_s": loop_cpu,
+        "writer_cpu_s": writer_cpu,
+        "process_cpu_s": cpu,
+        "host_load_1m": load_before,
         "peak_rss_mb": peak_rss_mb(),
     }
 
@@ -612,8 +625,41 @@ async def bus_throughput(messages: int, concurrency: int) -> dict[str, Any]:
     }
 
 
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a smaller run (about a minute)")
+    parser.add_argument("--json", type=Path, default=None, help="write results as JSON here")
+    parser.add_argument(
+        "--only",
+        choices=("latency",),
+        default=None,
+        help="run one section; with --json its fields replace those in the file",
+    )
+    parser.add_argument(
+        "--loads", type=int, nargs="+", default=None, help="sessions in flight to measure"
+    )
+    return parser.parse_args()
+
+
+def latency_section(loads: tuple[int, ...]) -> dict[str, Any]:
+    latency = [asyncio.run(latency_inflation(n)) for n in loads]
+    show("latency inflation, ~1 s simulated calls, durability full", latency)
+    return {
+        "latency_inflation": latency,
+        "latency_inflation_p95_at_max": latency[-1]["latency_inflation_p95"],
+        "sessions_in_flight_max": latency[-1]["sessions_in_flight"],
+        # sessions claimed at once vs agent calls actually running at once (ADR 0015)
+        "peak_calls_in_flight_at_max": latency[-1]["peak_calls_in_flight"],
+    }
+
+
 def main() -> None:
-    args = parse_args(__doc__.splitlines()[0])
+    args = parse_args()
+    default_loads = (100, 500, 1000) if args.quick else (100, 1000, 10_000)
+    loads = tuple(args.loads) if args.loads else default_loads
+    if args.only == "latency":
+        update_section(args.json, latency_section(loads), "latency_inflation_run")
+        return
     began = time.perf_counter()
     # one process on each side: nofx's event loop plus its writer thread, LangGraph's loop
     results: dict[str, Any] = {"durability_default": "full", "processes_per_side": 1}
@@ -658,12 +704,7 @@ def main() -> None:
             }
         ],
     )
-    loads = (100, 500, 1000) if args.quick else (100, 1000, 10_000)
-    latency = [asyncio.run(latency_inflation(n)) for n in loads]
-    show("latency inflation, ~1 s simulated calls, durability full", latency)
-    results["latency_inflation"] = latency
-    results["latency_inflation_p95_at_max"] = latency[-1]["latency_inflation_p95"]
-    results["sessions_in_flight_max"] = latency[-1]["sessions_in_flight"]
+    results.update(latency_section(loads))
     select = select_p95_ms(2_000 if args.quick else 10_000, 200 if args.quick else 1000)
     show("agent selection", [select])
     results.update(
@@ -680,6 +721,23 @@ def main() -> None:
     results["bus_publishers_at_once"] = bus["publishers_at_once"]
     results["bench_wall_s"] = time.perf_counter() - began
     write(args.json, "orchestration", args.quick, results)
+
+
+def update_section(path: Path | None, fields: dict[str, Any], note: str) -> None:
+    """Replace one section's fields in an existing results file, saying when it was re-run."""
+    if path is None:
+        return
+    import json
+    from datetime import UTC, datetime
+
+    results = json.loads(path.read_text()) if path.exists() else {"benchmark": "orchestration"}
+    results.update(fields)
+    results[note] = {
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "note": "only this section was re-run (--only latency); other fields are from the "
+        "earlier full run",
+    }
+    path.write_text(json.dumps(results, indent=2, default=str) + "\n")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ deployment's replicas change too.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -222,6 +223,12 @@ class PoolGate:
                 self._changed.notify_all()
 
 
+def _log_load_failure(done: asyncio.Future[None]) -> None:
+    exc = None if done.cancelled() else done.exception()
+    if exc is not None:
+        logging.getLogger(__name__).warning("reading the pools failed: %s", exc)
+
+
 class Autoscaler:
     """Holds this worker's gates and turns what they see into recorded scaling decisions."""
 
@@ -264,7 +271,11 @@ class Autoscaler:
                     self._loading = None
 
             self._loading = asyncio.ensure_future(load())
-        if self._loading is not None:
+            self._loading.add_done_callback(_log_load_failure)
+        # a refresh runs behind the pools already known: a call about to start waits for
+        # the first read only, not for every refresh (ten thousand waiters woken at once
+        # stall the loop, ADR 0015)
+        if self._loading is not None and (force or self._loaded_at == float("-inf")):
             await asyncio.shield(self._loading)
 
     def pool_for(self, agent: Agent) -> Pool | None:

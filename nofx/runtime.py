@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import random
@@ -23,7 +24,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, bindparam, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from nofx.admission import Admission
+from nofx.admission import Admission, relaxed_gc
 from nofx.agents import AgentCall, AgentCallError, ErrorClass, ProviderSet
 from nofx.domain import (
     Agent,
@@ -107,10 +108,19 @@ class RuntimeConfig:
     call_timeout_s: float = 60.0
     seed: int = 7
     autoscale_interval_s: float = 2.0
-    # sessions started per event-loop turn (nofx.admission), None: all at once. Off by
-    # default: on the loaded bench host its effect on latency was within the noise, and it
-    # lowers the calls in flight at 10,000 sessions (ADR 0015)
+    # sessions started per event-loop turn (nofx.admission): the first turn's cap; with
+    # ``turn_budget_s`` the cap then follows the loop so that starting sessions holds it
+    # about that long per turn. Both None: every claimed session starts in one turn, which
+    # at 10,000 sessions stalled the loop for seconds (ADR 0015)
     starts_per_turn: int | None = None
+    turn_budget_s: float | None = 0.02
+    # no session starts while the store's writer has more operations than this waiting:
+    # StepStarted would be stamped and then queue behind them (ADR 0015)
+    writer_backlog_limit: int = 256
+    # while sessions run, the young generation is collected every this many allocations
+    # instead of 700: with 10,000 sessions alive, full collections took most of the CPU
+    # (ADR 0015); None leaves the collector as it is
+    gc_young_threshold: int | None = 50_000
 
 
 @dataclass
@@ -1045,15 +1055,21 @@ class Runtime:
                 await asyncio.sleep(self.config.autoscale_interval_s)
                 await self.autoscale_once()
 
+        config = self.config
         admission = (
-            None if self.config.starts_per_turn is None else Admission(self.config.starts_per_turn)
+            None
+            if config.starts_per_turn is None and config.turn_budget_s is None
+            else Admission(
+                config.starts_per_turn or 64,
+                turn_budget_s=config.turn_budget_s,
+                backlog=self.store.writer.backlog,
+                max_backlog=config.writer_backlog_limit,
+            )
         )
 
         async def one(session_id: str, history: list[Event]) -> None:
             async with gate:
                 try:
-                    if admission is not None:
-                        await admission.enter()
                     session = await self.execute(session_id, history)
                 except ConcurrencyError as exc:
                     # Someone else wrote to the stream: a user cancelled it, or our lease ran
@@ -1077,19 +1093,36 @@ class Runtime:
 
         beat = asyncio.create_task(heartbeat())
         scaler = asyncio.create_task(autoscale())
+        relaxed = relaxed_gc(config.gc_young_threshold)
+        relaxed.__enter__()
+        running: set[asyncio.Future[None]] = set()
+        queued = 0  # claimed, waiting for admission: no task exists for them yet
+        changed = asyncio.Event()  # a session ended or started: O(1) per event, unlike wait()
+
+        def ended(task: asyncio.Future[None]) -> None:
+            running.discard(task)
+            changed.set()
+
+        def start(session_id: str, history: list[Event]) -> None:
+            nonlocal queued
+            queued -= 1
+            task = asyncio.ensure_future(one(session_id, history))
+            running.add(task)
+            task.add_done_callback(ended)
+
         try:
-            running: set[asyncio.Future[None]] = set()
             exhausted = False  # the last claim found fewer than asked: wait for the running
             while True:
                 stopping = should_stop is not None and should_stop()
-                room = self.config.concurrency - len(running)
+                busy = len(running) + queued
+                room = self.config.concurrency - busy
                 if limit is not None:
-                    room = min(room, limit - len(summary.sessions) - len(running))
+                    room = min(room, limit - len(summary.sessions) - busy)
                 # keep the slots full without a barrier between batches: claim again when a
                 # quarter of them are free (or nothing runs). Claim no more than can run at
                 # once: a claimed session waiting for a slot holds a lease for nothing. An
                 # interrupted session is left for the next pass, not retried in a hot loop.
-                refill = not running or room >= max(1, self.config.concurrency // 4)
+                refill = not busy or room >= max(1, self.config.concurrency // 4)
                 if not stopping and not exhausted and room > 0 and refill:
                     want = min(room, batch)
                     ids = await self.claim_async(
@@ -1100,15 +1133,21 @@ class Runtime:
                         active.update(ids)
                         # one read for the whole claim's histories, in a thread
                         histories = await self.store.read(self.store.read_streams, ids)
-                        running.update(
-                            asyncio.ensure_future(one(sid, histories.get(sid, []))) for sid in ids
-                        )
-                if not running:
+                        queued += len(ids)
+                        for sid in ids:
+                            history = histories.get(sid, [])
+                            if admission is None:
+                                start(sid, history)
+                            else:
+                                admission.admit(functools.partial(start, sid, history))
+                if not running and not queued:
                     break
-                _, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-                if not running:
+                changed.clear()
+                await changed.wait()
+                if not running and not queued:
                     exhausted = False  # everything ended: look once more before stopping
         finally:
+            relaxed.__exit__(None, None, None)
             if admission is not None:
                 admission.close()
             for task in (beat, scaler):

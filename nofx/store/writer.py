@@ -147,6 +147,7 @@ class GroupCommitWriter:
 
     def __post_init__(self) -> None:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._committing = 0
         self._conn: Connection | None = None
         self._thread = threading.Thread(target=self._run, name="nofx-writer", daemon=True)
         self._stopped = threading.Event()
@@ -156,6 +157,11 @@ class GroupCommitWriter:
     @property
     def thread(self) -> threading.Thread:
         return self._thread
+
+    def backlog(self) -> int:
+        """Operations queued or in the group being committed: a signal for callers to stop
+        adding work (the runtime's admission waits while it is high), not an exact count."""
+        return self._queue.qsize() + self._committing
 
     def submit(self, op: Operation) -> concurrent.futures.Future[Any]:
         """Queue ``op``; the future resolves after the commit that contains it."""
@@ -216,6 +222,7 @@ class GroupCommitWriter:
                     stop = True
                     break
                 group.append(item)
+            self._committing = len(group)
             self._commit(group)
         if self._conn is not None:
             with contextlib.suppress(Exception):
@@ -250,6 +257,7 @@ class GroupCommitWriter:
         self.stats.events += len(appended)
         self.stats.busy_s += time.perf_counter() - started
         self.stats.cpu_s += time.thread_time() - cpu
+        self._committing = 0  # before the waiters learn of it: they may look at the backlog
         self._settle(group)
         if appended and self.on_commit is not None:
             try:

@@ -19,8 +19,6 @@ def test_a_turn_admits_what_waits_up_to_the_cap_and_always_moves(
     if waiting <= 0:
         assert n == 0
     else:
-        assert 1 <= n <= waiting
-        assert n <= max(1, per_turn)
         assert n == min(waiting, max(1, per_turn))
 
 
@@ -97,13 +95,19 @@ def test_the_cap_halves_after_a_long_turn_grows_after_a_short_one_and_stays_in_b
     current: int, turn_s: float, budget_s: float, ceiling: int
 ) -> None:
     n = next_per_turn(current, turn_s, budget_s, ceiling)
-    assert 1 <= n <= max(1, ceiling)
-    if turn_s > budget_s:
-        assert n <= max(1, current)  # a turn that overran never raises the cap
-        if 2 <= current <= ceiling:
-            assert n == current // 2
-    elif 1 <= current < ceiling:
-        assert n > current  # short turns let more start
+    top = max(1, ceiling)
+    if turn_s > budget_s:  # overran: halved, never below one nor above the ceiling
+        assert n == min(top, max(1, current // 2))
+    else:  # on time: grown by a quarter, by at least one, up to the ceiling
+        assert n == min(top, max(1, current + max(1, current // 4)))
+
+
+def test_the_cap_on_typical_turns() -> None:
+    assert next_per_turn(64, turn_s=0.05, budget_s=0.02, ceiling=1_000) == 32
+    assert next_per_turn(64, turn_s=0.01, budget_s=0.02, ceiling=1_000) == 80
+    assert next_per_turn(1, turn_s=0.05, budget_s=0.02, ceiling=1_000) == 1
+    assert next_per_turn(3, turn_s=0.01, budget_s=0.02, ceiling=1_000) == 4
+    assert next_per_turn(900, turn_s=0.01, budget_s=0.02, ceiling=1_000) == 1_000
 
 
 @settings(max_examples=20, deadline=None)

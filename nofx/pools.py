@@ -186,13 +186,27 @@ class PoolService:
 
 class PoolGate:
     """This process's slots for one pool: at most ``capacity`` calls at once, the rest queue;
-    among queued callers, a higher ``priority`` goes first."""
+    among queued callers, a higher ``priority`` goes first.
+
+    It also keeps the highest load seen since the autoscaler last looked (``take_peaks``): a
+    burst that starts and drains between two autoscaling rounds still counts as demand."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.in_flight = 0
         self.waiting: list[int] = []
         self._changed = asyncio.Condition()
+        self._peak_in_flight = 0
+        self._peak_queued = 0
+
+    def take_peaks(self) -> tuple[int, int]:
+        """The most calls in flight and the longest queue since the last call, then reset."""
+        peaks = (
+            max(self._peak_in_flight, self.in_flight),
+            max(self._peak_queued, self.queued),
+        )
+        self._peak_in_flight, self._peak_queued = self.in_flight, self.queued
+        return peaks
 
     @property
     def queued(self) -> int:
@@ -207,6 +221,7 @@ class PoolGate:
     async def slot(self, priority: int = 0) -> AsyncIterator[None]:
         async with self._changed:
             self.waiting.append(priority)
+            self._peak_queued = max(self._peak_queued, len(self.waiting))
             try:
                 await self._changed.wait_for(
                     lambda: self.in_flight < self.capacity and priority >= max(self.waiting)
@@ -215,6 +230,7 @@ class PoolGate:
                 self.waiting.remove(priority)
                 self._changed.notify_all()  # the next in line may now be the highest
             self.in_flight += 1
+            self._peak_in_flight = max(self._peak_in_flight, self.in_flight)
         try:
             yield
         finally:
@@ -321,11 +337,12 @@ class Autoscaler:
             if pool is None or agent is None:
                 continue
             last = pool.last_scaled_at.timestamp() if pool.last_scaled_at else None
+            in_flight, queued = gate.take_peaks()
             signal = PoolSignal(
                 replicas=pool.replicas,
                 per_replica_concurrency=agent.max_concurrency,
-                in_flight=gate.in_flight,
-                queued=gate.queued,
+                in_flight=in_flight,
+                queued=queued,
                 now=now.timestamp(),
                 last_scaled_at=last,
                 p95_latency_ms=self.p95_latency_ms(agent_id),

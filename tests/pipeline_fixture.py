@@ -1,8 +1,13 @@
-"""One real pipeline run per test session, shared by the Dagster, dbt and dashboard tests:
-real sessions, dbt build on DuckDB, MLflow in tmp.
+"""Real pipeline runs shared by the tests, once per test session.
 
-It goes through the command line entry point (``python -m dagster_project.materialize``),
-so the runs land in the Dagster instance at DAGSTER_HOME as they do for ``nofx demo``.
+``pipeline``: real sessions, dbt build on DuckDB, MLflow in tmp, through the command line
+entry point (``python -m dagster_project.materialize``), so the runs land in the Dagster
+instance at DAGSTER_HOME as they do for ``nofx demo``. Shared by the Dagster, dbt and
+dashboard tests.
+
+``demo_home``: what ``make demo`` leaves behind (``nofx demo`` with its own defaults and
+fewer sessions): a simulated week, predictions made before their outcomes, the pipeline run
+twice. The demo's own test and the ``make up`` browser test read it.
 """
 
 from __future__ import annotations
@@ -71,6 +76,24 @@ def count_api_requests(store: EventStore) -> None:
         key, method, route, status = calls[n % len(calls)]
         counter.add("default", key, method, route, status, 5.0 + n)
     record_usage(store, counter.drain())
+
+
+@pytest.fixture(scope="session")
+def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """NOFX_HOME after ``nofx demo --sessions 120`` (a week of history, default time scale)."""
+    from typer.testing import CliRunner
+
+    from nofx.cli import app
+
+    home = tmp_path_factory.mktemp("demo") / "nofx-home"
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("NOFX_HOME", str(home))
+        for var in ("NOFX_DATABASE_URL", "NOFX_WAREHOUSE_PATH", "MLFLOW_TRACKING_URI"):
+            env.delenv(var, raising=False)
+        env.delenv("DAGSTER_HOME", raising=False)
+        result = CliRunner().invoke(app, ["demo", "--sessions", "120", "--days", "8"])
+    assert result.exit_code == 0, result.output
+    return home
 
 
 @pytest.fixture(scope="session")

@@ -125,6 +125,19 @@ async def test_a_gate_holds_calls_beyond_its_capacity_until_resized() -> None:
     assert (gate.in_flight, gate.queued) == (0, 0)
 
 
+async def test_a_burst_that_drained_between_rounds_still_counts_as_demand() -> None:
+    gate = PoolGate(capacity=2)
+
+    async def call() -> None:
+        async with gate.slot():
+            await asyncio.sleep(0.01)
+
+    await asyncio.gather(*(call() for _ in range(5)))
+    assert (gate.in_flight, gate.queued) == (0, 0)  # an instant sample sees nothing
+    assert gate.take_peaks() == (2, 3)  # the round after sees the burst: 2 ran, 3 waited
+    assert gate.take_peaks() == (0, 0)  # and only once
+
+
 async def test_a_burst_scales_the_pool_up_and_the_idle_pool_back_down(
     store: EventStore, registry
 ) -> None:
@@ -150,8 +163,11 @@ async def test_a_burst_scales_the_pool_up_and_the_idle_pool_back_down(
     # the pool's capacity was a real limit: never more calls at once than replicas x 2
     assert 2 < provider.peak <= EAGER.max_replicas * agent.max_concurrency
 
-    # idle now: the next rounds shed replicas, half at a time, down to the minimum
+    # the first round after the burst still sees its peak (held as demand, one round)
     later = utcnow() + timedelta(minutes=5)
+    await runtime.autoscale_once(later)
+    # idle now: the next rounds shed replicas, half at a time, down to the minimum
+    later += timedelta(minutes=5)
     while (decisions := await runtime.autoscale_once(later)) != []:
         assert decisions[0].direction == "down"
         later += timedelta(minutes=5)

@@ -28,7 +28,6 @@ import httpx
 import pytest
 from playwright.sync_api import Error as PlaywrightError
 
-from tests.dashboards.conftest import DashboardWarehouse
 from tests.dashboards.test_browser import CHROMIUM, CHROMIUM_ARGS, chromium_or_skip, shown_metrics
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -71,11 +70,11 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def up(dashboard_warehouse: DashboardWarehouse, tmp_path_factory) -> Iterator[Up]:
-    """`nofx up` on a copy of the demo's NOFX_HOME (the shared warehouse stays untouched)."""
+def up(demo_home: Path, tmp_path_factory) -> Iterator[Up]:
+    """`nofx up` on a copy of what `nofx demo` left (the shared home stays untouched)."""
     chromium_or_skip()
     home = tmp_path_factory.mktemp("up") / "nofx-home"
-    shutil.copytree(dashboard_warehouse.settings.home, home)
+    shutil.copytree(demo_home, home)
     with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as conn:
         before = conn.execute("select count(*) from main.agent_sessions").fetchall()[0][0]
     ports = {name: free_port() for name in HEALTH}
@@ -272,6 +271,7 @@ def test_dagster_shows_the_asset_graph_and_automation_on(up: Up, browser) -> Non
     assert status == {
         "new_events_sensor": "RUNNING",
         "requested_sessions_sensor": "STOPPED",  # the worker runs sessions
+        "forecasts_materialised_sensor": "RUNNING",  # alerts follow new forecasts
         "nightly_retrain": "RUNNING",
         "daily_rollup_schedule": "RUNNING",
     }

@@ -24,7 +24,7 @@ demo: $(STAMP)  ## register a simulated fleet, run sessions, materialize every a
 
 test: $(STAMP)  ## run the whole test suite with coverage (fails under 90%)
 	@bash scripts/ensure-chromium.sh
-	$(BIN)/python -m pytest --cov --cov-report=term-missing:skip-covered --cov-report=xml --durations=15
+	$(BIN)/python -m pytest --cov --cov-report=term-missing:skip-covered --cov-report=xml --durations=40
 
 test-fast: $(STAMP)  ## the suite without the browser and slow tests
 	$(BIN)/python -m pytest -m "not browser and not slow" -q

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import multiprocessing
 import os
 import time
@@ -26,6 +27,7 @@ from nofx.api.jobs import warm_up
 from nofx.api.limits import BudgetExceeded
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 PRELOAD = ["nofx.api.jobs"]
 
 
@@ -82,7 +84,10 @@ class AnalysisPool:
             self.start()
         assert self._ready is not None
         if self._ready.done() and self._ready.exception() is not None:
-            self._kill()  # the worker died starting: start another
+            # the worker died starting: say why (a worker that can never start would otherwise
+            # look like an overloaded host), then start another
+            log.warning("an analysis worker died starting: %r", self._ready.exception())
+            self._kill()
             self.start()
         await asyncio.wait_for(asyncio.shield(self._ready), timeout=max(0.0, timeout_s))
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +25,17 @@ from nofx.settings import Settings
 from nofx.store import EventStore
 from tests.conftest import fleet_specs
 from tests.dashboards.store_mart import build_agent_sessions_from_store
+
+
+@pytest.fixture(autouse=True)
+def keep_the_main_module() -> Iterator[None]:
+    """Streamlit's script runner (AppTest) installs the page script as ``__main__`` and leaves
+    it there. Worker processes started later in this pytest process (the API's analysis pool
+    uses a forkserver) re-run ``__main__`` on start-up, so that script would kill every one of
+    them: put pytest's own back after each test."""
+    main = sys.modules["__main__"]
+    yield
+    sys.modules["__main__"] = main
 
 
 @dataclass(frozen=True)

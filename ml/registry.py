@@ -321,7 +321,33 @@ def log_and_register(
             pip_requirements=pip_requirements(),
         )
         mlflow.set_tag("nofx.promotion", decision.reason)
-    version = str(info.registered_model_version)
+    return finish_registration(
+        client,
+        name,
+        str(info.registered_model_version),
+        run.info.run_id,
+        decision,
+        incumbent=incumbent,
+        description=description,
+        metrics=trained.metrics,
+        champion_metrics=champion_metrics,
+    )
+
+
+def finish_registration(
+    client: MlflowClient,
+    name: str,
+    version: str,
+    run_id: str,
+    decision: PromotionDecision,
+    *,
+    incumbent: Any | None,
+    description: str,
+    metrics: dict[str, float],
+    champion_metrics: dict[str, float] | None,
+    reason: str | None = None,
+) -> RegistrationResult:
+    """Move the aliases as decided, describe the version, and say what happened."""
     alias = apply_promotion(
         client,
         name,
@@ -333,11 +359,11 @@ def log_and_register(
     return RegistrationResult(
         name=name,
         version=version,
-        run_id=run.info.run_id,
+        run_id=run_id,
         alias=alias,
         promoted=decision.promote,
-        reason=decision.reason,
-        metrics=finite(trained.metrics),
+        reason=decision.reason if reason is None else reason,
+        metrics=finite(metrics),
         champion_metrics=None if champion_metrics is None else finite(champion_metrics),
         below_alert_line=decision.below_alert_line,
     )

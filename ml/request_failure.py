@@ -37,12 +37,11 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from ml.failure_model import PRIMARY_METRIC, evaluate, youden_threshold
 from ml.registry import (
     RegistrationResult,
-    apply_promotion,
     champion_version,
     configure,
     decide_promotion,
-    describe,
     ensure_experiment,
+    finish_registration,
     finite,
 )
 from ml.run_failure import RUN_LABEL, _auc, day_split
@@ -298,22 +297,15 @@ def register_request_model(
     with contextlib.suppress(MlflowException):  # already registered
         client.create_registered_model(name)
     version = str(client.create_model_version(name, source, run_id=run.info.run_id).version)
-    alias = apply_promotion(
+    return finish_registration(
         client,
         name,
         version,
+        run.info.run_id,
         decision,
-        previous_champion=None if incumbent is None else str(incumbent.version),
-    )
-    describe(client, name, version, DESCRIPTION, decision)
-    return RegistrationResult(
-        name=name,
-        version=version,
-        run_id=run.info.run_id,
-        alias=alias,
-        promoted=decision.promote,
-        below_alert_line=decision.below_alert_line,
+        incumbent=incumbent,
+        description=DESCRIPTION,
+        metrics=trained.metrics,
+        champion_metrics=champion_metrics,
         reason=reason,
-        metrics=finite(trained.metrics),
-        champion_metrics=None if champion_metrics is None else finite(champion_metrics),
     )

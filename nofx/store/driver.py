@@ -26,6 +26,7 @@ import orjson
 from sqlalchemy import JSON, Connection, DateTime, Table, bindparam, insert, update
 
 _ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS
+_NOTHING = object()
 
 
 def dumps(value: Any) -> str:
@@ -96,12 +97,20 @@ class DriverStatement:
         sql, processors = self._prepare(conn)
         values = self._values
         params: list[Any] = []
+        # rows of one group share objects (the group's timestamp in every row): a column whose
+        # value is the very object of the row before reuses its converted value, so a
+        # DateTime is formatted once per group, not once per row (~4 us a row)
+        seen: list[Any] = [_NOTHING] * len(processors)
+        made: list[Any] = [None] * len(processors)
         for row in rows:
             found = values(row)
             if processors:
                 found = list(found) if isinstance(found, tuple) else [found]
-                for i, proc in processors:
-                    found[i] = proc(found[i])
+                for k, (i, proc) in enumerate(processors):
+                    value = found[i]
+                    if value is not seen[k]:
+                        seen[k], made[k] = value, proc(value)
+                    found[i] = made[k]
             params.append(tuple(found) if isinstance(found, list) else (found,))
         conn.exec_driver_sql(sql, params)
 

@@ -610,11 +610,13 @@ async def bus_throughput(
                     )
                 )
 
-        groups = store.writer.stats.groups
-        start = time.perf_counter()
+        stats = store.writer.stats
+        groups, writer_cpu = stats.groups, stats.cpu_s
+        start, loop_cpu = time.perf_counter(), time.thread_time()
         await asyncio.gather(*(publisher() for _ in range(concurrency)))
         persist = messages / (time.perf_counter() - start)
-        groups = store.writer.stats.groups - groups
+        loop_cpu = time.thread_time() - loop_cpu
+        groups, writer_cpu = stats.groups - groups, stats.cpu_s - writer_cpu
         start = time.perf_counter()
         replayed = list(bus.replay("topic:session-bench", from_offset=0))
         replay = len(replayed) / (time.perf_counter() - start)
@@ -628,14 +630,18 @@ async def bus_throughput(
         "bus_persist_msgs_per_s": persist,
         "bus_replay_msgs_per_s": replay,
         "bus_commit_groups": groups,
+        # CPU time of the two threads per message: steadier than msgs/s on a loaded host
+        "bus_loop_cpu_us_per_msg": loop_cpu / messages * 1e6,
+        "bus_writer_cpu_us_per_msg": writer_cpu / messages * 1e6,
         "bus_channel_gap_free": in_order and every_message,
     }
 
 
-def bus_sqlite_ceiling(messages: int, batch: int, durability: str) -> float:
+def bus_sqlite_ceiling(messages: int, batch: int, durability: str) -> tuple[float, float]:
     """The peer: the bus's rows (a message row and its MessagePublished event) written by
     plain sqlite3 ``executemany``, ``batch`` messages per transaction, same schema and
-    pragmas, one thread, no event loop: what SQLite takes for the same work."""
+    pragmas, one thread, no event loop: what SQLite takes for the same work. Returns
+    (messages/s, CPU microseconds per message)."""
     import uuid
 
     import orjson
@@ -649,7 +655,7 @@ def bus_sqlite_ceiling(messages: int, batch: int, durability: str) -> float:
         conn.execute(f"PRAGMA synchronous={durability.upper()}")
         channel, stream = "topic:session-bench", "channel-default-topic:session-bench"
         seq = 0
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.thread_time()
         for first in range(0, messages, batch):
             now = utcnow().strftime("%Y-%m-%d %H:%M:%S.%f")
             rows, events = [], []
@@ -687,9 +693,9 @@ def bus_sqlite_ceiling(messages: int, batch: int, durability: str) -> float:
                 events,
             )
             conn.execute("COMMIT")
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, time.thread_time() - cpu
         conn.close()
-    return messages / elapsed
+    return messages / elapsed, cpu / messages * 1e6
 
 
 def bus_section(quick: bool, repeats: int = 3) -> dict[str, Any]:
@@ -701,7 +707,7 @@ def bus_section(quick: bool, repeats: int = 3) -> dict[str, Any]:
         for durability in ("full", "normal"):
             load = os.getloadavg()[0]
             bus = asyncio.run(bus_throughput(messages, concurrency, durability))
-            ceiling = bus_sqlite_ceiling(messages, concurrency, durability)
+            ceiling, ceiling_cpu = bus_sqlite_ceiling(messages, concurrency, durability)
             runs.append(
                 {
                     "durability": durability,
@@ -712,6 +718,9 @@ def bus_section(quick: bool, repeats: int = 3) -> dict[str, Any]:
                     "sqlite_peer_msgs_per_s": ceiling,
                     "fraction_of_peer": bus["bus_persist_msgs_per_s"] / ceiling,
                     "commit_groups": bus["bus_commit_groups"],
+                    "loop_cpu_us_msg": bus["bus_loop_cpu_us_per_msg"],
+                    "writer_cpu_us_msg": bus["bus_writer_cpu_us_per_msg"],
+                    "peer_cpu_us_msg": ceiling_cpu,
                     "replay_msgs_per_s": bus["bus_replay_msgs_per_s"],
                     "gap_free": bus["bus_channel_gap_free"],
                 }
@@ -734,6 +743,14 @@ def bus_section(quick: bool, repeats: int = 3) -> dict[str, Any]:
         },
         "bus_fraction_of_sqlite_peer": {
             d: median(d, "fraction_of_peer") for d in ("full", "normal")
+        },
+        "bus_cpu_us_per_msg": {
+            d: {
+                "loop": median(d, "loop_cpu_us_msg"),
+                "writer": median(d, "writer_cpu_us_msg"),
+                "sqlite_peer": median(d, "peer_cpu_us_msg"),
+            }
+            for d in ("full", "normal")
         },
         "bus_replay_msgs_per_s": median("full", "replay_msgs_per_s"),
         "bus_channel_gap_free": all(r["gap_free"] for r in runs),

@@ -16,7 +16,9 @@
   (StepCompleted - StepStarted) / the agent's own latency, p50 and p95.
 - The SQLite limit on this machine: events/s inserted in batches of 1000 per transaction.
 - select_p95_ms: ranking candidates among 10,000 registered agents.
-- bus_persist_msgs_per_s: concurrent publishers through the writer.
+- bus_persist_msgs_per_s: 256 publishers through the writer, each awaiting its own durable
+  publish, at ``full`` (``_normal`` beside it), each run next to a peer: the same rows through
+  plain sqlite3 executemany, 256 per transaction (``--only bus`` runs just this).
 """
 
 from __future__ import annotations
@@ -587,14 +589,16 @@ def select_p95_ms(n_agents: int, queries: int) -> dict[str, Any]:
     }
 
 
-async def bus_throughput(messages: int, concurrency: int) -> dict[str, Any]:
+async def bus_throughput(
+    messages: int, concurrency: int, durability: str = "full"
+) -> dict[str, Any]:
     """``concurrency`` publishers at once, each publishing its next message as soon as the
     last one is durable (awaited), all on one session topic; then a replay of the channel."""
     from nofx.bus import MessageBus
     from nofx.domain import Message
 
     with tempfile.TemporaryDirectory() as tmp:
-        store = EventStore(f"sqlite:///{Path(tmp) / 'e.db'}")
+        store = EventStore(f"sqlite:///{Path(tmp) / 'e.db'}", durability=durability)  # type: ignore[arg-type]
         bus = MessageBus(store)
         numbers = iter(range(messages))
 
@@ -606,9 +610,13 @@ async def bus_throughput(messages: int, concurrency: int) -> dict[str, Any]:
                     )
                 )
 
-        start = time.perf_counter()
+        stats = store.writer.stats
+        groups, writer_cpu = stats.groups, stats.cpu_s
+        start, loop_cpu = time.perf_counter(), time.thread_time()
         await asyncio.gather(*(publisher() for _ in range(concurrency)))
         persist = messages / (time.perf_counter() - start)
+        loop_cpu = time.thread_time() - loop_cpu
+        groups, writer_cpu = stats.groups - groups, stats.cpu_s - writer_cpu
         start = time.perf_counter()
         replayed = list(bus.replay("topic:session-bench", from_offset=0))
         replay = len(replayed) / (time.perf_counter() - start)
@@ -621,7 +629,133 @@ async def bus_throughput(messages: int, concurrency: int) -> dict[str, Any]:
         "durability": store.durability,
         "bus_persist_msgs_per_s": persist,
         "bus_replay_msgs_per_s": replay,
+        "bus_commit_groups": groups,
+        # CPU time of the two threads per message: steadier than msgs/s on a loaded host
+        "bus_loop_cpu_us_per_msg": loop_cpu / messages * 1e6,
+        "bus_writer_cpu_us_per_msg": writer_cpu / messages * 1e6,
         "bus_channel_gap_free": in_order and every_message,
+    }
+
+
+def bus_sqlite_ceiling(messages: int, batch: int, durability: str) -> tuple[float, float]:
+    """The peer: the bus's rows (a message row and its MessagePublished event) written by
+    plain sqlite3 ``executemany``, ``batch`` messages per transaction, same schema and
+    pragmas, one thread, no event loop: what SQLite takes for the same work. Returns
+    (messages/s, CPU microseconds per message)."""
+    import uuid
+
+    import orjson
+
+    from nofx.domain import utcnow
+
+    with tempfile.TemporaryDirectory() as tmp:
+        EventStore(f"sqlite:///{Path(tmp) / 'e.db'}", durability=durability).dispose()  # type: ignore[arg-type]
+        conn = sqlite3.connect(Path(tmp) / "e.db", isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={durability.upper()}")
+        channel, stream = "topic:session-bench", "channel-default-topic:session-bench"
+        seq = 0
+        start, cpu = time.perf_counter(), time.thread_time()
+        for first in range(0, messages, batch):
+            now = utcnow().strftime("%Y-%m-%d %H:%M:%S.%f")
+            rows, events = [], []
+            for i in range(first, min(messages, first + batch)):
+                seq += 1
+                message_id = f"msg_{uuid.uuid4().hex}"
+                body = orjson.dumps({"i": i}).decode()
+                rows.append(("default", message_id, channel, seq, "bench", "bench", body, now))
+                payload = {
+                    "messaging.message.id": message_id,
+                    "messaging.destination.name": channel,
+                    "channel_seq": seq,
+                    "session_id": "bench",
+                    "sender": "bench",
+                    "body_bytes": len(body),
+                    "stored_as_blob": False,
+                }
+                events.append((stream, seq, now, orjson.dumps(payload).decode()))
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(
+                "SELECT max(channel_seq) FROM agent_communications"
+                " WHERE tenant_id = 'default' AND channel = ?",
+                (channel,),
+            ).fetchone()
+            conn.executemany(
+                "INSERT INTO agent_communications (tenant_id, message_id, channel, channel_seq,"
+                " session_id, sender, body, body_ref, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?)",
+                rows,
+            )
+            conn.executemany(
+                "INSERT INTO events (stream_id, stream_type, seq, type, tenant_id, occurred_at,"
+                " idempotency_key, payload)"
+                " VALUES (?, 'bus', ?, 'MessagePublished', 'default', ?, NULL, ?)",
+                events,
+            )
+            conn.execute("COMMIT")
+        elapsed, cpu = time.perf_counter() - start, time.thread_time() - cpu
+        conn.close()
+    return messages / elapsed, cpu / messages * 1e6
+
+
+def bus_section(quick: bool, repeats: int = 3) -> dict[str, Any]:
+    """The bus at ``full`` and ``normal``, each run next to its peer (the same rows through
+    plain sqlite3 in batches of the publishers' count), alternating, with the host's load."""
+    messages, concurrency = (5_000 if quick else 20_000), 256
+    runs: list[dict[str, Any]] = []
+    for repeat in range(repeats):
+        for durability in ("full", "normal"):
+            load = os.getloadavg()[0]
+            bus = asyncio.run(bus_throughput(messages, concurrency, durability))
+            ceiling, ceiling_cpu = bus_sqlite_ceiling(messages, concurrency, durability)
+            runs.append(
+                {
+                    "durability": durability,
+                    "repeat": repeat,
+                    "messages": messages,
+                    "load_1m": load,
+                    "bus_msgs_per_s": bus["bus_persist_msgs_per_s"],
+                    "sqlite_peer_msgs_per_s": ceiling,
+                    "fraction_of_peer": bus["bus_persist_msgs_per_s"] / ceiling,
+                    "commit_groups": bus["bus_commit_groups"],
+                    "loop_cpu_us_msg": bus["bus_loop_cpu_us_per_msg"],
+                    "writer_cpu_us_msg": bus["bus_writer_cpu_us_per_msg"],
+                    "peer_cpu_us_msg": ceiling_cpu,
+                    "replay_msgs_per_s": bus["bus_replay_msgs_per_s"],
+                    "gap_free": bus["bus_channel_gap_free"],
+                }
+            )
+    show(
+        f"message bus: {concurrency} publishers awaiting each publish, one topic "
+        "(peer: the same rows through plain sqlite3 executemany)",
+        runs,
+    )
+
+    def median(durability: str, key: str) -> float:
+        return statistics.median(r[key] for r in runs if r["durability"] == durability)
+
+    return {
+        "bus_persist_msgs_per_s": median("full", "bus_msgs_per_s"),
+        "bus_durability": "full",
+        "bus_persist_msgs_per_s_normal": median("normal", "bus_msgs_per_s"),
+        "bus_sqlite_peer_msgs_per_s": {
+            d: median(d, "sqlite_peer_msgs_per_s") for d in ("full", "normal")
+        },
+        "bus_fraction_of_sqlite_peer": {
+            d: median(d, "fraction_of_peer") for d in ("full", "normal")
+        },
+        "bus_cpu_us_per_msg": {
+            d: {
+                "loop": median(d, "loop_cpu_us_msg"),
+                "writer": median(d, "writer_cpu_us_msg"),
+                "sqlite_peer": median(d, "peer_cpu_us_msg"),
+            }
+            for d in ("full", "normal")
+        },
+        "bus_replay_msgs_per_s": median("full", "replay_msgs_per_s"),
+        "bus_channel_gap_free": all(r["gap_free"] for r in runs),
+        "bus_publishers_at_once": concurrency,
+        "bus_runs": runs,
     }
 
 
@@ -631,7 +765,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--json", type=Path, default=None, help="write results as JSON here")
     parser.add_argument(
         "--only",
-        choices=("latency",),
+        choices=("latency", "bus"),
         default=None,
         help="run one section; with --json its fields replace those in the file",
     )
@@ -658,7 +792,10 @@ def main() -> None:
     default_loads = (100, 500, 1000) if args.quick else (100, 1000, 10_000)
     loads = tuple(args.loads) if args.loads else default_loads
     if args.only == "latency":
-        update_section(args.json, latency_section(loads), "latency_inflation_run")
+        update_section(args.json, latency_section(loads), "latency_inflation_run", "latency")
+        return
+    if args.only == "bus":
+        update_section(args.json, bus_section(args.quick), "bus_run", "bus")
         return
     began = time.perf_counter()
     # one process on each side: nofx's event loop plus its writer thread, LangGraph's loop
@@ -715,15 +852,12 @@ def main() -> None:
             "selector": select["selector"],
         }
     )
-    bus = asyncio.run(bus_throughput(2_000 if args.quick else 20_000, 256))
-    show("message bus", [bus])
-    results.update({k: v for k, v in bus.items() if k.startswith("bus_")})
-    results["bus_publishers_at_once"] = bus["publishers_at_once"]
+    results.update(bus_section(args.quick, repeats=2 if args.quick else 3))
     results["bench_wall_s"] = time.perf_counter() - began
     write(args.json, "orchestration", args.quick, results)
 
 
-def update_section(path: Path | None, fields: dict[str, Any], note: str) -> None:
+def update_section(path: Path | None, fields: dict[str, Any], note: str, section: str) -> None:
     """Replace one section's fields in an existing results file, saying when it was re-run."""
     if path is None:
         return
@@ -734,7 +868,7 @@ def update_section(path: Path | None, fields: dict[str, Any], note: str) -> None
     results.update(fields)
     results[note] = {
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "note": "only this section was re-run (--only latency); other fields are from the "
+        "note": f"only this section was re-run (--only {section}); other fields are from the "
         "earlier full run",
     }
     path.write_text(json.dumps(results, indent=2, default=str) + "\n")

@@ -14,8 +14,14 @@ from nofx.store.schema import blobs
 INLINE_LIMIT = 64 * 1024
 
 
+# one encoder for every call: ``json.dumps`` with options builds a new one each time, which
+# cost more than encoding a small message body
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
+
+
 def canonical(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()
+    """Compact JSON with sorted keys: what a blob's sha256 is taken of."""
+    return _CANONICAL.encode(value).encode()
 
 
 def put_if_large(conn: Connection, value: Any, limit: int = INLINE_LIMIT) -> tuple[Any, str | None]:

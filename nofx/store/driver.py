@@ -26,6 +26,7 @@ import orjson
 from sqlalchemy import JSON, Connection, DateTime, Table, bindparam, insert, update
 
 _ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS
+_NOTHING = object()
 
 
 def dumps(value: Any) -> str:
@@ -95,15 +96,23 @@ class DriverStatement:
             return
         sql, processors = self._prepare(conn)
         values = self._values
-        params: list[Any] = []
-        for row in rows:
-            found = values(row)
-            if processors:
-                found = list(found) if isinstance(found, tuple) else [found]
-                for i, proc in processors:
-                    found[i] = proc(found[i])
-            params.append(tuple(found) if isinstance(found, list) else (found,))
-        conn.exec_driver_sql(sql, params)
+        if len(self._order) == 1:
+            table: list[Any] = [[values(row) for row in rows]]
+        else:
+            table = list(zip(*map(values, rows), strict=True))  # one tuple per column
+        # column by column: rows of one group share objects (the group's timestamp in every
+        # row), so a value that is the very object of the row before reuses its converted
+        # value: a DateTime is formatted once per group, not once per row (~4 us a row)
+        for i, proc in processors:
+            converted: list[Any] = []
+            last: Any = _NOTHING
+            made: Any = None
+            for value in table[i]:
+                if value is not last:
+                    last, made = value, proc(value)
+                converted.append(made)
+            table[i] = converted
+        conn.exec_driver_sql(sql, list(zip(*table, strict=True)))
 
     # -- PostgreSQL ---------------------------------------------------------------------
     def _prepare_pg(self, conn: Connection) -> tuple[str, list[int]]:

@@ -465,18 +465,40 @@ def _insert_events(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
 
 
 def _stream_versions(conn: Connection, stream_ids: list[str]) -> dict[str, int]:
+    """Each stream's last seq (0 for a new stream).
+
+    One ``max(seq)`` per stream, correlated: ``max ... WHERE stream_id IN (...) GROUP BY``
+    read every row of each stream through the index (4 ms a group at 20,000 events on one
+    channel's stream, growing with it), while a lone ``max`` is one index probe."""
     found = dict.fromkeys(stream_ids, 0)
-    col = schema.events.c
+    dialect = conn.dialect.name
     for start in range(0, len(stream_ids), _KEY_CHUNK):
         chunk = stream_ids[start : start + _KEY_CHUNK]
-        query = (
-            select(col.stream_id, func.max(col.seq))
-            .where(col.stream_id.in_(chunk))
-            .group_by(col.stream_id)
-        )
-        for row in conn.execute(query):
+        if dialect == "sqlite":
+            ids = ", ".join("(?)" for _ in chunk)
+            rows = conn.exec_driver_sql(_LAST_SEQ_SQLITE.format(ids=ids), tuple(chunk))
+        elif dialect == "postgresql":
+            rows = conn.exec_driver_sql(_LAST_SEQ_PG, (chunk,))
+        else:
+            col = schema.events.c
+            rows = conn.execute(
+                select(col.stream_id, func.max(col.seq))
+                .where(col.stream_id.in_(chunk))
+                .group_by(col.stream_id)
+            )
+        for row in rows:
             found[str(row[0])] = int(row[1] or 0)
     return found
+
+
+_LAST_SEQ_SQLITE = (
+    "WITH ids(stream_id) AS (VALUES {ids}) SELECT ids.stream_id, "
+    "(SELECT max(seq) FROM events WHERE events.stream_id = ids.stream_id) FROM ids"
+)
+_LAST_SEQ_PG = (
+    "SELECT s, (SELECT max(seq) FROM events WHERE events.stream_id = s) "
+    "FROM unnest(%s::varchar[]) AS s"
+)
 
 
 def _resolve_waiters(items: list[_Item]) -> None:

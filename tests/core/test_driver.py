@@ -150,3 +150,41 @@ def test_session_update_through_the_driver_changes_only_its_columns(
         assert got["created_at"].replace(tzinfo=UTC) == now
     finally:
         store.dispose()
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(picks=st.lists(st.integers(min_value=0, max_value=3), min_size=1, max_size=12))
+def test_a_value_shared_by_consecutive_rows_is_converted_once_and_stored_per_row(
+    tmp_path: Path, picks: list[int]
+) -> None:
+    """The driver reuses a column's converted value when a row holds the very object of the
+    row before; rows holding other objects (or an equal copy) are converted themselves."""
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    times = [base, base + timedelta(seconds=1), base + timedelta(seconds=2), base]
+    payloads: list[dict] = [{"a": 1}, {"b": [2]}, {"a": 1}, {}]
+    store = EventStore(f"sqlite:///{tmp_path / f'{uuid.uuid4().hex}.db'}")
+    try:
+        rows = [
+            {
+                "stream_id": "s",
+                "stream_type": "t",
+                "seq": i + 1,
+                "type": "E",
+                "tenant_id": "default",
+                "occurred_at": times[p],
+                "idempotency_key": None,
+                "payload": payloads[p],
+            }
+            for i, p in enumerate(picks)
+        ]
+        with store.transaction() as tx:
+            DriverStatement(schema.events, EVENT_COLUMNS).execute(tx.conn, rows)
+        with store.engine.connect() as conn:
+            stored = conn.execute(select(schema.events).order_by(schema.events.c.seq)).all()
+        assert [(s.occurred_at.replace(tzinfo=UTC), s.payload) for s in stored] == [
+            (times[p], payloads[p]) for p in picks
+        ]
+    finally:
+        store.dispose()

@@ -32,10 +32,11 @@ test-fast: $(STAMP)  ## the suite without the browser and slow tests
 up: $(STAMP)  ## serve API :8000, Dagster :3000, Streamlit :8501, MLflow :5000
 	$(BIN)/nofx up
 
-lint: $(STAMP)  ## ruff and mypy
+lint: $(STAMP)  ## ruff, mypy and the import contracts (lint-imports, pyproject.toml)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 bench: $(STAMP)  ## every benchmark, full size, JSON under bench/results/
 	$(PIP) install -q -c constraints.txt -e '.[test,dev,bench]'

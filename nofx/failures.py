@@ -26,6 +26,16 @@ class FailureClass(StrEnum):
     TASK = "task"
 
 
+class ErrorClass(StrEnum):
+    """How a failed agent call is retried (``nofx.routing.retry``): a transient error on the
+    same agent after a back-off, an agent fault on another agent, a permanent one not at all.
+    Providers raise errors of each class (``nofx.agents.base``)."""
+
+    TRANSIENT = "transient"
+    AGENT_FAULT = "agent_fault"
+    PERMANENT = "permanent"
+
+
 # the agent answered, and the answer (or the request the tenant made) is the problem
 TASK_ERRORS = frozenset(
     {

@@ -233,7 +233,7 @@ class SessionService:
         """Refuse an unknown capability or an invalid workflow; a repeated idempotency key
         returns the session it created."""
         if request.workflow is not None:
-            from nofx.workflows import parse_workflow
+            from nofx.workflows.model import parse_workflow
 
             parse_workflow(
                 request.workflow, known_capabilities=self.registry.capabilities(request.tenant_id)

@@ -8,11 +8,11 @@ another agent, a permanent error fails fast.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any, Protocol
 
 from nofx.domain import Agent
 from nofx.errors import NofxError
+from nofx.failures import ErrorClass
 from nofx.security.policy import (
     ExecutableNotFoundError,
     InlineSecretError,
@@ -21,12 +21,6 @@ from nofx.security.policy import (
     PolicyFileError,
     policy_from_settings,
 )
-
-
-class ErrorClass(StrEnum):
-    TRANSIENT = "transient"
-    AGENT_FAULT = "agent_fault"
-    PERMANENT = "permanent"
 
 
 class AgentCallError(Exception):

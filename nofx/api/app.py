@@ -14,7 +14,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from nofx import __version__
-from nofx.api import examples, observability, offline_docs, pagination, problems, usage
+from nofx.api import observability, offline_docs, pagination, problems, spec_examples, usage
 from nofx.api.compute import AnalysisPool
 from nofx.api.deps import Services
 from nofx.api.limits import ApiLimits
@@ -183,7 +183,7 @@ def build_routes_now(app: FastAPI) -> None:
 
 
 def install_response_examples(app: FastAPI) -> None:
-    """Serve the spec with the recorded response examples (nofx/api/examples.py) attached.
+    """Serve the spec with the recorded response examples (nofx/api/spec_examples.py) attached.
 
     The spec is rendered to bytes once (at startup, in a thread) and served from them:
     FastAPI's own /openapi.json route builds and renders it on the event loop.
@@ -194,8 +194,8 @@ def install_response_examples(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         with lock:
             if app.openapi_schema is None:
-                app.openapi_schema = examples.attach_response_examples(
-                    build(), examples.load_examples()
+                app.openapi_schema = spec_examples.attach_response_examples(
+                    build(), spec_examples.load_examples()
                 )
         return app.openapi_schema
 

@@ -6,7 +6,7 @@ import hashlib
 from typing import Any
 
 from nofx.domain import Message
-from nofx.runtime import SessionExecution, StepFailed, StepResult
+from nofx.execution import Execution, StepFailed, StepResult
 
 
 def draw(*parts: object) -> float:
@@ -15,11 +15,11 @@ def draw(*parts: object) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def has_capability(execution: SessionExecution, capability: str) -> bool:
+def has_capability(execution: Execution, capability: str) -> bool:
     return bool(execution.runtime.candidates(execution.session.tenant_id, capability))
 
 
-def sibling_capability(execution: SessionExecution, capability: str, verb: str) -> str:
+def sibling_capability(execution: Execution, capability: str, verb: str) -> str:
     """``code.generate`` -> ``code.review`` when some agent offers it, else the capability itself."""
     domain = capability.split(".")[0]
     candidate = f"{domain}.{verb}"
@@ -27,7 +27,7 @@ def sibling_capability(execution: SessionExecution, capability: str, verb: str) 
 
 
 async def try_step(
-    execution: SessionExecution, *args: object, **kwargs: object
+    execution: Execution, *args: object, **kwargs: object
 ) -> StepResult | StepFailed:
     """Run a step; a step that runs out of options is returned, not raised, so the pattern decides."""
     try:
@@ -37,7 +37,7 @@ async def try_step(
 
 
 def say(
-    execution: SessionExecution,
+    execution: Execution,
     message_id: str,
     sender: str,
     body: dict[str, Any],

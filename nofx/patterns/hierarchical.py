@@ -15,9 +15,9 @@ import asyncio
 import json
 import re
 
+from nofx.execution import Execution, PatternResult, StepFailed, StepResult
 from nofx.patterns.common import has_capability, sibling_capability, try_step
 from nofx.patterns.pair import MAX_PARSE_CHARS, first_json_object
-from nofx.runtime import PatternResult, SessionExecution, StepFailed, StepResult
 
 MAX_SUBTASKS = 8
 LIST_ITEM = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s+(.+?)\s*$")
@@ -55,7 +55,7 @@ def plan_prompt(prompt: str, count: int) -> str:
 
 
 async def supervise(
-    execution: SessionExecution,
+    execution: Execution,
     prefix: str,
     prompt: str,
     capability: str,
@@ -127,7 +127,7 @@ async def supervise(
 
 
 async def hierarchy(
-    execution: SessionExecution, prefix: str, prompt: str, capability: str, complexity: float
+    execution: Execution, prefix: str, prompt: str, capability: str, complexity: float
 ) -> PatternResult:
     """Plan, delegate, aggregate, for any prompt; ``prefix`` names the steps (``hier`` for a
     session, ``wf/<step>`` inside a workflow)."""
@@ -165,6 +165,6 @@ async def hierarchy(
     )
 
 
-async def run_hierarchical(execution: SessionExecution) -> PatternResult:
+async def run_hierarchical(execution: Execution) -> PatternResult:
     task = execution.session.task
     return await hierarchy(execution, "hier", task.prompt, task.capability, task.complexity)

@@ -2,30 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from sqlalchemy import func, select
 
 from nofx.domain import PatternName
+from nofx.patterns.choice import BANDS, CHOOSABLE, PatternStats, complexity_band
 from nofx.store import EventStore
 from nofx.store.schema import sessions
-
-CHOOSABLE = (PatternName.SOLO, PatternName.PAIR, PatternName.HIERARCHICAL, PatternName.SWARM)
-BANDS = {"low": (0.0, 0.35), "medium": (0.35, 0.7), "high": (0.7, 1.01)}
-
-
-@dataclass(frozen=True)
-class PatternStats:
-    sessions: int
-    succeeded: int
-
-    @property
-    def success_rate(self) -> float:
-        return self.succeeded / self.sessions if self.sessions else 0.0
-
-
-def complexity_band(complexity: float) -> str:
-    return "low" if complexity < 0.35 else "medium" if complexity < 0.7 else "high"
 
 
 def pattern_history(

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nofx.agents.simulated import acceptance_probability
+from nofx.execution import Execution, PatternResult, StepFailed
 from nofx.patterns.common import say, sibling_capability
-from nofx.runtime import PatternResult, SessionExecution, StepFailed
 
 __all__ = ["MAX_ROUNDS", "Verdict", "acceptance_probability", "parse_verdict", "run_pair"]
 
@@ -100,7 +100,7 @@ def revision_prompt(task_prompt: str, work: str, verdict: Verdict, number: int) 
 
 
 async def pair_rounds(
-    execution: SessionExecution,
+    execution: Execution,
     prefix: str,
     prompt: str,
     capability: str,
@@ -177,6 +177,6 @@ async def pair_rounds(
     )
 
 
-async def run_pair(execution: SessionExecution) -> PatternResult:
+async def run_pair(execution: Execution) -> PatternResult:
     task = execution.session.task
     return await pair_rounds(execution, "pair", task.prompt, task.capability, task.complexity)

@@ -23,10 +23,10 @@ import json
 from collections import deque
 
 from nofx.bus import SharedContext
+from nofx.execution import Execution, PatternResult, StepFailed, StepResult
 from nofx.patterns.common import say, try_step
 from nofx.patterns.pair import first_json_object
 from nofx.routing.selection import SelectionRequest
-from nofx.runtime import PatternResult, SessionExecution, StepFailed, StepResult
 
 PEERS = 3
 STALL_TURNS = 2
@@ -53,9 +53,7 @@ def work_items(prompt: str, complexity: float) -> list[str]:
     return [f"{prompt} (part {i + 1} of {n})" for i in range(n)]
 
 
-def form_swarm(
-    execution: SessionExecution, prefix: str = "swarm", capability: str = ""
-) -> list[str]:
+def form_swarm(execution: Execution, prefix: str = "swarm", capability: str = "") -> list[str]:
     """The peers, chosen once and recorded, so a resumed session has the same swarm."""
     formed = next(
         (
@@ -84,13 +82,13 @@ def form_swarm(
     return peers
 
 
-async def run_swarm(execution: SessionExecution) -> PatternResult:
+async def run_swarm(execution: Execution) -> PatternResult:
     task = execution.session.task
     return await swarm(execution, "swarm", task.prompt, task.capability, task.complexity)
 
 
 async def swarm(
-    execution: SessionExecution, prefix: str, prompt: str, capability: str, complexity: float
+    execution: Execution, prefix: str, prompt: str, capability: str, complexity: float
 ) -> PatternResult:
     """The swarm over any prompt; ``prefix`` names its steps (``swarm`` for a session,
     ``wf/<step>`` inside a workflow)."""

@@ -6,8 +6,7 @@ import random
 from dataclasses import dataclass
 from enum import StrEnum
 
-from nofx.agents.base import ErrorClass
-from nofx.failures import FailureClass, classify_error
+from nofx.failures import ErrorClass, FailureClass, classify_error
 
 
 class RetryAction(StrEnum):

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from nofx.domain import AgentSpec, PatternName, SessionRequest, Task
+from nofx.patterns.workflow import executed_makespan_s, is_late
 from nofx.runtime import Runtime, RuntimeConfig
 from nofx.workflows import load_wfformat
-from nofx.workflows.executor import executed_makespan_s, is_late
 from nofx.workflows.model import WorkflowSpec
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "wfcommons"

@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI): ``nofx.api.app.create_app`` builds it."""

@@ -22,9 +22,12 @@ install: $(STAMP)  ## create .venv and install nofx with test and dev extras
 demo: $(STAMP)  ## register a simulated fleet, run sessions, materialize every asset, print a summary
 	$(BIN)/nofx demo
 
-test: $(STAMP)  ## run the whole test suite with coverage (fails under 90%)
+# two workers: the suite waits on servers and subprocesses as much as it computes
+TEST_WORKERS ?= 2
+
+test: $(STAMP)  ## run the whole test suite with coverage (fails under 90%), TEST_WORKERS=2 in parallel
 	@bash scripts/ensure-chromium.sh
-	$(BIN)/python -m pytest --cov --cov-report=term-missing:skip-covered --cov-report=xml --durations=40
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --cov --cov-report=term-missing:skip-covered --cov-report=xml --durations=40
 
 test-fast: $(STAMP)  ## the suite without the browser and slow tests
 	$(BIN)/python -m pytest -m "not browser and not slow" -q

@@ -126,3 +126,19 @@ def pg_url() -> Iterator[str]:
     with admin.connect() as conn:
         conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     admin.dispose()
+
+
+# With pytest-xdist (`make test` runs two workers), a session fixture is built once per worker
+# that needs it. The two expensive ones (a real pipeline run, a simulated demo week) each
+# pin the tests that use them to one worker, so each is built once; the rest is balanced.
+# fixture -> the run it needs (dashboard_warehouse asks for the pipeline at run time)
+SHARED_RUNS = {"pipeline": "pipeline", "dashboard_warehouse": "pipeline", "demo_home": "demo"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        used = getattr(item, "fixturenames", ())
+        for fixture, run in SHARED_RUNS.items():
+            if fixture in used:
+                item.add_marker(pytest.mark.xdist_group(run))
+                break

@@ -116,6 +116,18 @@ def test_up_serves_every_ui_on_loopback(nofx_home: Path, name: str) -> None:
     assert "127.0.0.1" in commands[name]
 
 
+def test_up_ports_and_api_url_come_from_settings(tmp_path: Path) -> None:
+    env = {"NOFX_HOME": str(tmp_path), "NOFX_API_PORT": "8080", "NOFX_MLFLOW_PORT": "5001"}
+    settings = Settings.from_env(env)
+    assert settings.ui_ports == {"api": 8080, "dagster": 3000, "streamlit": 8501, "mlflow": 5001}
+    assert settings.api_url == "http://127.0.0.1:8080"  # the dashboards follow the API's port
+    commands = ui_commands(settings)
+    assert commands["api"][commands["api"].index("--port") + 1] == "8080"
+    assert commands["mlflow"][commands["mlflow"].index("--port") + 1] == "5001"
+    named = Settings.from_env({**env, "NOFX_API_URL": "http://api.internal:9000"})
+    assert named.api_url == "http://api.internal:9000"
+
+
 def test_keys_create_list_revoke(nofx_home: Path) -> None:
     created = invoke("keys", "create", "--name", "ci", "--scope", "read", "--scope", "write")
     assert created.exit_code == 0, created.output

@@ -17,7 +17,7 @@ from nofx.domain import AgentSpec
 from nofx.errors import NofxError
 from nofx.registry import AgentRegistry
 
-agents_app = typer.Typer(help="Register, list, update and remove agents.", no_args_is_help=True)
+agents_app = typer.Typer(help="Register, list and remove agents.", no_args_is_help=True)
 
 
 def _load_specs(path: str) -> list[dict[str, Any]]:

@@ -30,8 +30,10 @@ def pools_set(
     ] = None,
     replicas: Annotated[int | None, typer.Option(help="start at this size")] = None,
 ) -> None:
-    """Give an agent a pool: calls are capped at replicas x max_concurrency, and runtimes scale
-    the pool between --min and --max on its queue (and p95 latency, if a target is set)."""
+    """Give an agent a pool of replicas that scales between --min and --max.
+
+    Calls are capped at replicas x max_concurrency; runtimes scale the pool on its queue
+    (and p95 latency, if a target is set)."""
     from nofx.pools import PoolService
     from nofx.routing.autoscale import PolicyError, ScalingPolicy
 

@@ -129,8 +129,7 @@ def up(
         bool, typer.Option(help="run a `nofx worker` so requested sessions run on their own")
     ] = True,
 ) -> None:
-    """Serve the API, Dagster UI, Streamlit dashboards and MLflow UI, and run a worker,
-    until Ctrl-C.
+    """Serve every UI (API, Dagster, Streamlit, MLflow) and run a worker, until Ctrl-C.
 
     Sessions requested over HTTP are run by the worker; Dagster's new-events sensor then
     refreshes the warehouse, models' accuracy and alerts, and the dashboards show them.

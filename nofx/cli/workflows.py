@@ -19,7 +19,8 @@ from nofx.registry import AgentRegistry
 from nofx.store import EventStore
 
 workflows_app = typer.Typer(
-    help="Workflows: validate and analyse DAGs of agent steps.", no_args_is_help=True
+    help="Workflows (DAGs of agent steps): validate, analyse, plan and run them.",
+    no_args_is_help=True,
 )
 
 
@@ -40,8 +41,9 @@ def _read_workflow(path: str) -> Any:
 def workflows_validate(
     path: Annotated[str, typer.Argument(help="workflow YAML/JSON, or a WfFormat trace .json")],
 ) -> None:
-    """Check a workflow: cycles, unknown dependencies, unbound inputs (errors name the step
-    and line). Exit code 0 when valid, 2 otherwise."""
+    """Check a workflow: cycles, unknown dependencies, unbound inputs.
+
+    Errors name the step and line. Exit code 0 when valid, 2 otherwise."""
     spec = _read_workflow(path)
     console.print(f"[green]valid[/]: {spec.name} ({len(spec.steps)} steps)")
 
@@ -56,9 +58,11 @@ def workflows_analyze(
     ] = 4,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
 ) -> None:
-    """Critical path, makespan lower bound max(critical path, work / K), parallelism per level,
-    and the planned makespan for K workers (exact with CP-SAT for DAGs up to 400 steps, list
-    scheduling beyond; measured runtimes for traces)."""
+    """Critical path, makespan bound and planned makespan of a workflow on K workers.
+
+    The lower bound is max(critical path, work / K); the plan is exact with CP-SAT for DAGs
+    up to 400 steps, list scheduling beyond. Also parallelism per level. Traces use their
+    measured runtimes."""
     from nofx.workflows import analyze
     from nofx.workflows.optimal import best_schedule
 
@@ -104,8 +108,10 @@ def workflows_plan(
     budget: Annotated[float | None, typer.Option(min=0.0, help="USD")] = None,
     deadline: Annotated[float | None, typer.Option(min=0.0, help="seconds")] = None,
 ) -> None:
-    """Generate a workflow for a goal with the registered agents' capabilities (builtin
-    planner; NOFX_PLANNER=llm for an OpenAI-compatible one). Prints YAML to save and run."""
+    """Generate a workflow for a goal from the registered agents' capabilities.
+
+    Prints YAML to save and run. Builtin planner; NOFX_PLANNER=llm for an OpenAI-compatible
+    one."""
     from nofx.workflows.planner import PlanRequest, planner_from_env
 
     _, store = open_store()

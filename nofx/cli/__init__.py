@@ -1,7 +1,9 @@
 """The ``nofx`` command line: demo, agents, sessions, runtime, database and UIs.
 
-One module per command group; this package assembles them into the root `app` (the ``nofx``
-console script), in the order `nofx --help` lists them.
+One module per command group (each group module owns its sub-app); this package assembles
+them into the root `app` (the ``nofx`` console script). Top-level commands are registered
+here, not by decorators in their modules: the registration order is the order `nofx --help`
+lists them, and import order (which the formatter sorts) must not decide it.
 """
 
 from __future__ import annotations

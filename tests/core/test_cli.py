@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,6 +27,20 @@ def test_help_explains_every_command(nofx_home: Path) -> None:
     for command in ("demo", "run", "worker", "up", "agents", "sessions", "db"):
         assert command in result.output
     assert "NOFX_HOME" in result.output
+
+
+def test_python_dash_m_runs_the_cli_as_nofx_up_starts_its_worker(nofx_home: Path) -> None:
+    repo = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-m", "nofx.cli", "where"],
+        env={**os.environ, "PYTHONPATH": str(repo)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert str(nofx_home) in done.stdout
 
 
 def test_register_list_remove_agents_from_yaml(nofx_home: Path, tmp_path: Path) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -17,6 +17,17 @@ def policy_file(env: dict[str, str], home: Path) -> Path | None:
     return default if default.is_file() else None
 
 
+DEFAULT_UI_PORTS = {"api": 8000, "dagster": 3000, "streamlit": 8501, "mlflow": 5000}
+
+
+def read_ui_ports(env: dict[str, str]) -> dict[str, int]:
+    """Ports for `nofx up`; NOFX_<NAME>_PORT overrides each (e.g. NOFX_API_PORT=8080)."""
+    return {
+        name: int(env.get(f"NOFX_{name.upper()}_PORT", port))
+        for name, port in DEFAULT_UI_PORTS.items()
+    }
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -25,6 +36,9 @@ class Settings:
     mlflow_tracking_uri: str
     dagster_home: Path
     policy_file: Path | None = None
+    # the servers `nofx up` starts, and where the dashboards find the API (NOFX_API_URL)
+    ui_ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_UI_PORTS), hash=False)
+    api_url: str = f"http://127.0.0.1:{DEFAULT_UI_PORTS['api']}"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -35,6 +49,7 @@ class Settings:
         warehouse = Path(env.get("NOFX_WAREHOUSE_PATH", str(home / "warehouse.duckdb")))
         mlflow_uri = env.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}"
         dagster_home = Path(env.get("DAGSTER_HOME", str(home / "dagster")))
+        ports = read_ui_ports(env)
         return cls(
             home=home,
             database_url=database_url,
@@ -42,6 +57,8 @@ class Settings:
             mlflow_tracking_uri=mlflow_uri,
             dagster_home=dagster_home.resolve(),
             policy_file=policy_file(env, home),
+            ui_ports=ports,
+            api_url=env.get("NOFX_API_URL") or f"http://127.0.0.1:{ports['api']}",
         )
 
     def ensure_dirs(self) -> None:

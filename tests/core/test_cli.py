@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,6 +27,20 @@ def test_help_explains_every_command(nofx_home: Path) -> None:
     for command in ("demo", "run", "worker", "up", "agents", "sessions", "db"):
         assert command in result.output
     assert "NOFX_HOME" in result.output
+
+
+def test_python_dash_m_runs_the_cli_as_nofx_up_starts_its_worker(nofx_home: Path) -> None:
+    repo = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-m", "nofx.cli", "where"],
+        env={**os.environ, "PYTHONPATH": str(repo)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert str(nofx_home) in done.stdout
 
 
 def test_register_list_remove_agents_from_yaml(nofx_home: Path, tmp_path: Path) -> None:
@@ -114,6 +131,18 @@ def test_worker_exits_after_idle_polls(nofx_home: Path) -> None:
 def test_up_serves_every_ui_on_loopback(nofx_home: Path, name: str) -> None:
     commands = ui_commands(Settings.from_env())
     assert "127.0.0.1" in commands[name]
+
+
+def test_up_ports_and_api_url_come_from_settings(tmp_path: Path) -> None:
+    env = {"NOFX_HOME": str(tmp_path), "NOFX_API_PORT": "8080", "NOFX_MLFLOW_PORT": "5001"}
+    settings = Settings.from_env(env)
+    assert settings.ui_ports == {"api": 8080, "dagster": 3000, "streamlit": 8501, "mlflow": 5001}
+    assert settings.api_url == "http://127.0.0.1:8080"  # the dashboards follow the API's port
+    commands = ui_commands(settings)
+    assert commands["api"][commands["api"].index("--port") + 1] == "8080"
+    assert commands["mlflow"][commands["mlflow"].index("--port") + 1] == "5001"
+    named = Settings.from_env({**env, "NOFX_API_URL": "http://api.internal:9000"})
+    assert named.api_url == "http://api.internal:9000"
 
 
 def test_keys_create_list_revoke(nofx_home: Path) -> None:

@@ -25,7 +25,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from nofx.domain import Agent
-from nofx.routing.prediction import MARGIN_CAP, MARGIN_FLOOR, BinnedTerm, RequestScorer
+from nofx.routing.prediction import (
+    MARGIN_CAP,
+    MARGIN_FLOOR,
+    BinnedTerm,
+    RequestScorer,
+    anchored_failure,
+)
 from nofx.routing.scoring import (
     MIN_SUCCESS,
     WEIGHTS,
@@ -76,9 +82,15 @@ def price_scale(input_tokens: int, any_per_call: bool) -> float:
     return min(m, 1.0) if any_per_call else m
 
 
-def _min_difference(term: BinnedTerm, request_x: float, typical_x: float) -> float:
-    """min over a shared unknown y of term(clip(request_x - y)) - term(clip(typical_x - y)):
-    the margin term's smallest possible push for any agent latency (y = log p50)."""
+def _min_difference(
+    term: BinnedTerm,
+    request_x: float,
+    typical_x: float,
+    y_lo: float = -math.inf,
+    y_hi: float = math.inf,
+) -> float:
+    """min over y in [y_lo, y_hi] of term(clip(request_x - y)) - term(clip(typical_x - y)):
+    the margin term's smallest push for any agent latency in the range (y = log p50)."""
     delta = request_x - typical_x
 
     def diff(y: float) -> float:
@@ -90,20 +102,25 @@ def _min_difference(term: BinnedTerm, request_x: float, typical_x: float) -> flo
     # piecewise linear in y with breaks where either argument crosses an edge or a clip
     breaks = {*term.edges, MARGIN_CAP, MARGIN_FLOOR}
     points = [typical_x - b for b in breaks] + [typical_x - b + delta for b in breaks]
-    best = math.inf
-    for y in points:
-        if math.isfinite(y):
-            for probe in (y - 1e-9 * (1 + abs(y)), y, y + 1e-9 * (1 + abs(y))):
-                best = min(best, diff(probe))
     big = 1e3 + abs(typical_x) + abs(request_x)
-    return min(best, diff(-big), diff(big))
+    lo, hi = max(y_lo, -big), min(y_hi, big)
+    best = min(diff(lo), diff(hi))
+    for y in points:
+        if lo <= y <= hi:
+            for probe in (y - 1e-9 * (1 + abs(y)), y, y + 1e-9 * (1 + abs(y))):
+                if lo <= probe <= hi:
+                    best = min(best, diff(probe))
+    return best
 
 
 def easiest_shift(
-    request: RequestScorer, typical: RequestScorer, windows: Iterable[int | None]
+    request: RequestScorer,
+    typical: RequestScorer,
+    windows: Iterable[int | None],
+    log_p50: tuple[float, float] = (-math.inf, math.inf),
 ) -> float:
     """A lower bound of ``request.shift_from(typical, window, history)`` over every agent
-    whose context window is in ``windows``, whatever its latency history."""
+    whose context window is in ``windows`` and whose log latency median is in ``log_p50``."""
     fill = min(
         request.fill.weight(request.input_tokens / w if w else 0.0)
         - typical.fill.weight(typical.input_tokens / w if w else 0.0)
@@ -111,9 +128,8 @@ def easiest_shift(
     )
     request_x = math.log(request.timeout_ms / (1.0 + request.complexity))
     typical_x = math.log(typical.timeout_ms / (1.0 + typical.complexity))
-    return (
-        request.base - typical.base + fill + _min_difference(request.margin, request_x, typical_x)
-    )
+    margin = _min_difference(request.margin, request_x, typical_x, *log_p50)
+    return request.base - typical.base + fill + margin
 
 
 def success_headroom(shift: float, objective: str) -> float:
@@ -123,6 +139,47 @@ def success_headroom(shift: float, objective: str) -> float:
         return 0.0
     w_s, w_c, w_l, _ = WEIGHTS[objective]
     return -shift * (w_s / 4.0 + (w_c + w_l) / math.log(2.0))
+
+
+def inverse_success_term(value: float, objective: str) -> float:
+    """The p in [0, 1] with ``success_term(p) == value`` (0 or 1 outside the range)."""
+    lo, hi = 0.0, 1.0
+    if value >= success_term(1.0, objective):
+        return 1.0
+    if value <= success_term(0.0, objective):
+        return 0.0
+    for _ in range(50):
+        mid = (lo + hi) / 2.0
+        if success_term(mid, objective) < value:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def moved_success(p: float, shift: float) -> float:
+    """Success p after the failure log-odds move by ``shift`` (as ``anchored_failure``)."""
+    return 1.0 - anchored_failure(1.0 - p, shift, 0.0)
+
+
+def mean_stop_key(value: float, shift: float, static_max: float, objective: str) -> float:
+    """Posterior-mean ranking under the failure model: the key below which no agent can reach
+    ``value`` (already net of the request's price offset), when every agent's failure log-odds
+    move by at least ``shift`` and no agent's static term exceeds ``static_max``.
+
+    An agent with mean m, key k = f(m) + static is worth at most min(f(phi(m)) + static_max,
+    k + g(m)), phi = the moved success, g(m) = f(phi(m)) - f(m). Agents with m below m_v
+    (f(phi(m_v)) + static_max = value) cannot reach the value; above it, g is decreasing when
+    m >= 1/2 (shift < 0 moves p up by less, and log p by less, the closer p is to 1)."""
+    if shift >= 0.0:
+        return value  # phi(m) <= m: the key itself bounds the value
+    p_v = inverse_success_term(value - static_max, objective)
+    m_v = moved_success(p_v, -shift)  # phi's inverse
+    if m_v >= 0.5:
+        return value - (
+            success_term(moved_success(m_v, shift), objective) - success_term(m_v, objective)
+        )
+    return value - success_headroom(shift, objective)
 
 
 @dataclass
@@ -136,20 +193,36 @@ class BoundIndex:
     by_id: dict[str, Agent] = field(default_factory=dict)
     windows: frozenset[int | None] = frozenset()
     any_per_call: bool = False
+    # never lowered (widened) as agents move: the largest static term, the log p50 range
+    static_max: float = -math.inf
+    log_p50: tuple[float, float] = (math.inf, -math.inf)
+    # minus the agent's place in id order: the heap's tie-break (smaller id ranks first)
+    tie: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, agents: list[Agent], key: Callable[[Agent], float]) -> BoundIndex:
-        keys = {a.agent_id: key(a) for a in agents}
-        return cls(
+    def build(cls, agents: list[Agent], key: Callable[[Agent], BoundKey]) -> BoundIndex:
+        index = cls(
             agents=agents,
-            order=sorted((-k, agent_id) for agent_id, k in keys.items()),
-            keys=keys,
             by_id={a.agent_id: a for a in agents},
             windows=frozenset(a.context_window_tokens for a in agents),
             any_per_call=any(a.pricing.per_call > 0 for a in agents),
         )
+        for a in agents:
+            found = key(a)
+            index.keys[a.agent_id] = found.key
+            index._widen(found)
+        index.order = sorted((-k, agent_id) for agent_id, k in index.keys.items())
+        index.tie = {agent_id: -i for i, agent_id in enumerate(sorted(index.keys))}
+        return index
 
-    def move(self, agent_id: str, key: float) -> None:
+    def _widen(self, found: BoundKey) -> None:
+        self.static_max = max(self.static_max, found.static)
+        lo, hi = self.log_p50
+        self.log_p50 = (min(lo, found.log_p50), max(hi, found.log_p50))
+
+    def move(self, agent_id: str, found: BoundKey) -> None:
+        self._widen(found)
+        key = found.key
         old = self.keys.get(agent_id)
         if old is None or old == key:
             return
@@ -159,46 +232,44 @@ class BoundIndex:
         self.keys[agent_id] = key
 
 
+@dataclass(frozen=True)
+class BoundKey:
+    key: float  # the index order (higher first)
+    static: float  # its price and latency part
+    log_p50: float  # the agent's log latency median, as the failure model reads it
+
+
 def bounded_top(
     index: BoundIndex,
-    offset: float,
+    stop_key: Callable[[float], float],
     k: int,
-    evaluate: Callable[[Agent], tuple[float, Estimate] | None],
+    evaluate: Callable[[Agent, float, float], tuple[float, Estimate] | None],
 ) -> list[tuple[Agent, Estimate]]:
     """The k candidates with the highest exact value (ties: smaller agent id first), visiting
-    the index best bound first (bound = key + ``offset``) and stopping once no candidate
-    left can enter. ``evaluate`` returns (value, estimate), or None when the agent does not
-    qualify."""
-    heap: list[tuple[float, _Reversed, Agent, Estimate]] = []  # the k best, worst on top
+    the index best key first and stopping at the first key below ``stop_key(v)``, v the k-th
+    best value so far (no candidate left can reach it). ``evaluate(agent, key, floor)``
+    returns (value, estimate), or None when the agent does not qualify or cannot beat
+    ``floor`` (the k-th value; -inf until there are k)."""
+    heap: list[tuple[float, int, Agent, Estimate]] = []  # the k best, worst on top
+    threshold, for_value, floor = -math.inf, math.nan, -math.inf
+    tie = index.tie
+    by_id = index.by_id
     for negkey, agent_id in index.order:
-        if len(heap) >= k and -negkey + offset < heap[0][0] - SLACK * (1.0 + abs(heap[0][0])):
-            break
-        agent = index.by_id[agent_id]
-        found = evaluate(agent)
+        if len(heap) >= k:
+            value = heap[0][0]
+            if value != for_value:
+                for_value = value
+                floor = value - SLACK * (1.0 + abs(value))
+                threshold = stop_key(floor)
+            if -negkey < threshold:
+                break
+        agent = by_id[agent_id]
+        found = evaluate(agent, -negkey, floor)
         if found is None:
             continue
-        value, estimate = found
-        item = (value, _Reversed(agent_id), agent, estimate)
+        item = (found[0], tie[agent_id], agent, found[1])
         if len(heap) < k:
             heapq.heappush(heap, item)
         elif item[:2] > heap[0][:2]:
             heapq.heapreplace(heap, item)
     return [(agent, e) for _, _, agent, e in heap]
-
-
-class _Reversed:
-    """Orders agent ids backwards, so the heap's smallest is the one the ranking puts last."""
-
-    __slots__ = ("agent_id",)
-
-    def __init__(self, agent_id: str) -> None:
-        self.agent_id = agent_id
-
-    def __lt__(self, other: _Reversed) -> bool:
-        return self.agent_id > other.agent_id
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Reversed) and self.agent_id == other.agent_id
-
-    def __hash__(self) -> int:
-        return hash(self.agent_id)

@@ -29,17 +29,20 @@ from nofx.domain import Agent
 from nofx.routing.bounded import (
     TYPICAL_TOKENS,
     BoundIndex,
+    BoundKey,
     bounded_top,
     easiest_shift,
+    mean_stop_key,
+    moved_success,
     order_value,
     price_scale,
     static_term,
-    success_headroom,
     success_term,
 )
 from nofx.routing.breaker import BreakerBoard, BreakerPolicy, Transition
 from nofx.routing.estimates import AgentEstimate, prior_success
 from nofx.routing.learned import LearnedStats
+from nofx.routing.prediction import DEFAULT_LATENCY_MS as MODEL_DEFAULT_LATENCY_MS
 from nofx.routing.prediction import (
     DEFAULT_TIMEOUT_S,
     CompactFailureModel,
@@ -128,12 +131,17 @@ class SmartRouter:
         return model.probability(features, {"capability": request.capability}), features
 
     def _estimate(
-        self, agent: Agent, request: SelectionRequest, scorer: RequestScorer | None
+        self,
+        agent: Agent,
+        request: SelectionRequest,
+        scorer: RequestScorer | None,
+        level: float | None = None,
     ) -> Estimate:
         est = self.estimate_for(agent, request.capability)
         declared = float(agent.provider.config.get("latency_median_ms", DEFAULT_LATENCY_MS))
         latency = est.latency_mean() or declared
-        level = self._level(agent, est)
+        if level is None:
+            level = self._level(agent, est)
         if scorer is not None:
             typical = self._typical_scorer(scorer.model, request.capability)
             shift = scorer.shift_from(
@@ -170,35 +178,46 @@ class SmartRouter:
             and self.breakers.allows(agent.agent_id, now)
         )
 
-    def _bound_key(self, agent: Agent, capability: str, objective: str) -> float:
+    def _bound_key(self, agent: Agent, capability: str, objective: str) -> BoundKey:
         """The request-independent part of the agent's score bound (higher is better): its
         price on a typical prompt and latency, plus its posterior mean unless the level is
-        sampled (Thompson sampling can draw anything up to 1, which the offset adds)."""
+        sampled (Thompson sampling can draw anything up to 1, which the stop rule adds)."""
         est = self.estimate_for(agent, capability)
         declared = float(agent.provider.config.get("latency_median_ms", DEFAULT_LATENCY_MS))
         static = static_term(
             estimated_cost(agent, TYPICAL_TOKENS), est.latency_mean() or declared, objective
         )
-        return static if self.explore else success_term(est.mean, objective) + static
+        history = self.stats.history(agent.agent_id)
+        p50 = (history.latency_p50_ms if history else None) or MODEL_DEFAULT_LATENCY_MS
+        key = static if self.explore else success_term(est.mean, objective) + static
+        return BoundKey(key, static, math.log(p50))
 
-    def _bound_offset(
-        self, request: SelectionRequest, index: BoundIndex, scorer: RequestScorer | None
-    ) -> float:
-        """What this request adds to every key to bound the agent's order value: the price of
-        its prompt against the typical one, and how far the level can move (a sample: up to
-        1; the failure model: the easiest shift it gives this request to any agent)."""
+    @staticmethod
+    def _price_offset(request: SelectionRequest, index: BoundIndex) -> float:
+        """How much more the request's prompt can make an agent's value than the typical
+        prompt its key was priced with (+inf: no bound)."""
         m = price_scale(request.input_tokens, index.any_per_call)
-        if m <= 0.0:
-            return math.inf  # a free prompt: no price bound, visit everyone
-        offset = -WEIGHTS[request.optimize][1] * math.log2(m)
+        return -WEIGHTS[request.optimize][1] * math.log2(m) if m > 0.0 else math.inf
+
+    def _stop_rule(
+        self, request: SelectionRequest, index: BoundIndex, scorer: RequestScorer | None
+    ) -> Callable[[float], float]:
+        """value -> the key below which no candidate can reach the value, for this request:
+        its prompt's price against the typical one, and how far the level can move (a
+        sample: up to 1; the failure model: the easiest shift it gives this request)."""
+        objective = request.optimize
+        price = self._price_offset(request, index)
+        if price == math.inf:
+            return lambda value: -math.inf  # a free prompt: no price bound, visit everyone
         if self.explore:
-            return offset + success_term(1.0, request.optimize)
-        if scorer is not None:
-            typical = self._typical_scorer(scorer.model, request.capability)
-            # a hair below the computed bound: it is found by probing the model's bin edges
-            shift = easiest_shift(scorer, typical, index.windows) - 1e-6
-            offset += success_headroom(shift, request.optimize)
-        return offset
+            top = price + success_term(1.0, objective)
+            return lambda value: value - top
+        if scorer is None:
+            return lambda value: value - price
+        typical = self._typical_scorer(scorer.model, request.capability)
+        # a hair below the computed bound: it is found by probing the model's bin edges
+        shift = easiest_shift(scorer, typical, index.windows, index.log_p50) - 1e-6
+        return lambda value: mean_stop_key(value - price, shift, index.static_max, objective)
 
     def _typical_scorer(self, model: CompactFailureModel, capability: str) -> RequestScorer:
         """The model's view of a typical request for ``capability`` (the anchor of
@@ -274,12 +293,31 @@ class SmartRouter:
         else:
             index = self._index(request, candidates)
 
-            def evaluate(agent: Agent) -> tuple[float, Estimate] | None:
-                e = qualified_estimate(agent)
-                return None if e is None else (order_value(e, request.optimize), e)
+            objective = request.optimize
+            # a drawn level caps the agent's value before its estimate is built: agents whose
+            # draw cannot beat the k-th value are dropped after the draw (the same draws, so
+            # the same choice, as building every estimate)
+            price_offset, shift = self._price_offset(request, index), 0.0
+            if scorer is not None and self.explore:
+                typical = self._typical_scorer(scorer.model, request.capability)
+                shift = easiest_shift(scorer, typical, index.windows, index.log_p50) - 1e-6
+
+            def evaluate(agent: Agent, key: float, floor: float) -> tuple[float, Estimate] | None:
+                if not self._qualifies(agent, request, now):
+                    return None
+                level = None
+                if self.explore:
+                    level = self._level(agent, self.estimate_for(agent, request.capability))
+                    reach = moved_success(level, shift) if scorer is not None else level
+                    if success_term(reach, objective) + key + price_offset < floor:
+                        return None
+                e = self._estimate(agent, request, scorer, level)
+                if within_limits(e, request.budget_usd, request.deadline_s) is not None:
+                    return None
+                return order_value(e, objective), e
 
             qualified = bounded_top(
-                index, self._bound_offset(request, index, scorer), self.shortlist, evaluate
+                index, self._stop_rule(request, index, scorer), self.shortlist, evaluate
             )
         if not qualified:
             return []

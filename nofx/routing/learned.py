@@ -86,6 +86,10 @@ class LearnedStats:
         self._fetching: Future[list[Event]] | None = None
         # agents whose statistics changed since a router last looked (to re-rank incrementally)
         self.touched: set[str] = set()
+        # the declared-proficiency prior of each (agent, capability) a router has seen as a
+        # candidate, so a first outcome starts from the same prior whether or not a ranking
+        # happened to look at the agent before (UNKNOWN_PRIOR for agents never seen)
+        self.priors: dict[tuple[str, str], float] = {}
 
     def estimate(self, agent_id: str, capability: str, prior: float) -> AgentEstimate:
         key = (agent_id, capability)
@@ -104,7 +108,10 @@ class LearnedStats:
         self._apply(outcome)
 
     def _apply(self, outcome: Outcome) -> None:
-        est = self.estimate(outcome.agent_id, outcome.capability, UNKNOWN_PRIOR)
+        key = (outcome.agent_id, outcome.capability)
+        est = self.estimate(
+            outcome.agent_id, outcome.capability, self.priors.get(key, UNKNOWN_PRIOR)
+        )
         # a permanent error (a prompt over the window) is the request's doing, known before
         # the call: neither the posterior nor the history the failure model reads counts it,
         # as ml.run_failure.add_history_features leaves it out of training (ADR 0014)

@@ -10,25 +10,39 @@ times the expected attempts (1 / p), and latency including retries. The statisti
 the API when it is given the store.
 
 Large fleets: when a capability has many agents the router does not score all of them on
-each call; it keeps them ordered by the request-independent part of the score (posterior
-mean, price of a typical prompt, latency), moving only the agents whose statistics changed,
-and scores the first ``shortlist`` that qualify with the request's own prediction.
-Reasons (words for people) are spelled out for the first ``EXPLAINED`` only.
+each call. It keeps them ordered by an upper bound of their score that does not depend on the
+request (posterior mean, price of a typical prompt, latency; ``nofx.routing.bounded``), moving
+only the agents whose statistics changed, and scores them best bound first until no agent
+left can enter the first ``shortlist``: the same first ``shortlist`` the full scan ranks
+(ADR 0020). Reasons (words for people) are spelled out for the first ``EXPLAINED`` only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
-from bisect import bisect_left, insort
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from nofx.domain import Agent
+from nofx.routing.bounded import (
+    TYPICAL_TOKENS,
+    BoundIndex,
+    BoundKey,
+    bounded_top,
+    easiest_shift,
+    mean_stop_key,
+    moved_success,
+    order_value,
+    price_scale,
+    static_term,
+    success_term,
+)
 from nofx.routing.breaker import BreakerBoard, BreakerPolicy, Transition
 from nofx.routing.estimates import AgentEstimate, prior_success
 from nofx.routing.learned import LearnedStats
+from nofx.routing.prediction import DEFAULT_LATENCY_MS as MODEL_DEFAULT_LATENCY_MS
 from nofx.routing.prediction import (
     DEFAULT_TIMEOUT_S,
     CompactFailureModel,
@@ -38,6 +52,7 @@ from nofx.routing.prediction import (
 )
 from nofx.routing.scoring import (
     MIN_SUCCESS,
+    WEIGHTS,
     Estimate,
     cost_of_success,
     latency_of_success,
@@ -55,27 +70,6 @@ EXPLAINED = 3
 SHORTLIST = 24
 
 Predictor = Callable[[], CompactFailureModel | None]
-
-
-@dataclass
-class _Index:
-    """One capability's candidates ordered by the request-independent part of the score,
-    best first. Agents whose statistics changed are moved in place (bisect), so keeping the
-    order costs a few microseconds per outcome, not a sort of the fleet."""
-
-    agents: list[Agent]  # the caller's list, held so its id() stays unique while cached
-    order: list[tuple[float, str]]  # (-key, agent_id), ascending
-    keys: dict[str, float]
-    by_id: dict[str, Agent]
-
-    def move(self, agent_id: str, key: float) -> None:
-        old = self.keys.get(agent_id)
-        if old is None or old == key:
-            return
-        at = bisect_left(self.order, (-old, agent_id))
-        del self.order[at]
-        insort(self.order, (-key, agent_id))
-        self.keys[agent_id] = key
 
 
 class SmartRouter:
@@ -100,7 +94,7 @@ class SmartRouter:
         self.clock = clock
         self.shortlist = shortlist
         self.explained = explained
-        self._indexes: dict[tuple[str, str, int], _Index] = {}
+        self._indexes: dict[tuple[str, str, int], BoundIndex] = {}
         self._pending: dict[tuple[str, str, int], set[str]] = {}
         self._typical: dict[tuple[str, str], RequestScorer] = {}
 
@@ -112,6 +106,15 @@ class SmartRouter:
         return self.stats.estimate(
             agent.agent_id, capability, prior_success(agent.proficiency(capability))
         )
+
+    def _seen(self, candidates: list[Agent], capability: str) -> None:
+        """Tell the statistics each candidate's prior, so its first outcome starts from it
+        whether or not a ranking has looked at the agent (the bounded scan skips most)."""
+        priors = self.stats.priors
+        for agent in candidates:
+            key = (agent.agent_id, capability)
+            if key not in priors:
+                priors[key] = prior_success(agent.proficiency(capability))
 
     def predicted_failure(
         self, agent: Agent, request: SelectionRequest, model: CompactFailureModel
@@ -128,12 +131,17 @@ class SmartRouter:
         return model.probability(features, {"capability": request.capability}), features
 
     def _estimate(
-        self, agent: Agent, request: SelectionRequest, scorer: RequestScorer | None
+        self,
+        agent: Agent,
+        request: SelectionRequest,
+        scorer: RequestScorer | None,
+        level: float | None = None,
     ) -> Estimate:
         est = self.estimate_for(agent, request.capability)
         declared = float(agent.provider.config.get("latency_median_ms", DEFAULT_LATENCY_MS))
         latency = est.latency_mean() or declared
-        level = est.sample(self.rng) if self.explore else est.mean
+        if level is None:
+            level = self._level(agent, est)
         if scorer is not None:
             typical = self._typical_scorer(scorer.model, request.capability)
             shift = scorer.shift_from(
@@ -159,6 +167,10 @@ class SmartRouter:
             failed_cost_usd=None,
         )
 
+    def _level(self, agent: Agent, est: AgentEstimate) -> float:
+        """The agent's success level for this call: a Thompson sample, or the posterior mean."""
+        return est.sample(self.rng) if self.explore else est.mean
+
     def _qualifies(self, agent: Agent, request: SelectionRequest, now: float) -> bool:
         return (
             agent.agent_id not in request.exclude
@@ -166,21 +178,46 @@ class SmartRouter:
             and self.breakers.allows(agent.agent_id, now)
         )
 
-    def _base_key(self, agent: Agent, capability: str, objective: str) -> float:
-        """The request-independent part of the score (higher is better): the posterior mean
-        for p, the price of a typical prompt, the agent's latency."""
+    def _bound_key(self, agent: Agent, capability: str, objective: str) -> BoundKey:
+        """The request-independent part of the agent's score bound (higher is better): its
+        price on a typical prompt and latency, plus its posterior mean unless the level is
+        sampled (Thompson sampling can draw anything up to 1, which the stop rule adds)."""
         est = self.estimate_for(agent, capability)
-        # a typical request scores the agent at its posterior level (anchored_failure)
-        p = max(MIN_SUCCESS, est.mean)
         declared = float(agent.provider.config.get("latency_median_ms", DEFAULT_LATENCY_MS))
-        typical = Estimate(
-            success=p,
-            cost_usd=estimated_cost(agent, 1000),
-            latency_ms=est.latency_mean() or declared,
-            latency_p95_ms=0.0,
-            load=0.0,
+        static = static_term(
+            estimated_cost(agent, TYPICAL_TOKENS), est.latency_mean() or declared, objective
         )
-        return score(typical, objective, 1e-9, 1e-3)
+        history = self.stats.history(agent.agent_id)
+        p50 = (history.latency_p50_ms if history else None) or MODEL_DEFAULT_LATENCY_MS
+        key = static if self.explore else success_term(est.mean, objective) + static
+        return BoundKey(key, static, math.log(p50))
+
+    @staticmethod
+    def _price_offset(request: SelectionRequest, index: BoundIndex) -> float:
+        """How much more the request's prompt can make an agent's value than the typical
+        prompt its key was priced with (+inf: no bound)."""
+        m = price_scale(request.input_tokens, index.any_per_call)
+        return -WEIGHTS[request.optimize][1] * math.log2(m) if m > 0.0 else math.inf
+
+    def _stop_rule(
+        self, request: SelectionRequest, index: BoundIndex, scorer: RequestScorer | None
+    ) -> Callable[[float], float]:
+        """value -> the key below which no candidate can reach the value, for this request:
+        its prompt's price against the typical one, and how far the level can move (a
+        sample: up to 1; the failure model: the easiest shift it gives this request)."""
+        objective = request.optimize
+        price = self._price_offset(request, index)
+        if price == math.inf:
+            return lambda value: -math.inf  # a free prompt: no price bound, visit everyone
+        if self.explore:
+            top = price + success_term(1.0, objective)
+            return lambda value: value - top
+        if scorer is None:
+            return lambda value: value - price
+        typical = self._typical_scorer(scorer.model, request.capability)
+        # a hair below the computed bound: it is found by probing the model's bin edges
+        shift = easiest_shift(scorer, typical, index.windows, index.log_p50) - 1e-6
+        return lambda value: mean_stop_key(value - price, shift, index.static_max, objective)
 
     def _typical_scorer(self, model: CompactFailureModel, capability: str) -> RequestScorer:
         """The model's view of a typical request for ``capability`` (the anchor of
@@ -196,41 +233,21 @@ class SmartRouter:
             )
         return scorer
 
-    def _shortlisted(self, request: SelectionRequest, candidates: list[Agent]) -> list[Agent]:
-        now = self.clock()
-        if self.shortlist is None or len(candidates) <= 2 * self.shortlist:
-            return [a for a in candidates if self._qualifies(a, request, now)]
-        index = self._index(request, candidates)
-        chosen: list[Agent] = []
-        for _, agent_id in index.order:
-            agent = index.by_id[agent_id]
-            window = agent.context_window_tokens
-            if window is not None and request.input_tokens > window:
-                continue  # certain to fail: not worth a place on the shortlist
-            if self._qualifies(agent, request, now):
-                chosen.append(agent)
-                if len(chosen) >= self.shortlist:
-                    break
-        return chosen
-
-    def _index(self, request: SelectionRequest, candidates: list[Agent]) -> _Index:
+    def _index(self, request: SelectionRequest, candidates: list[Agent]) -> BoundIndex:
+        # one index per candidate list (the runtime caches one per tenant and capability)
         key = (request.capability, request.optimize, id(candidates))
         index = self._indexes.get(key)
         if index is None or index.agents is not candidates:
-            keys = {
-                a.agent_id: self._base_key(a, request.capability, request.optimize)
-                for a in candidates
-            }
-            index = self._indexes[key] = _Index(
-                agents=candidates,
-                order=sorted((-k, agent_id) for agent_id, k in keys.items()),
-                keys=keys,
-                by_id={a.agent_id: a for a in candidates},
+            self._seen(candidates, request.capability)
+            index = self._indexes[key] = BoundIndex.build(
+                candidates,
+                lambda a: self._bound_key(a, request.capability, request.optimize),
             )
+            self._pending.pop(key, None)
         for agent_id in self._pending.pop(key, set()) & index.keys.keys():
             index.move(
                 agent_id,
-                self._base_key(index.by_id[agent_id], request.capability, request.optimize),
+                self._bound_key(index.by_id[agent_id], request.capability, request.optimize),
             )
         return index
 
@@ -259,11 +276,49 @@ class SmartRouter:
                 timeout_s=request.timeout_s or DEFAULT_TIMEOUT_S,
             )
         )
-        qualified: list[tuple[Agent, Estimate]] = []
-        for agent in self._shortlisted(request, candidates):
+        now = self.clock()
+
+        def qualified_estimate(agent: Agent) -> Estimate | None:
+            if not self._qualifies(agent, request, now):
+                return None
             estimate = self._estimate(agent, request, scorer)
-            if within_limits(estimate, request.budget_usd, request.deadline_s) is None:
-                qualified.append((agent, estimate))
+            if within_limits(estimate, request.budget_usd, request.deadline_s) is not None:
+                return None
+            return estimate
+
+        qualified: list[tuple[Agent, Estimate]]
+        if self.shortlist is None or len(candidates) <= 2 * self.shortlist:
+            self._seen(candidates, request.capability)
+            qualified = [(a, e) for a in candidates if (e := qualified_estimate(a)) is not None]
+        else:
+            index = self._index(request, candidates)
+
+            objective = request.optimize
+            # a drawn level caps the agent's value before its estimate is built: agents whose
+            # draw cannot beat the k-th value are dropped after the draw (the same draws, so
+            # the same choice, as building every estimate)
+            price_offset, shift = self._price_offset(request, index), 0.0
+            if scorer is not None and self.explore:
+                typical = self._typical_scorer(scorer.model, request.capability)
+                shift = easiest_shift(scorer, typical, index.windows, index.log_p50) - 1e-6
+
+            def evaluate(agent: Agent, key: float, floor: float) -> tuple[float, Estimate] | None:
+                if not self._qualifies(agent, request, now):
+                    return None
+                level = None
+                if self.explore:
+                    level = self._level(agent, self.estimate_for(agent, request.capability))
+                    reach = moved_success(level, shift) if scorer is not None else level
+                    if success_term(reach, objective) + key + price_offset < floor:
+                        return None
+                e = self._estimate(agent, request, scorer, level)
+                if within_limits(e, request.budget_usd, request.deadline_s) is not None:
+                    return None
+                return order_value(e, objective), e
+
+            qualified = bounded_top(
+                index, self._stop_rule(request, index, scorer), self.shortlist, evaluate
+            )
         if not qualified:
             return []
         cheapest = min(cost_of_success(e) for _, e in qualified)

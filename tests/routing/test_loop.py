@@ -229,7 +229,9 @@ def test_the_incremental_order_equals_a_fresh_sort_after_outcomes() -> None:
             router.rank(request, fleet)
     router.rank(request, fleet)
     (index,) = router._indexes.values()
-    fresh = sorted((-router._base_key(a, "code.generate", "balanced"), a.agent_id) for a in fleet)
+    fresh = sorted(
+        (-router._bound_key(a, "code.generate", "balanced").key, a.agent_id) for a in fleet
+    )
     assert index.order == fresh
 
 

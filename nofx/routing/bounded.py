@@ -1,0 +1,275 @@
+"""Exact top-k selection without scoring every candidate (ADR 0020).
+
+``scoring.score`` compares each candidate with the request's cheapest and fastest, but those
+references shift every candidate's score by the same amount, so the *order* is fixed by a
+per-candidate value (``order_value``):
+
+    v = f(p) - w_cost * log2(price) - w_latency * log2(latency) - w_load * load
+    f(p) = w_success * p + (w_cost + w_latency) * log2(p)
+
+(cost of success = price / p, latency of success = latency / p). f is increasing in p, the
+load term is never positive, and the request's price is at least ``price_scale`` times the
+price of the typical prompt the index was built with. So ``f(p_max) + static_term`` bounds
+``v`` from above, where p_max is the agent's posterior mean moved by the easiest shift the
+failure model can give this request (or 1 under Thompson sampling). Candidates are visited
+best bound first; once the next bound is below the k-th best exact value, no candidate left
+can enter the top k: the result is the full ranking's first k (ties aside).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from bisect import bisect_left, insort
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from nofx.domain import Agent
+from nofx.routing.prediction import (
+    MARGIN_CAP,
+    MARGIN_FLOOR,
+    BinnedTerm,
+    RequestScorer,
+    anchored_failure,
+)
+from nofx.routing.scoring import (
+    MIN_SUCCESS,
+    WEIGHTS,
+    Estimate,
+    cost_of_success,
+    latency_of_success,
+)
+
+# the prompt the index prices (``estimated_cost(agent, TYPICAL_TOKENS)``)
+TYPICAL_TOKENS = 1000
+OUTPUT_RATIO = 0.6
+# a bound must beat the k-th value by more than rounding before the scan stops
+SLACK = 1e-9
+
+
+def success_term(p: float, objective: str) -> float:
+    """The part of ``order_value`` that depends on p (increasing in p)."""
+    w_s, w_c, w_l, _ = WEIGHTS[objective]
+    return w_s * p + (w_c + w_l) * math.log2(max(MIN_SUCCESS, p))
+
+
+def static_term(price: float, latency_ms: float, objective: str) -> float:
+    """The request-independent price and latency part of the bound (+inf when free/instant,
+    so such agents are always visited)."""
+    _, w_c, w_l, _ = WEIGHTS[objective]
+    if price <= 0.0 or latency_ms <= 0.0:
+        return math.inf
+    return -w_c * math.log2(price) - w_l * math.log2(latency_ms)
+
+
+def order_value(e: Estimate, objective: str) -> float:
+    """``score(e, objective, cheapest, fastest)`` minus the part shared by every candidate
+    of the request: ranking on it is ranking on the score."""
+    w_s, w_c, w_l, w_load = WEIGHTS[objective]
+    return (
+        w_s * e.success
+        - w_c * math.log2(max(cost_of_success(e), 1e-9))
+        - w_l * math.log2(max(latency_of_success(e), 1e-3))
+        - w_load * min(e.load, 2.0)
+    )
+
+
+def price_scale(input_tokens: int, any_per_call: bool) -> float:
+    """m with price(request) >= m * price(typical prompt) for every agent: each part of the
+    price (per 1k input, per 1k output, per call) grows at least by m."""
+    output_tokens = int(input_tokens * OUTPUT_RATIO)
+    m = min(input_tokens / TYPICAL_TOKENS, output_tokens / int(TYPICAL_TOKENS * OUTPUT_RATIO))
+    return min(m, 1.0) if any_per_call else m
+
+
+def _min_difference(
+    term: BinnedTerm,
+    request_x: float,
+    typical_x: float,
+    y_lo: float = -math.inf,
+    y_hi: float = math.inf,
+) -> float:
+    """min over y in [y_lo, y_hi] of term(clip(request_x - y)) - term(clip(typical_x - y)):
+    the margin term's smallest push for any agent latency in the range (y = log p50)."""
+    delta = request_x - typical_x
+
+    def diff(y: float) -> float:
+        def w(x: float) -> float:
+            return term.weight(min(MARGIN_CAP, max(MARGIN_FLOOR, x)))
+
+        return w(request_x - y) - w(typical_x - y)
+
+    # piecewise linear in y with breaks where either argument crosses an edge or a clip
+    breaks = {*term.edges, MARGIN_CAP, MARGIN_FLOOR}
+    points = [typical_x - b for b in breaks] + [typical_x - b + delta for b in breaks]
+    big = 1e3 + abs(typical_x) + abs(request_x)
+    lo, hi = max(y_lo, -big), min(y_hi, big)
+    best = min(diff(lo), diff(hi))
+    for y in points:
+        if lo <= y <= hi:
+            for probe in (y - 1e-9 * (1 + abs(y)), y, y + 1e-9 * (1 + abs(y))):
+                if lo <= probe <= hi:
+                    best = min(best, diff(probe))
+    return best
+
+
+def easiest_shift(
+    request: RequestScorer,
+    typical: RequestScorer,
+    windows: Iterable[int | None],
+    log_p50: tuple[float, float] = (-math.inf, math.inf),
+) -> float:
+    """A lower bound of ``request.shift_from(typical, window, history)`` over every agent
+    whose context window is in ``windows`` and whose log latency median is in ``log_p50``."""
+    fill = min(
+        request.fill.weight(request.input_tokens / w if w else 0.0)
+        - typical.fill.weight(typical.input_tokens / w if w else 0.0)
+        for w in windows
+    )
+    request_x = math.log(request.timeout_ms / (1.0 + request.complexity))
+    typical_x = math.log(typical.timeout_ms / (1.0 + typical.complexity))
+    margin = _min_difference(request.margin, request_x, typical_x, *log_p50)
+    return request.base - typical.base + fill + margin
+
+
+def success_headroom(shift: float, objective: str) -> float:
+    """How much ``success_term`` can grow when the failure log-odds move by ``shift``: p moves
+    by at most |shift| / 4 (the sigmoid's slope), log p by at most |shift| (its log-odds)."""
+    if shift >= 0.0:
+        return 0.0
+    w_s, w_c, w_l, _ = WEIGHTS[objective]
+    return -shift * (w_s / 4.0 + (w_c + w_l) / math.log(2.0))
+
+
+def inverse_success_term(value: float, objective: str) -> float:
+    """The p in [0, 1] with ``success_term(p) == value`` (0 or 1 outside the range)."""
+    lo, hi = 0.0, 1.0
+    if value >= success_term(1.0, objective):
+        return 1.0
+    if value <= success_term(0.0, objective):
+        return 0.0
+    for _ in range(50):
+        mid = (lo + hi) / 2.0
+        if success_term(mid, objective) < value:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def moved_success(p: float, shift: float) -> float:
+    """Success p after the failure log-odds move by ``shift`` (as ``anchored_failure``)."""
+    return 1.0 - anchored_failure(1.0 - p, shift, 0.0)
+
+
+def mean_stop_key(value: float, shift: float, static_max: float, objective: str) -> float:
+    """Posterior-mean ranking under the failure model: the key below which no agent can reach
+    ``value`` (already net of the request's price offset), when every agent's failure log-odds
+    move by at least ``shift`` and no agent's static term exceeds ``static_max``.
+
+    An agent with mean m, key k = f(m) + static is worth at most min(f(phi(m)) + static_max,
+    k + g(m)), phi = the moved success, g(m) = f(phi(m)) - f(m). Agents with m below m_v
+    (f(phi(m_v)) + static_max = value) cannot reach the value; above it, g is decreasing when
+    m >= 1/2 (shift < 0 moves p up by less, and log p by less, the closer p is to 1)."""
+    if shift >= 0.0:
+        return value  # phi(m) <= m: the key itself bounds the value
+    p_v = inverse_success_term(value - static_max, objective)
+    m_v = moved_success(p_v, -shift)  # phi's inverse
+    if m_v >= 0.5:
+        return value - (
+            success_term(moved_success(m_v, shift), objective) - success_term(m_v, objective)
+        )
+    return value - success_headroom(shift, objective)
+
+
+@dataclass
+class BoundIndex:
+    """One candidate list's agents ordered by the request-independent bound, best first.
+    Agents whose statistics changed are moved in place (bisect), a few microseconds each."""
+
+    agents: list[Agent]  # the caller's list, held so its id() stays unique while cached
+    order: list[tuple[float, str]] = field(default_factory=list)  # (-key, agent_id)
+    keys: dict[str, float] = field(default_factory=dict)
+    by_id: dict[str, Agent] = field(default_factory=dict)
+    windows: frozenset[int | None] = frozenset()
+    any_per_call: bool = False
+    # never lowered (widened) as agents move: the largest static term, the log p50 range
+    static_max: float = -math.inf
+    log_p50: tuple[float, float] = (math.inf, -math.inf)
+    # minus the agent's place in id order: the heap's tie-break (smaller id ranks first)
+    tie: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, agents: list[Agent], key: Callable[[Agent], BoundKey]) -> BoundIndex:
+        index = cls(
+            agents=agents,
+            by_id={a.agent_id: a for a in agents},
+            windows=frozenset(a.context_window_tokens for a in agents),
+            any_per_call=any(a.pricing.per_call > 0 for a in agents),
+        )
+        for a in agents:
+            found = key(a)
+            index.keys[a.agent_id] = found.key
+            index._widen(found)
+        index.order = sorted((-k, agent_id) for agent_id, k in index.keys.items())
+        index.tie = {agent_id: -i for i, agent_id in enumerate(sorted(index.keys))}
+        return index
+
+    def _widen(self, found: BoundKey) -> None:
+        self.static_max = max(self.static_max, found.static)
+        lo, hi = self.log_p50
+        self.log_p50 = (min(lo, found.log_p50), max(hi, found.log_p50))
+
+    def move(self, agent_id: str, found: BoundKey) -> None:
+        self._widen(found)
+        key = found.key
+        old = self.keys.get(agent_id)
+        if old is None or old == key:
+            return
+        at = bisect_left(self.order, (-old, agent_id))
+        del self.order[at]
+        insort(self.order, (-key, agent_id))
+        self.keys[agent_id] = key
+
+
+@dataclass(frozen=True)
+class BoundKey:
+    key: float  # the index order (higher first)
+    static: float  # its price and latency part
+    log_p50: float  # the agent's log latency median, as the failure model reads it
+
+
+def bounded_top(
+    index: BoundIndex,
+    stop_key: Callable[[float], float],
+    k: int,
+    evaluate: Callable[[Agent, float, float], tuple[float, Estimate] | None],
+) -> list[tuple[Agent, Estimate]]:
+    """The k candidates with the highest exact value (ties: smaller agent id first), visiting
+    the index best key first and stopping at the first key below ``stop_key(v)``, v the k-th
+    best value so far (no candidate left can reach it). ``evaluate(agent, key, floor)``
+    returns (value, estimate), or None when the agent does not qualify or cannot beat
+    ``floor`` (the k-th value; -inf until there are k)."""
+    heap: list[tuple[float, int, Agent, Estimate]] = []  # the k best, worst on top
+    threshold, for_value, floor = -math.inf, math.nan, -math.inf
+    tie = index.tie
+    by_id = index.by_id
+    for negkey, agent_id in index.order:
+        if len(heap) >= k:
+            value = heap[0][0]
+            if value != for_value:
+                for_value = value
+                floor = value - SLACK * (1.0 + abs(value))
+                threshold = stop_key(floor)
+            if -negkey < threshold:
+                break
+        agent = by_id[agent_id]
+        found = evaluate(agent, -negkey, floor)
+        if found is None:
+            continue
+        item = (found[0], tie[agent_id], agent, found[1])
+        if len(heap) < k:
+            heapq.heappush(heap, item)
+        elif item[:2] > heap[0][:2]:
+            heapq.heapreplace(heap, item)
+    return [(agent, e) for _, _, agent, e in heap]

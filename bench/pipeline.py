@@ -116,7 +116,7 @@ def peer_pandas_copy(settings: Settings, target: Path) -> float:
 def ingest_copy_rate(settings: Settings, target: Path) -> float:
     """Events per second for the raw_events copy itself (the Dagster stage also runs the
     Great Expectations checks, timed separately as ingest_stage_s)."""
-    from dagster_project.defs.ingest import copy_new_events
+    from dagster_project.lib.raw_events import copy_new_events
 
     store = EventStore(settings.database_url)
     started = time.perf_counter()
@@ -131,7 +131,7 @@ def materialize_stage(
     stage: str, groups: tuple[str, ...], settings: Settings, instance: dg.DagsterInstance
 ) -> float:
     from dagster_project.definitions import defs
-    from dagster_project.resources import build_resources
+    from dagster_project.lib.resources import build_resources
 
     definitions = defs()
     graph = definitions.resolve_asset_graph()

@@ -39,7 +39,7 @@ RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 def partition_range(warehouse: Path) -> tuple[str, str] | None:
     """First and last UTC day of the step calls (clamped to the daily partitions), or None."""
-    from dagster_project.defs.transform import DAILY_PARTITIONS
+    from dagster_project.lib.partitions import DAILY_PARTITIONS
 
     if not warehouse.exists():
         return None
@@ -199,7 +199,7 @@ def materialize_all(
     """Run the stages in order against ``settings``; returns the summary (``ok`` says if all
     stages succeeded)."""
     from dagster_project.definitions import defs
-    from dagster_project.resources import build_resources
+    from dagster_project.lib.resources import build_resources
 
     started = time.monotonic()
     definitions = defs()

@@ -1,1 +1,2 @@
-"""Asset, check, sensor and job definitions, one module per concern."""
+"""Every asset, check, job, sensor and schedule, one folder per area; ``definitions.py``
+loads them from this folder (``dg.load_from_defs_folder``)."""

@@ -11,15 +11,15 @@ import duckdb
 import polars as pl
 import pytest
 
-from dagster_project.defs.alerting import (
+from dagster_project.defs.operations.alerts import (
     alert_forecasts,
+    alerts,
     custom_metric_values,
     utilisation_points,
     with_predictive,
 )
-from dagster_project.defs.operations import alerts
-from dagster_project.defs.usage import usage_insights
-from dagster_project.resources import EventStoreResource, WarehouseResource
+from dagster_project.defs.operations.usage import usage_insights
+from dagster_project.lib.resources import EventStoreResource, WarehouseResource
 from nofx.alert_rules import DEFAULT_RULES, AlertRule, Comparison, TenantRules
 from nofx.alerts import FLEET_TENANT, AlertService
 from nofx.metrics import CustomMetricService
@@ -208,7 +208,7 @@ def test_usage_insights_name_the_busiest_endpoint_the_failing_key_and_the_peak_h
 
 
 def test_pool_demand_splits_the_tenants_forecast_by_each_agents_busy_share() -> None:
-    from dagster_project.defs.forecasts import pool_demand
+    from dagster_project.defs.forecasts.assets import pool_demand
 
     usage = pl.DataFrame(
         {

@@ -8,16 +8,17 @@ import dagster as dg
 import duckdb
 import polars as pl
 
-from dagster_project.defs.checks import (
-    agent_sessions_suite,
+from dagster_project.defs.ingest.assets import raw_events
+from dagster_project.defs.ingest.checks import (
     raw_events_known_stream_types,
     raw_events_row_suite,
     raw_events_valid,
-    validate,
     validate_raw_events,
 )
-from dagster_project.defs.ingest import RAW_TABLE, copy_new_events, ensure_raw_table, raw_events
-from dagster_project.resources import EventStoreResource, WarehouseResource
+from dagster_project.defs.transform.checks import agent_sessions_suite
+from dagster_project.lib.expectations import validate
+from dagster_project.lib.raw_events import RAW_TABLE, copy_new_events, ensure_raw_table
+from dagster_project.lib.resources import EventStoreResource, WarehouseResource
 from nofx.settings import Settings
 from nofx.store import EventStore
 

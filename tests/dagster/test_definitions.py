@@ -1,4 +1,5 @@
-"""The whole Definitions load, and the asset graph is wired store -> raw -> dbt -> ml."""
+"""The whole Definitions load: lineage, checks, jobs, sensors and schedules behave as meant
+(the full graph is compared with a snapshot in test_asset_graph)."""
 
 from __future__ import annotations
 
@@ -9,27 +10,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from dagster_project.defs.transform import dbt_build_args
-from dagster_project.resources import DBT_PROJECT_DIR, dbt_target, manifest_is_stale
-
-DBT_MODELS = {
-    "stg_events",
-    "stg_session_events",
-    "stg_agent_events",
-    "stg_agent_capabilities",
-    "agent_sessions",
-    "agents",
-    "agent_step_calls",
-    "agent_performance_daily",
-    "agent_relationships",
-    "workflow_executions",
-    "pool_scaling_decisions",
-    "api_latency_windows",
-    "workflow_adaptations",
-    "agent_communications",
-    "workflow_plans",
-    "api_usage_hourly",
-}
+from dagster_project.lib.dbt import DBT_PROJECT_DIR, dbt_build_args, dbt_target, manifest_is_stale
 
 
 @pytest.fixture(scope="module")
@@ -39,51 +20,25 @@ def definitions() -> dg.Definitions:
     return defs()
 
 
-def test_definitions_hold_every_asset_with_lineage(definitions: dg.Definitions) -> None:
+def test_lineage_runs_store_raw_dbt_ml_operations(definitions: dg.Definitions) -> None:
+    """The links the snapshot (test_asset_graph) holds that matter most, said in words."""
     graph = definitions.resolve_asset_graph()
-    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert (
-        keys
-        == {
-            "raw_events",
-            "failure_model",
-            "session_failure_predictions",
-            "prediction_accuracy",
-            "alerts",
-            "recommendations",
-            "agent_anomalies",
-            "step_duration_forecasts",
-            "usage_forecasts",
-            "run_failure_model",
-            "request_failure_model",
-            "alert_forecasts",
-            "custom_metric_values",
-            "pool_demand_forecasts",
-        }
-        | DBT_MODELS
-    )
 
     def parents(name: str) -> set[str]:
         return {k.to_user_string() for k in graph.get(dg.AssetKey(name)).parent_keys}
 
     assert parents("stg_events") == {"raw_events"}  # the dbt source is the raw_events asset
     assert parents("raw_events") == set()
-    assert parents("agent_sessions") == {"stg_session_events"}
     assert parents("failure_model") == {"agent_sessions", "agent_step_calls"}
-    assert parents("session_failure_predictions") == {"failure_model"}
-    assert parents("step_duration_forecasts") == parents("usage_forecasts") == {"agent_step_calls"}
-    assert parents("workflow_executions") == {"agent_sessions", "stg_session_events", "stg_events"}
-    assert parents("agent_relationships") == {"stg_events"}
-    assert parents("api_usage_hourly") == {"stg_events"}
+    # one scoring run writes both prediction tables
+    assert parents("operational_predictions") == parents("prediction_log") == {"failure_model"}
     # predictive alerts are evaluated after the forecasts and predictions they read
-    assert parents("alert_forecasts") >= {"usage_forecasts", "session_failure_predictions"}
+    assert parents("alert_forecasts") >= {"usage_forecasts", "operational_predictions"}
     assert parents("alerts") >= {"alert_forecasts", "custom_metric_values", "prediction_accuracy"}
-    groups = {m: graph.get(dg.AssetKey(m)).group_name for m in DBT_MODELS}
-    assert {m for m, g in groups.items() if g == "daily"} == {"agent_performance_daily"}
-    assert set(groups.values()) == {"transform", "daily"}
+    assert parents("prediction_accuracy") >= {"prediction_log"}
     daily = graph.get(dg.AssetKey("agent_performance_daily"))
+    assert daily.group_name == "daily"
     assert isinstance(daily.partitions_def, dg.DailyPartitionsDefinition)
-    assert parents("agent_performance_daily") == {"agent_step_calls"}
 
 
 def test_checks_are_attached_and_blocking_where_they_guard_downstream(
@@ -123,7 +78,7 @@ def test_jobs_sensors_and_schedule(definitions: dg.Definitions) -> None:
     assert {
         k.to_user_string()
         for k in forecasts.asset_selection.resolve(definitions.resolve_asset_graph())
-    } == {"alert_forecasts", "alerts"}
+    } == {"alert_forecasts", "alerts", "alert_evaluations"}
     assert forecasts.default_status == dg.DefaultSensorStatus.RUNNING
     schedule = definitions.resolve_schedule_def("nightly_retrain")
     assert schedule.cron_schedule == "0 2 * * *"
@@ -139,8 +94,8 @@ def test_jobs_sensors_and_schedule(definitions: dg.Definitions) -> None:
 def test_the_daily_schedule_rebuilds_yesterday_and_skips_before_the_first_event() -> None:
     from datetime import UTC, timedelta
 
-    from dagster_project.defs.sensors import daily_rollup_schedule
-    from dagster_project.defs.transform import DAILY_PARTITIONS
+    from dagster_project.defs.transform.schedules import daily_rollup_schedule
+    from dagster_project.lib.partitions import DAILY_PARTITIONS
 
     start = DAILY_PARTITIONS.start.astimezone(UTC)
     tick = start + timedelta(days=2, minutes=30)
@@ -165,7 +120,7 @@ def test_what_keeps_data_fresh_runs_by_default(definitions: dg.Definitions) -> N
 def test_daily_vars_are_whole_utc_days() -> None:
     from datetime import UTC, datetime, timedelta, timezone
 
-    from dagster_project.defs.transform import daily_vars
+    from dagster_project.lib.dbt import daily_vars
 
     paris = timezone(timedelta(hours=1))
     assert daily_vars(datetime(2026, 3, 1, 1, tzinfo=paris), datetime(2026, 3, 2, tzinfo=UTC)) == {

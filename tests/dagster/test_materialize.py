@@ -10,8 +10,8 @@ import duckdb
 import pytest
 from mlflow import MlflowClient
 
-from dagster_project.defs.ingest import raw_events
-from dagster_project.resources import FAILURE_MODEL_NAME, build_resources
+from dagster_project.defs.ingest.assets import raw_events
+from dagster_project.lib.resources import FAILURE_MODEL_NAME, build_resources
 from nofx.registry import AgentRegistry
 from nofx.sessions import SessionService
 from nofx.store import EventStore
@@ -19,6 +19,12 @@ from tests.pipeline_fixture import PipelineRun
 
 # real dbt build and MLflow: one pipeline run shared by the module (about 25 s)
 pytestmark = pytest.mark.slow
+
+
+def definitions_graph():
+    from dagster_project.definitions import defs
+
+    return defs().resolve_asset_graph()
 
 
 def warehouse_rows(run: PipelineRun, sql: str) -> list[tuple]:
@@ -36,24 +42,12 @@ def store(pipeline: PipelineRun):
 def test_every_stage_ran_and_every_asset_materialized(pipeline: PipelineRun) -> None:
     summary = pipeline.summary
     assert summary["ok"], pipeline.lines
-    assert set(summary["assets"]) >= {
-        "raw_events",
-        "stg_events",
-        "agent_sessions",
-        "agents",
-        "agent_step_calls",
-        "agent_performance_daily",
-        "failure_model",
-        "session_failure_predictions",
-        "prediction_accuracy",
-        "alerts",
-        "recommendations",
-        "agent_anomalies",
-        "step_duration_forecasts",
-        "usage_forecasts",
-        "run_failure_model",
-        "request_failure_model",
-    }
+    graph = definitions_graph()
+    # every asset the stages select was materialized (a multi-asset writes each of its tables)
+    assert set(summary["assets"]) == {k.to_user_string() for k in graph.materializable_asset_keys}
+    assert {"operational_predictions", "prediction_log", "alerts", "alert_evaluations"} <= set(
+        summary["assets"]
+    )
     assert [line.split("]")[0] for line in pipeline.lines if line.startswith("[")] == [
         "[1/5",
         "[2/5",
@@ -198,7 +192,7 @@ def test_summary_json_and_runs_in_the_dagster_home(pipeline: PipelineRun) -> Non
 
 def test_every_model_and_column_is_documented(pipeline: PipelineRun) -> None:
     """The schema files describe exactly the columns the models build, each with a line."""
-    from dagster_project.resources import dbt_project
+    from dagster_project.lib.dbt import dbt_project
 
     manifest = json.loads(dbt_project().manifest_path.read_text())
     models = [n for n in manifest["nodes"].values() if n["resource_type"] == "model"]
@@ -349,7 +343,7 @@ def test_daily_marts_are_materialized_per_day_and_a_day_rebuilds_alone(
     import shutil
 
     from dagster_project.definitions import defs
-    from dagster_project.resources import build_resources
+    from dagster_project.lib.resources import build_resources
     from nofx.settings import Settings
 
     key = dg.AssetKey("agent_performance_daily")
@@ -386,3 +380,24 @@ def test_marts_materialize_with_their_column_types(pipeline: PipelineRun) -> Non
     types = {c.name: c.type for c in schema.columns}
     assert types["failure_class"] == "VARCHAR" and types["succeeded"] == "BOOLEAN"
     assert types["answer_quality"] == "DOUBLE" and types["requested_at"].startswith("TIMESTAMP")
+
+
+def test_every_warehouse_asset_is_a_table_of_its_name(pipeline: PipelineRun) -> None:
+    """Asset keys are the tables they write: every asset of kind duckdb is a table (or dbt
+    view) of the same name in raw, main or analytics after the pipeline."""
+    graph = definitions_graph()
+    tables = {
+        name
+        for (name,) in warehouse_rows(
+            pipeline,
+            "select table_name from information_schema.tables "
+            "where table_schema in ('raw', 'main', 'analytics')",
+        )
+    }
+    written = {
+        k.to_user_string()
+        for k in graph.materializable_asset_keys
+        if "duckdb" in graph.get(k).kinds
+    }
+    assert written >= {"raw_events", "operational_predictions", "prediction_log", "alerts"}
+    assert written - tables == set()

@@ -11,11 +11,12 @@ import dagster as dg
 import duckdb
 import pytest
 
-from dagster_project.defs.ingest import raw_events
-from dagster_project.defs.models import session_failure_predictions
-from dagster_project.defs.operations import alerts, prediction_accuracy
-from dagster_project.defs.transform import nofx_dbt_assets
-from dagster_project.resources import build_resources
+from dagster_project.defs.ingest.assets import raw_events
+from dagster_project.defs.ml.assets import session_failure_predictions
+from dagster_project.defs.operations.alerts import alerts
+from dagster_project.defs.operations.assets import prediction_accuracy
+from dagster_project.defs.transform.assets import nofx_dbt_assets
+from dagster_project.lib.resources import build_resources
 from nofx.alerts import AlertService
 from nofx.registry import AgentRegistry
 from nofx.runtime import Runtime, RuntimeConfig
@@ -197,8 +198,9 @@ def test_agent_anomalies_finds_a_degradation_in_the_last_day(tmp_path: Path) -> 
 
     import polars as pl
 
-    from dagster_project.defs.operations import agent_anomalies, observations
-    from dagster_project.resources import WarehouseResource
+    from dagster_project.defs.operations.assets import agent_anomalies
+    from dagster_project.defs.operations.observations import observations
+    from dagster_project.lib.resources import WarehouseResource
     from ml.fleet_timeseries import fleet_telemetry
 
     start = datetime(2026, 3, 1)
@@ -244,8 +246,8 @@ def test_usage_forecasts_per_tenant_with_a_tracked_backtest(tmp_path: Path) -> N
     import polars as pl
     from mlflow import MlflowClient
 
-    from dagster_project.defs.forecasts import step_duration_forecasts, usage_forecasts
-    from dagster_project.resources import MlflowResource, WarehouseResource
+    from dagster_project.defs.forecasts.assets import step_duration_forecasts, usage_forecasts
+    from dagster_project.lib.resources import MlflowResource, WarehouseResource
     from ml.fleet_timeseries import fleet_usage
 
     start = datetime(2026, 3, 2)

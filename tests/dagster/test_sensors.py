@@ -6,13 +6,10 @@ import json
 
 import dagster as dg
 
-from dagster_project.defs.jobs import run_requested_sessions
-from dagster_project.defs.sensors import (
-    new_events_sensor,
-    read_cursor,
-    requested_sessions_sensor,
-)
-from dagster_project.resources import EventStoreResource
+from dagster_project.defs.ingest.sensors import new_events_sensor
+from dagster_project.defs.sessions.sensors import requested_sessions_sensor, run_requested_sessions
+from dagster_project.lib.cursors import read_cursor
+from dagster_project.lib.resources import EventStoreResource
 from nofx.domain import SessionRequest, Task
 from nofx.runtime import Runtime
 from nofx.settings import Settings
@@ -104,7 +101,7 @@ def test_daily_partitions_start_at_the_first_event(
 ) -> None:
     from datetime import UTC, date, datetime, timedelta, timezone
 
-    from dagster_project.defs.transform import first_event_at, partition_start
+    from dagster_project.lib.partitions import first_event_at, partition_start
 
     today = date(2026, 5, 3)
     assert partition_start(None, today) == "2026-05-03"

@@ -15,8 +15,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from dagster_project.defs.ingest import copy_new_events
-from dagster_project.resources import DBT_PROJECT_DIR
+from dagster_project.lib.dbt import DBT_PROJECT_DIR
+from dagster_project.lib.raw_events import copy_new_events
 from nofx.domain import NewEvent, SessionRequest, Task
 from nofx.registry import AgentRegistry
 from nofx.runtime import Runtime, RuntimeConfig

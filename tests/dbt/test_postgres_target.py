@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 import pytest
 from sqlalchemy import create_engine, text
 
-from dagster_project.warehouse_postgres import land_raw_events
+from dagster_project.lib.warehouse_postgres import land_raw_events
 from nofx.fleet import demo_fleet, demo_requests
 from nofx.registry import AgentRegistry
 from nofx.runtime import Runtime, RuntimeConfig

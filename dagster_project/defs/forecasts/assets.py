@@ -1,4 +1,4 @@
-"""Forecast assets: duration and cost quantiles per step type and agent, and hourly usage.
+"""Forecasts (in the ml group): duration and cost quantiles per step type and agent, and hourly usage.
 
 The fitting is in ``ml/`` (ml.duration, ml.forecast); these assets read the step calls mart,
 publish ``analytics.step_duration_forecasts`` and ``analytics.usage_forecasts``, and track
@@ -10,8 +10,9 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from dagster_project.defs.models import ANALYTICS_SCHEMA, ML_GROUP, replace_table
-from dagster_project.resources import MlflowResource, WarehouseResource
+from dagster_project.lib import groups
+from dagster_project.lib.resources import MlflowResource, WarehouseResource
+from dagster_project.lib.warehouse import ANALYTICS_SCHEMA, replace_table
 from ml.duration import MIN_SAMPLES, QUANTILES, fit_quantiles, forecast
 from ml.errors import InsufficientDataError
 from ml.forecast import MIN_HISTORY_HOURS, backtest, forecast_usage, hourly_usage
@@ -46,7 +47,7 @@ def duration_table(calls: pl.DataFrame, latency: pl.DataFrame) -> pl.DataFrame:
 
 
 @dg.asset(
-    group_name=ML_GROUP,
+    group_name=groups.ML,
     kinds={"duckdb", "mlflow"},
     deps=["agent_step_calls"],
     description="p50/p90 latency and cost per capability and agent (falling back to the "
@@ -93,7 +94,7 @@ def step_duration_forecasts(
 
 
 @dg.asset(
-    group_name=ML_GROUP,
+    group_name=groups.ML,
     kinds={"duckdb", "mlflow"},
     deps=["agent_step_calls"],
     description="Hourly calls, tokens, cost and concurrency for the next 7 days (seasonal "
@@ -177,9 +178,9 @@ def pool_demand(usage: pl.DataFrame, shares: pl.DataFrame) -> pl.DataFrame:
 
 
 @dg.asset(
-    group_name=ML_GROUP,
+    group_name=groups.ML,
     kinds={"duckdb", "polars"},
-    deps=[usage_forecasts, "agent_step_calls"],
+    deps=["usage_forecasts", "agent_step_calls"],
     description="Expected calls in flight per agent pool and forecast hour (the tenant's "
     "concurrency forecast times the agent's share of the last 7 days' busy time), in "
     "analytics.pool_demand_forecasts: the autoscaler grows pools before the peak.",

@@ -1,17 +1,21 @@
-"""ML assets: train the session failure model, and write its predictions to the warehouse.
+"""ML assets: train the failure models, and write the session model's predictions.
 
-The work is in ``ml/`` (no Dagster there); these assets only move data between the
-warehouse, ``ml`` and MLflow, and mirror the registry into ``analytics.prediction_models``.
+The work is in the ``ml`` package (no Dagster there); these assets only move data between
+the warehouse, ``ml`` and MLflow, and mirror the registry into ``analytics.prediction_models``.
+A model asset is keyed by the model; the predictions are one asset per table they write
+(``operational_predictions``, ``prediction_log``).
 """
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
-import duckdb
 import polars as pl
 
-from dagster_project.resources import MlflowResource, WarehouseResource
+from dagster_project.lib import groups
+from dagster_project.lib.resources import MlflowResource, WarehouseResource
+from dagster_project.lib.warehouse import ANALYTICS_SCHEMA, frame_schema, replace_table
 from ml.errors import InsufficientDataError, ModelNotFoundError
 from ml.failure_model import failure_probabilities, train_failure_model
 from ml.features import session_features
@@ -21,11 +25,9 @@ from ml.request_failure import MODEL_NAME as REQUEST_FAILURE_MODEL_NAME
 from ml.request_failure import register_request_model, train_request_model
 from ml.run_failure import add_history_features, runs_from_step_calls, train_run_failure_model
 
-ML_GROUP = "ml"
 RUN_FAILURE_MODEL_NAME = "nofx-run-failure"
 # a day-based holdout once there are two weeks of runs; before that, the latest quarter
 RUN_HOLDOUT_DAYS = 7
-ANALYTICS_SCHEMA = "analytics"
 PREDICTION_MODELS_TABLE = f"{ANALYTICS_SCHEMA}.prediction_models"
 PREDICTIONS_TABLE = f"{ANALYTICS_SCHEMA}.operational_predictions"
 # Predictions made while the session was still open, kept for good: the honest accuracy.
@@ -59,26 +61,6 @@ MODEL_DESCRIPTIONS = {
 }
 
 
-def frame_schema(schema: Any) -> dg.TableSchema:
-    """A polars schema as a Dagster column schema (column types in the asset's metadata)."""
-    return dg.TableSchema(
-        columns=[dg.TableColumn(name, str(dtype)) for name, dtype in dict(schema).items()]
-    )
-
-
-def replace_table(conn: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:
-    """Swap a whole table for ``frame`` in one transaction (readers see old or new, not half)."""
-    schema = table.split(".", 1)[0]
-    conn.execute(f"create schema if not exists {schema}")
-    conn.register("replacement", frame)
-    try:
-        conn.execute("begin transaction")
-        conn.execute(f"create or replace table {table} as select * from replacement")
-        conn.execute("commit")
-    finally:
-        conn.unregister("replacement")
-
-
 def mirror_registry(warehouse: WarehouseResource, mlflow: MlflowResource) -> int:
     rows = [
         row
@@ -92,7 +74,7 @@ def mirror_registry(warehouse: WarehouseResource, mlflow: MlflowResource) -> int
 
 
 @dg.asset(
-    group_name=ML_GROUP,
+    group_name=groups.ML,
     kinds={"mlflow", "scikitlearn"},
     deps=["agent_sessions", "agent_step_calls"],
     description="Session failure model trained on agent_sessions; registered in MLflow as "
@@ -144,7 +126,7 @@ def failure_model(
 
 
 @dg.asset(
-    group_name=ML_GROUP,
+    group_name=groups.ML,
     kinds={"mlflow", "scikitlearn"},
     deps=["agent_step_calls"],
     description="Agent-run failure model (will this call fail?) on agent_step_calls: the "
@@ -172,7 +154,7 @@ def run_failure_model(
 
 
 @dg.asset(
-    group_name=ML_GROUP,
+    group_name=groups.ML,
     kinds={"mlflow", "scikitlearn"},
     deps=["agent_step_calls"],
     description="The router's request-time failure model on agent_step_calls: a binned "
@@ -283,21 +265,41 @@ def log_open_predictions(conn: Any, frame: pl.DataFrame) -> int:
     return int(after - before)
 
 
-@dg.asset(
-    group_name=ML_GROUP,
-    kinds={"duckdb", "mlflow"},
-    deps=[failure_model],
-    description="Failure probability for every session from models:/<name>@champion, in "
-    "analytics.operational_predictions.",
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            "operational_predictions",
+            group_name=groups.ML,
+            kinds={"duckdb", "mlflow"},
+            deps=["failure_model"],
+            description="Failure probability for every session from "
+            "models:/<name>@champion, in analytics.operational_predictions.",
+        ),
+        dg.AssetSpec(
+            "prediction_log",
+            group_name=groups.ML,
+            kinds={"duckdb", "mlflow"},
+            deps=["failure_model"],
+            description="The predictions made while their session was still open, appended "
+            "once per session and model version, in analytics.prediction_log: what live "
+            "accuracy is scored on.",
+        ),
+    ],
 )
 def session_failure_predictions(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, mlflow: MlflowResource
-) -> dg.MaterializeResult:
+) -> Iterator[dg.MaterializeResult]:
+    """One scoring run writes both tables: the current predictions and the log of those made
+    before the outcome."""
     try:
         version, model = load_champion_version(mlflow.model_name, mlflow.tracking_uri)
     except ModelNotFoundError as exc:
         context.log.warning(f"no predictions written: {exc}")
-        return dg.MaterializeResult(metadata={"skipped_reason": str(exc), "rows": 0})
+        for key in ("operational_predictions", "prediction_log"):
+            yield dg.MaterializeResult(
+                asset_key=key, metadata={"skipped_reason": str(exc), "rows": 0}
+            )
+        return
     with warehouse.connect(read_only=True) as conn:
         features = session_features(conn, finished_only=False)
     probabilities = failure_probabilities(model, features.to_pandas()) if features.height else []
@@ -306,14 +308,18 @@ def session_failure_predictions(
     with warehouse.connect() as conn:
         replace_table(conn, PREDICTIONS_TABLE, frame)
         logged = log_open_predictions(conn, frame)
-    return dg.MaterializeResult(
+    yield dg.MaterializeResult(
+        asset_key="operational_predictions",
         metadata={
             "rows": frame.height,
-            "logged_before_outcome": logged,
             "model_version": version,
             "decision_threshold": threshold,
             "mean_failure_probability": float(frame["failure_probability"].mean() or 0.0),
             "dagster/row_count": frame.height,
             "dagster/column_schema": frame_schema(frame.schema),
-        }
+        },
+    )
+    yield dg.MaterializeResult(
+        asset_key="prediction_log",
+        metadata={"logged_before_outcome": logged, "model_version": version},
     )

@@ -1,5 +1,4 @@
-"""Track C alerting assets: predictive observations, tenants' custom metrics, and the record
-of which rules were evaluated.
+"""Alerting assets: predictive observations, tenants' custom metrics, and the alerts.
 
 ``alert_forecasts`` turns what the models say about the next hours into observations of
 ``forecast:<metric>`` (nofx.alerts.forecast_observation), per tenant: the usage forecast's
@@ -9,9 +8,16 @@ evaluates them with the predictive twin of each seed rule, so an alert opens bef
 threshold is crossed, with the forecast in its message. ``custom_metric_values`` computes
 each tenant's metrics in the sandbox of nofx.metrics. A sensor re-evaluates the alerts
 whenever forecasts or predictions materialise.
+
+``alerts`` turns the marts into observations (as of the newest data, so a replayed history
+alerts as it would have live), evaluates the rules of ``nofx.alerts`` and records raised,
+repeated and resolved alerts in the event store, delivering new ones to the webhook when
+``NOFX_ALERT_WEBHOOK_URL`` is set; it publishes the alerts as ``analytics.alerts`` for the
+dashboards and appends the rules it evaluated to ``analytics.alert_evaluations``.
 """
 
 import os
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,20 +25,31 @@ import dagster as dg
 import duckdb
 import polars as pl
 
-from dagster_project.defs.models import ANALYTICS_SCHEMA, replace_table
-from dagster_project.defs.observations import (
+from dagster_project.defs.operations.observations import (
     ALERT_FORECASTS_TABLE,
     CUSTOM_VALUES_TABLE,
     FORECASTABLE,
-    table_exists,
+    observations,
 )
-from dagster_project.resources import EventStoreResource, WarehouseResource
-from nofx.alert_rules import AlertRule
-from nofx.alerts import ForecastPoint, forecast_observation, load_rules, predictive_rule
+from dagster_project.lib import groups
+from dagster_project.lib.resources import EventStoreResource, WarehouseResource
+from dagster_project.lib.warehouse import ANALYTICS_SCHEMA, replace_table, table_exists
+from nofx.alert_rules import AlertRule, TenantRules, effective_rules
+from nofx.alerts import (
+    ACTIVE,
+    FLEET_TENANT,
+    AlertService,
+    ForecastPoint,
+    by_tenant,
+    evaluate,
+    forecast_observation,
+    load_rules,
+    predictive_rule,
+)
 from nofx.metrics import CustomMetricService, MetricQueryError, run_metric
 from nofx.warehouse import mart_schema
 
-OPERATIONS_GROUP = "operations"
+ALERTS_TABLE = f"{ANALYTICS_SCHEMA}.alerts"
 EVALUATIONS_TABLE = f"{ANALYTICS_SCHEMA}.alert_evaluations"
 PREDICTIONS_TABLE = f"{ANALYTICS_SCHEMA}.operational_predictions"
 USAGE_TABLE = f"{ANALYTICS_SCHEMA}.usage_forecasts"
@@ -44,6 +61,26 @@ FORECAST_COLUMNS = {
     "value": pl.Float64,
     "samples": pl.Int64,
     "detail": pl.String,
+}
+ALERT_COLUMNS = {
+    "alert_id": pl.String,
+    "tenant_id": pl.String,
+    "rule_id": pl.String,
+    "metric": pl.String,
+    "subject": pl.String,
+    "fingerprint": pl.String,
+    "severity": pl.String,
+    "status": pl.String,
+    "message": pl.String,
+    "value": pl.Float64,
+    "threshold": pl.Float64,
+    "occurrences": pl.Int64,
+    "first_seen_at": pl.Datetime("us", "UTC"),
+    "last_seen_at": pl.Datetime("us", "UTC"),
+    "resolved_at": pl.Datetime("us", "UTC"),
+    "resolved_by": pl.String,
+    "acknowledged_at": pl.Datetime("us", "UTC"),
+    "acknowledged_by": pl.String,
 }
 VALUE_COLUMNS = {
     "tenant_id": pl.String,
@@ -169,9 +206,9 @@ def forecast_rows(conn: duckdb.DuckDBPyConnection, horizon_h: float) -> list[dic
 
 
 @dg.asset(
-    group_name=OPERATIONS_GROUP,
+    group_name=groups.OPERATIONS,
     kinds={"duckdb", "python"},
-    deps=["usage_forecasts", "session_failure_predictions", "pool_scaling_decisions", "agents"],
+    deps=["usage_forecasts", "operational_predictions", "pool_scaling_decisions", "agents"],
     description="What forecasts and predictions say each tenant's metrics will be within "
     "the alert horizon (NOFX_ALERT_HORIZON_H, default 24 h): forecast pool utilisation and "
     "the predicted failure rate of waiting sessions, in analytics.alert_forecasts.",
@@ -192,7 +229,7 @@ def alert_forecasts(warehouse: WarehouseResource) -> dg.MaterializeResult:
 
 
 @dg.asset(
-    group_name=OPERATIONS_GROUP,
+    group_name=groups.OPERATIONS,
     kinds={"duckdb", "python"},
     deps=["agent_sessions", "agent_step_calls", "workflow_executions", "api_usage_hourly"],
     description="Every tenant's custom metrics (PUT /api/v1/custom-metrics/{name}), each run "
@@ -228,19 +265,91 @@ def custom_metric_values(
     )
 
 
-@dg.multi_asset_sensor(
-    monitored_assets=[dg.AssetKey("usage_forecasts"), dg.AssetKey("session_failure_predictions")],
-    request_assets=dg.AssetSelection.assets("alert_forecasts", "alerts"),
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=60,
-    description="Re-evaluates the alerts, predictive ones included, as soon as new forecasts "
-    "or predictions materialise (the nightly retrain writes them outside the refresh job).",
+# what the alert rules observe (observations.py): both alert tables are written from them
+ALERT_INPUTS = [
+    "agent_anomalies",
+    "alert_forecasts",
+    "custom_metric_values",
+    "agent_sessions",
+    "workflow_executions",
+    "pool_scaling_decisions",
+    "api_latency_windows",
+    "prediction_accuracy",
+]
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            "alerts",
+            group_name=groups.OPERATIONS,
+            kinds={"duckdb", "python"},
+            deps=ALERT_INPUTS,
+            description="Evaluates the alert rules (nofx.alerts; NOFX_ALERT_RULES to change "
+            "them) on the fresh marts, records raised, repeated and resolved alerts in the "
+            "event store and publishes them in analytics.alerts.",
+        ),
+        dg.AssetSpec(
+            "alert_evaluations",
+            group_name=groups.OPERATIONS,
+            kinds={"duckdb"},
+            deps=ALERT_INPUTS,
+            description="Which rules had something to evaluate, per tenant and evaluation, "
+            "appended to analytics.alert_evaluations.",
+        ),
+    ],
 )
-def forecasts_materialised_sensor(
-    context: dg.MultiAssetSensorEvaluationContext,
-) -> dg.SensorResult | dg.SkipReason:
-    latest = context.latest_materialization_records_by_key()
-    if not any(latest.values()):
-        return dg.SkipReason("no new forecasts or predictions")
-    context.advance_all_cursors()
-    return dg.SensorResult(run_requests=[dg.RunRequest()])
+def alerts(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, event_store: EventStoreResource
+) -> Iterator[dg.MaterializeResult]:
+    """Each tenant's observations on that tenant's rules (defaults plus its own), the fleet's
+    on the operator's rules; alerts are recorded in the owner's stream."""
+    defaults = load_rules()
+    with warehouse.connect(read_only=True) as conn:
+        found, measured = observations(conn)
+    grouped = by_tenant(found)
+    firings_total, raised, repeated, resolved, delivered = 0, [], 0, 0, 0
+    evaluated: dict[str, list[str]] = {}
+    with event_store.open() as store:
+        service = AlertService(store)
+        own_rules = TenantRules(store).all_tenants()
+        active = {a.tenant_id for s in ACTIVE for a in service.list(status=s, limit=100_000)}
+        for tenant in sorted(set(grouped) | active | set(own_rules)):
+            rules = (
+                defaults
+                if tenant == FLEET_TENANT
+                else effective_rules(defaults, own_rules.get(tenant, []))
+            )
+            rules = with_predictive(rules)
+            mine = grouped.get(tenant, [])
+            firings = evaluate(rules, mine)
+            result = service.sync(firings, measured, tenant_id=tenant)
+            delivered += service.deliver(result.raised)
+            firings_total += len(firings)
+            raised += result.raised
+            repeated += len(result.repeated)
+            resolved += len(result.resolved)
+            metrics = {o.metric for o in mine}
+            evaluated[tenant] = sorted(r.rule_id for r in rules if r.metric in metrics)
+        current = [a.as_dict() for a in service.list(limit=10_000)]
+    # published with the marts, so dashboards see alerts without reading the control plane
+    with warehouse.connect() as conn:
+        replace_table(conn, ALERTS_TABLE, pl.DataFrame(current, schema=ALERT_COLUMNS))
+        record_evaluations(conn, evaluated)
+    for alert in raised:
+        context.log.warning(f"alert raised for {alert.tenant_id}: {alert.message}")
+    metadata: dict[str, Any] = {
+        "observations": len(found),
+        "tenants": len(evaluated),
+        "firing": firings_total,
+        "raised": len(raised),
+        "repeated": repeated,
+        "resolved": resolved,
+        "delivered": delivered,
+        "rules_evaluated": dg.MetadataValue.json(evaluated),
+    }
+    yield dg.MaterializeResult(asset_key="alerts", metadata=metadata)
+    yield dg.MaterializeResult(
+        asset_key="alert_evaluations",
+        metadata={"rules_evaluated": sum(len(rules) for rules in evaluated.values())},
+    )

@@ -9,33 +9,15 @@ from typing import Any
 
 import duckdb
 
+from dagster_project.lib.warehouse import ANALYTICS_SCHEMA, has_column, table_exists
 from nofx.alerts import FLEET_TENANT, Observation
 
-ANALYTICS_SCHEMA = "analytics"
 ANOMALIES_TABLE = f"{ANALYTICS_SCHEMA}.agent_anomalies"
 ACCURACY_TABLE = f"{ANALYTICS_SCHEMA}.prediction_accuracy"
 PREDICTION_LOG_TABLE = f"{ANALYTICS_SCHEMA}.prediction_log"
 ALERT_FORECASTS_TABLE = f"{ANALYTICS_SCHEMA}.alert_forecasts"
 CUSTOM_VALUES_TABLE = f"{ANALYTICS_SCHEMA}.custom_metric_values"
 FORECASTABLE = ("pool_utilisation", "session_failure_rate")  # metrics with a forecast
-
-
-def table_exists(conn: duckdb.DuckDBPyConnection, qualified: str) -> bool:
-    schema, table = qualified.split(".", 1)
-    query = (
-        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?"
-    )
-    rows = conn.execute(query, [schema, table]).fetchall()
-    return bool(rows and rows[0][0])
-
-
-def has_column(conn: duckdb.DuckDBPyConnection, schema: str, table: str, column: str) -> bool:
-    rows = conn.execute(
-        "select count(*) from information_schema.columns "
-        "where table_schema = ? and table_name = ? and column_name = ?",
-        [schema, table, column],
-    ).fetchall()
-    return bool(rows and rows[0][0])
 
 
 # metric -> (table it needs, SQL returning tenant, subject, value, samples[, detail])

@@ -1,20 +1,20 @@
-"""Land new events from the event store into the warehouse table ``raw.raw_events``.
+"""The copy of the event store into the warehouse table ``raw.raw_events``.
 
 Incremental by construction: the cursor is the highest position already in DuckDB,
 so a re-run (or a crash mid-way) never copies an event twice. Every event type is
-taken as-is; the payload stays JSON text for dbt to parse.
+taken as-is; the payload stays JSON text for dbt to parse. The ``raw_events`` asset,
+its checks, the dbt tests and the pipeline benchmark all use it.
 """
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import dagster as dg
 import duckdb
 import polars as pl
 from sqlalchemy import Text, cast, select
 
-from dagster_project.resources import EventStoreResource, WarehouseResource
+from dagster_project.lib.warehouse import scalar
 from nofx.store import EventStore, schema
 
 RAW_SCHEMA = "raw"
@@ -56,12 +56,6 @@ class IngestResult:
     rows_added: int
     last_position: int
     batches: int
-
-
-def scalar(conn: duckdb.DuckDBPyConnection, sql: str) -> Any:
-    """The first value of a query, with the result fully consumed (DuckDB 2 insists)."""
-    rows = conn.execute(sql).fetchall()
-    return rows[0][0] if rows else None
 
 
 def ensure_raw_table(conn: duckdb.DuckDBPyConnection) -> None:
@@ -159,30 +153,3 @@ def copy_new_events(
         read_from = last
         cursor = max(cursor, read_from)
     return IngestResult(rows_added=added, last_position=cursor, batches=batches)
-
-
-@dg.asset(
-    group_name="ingest",
-    kinds={"duckdb", "python"},
-    description="Every event from the nofx event store, copied incrementally into raw.raw_events.",
-)
-def raw_events(
-    context: dg.AssetExecutionContext,
-    event_store: EventStoreResource,
-    warehouse: WarehouseResource,
-) -> dg.MaterializeResult:
-    with event_store.open() as store, warehouse.connect() as conn:
-        result = copy_new_events(store, conn)
-        total = int(scalar(conn, f"select count(*) from {RAW_TABLE}"))
-    context.log.info(
-        f"raw_events: +{result.rows_added} rows in {result.batches} batches "
-        f"(last position {result.last_position})"
-    )
-    return dg.MaterializeResult(
-        metadata={
-            "rows_added": result.rows_added,
-            "last_position": result.last_position,
-            "batches": result.batches,
-            "dagster/row_count": total,
-        }
-    )

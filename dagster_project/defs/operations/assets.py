@@ -1,32 +1,22 @@
-"""Operations assets: prediction accuracy over time, and alert evaluation after each refresh.
+"""Operations assets: prediction accuracy over time, anomalies, and recommendations.
 
 ``prediction_accuracy`` joins the predictions made before an outcome (``prediction_log``)
 with the outcomes that have since arrived, per model version and day, next to each
-version's holdout score from training. ``alerts`` turns the marts into observations (as of
-the newest data, so a replayed history alerts as it would have live), evaluates the rules
-of ``nofx.alerts`` and records raised, repeated and resolved alerts in the event store,
-delivering new ones to the webhook when ``NOFX_ALERT_WEBHOOK_URL`` is set; it publishes the
-alerts as ``analytics.alerts`` for the dashboards.
+version's holdout score from training. The alert assets are in ``alerts.py``.
 """
 
 import json
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import dagster as dg
 import polars as pl
 
-from dagster_project.defs.alerting import record_evaluations, with_predictive
-from dagster_project.defs.models import (
-    ANALYTICS_SCHEMA,
-    PREDICTION_LOG_TABLE,
-    PREDICTION_MODELS_TABLE,
-    replace_table,
-    session_failure_predictions,
-)
-from dagster_project.defs.observations import observations, table_exists
-from dagster_project.defs.usage import usage_insights
-from dagster_project.resources import EventStoreResource, WarehouseResource
+from dagster_project.defs.operations.usage import usage_insights
+from dagster_project.lib import groups
+from dagster_project.lib.resources import WarehouseResource
+from dagster_project.lib.warehouse import ANALYTICS_SCHEMA, replace_table, table_exists
 from ml.anomaly import detect_episodes, fit_baselines
 from ml.recommendations import (
     agent_benchmark,
@@ -35,12 +25,11 @@ from ml.recommendations import (
     recommendations_frame,
     underused_pools,
 )
-from nofx.alert_rules import TenantRules, effective_rules
-from nofx.alerts import ACTIVE, FLEET_TENANT, AlertService, by_tenant, evaluate, load_rules
 
-OPERATIONS_GROUP = "operations"
+# written by the ml assets; read here
+PREDICTION_LOG_TABLE = f"{ANALYTICS_SCHEMA}.prediction_log"
+PREDICTION_MODELS_TABLE = f"{ANALYTICS_SCHEMA}.prediction_models"
 ACCURACY_TABLE = f"{ANALYTICS_SCHEMA}.prediction_accuracy"
-ALERTS_TABLE = f"{ANALYTICS_SCHEMA}.alerts"
 RECOMMENDATIONS_TABLE = f"{ANALYTICS_SCHEMA}.recommendations"
 ANOMALIES_TABLE = f"{ANALYTICS_SCHEMA}.agent_anomalies"
 ANOMALY_SCHEMA = {
@@ -75,27 +64,6 @@ INSIGHT_SCHEMA = {
     "value": pl.Float64,
     "evidence": pl.String,
 }
-ALERT_COLUMNS = {
-    "alert_id": pl.String,
-    "tenant_id": pl.String,
-    "rule_id": pl.String,
-    "metric": pl.String,
-    "subject": pl.String,
-    "fingerprint": pl.String,
-    "severity": pl.String,
-    "status": pl.String,
-    "message": pl.String,
-    "value": pl.Float64,
-    "threshold": pl.Float64,
-    "occurrences": pl.Int64,
-    "first_seen_at": pl.Datetime("us", "UTC"),
-    "last_seen_at": pl.Datetime("us", "UTC"),
-    "resolved_at": pl.Datetime("us", "UTC"),
-    "resolved_by": pl.String,
-    "acknowledged_at": pl.Datetime("us", "UTC"),
-    "acknowledged_by": pl.String,
-}
-
 LIVE_ACCURACY_SQL = f"""
 with joined as (
     select
@@ -151,9 +119,9 @@ from {PREDICTION_MODELS_TABLE}
 
 
 @dg.asset(
-    group_name=OPERATIONS_GROUP,
+    group_name=groups.OPERATIONS,
     kinds={"duckdb"},
-    deps=[session_failure_predictions, "agent_sessions"],
+    deps=["prediction_log", "agent_sessions"],
     description="Accuracy per model version and day: live (predictions made before the "
     "outcome, joined with it) and holdout (from training), in analytics.prediction_accuracy.",
 )
@@ -195,7 +163,7 @@ def prediction_accuracy(warehouse: WarehouseResource) -> dg.MaterializeResult:
 
 
 @dg.asset(
-    group_name=OPERATIONS_GROUP,
+    group_name=groups.OPERATIONS,
     kinds={"duckdb", "polars"},
     deps=["agent_step_calls"],
     description="Degradation episodes per agent in the last 24 hours (latency, errors, cost "
@@ -221,83 +189,28 @@ def agent_anomalies(warehouse: WarehouseResource) -> dg.MaterializeResult:
     )
 
 
-@dg.asset(
-    group_name=OPERATIONS_GROUP,
-    kinds={"duckdb", "python"},
-    deps=[
-        agent_anomalies,
-        "alert_forecasts",
-        "custom_metric_values",
-        "agent_sessions",
-        "workflow_executions",
-        "pool_scaling_decisions",
-        "api_latency_windows",
-        prediction_accuracy,
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            "recommendations",
+            group_name=groups.OPERATIONS,
+            kinds={"duckdb", "polars"},
+            deps=["agent_step_calls", "pool_scaling_decisions", "api_usage_hourly"],
+            description="Recommendations with estimated savings (cheaper agent with equal "
+            "success, flaky steps, under-used pools), ranked by money saved, in "
+            "analytics.recommendations.",
+        ),
+        dg.AssetSpec(
+            "analytics_insights",
+            group_name=groups.OPERATIONS,
+            kinds={"duckdb", "polars"},
+            deps=["agent_step_calls", "api_usage_hourly"],
+            description="Agent benchmarking and API usage insights per tenant, in "
+            "analytics.analytics_insights.",
+        ),
     ],
-    description="Evaluates the alert rules (nofx.alerts; NOFX_ALERT_RULES to change them) on "
-    "the fresh marts and records raised, repeated and resolved alerts in the event store.",
 )
-def alerts(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource, event_store: EventStoreResource
-) -> dg.MaterializeResult:
-    """Each tenant's observations on that tenant's rules (defaults plus its own), the fleet's
-    on the operator's rules; alerts are recorded in the owner's stream."""
-    defaults = load_rules()
-    with warehouse.connect(read_only=True) as conn:
-        found, measured = observations(conn)
-    grouped = by_tenant(found)
-    firings_total, raised, repeated, resolved, delivered = 0, [], 0, 0, 0
-    evaluated: dict[str, list[str]] = {}
-    with event_store.open() as store:
-        service = AlertService(store)
-        own_rules = TenantRules(store).all_tenants()
-        active = {a.tenant_id for s in ACTIVE for a in service.list(status=s, limit=100_000)}
-        for tenant in sorted(set(grouped) | active | set(own_rules)):
-            rules = (
-                defaults
-                if tenant == FLEET_TENANT
-                else effective_rules(defaults, own_rules.get(tenant, []))
-            )
-            rules = with_predictive(rules)
-            mine = grouped.get(tenant, [])
-            firings = evaluate(rules, mine)
-            result = service.sync(firings, measured, tenant_id=tenant)
-            delivered += service.deliver(result.raised)
-            firings_total += len(firings)
-            raised += result.raised
-            repeated += len(result.repeated)
-            resolved += len(result.resolved)
-            metrics = {o.metric for o in mine}
-            evaluated[tenant] = sorted(r.rule_id for r in rules if r.metric in metrics)
-        current = [a.as_dict() for a in service.list(limit=10_000)]
-    # published with the marts, so dashboards see alerts without reading the control plane
-    with warehouse.connect() as conn:
-        replace_table(conn, ALERTS_TABLE, pl.DataFrame(current, schema=ALERT_COLUMNS))
-        record_evaluations(conn, evaluated)
-    for alert in raised:
-        context.log.warning(f"alert raised for {alert.tenant_id}: {alert.message}")
-    metadata: dict[str, Any] = {
-        "observations": len(found),
-        "tenants": len(evaluated),
-        "firing": firings_total,
-        "raised": len(raised),
-        "repeated": repeated,
-        "resolved": resolved,
-        "delivered": delivered,
-        "rules_evaluated": dg.MetadataValue.json(evaluated),
-    }
-    return dg.MaterializeResult(metadata=metadata)
-
-
-@dg.asset(
-    group_name=OPERATIONS_GROUP,
-    kinds={"duckdb", "polars"},
-    deps=["agent_step_calls", "pool_scaling_decisions", "api_usage_hourly"],
-    description="Recommendations with estimated savings (cheaper agent with equal success, "
-    "flaky steps, under-used pools), ranked by money saved, in analytics.recommendations; "
-    "agent benchmarking insights in analytics.analytics_insights.",
-)
-def recommendations(warehouse: WarehouseResource) -> dg.MaterializeResult:
+def recommendations(warehouse: WarehouseResource) -> Iterator[dg.MaterializeResult]:
     """Per tenant, so one tenant's recommendations never reveal another's agents."""
     with warehouse.connect() as conn:
         calls = conn.sql(
@@ -338,11 +251,16 @@ def recommendations(warehouse: WarehouseResource) -> dg.MaterializeResult:
         replace_table(conn, RECOMMENDATIONS_TABLE, frame)
         replace_table(conn, INSIGHTS_TABLE, pl.DataFrame(insights, schema=INSIGHT_SCHEMA))
     savings = frame["estimated_savings_usd"].drop_nulls()
-    return dg.MaterializeResult(
+    yield dg.MaterializeResult(
+        asset_key="recommendations",
         metadata={
             "recommendations": frame.height,
-            "insights": len(insights),
             "estimated_savings_usd": float(savings.sum()) if savings.len() else 0.0,
             "kinds": dg.MetadataValue.json(frame["kind"].value_counts().to_dicts()),
-        }
+            "dagster/row_count": frame.height,
+        },
+    )
+    yield dg.MaterializeResult(
+        asset_key="analytics_insights",
+        metadata={"insights": len(insights), "dagster/row_count": len(insights)},
     )

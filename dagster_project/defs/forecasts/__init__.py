@@ -1,0 +1,1 @@
+"""Forecasts (ml group): durations, usage and pool demand."""

@@ -1,0 +1,1 @@
+"""Ingest: the event store landed in raw.raw_events, its checks, and the refresh on new events."""

@@ -1,0 +1,1 @@
+"""ML: the failure models, the session predictions, and the nightly retrain."""

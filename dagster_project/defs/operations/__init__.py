@@ -1,0 +1,1 @@
+"""Operations: accuracy, anomalies, recommendations, custom metrics and alerts."""

@@ -1,0 +1,1 @@
+"""Sessions: run requested sessions with the nofx runtime."""

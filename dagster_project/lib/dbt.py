@@ -1,0 +1,137 @@
+"""The dbt project: where it is, which target, when to re-parse, and what to run.
+
+``dbt_project()`` is cached, so Definitions load without dbt work at import time and parse
+at most once per process; a clean clone needs no manual ``dbt parse``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import dagster as dg
+from dagster_dbt import DbtCliResource, DbtProject
+
+from dagster_project.lib.warehouse import column_schema
+from nofx.settings import Settings
+
+if TYPE_CHECKING:
+    from dagster_project.lib.resources import WarehouseResource
+
+DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt"
+DBT_TARGETS = ("duckdb", "postgres")
+# models rebuilt one UTC day at a time (time-based facts); everything else is built whole
+DAILY_MODELS = ("agent_performance_daily",)
+
+
+def dbt_target(env: dict[str, str] | None = None) -> str:
+    """The dbt target named by ``NOFX_DBT_TARGET`` (default duckdb); an unknown name is refused."""
+    env = dict(os.environ if env is None else env)
+    target = env.get("NOFX_DBT_TARGET", "duckdb") or "duckdb"
+    if target not in DBT_TARGETS:
+        raise ValueError(
+            f"NOFX_DBT_TARGET={target!r} is not a target of dbt/profiles.yml; "
+            f"use one of {', '.join(DBT_TARGETS)}"
+        )
+    return target
+
+
+def dbt_executable() -> str:
+    """dbt from this interpreter's environment, so a venv need not be on PATH."""
+    beside = Path(sys.executable).parent / "dbt"
+    return str(beside) if beside.exists() else "dbt"
+
+
+def manifest_is_stale(project_dir: Path, manifest: Path) -> bool:
+    """True when the manifest is missing or older than any dbt source file (models, macros...)."""
+    if not manifest.exists():
+        return True
+    built = manifest.stat().st_mtime
+    sources = [project_dir / "dbt_project.yml", project_dir / "profiles.yml"]
+    for folder in ("models", "macros", "tests"):
+        sources.extend((project_dir / folder).rglob("*.*"))
+    return any(path.stat().st_mtime > built for path in sources if path.is_file())
+
+
+@contextmanager
+def warehouse_env(path: str | Path) -> Iterator[None]:
+    """Set NOFX_WAREHOUSE_PATH for a dbt invocation and put the old value back afterwards."""
+    previous = os.environ.get("NOFX_WAREHOUSE_PATH")
+    os.environ["NOFX_WAREHOUSE_PATH"] = str(path)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("NOFX_WAREHOUSE_PATH", None)
+        else:
+            os.environ["NOFX_WAREHOUSE_PATH"] = previous
+
+
+@cache
+def dbt_project() -> DbtProject:
+    """The dbt project, with its manifest parsed on first use when missing or stale."""
+    project = DbtProject(project_dir=DBT_PROJECT_DIR, target=dbt_target())
+    if manifest_is_stale(project.project_dir, project.manifest_path):
+        with warehouse_env(Settings.from_env().warehouse_path):
+            DbtCliResource(project_dir=project, dbt_executable=dbt_executable()).cli(
+                ["parse", "--quiet"], target_path=project.target_path
+            ).wait()
+    return project
+
+
+def dbt_build_args(full_refresh: bool = False) -> list[str]:
+    """The dbt command the assets run: build models and their tests together."""
+    return ["build", *(["--full-refresh"] if full_refresh else [])]
+
+
+def daily_vars(start: datetime, end: datetime) -> dict[str, str]:
+    """The dbt vars of a run over the days [start, end): naive UTC timestamps."""
+    return {
+        "min_day": start.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" "),
+        "max_day": end.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" "),
+    }
+
+
+def _model_table(event: Any) -> str | None:
+    metadata = getattr(event, "metadata", None) or {}
+    unique_id = metadata.get("unique_id")
+    text = str(getattr(unique_id, "value", unique_id) or "")
+    return text.rsplit(".", 1)[-1] if text.startswith("model.") else None
+
+
+def with_column_schemas(events: Iterable[Any], warehouse: WarehouseResource) -> Iterator[Any]:
+    """dbt's events, each model's materialization carrying its columns and their types.
+
+    The warehouse is read once dbt has finished (dbt-duckdb holds the file while it runs);
+    events come out then, and a dbt failure is raised after the events it produced."""
+    held: list[Any] = []
+    failure: Exception | None = None
+    try:
+        held.extend(events)
+    except Exception as exc:  # re-raised below, after what dbt did build
+        failure = exc
+    schemas: dict[str, dg.TableSchema] = {}
+    tables = {t for t in map(_model_table, held) if t}
+    if tables:
+        try:
+            with warehouse.connect(read_only=True) as conn:
+                for table in sorted(tables):
+                    found = column_schema(conn, table)
+                    if found is not None:
+                        schemas[table] = found
+        except Exception as exc:  # column types are a nicety: never fail a build on them
+            logging.getLogger(__name__).warning("column types not read: %s", exc)
+    for event in held:
+        table = _model_table(event)
+        if table in schemas and hasattr(event, "with_metadata"):
+            event = event.with_metadata({**event.metadata, "dagster/column_schema": schemas[table]})
+        yield event
+    if failure is not None:
+        raise failure

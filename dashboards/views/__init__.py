@@ -1,0 +1,1 @@
+"""One module per dashboard page; ``dashboards/app.py`` routes to them with st.navigation."""

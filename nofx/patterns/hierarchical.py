@@ -122,7 +122,13 @@ async def supervise(
         )
         return link_worker
 
-    parts = list(await asyncio.gather(*(work(i) for i in range(n))))
+    # every part finishes before an error goes up: a sibling still running after the session
+    # ended would write its delegation link after SessionFailed
+    outcomes = await asyncio.gather(*(work(i) for i in range(n)), return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    parts: list[StepResult | StepFailed] = [o for o in outcomes if not isinstance(o, BaseException)]
     return plan, parts
 
 

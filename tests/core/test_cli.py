@@ -33,7 +33,8 @@ def test_python_dash_m_runs_the_cli_as_nofx_up_starts_its_worker(nofx_home: Path
     repo = Path(__file__).resolve().parents[2]
     done = subprocess.run(
         [sys.executable, "-m", "nofx.cli", "where"],
-        env={**os.environ, "PYTHONPATH": str(repo)},
+        # wide: Rich wraps a long NOFX_HOME at the terminal's width
+        env={**os.environ, "PYTHONPATH": str(repo), "COLUMNS": "400"},
         capture_output=True,
         text=True,
         timeout=120,

@@ -14,13 +14,13 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import duckdb
 
+from nofx import warehouse as nofx_warehouse
 from nofx.settings import Settings
 
 STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -37,20 +37,38 @@ RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
-def partition_range(warehouse: Path) -> tuple[str, str] | None:
+@contextlib.contextmanager
+def reading(settings: Settings) -> Iterator[tuple[Any, set[str]] | None]:
+    """A read connection to the warehouse the settings name and its ``schema.table`` names,
+    or None when there is no warehouse yet (no DuckDB file)."""
+    if not settings.warehouse_on_postgres and not settings.warehouse_path.exists():
+        yield None
+        return
+    with nofx_warehouse.connect(settings) as conn:
+        tables = {
+            f"{schema}.{name}"
+            for schema, name in conn.execute(
+                "select table_schema, table_name from information_schema.tables"
+            ).fetchall()
+        }
+        yield conn, tables
+
+
+def partition_range(settings: Settings) -> tuple[str, str] | None:
     """First and last UTC day of the step calls (clamped to the daily partitions), or None."""
     from dagster_project.lib.partitions import DAILY_PARTITIONS
 
-    if not warehouse.exists():
-        return None
-    with duckdb.connect(str(warehouse), read_only=True) as conn:
-        try:
-            first, last = conn.execute(
-                "select cast(min(ended_at) as date), cast(max(ended_at) as date) "
-                "from agent_step_calls"
-            ).fetchall()[0]
-        except duckdb.CatalogException:
+    with reading(settings) as opened:
+        if opened is None or "main.agent_step_calls" not in opened[1]:
             return None
+        first, last = (
+            opened[0]
+            .execute(
+                "select cast(min(ended_at) as date), cast(max(ended_at) as date) "
+                "from main.agent_step_calls"
+            )
+            .fetchall()[0]
+        )
     if first is None:
         return None
     keys = DAILY_PARTITIONS.get_partition_keys()
@@ -63,17 +81,12 @@ def metadata_values(event: Any) -> dict[str, Any]:
     return {k: getattr(v, "value", v) for k, v in event.materialization.metadata.items()}
 
 
-def warehouse_summary(path: Path) -> dict[str, Any]:
+def warehouse_summary(settings: Settings) -> dict[str, Any]:
     """Row counts and the success rate of finished sessions, read from the warehouse."""
-    if not path.exists():
-        return {"raw_events_rows": 0, "agent_sessions": 0, "success_rate": None}
-    with duckdb.connect(str(path), read_only=True) as conn:
-        tables = {
-            f"{schema}.{name}"
-            for schema, name in conn.execute(
-                "select table_schema, table_name from information_schema.tables"
-            ).fetchall()
-        }
+    with reading(settings) as opened:
+        if opened is None:
+            return {"raw_events_rows": 0, "agent_sessions": 0, "success_rate": None}
+        conn, tables = opened
         raw = (
             conn.execute("select count(*) from raw.raw_events").fetchall()[0][0]
             if ("raw.raw_events" in tables)
@@ -84,7 +97,7 @@ def warehouse_summary(path: Path) -> dict[str, Any]:
             sessions, rate = conn.execute(
                 "select count(*), avg(case when succeeded then 1.0 else 0.0 end) "
                 "filter (where status in ('succeeded', 'failed', 'cancelled')) "
-                "from agent_sessions"
+                "from main.agent_sessions"
             ).fetchall()[0]
             classed = conn.execute(
                 "select count(*) from information_schema.columns where table_schema = 'main' "
@@ -95,7 +108,7 @@ def warehouse_summary(path: Path) -> dict[str, Any]:
                     "select avg(case when status = 'failed' and failure_class = 'orchestration' "
                     "then 1.0 else 0.0 end), avg(case when status = 'failed' and "
                     "failure_class = 'task' then 1.0 else 0.0 end) "
-                    "from agent_sessions where status in ('succeeded', 'failed')"
+                    "from main.agent_sessions where status in ('succeeded', 'failed')"
                 ).fetchall()[0]
         predictions = (
             conn.execute("select count(*) from analytics.operational_predictions").fetchall()[0][0]
@@ -153,17 +166,19 @@ TRACK_C_TABLES = (
 )
 
 
-def track_c_summary(path: Path) -> dict[str, Any]:
+def track_c_summary(settings: Settings) -> dict[str, Any]:
     """Rows per Track C table (None when not published) and every rule evaluated so far."""
-    if not path.exists():
-        return {"track_c": {}, "rules_evaluated": []}
     counts: dict[str, int | None] = {}
-    with duckdb.connect(str(path), read_only=True) as conn:
+    with reading(settings) as opened:
+        if opened is None:
+            return {"track_c": {}, "rules_evaluated": []}
+        conn, tables = opened
         for name in TRACK_C_TABLES:
-            try:
-                counts[name] = int(conn.execute(f"select count(*) from {name}").fetchall()[0][0])
-            except duckdb.CatalogException:
-                counts[name] = None
+            counts[name] = (
+                int(conn.execute(f"select count(*) from {name}").fetchall()[0][0])
+                if name in tables
+                else None
+            )
         rules: list[str] = []
         if counts.get("analytics.alert_evaluations"):
             rules = [
@@ -222,7 +237,7 @@ def materialize_all(
         names = ", ".join(sorted(k.to_user_string() for k in keys))
         tags = {"nofx/stage": stage}
         if stage == "daily":
-            days = partition_range(settings.warehouse_path)
+            days = partition_range(settings)
             if days is None:
                 say(f"[{index}/{len(stages)}] {stage}: no step calls yet, nothing to roll up")
                 continue
@@ -269,14 +284,18 @@ def materialize_all(
     summary = {
         "ok": ok,
         "assets": materialized,
-        **warehouse_summary(settings.warehouse_path),
-        **track_c_summary(settings.warehouse_path),
+        **warehouse_summary(settings),
+        **track_c_summary(settings),
         "model": model,
         "checks": checks,
         "skipped": skipped,
         "dagster_runs": runs,
         "dagster_home": str(settings.dagster_home),
-        "warehouse": str(settings.warehouse_path),
+        "warehouse": (
+            "postgresql (NOFX_DBT_TARGET=postgres)"
+            if settings.warehouse_on_postgres
+            else str(settings.warehouse_path)
+        ),
         "duration_s": round(time.monotonic() - started, 2),
     }
     return summary

@@ -1,7 +1,9 @@
 """The dashboards' reads of the warehouse (the read-only reader itself is nofx.warehouse).
 
 Every query opens a short-lived read-only connection and closes it at once, so the
-pipeline, DuckDB's single writer, is never blocked by a dashboard.
+pipeline, DuckDB's single writer, is never blocked by a dashboard. With
+``NOFX_DBT_TARGET=postgres`` the same queries read the PostgreSQL warehouse (ADR 0026): they
+are written in the SQL both accept.
 """
 
 from __future__ import annotations
@@ -94,11 +96,10 @@ def load_workflow_run(
 ) -> tuple[dict[str, Any], pl.DataFrame]:
     """One workflow run: its spec (from the SessionRequested event) and per-step outcomes."""
     spec_rows = query(
-        f"select payload from {mart_schema()}.stg_events where stream_type = 'session' "
-        "and event_type = 'SessionRequested' "
-        "and json_extract_string(payload, '$.session_id') = ?",
+        f"select payload from {mart_schema()}.stg_events where stream_id = ? "
+        "and event_type = 'SessionRequested'",
         path,
-        [session_id],
+        [f"session-{session_id}"],
     )
     if spec_rows.is_empty():
         raise WarehouseMissing(f"no workflow run {session_id} in the warehouse")

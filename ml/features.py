@@ -10,6 +10,7 @@ label.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import polars as pl
@@ -93,14 +94,14 @@ select
     s.capability,
     s.pattern,
     s.optimize,
-    cast(s.complexity as double) as complexity,
-    cast(s.requested_input_tokens as double) as requested_input_tokens,
-    cast(s.max_attempts as double) as max_attempts,
-    cast(coalesce(s.input_per_1k_tokens, 0) as double) as input_per_1k_tokens,
-    cast(coalesce(s.output_per_1k_tokens, 0) as double) as output_per_1k_tokens,
-    cast(coalesce(s.proficiency, 0) as double) as proficiency,
+    cast(s.complexity as double precision) as complexity,
+    cast(s.requested_input_tokens as double precision) as requested_input_tokens,
+    cast(s.max_attempts as double precision) as max_attempts,
+    cast(coalesce(s.input_per_1k_tokens, 0) as double precision) as input_per_1k_tokens,
+    cast(coalesce(s.output_per_1k_tokens, 0) as double precision) as output_per_1k_tokens,
+    cast(coalesce(s.proficiency, 0) as double precision) as proficiency,
     (h.agent_prior_successes + 1.0) / (h.agent_prior_sessions + 2.0) as agent_prior_success_rate,
-    cast(h.agent_prior_sessions as double) as agent_prior_sessions,
+    cast(h.agent_prior_sessions as double precision) as agent_prior_sessions,
     cast(case when s.status = 'failed' then 1 else 0 end as integer) as failed
 from sessions as s
 join agent_history as h on s.session_id = h.session_id
@@ -109,16 +110,23 @@ order by s.requested_at, s.session_id
 """
 
 
-def session_features(
-    conn: duckdb.DuckDBPyConnection, *, finished_only: bool = True
-) -> pl.DataFrame:
-    """Feature rows in request order; ``finished_only`` keeps succeeded and failed sessions."""
+def session_features(conn: Any, *, finished_only: bool = True) -> pl.DataFrame:
+    """Feature rows in request order; ``finished_only`` keeps succeeded and failed sessions.
+
+    ``conn`` is a DuckDB connection or ``nofx.warehouse.postgres.PostgresConnection`` (the
+    marts' schema first on its search path): the SQL is in the dialect both accept."""
     statuses = ", ".join(f"'{s}'" for s in FINISHED_STATUSES)
     where = f"where s.status in ({statuses})" if finished_only else ""
     return conn.sql(SESSION_FEATURES_SQL.format(where=where)).pl()
 
 
 def load_session_features(warehouse: Path | str, *, finished_only: bool = True) -> pl.DataFrame:
-    """Open the warehouse read-only and build the features."""
+    """Open the warehouse read-only and build the features: a DuckDB file, or a PostgreSQL
+    warehouse given by its URL (``postgresql://...``)."""
+    if str(warehouse).startswith("postgresql"):
+        from nofx.warehouse import postgres
+
+        with postgres.connect(str(warehouse)) as pg:
+            return session_features(pg, finished_only=finished_only)
     with duckdb.connect(str(warehouse), read_only=True) as conn:
         return session_features(conn, finished_only=finished_only)

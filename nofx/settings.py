@@ -28,6 +28,39 @@ def read_ui_ports(env: dict[str, str]) -> dict[str, int]:
     }
 
 
+DBT_TARGETS = ("duckdb", "postgres")
+
+
+def read_dbt_target(env: dict[str, str]) -> str:
+    """``NOFX_DBT_TARGET`` (default duckdb), one of dbt/profiles.yml's targets; it also says
+    where the whole warehouse lives, not only where dbt builds."""
+    target = env.get("NOFX_DBT_TARGET") or "duckdb"
+    if target not in DBT_TARGETS:
+        raise ValueError(
+            f"NOFX_DBT_TARGET={target!r} is not a target of dbt/profiles.yml; "
+            f"use one of {', '.join(DBT_TARGETS)}"
+        )
+    return target
+
+
+def read_warehouse_url(env: dict[str, str]) -> str | None:
+    """The PostgreSQL warehouse: ``NOFX_WAREHOUSE_URL``, else the ``NOFX_DBT_POSTGRES_*``
+    variables dbt/profiles.yml reads (with its defaults), so dbt and Python agree."""
+    if env.get("NOFX_WAREHOUSE_URL"):
+        return env["NOFX_WAREHOUSE_URL"]
+    if read_dbt_target(env) != "postgres":
+        return None
+    from urllib.parse import quote
+
+    user = quote(env.get("NOFX_DBT_POSTGRES_USER", "nofx"), safe="")
+    password = env.get("NOFX_DBT_POSTGRES_PASSWORD", "")
+    auth = f"{user}:{quote(password, safe='')}" if password else user
+    host = env.get("NOFX_DBT_POSTGRES_HOST", "localhost")
+    port = env.get("NOFX_DBT_POSTGRES_PORT", "5432")
+    db = env.get("NOFX_DBT_POSTGRES_DB", "nofx")
+    return f"postgresql://{auth}@{host}:{port}/{db}"
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -39,6 +72,13 @@ class Settings:
     # the servers `nofx up` starts, and where the dashboards find the API (NOFX_API_URL)
     ui_ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_UI_PORTS), hash=False)
     api_url: str = f"http://127.0.0.1:{DEFAULT_UI_PORTS['api']}"
+    # where the warehouse lives (ADR 0026): the DuckDB file, or PostgreSQL at warehouse_url
+    dbt_target: str = "duckdb"
+    warehouse_url: str | None = None
+
+    @property
+    def warehouse_on_postgres(self) -> bool:
+        return self.dbt_target == "postgres"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -59,6 +99,8 @@ class Settings:
             policy_file=policy_file(env, home),
             ui_ports=ports,
             api_url=env.get("NOFX_API_URL") or f"http://127.0.0.1:{ports['api']}",
+            dbt_target=read_dbt_target(env),
+            warehouse_url=read_warehouse_url(env),
         )
 
     def ensure_dirs(self) -> None:

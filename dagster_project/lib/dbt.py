@@ -18,29 +18,23 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 from dagster_dbt import DbtCliResource, DbtProject
+from sqlalchemy.engine import make_url
 
 from dagster_project.lib.warehouse import column_schema
-from nofx.settings import Settings
+from nofx.settings import Settings, read_dbt_target
+from nofx.warehouse import mart_schema
 
 if TYPE_CHECKING:
     from dagster_project.lib.resources import WarehouseResource
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt"
-DBT_TARGETS = ("duckdb", "postgres")
 # models rebuilt one UTC day at a time (time-based facts); everything else is built whole
 DAILY_MODELS = ("agent_performance_daily",)
 
 
 def dbt_target(env: dict[str, str] | None = None) -> str:
     """The dbt target named by ``NOFX_DBT_TARGET`` (default duckdb); an unknown name is refused."""
-    env = dict(os.environ if env is None else env)
-    target = env.get("NOFX_DBT_TARGET", "duckdb") or "duckdb"
-    if target not in DBT_TARGETS:
-        raise ValueError(
-            f"NOFX_DBT_TARGET={target!r} is not a target of dbt/profiles.yml; "
-            f"use one of {', '.join(DBT_TARGETS)}"
-        )
-    return target
+    return read_dbt_target(dict(os.environ if env is None else env))
 
 
 def dbt_executable() -> str:
@@ -74,12 +68,63 @@ def warehouse_env(path: str | Path) -> Iterator[None]:
             os.environ["NOFX_WAREHOUSE_PATH"] = previous
 
 
+def postgres_profile_env(url: str) -> dict[str, str]:
+    """The ``NOFX_DBT_POSTGRES_*`` variables dbt/profiles.yml reads, from the warehouse URL;
+    the models build in the marts' schema (``main``, as on DuckDB) so every reader's SQL
+    names them the same on both backends."""
+    parsed = make_url(url)
+    return {
+        "NOFX_DBT_POSTGRES_HOST": parsed.host or "localhost",
+        "NOFX_DBT_POSTGRES_PORT": str(parsed.port or 5432),
+        "NOFX_DBT_POSTGRES_USER": parsed.username or "",
+        "NOFX_DBT_POSTGRES_PASSWORD": parsed.password or "",
+        "NOFX_DBT_POSTGRES_DB": parsed.database or "",
+        "NOFX_DBT_POSTGRES_SCHEMA": mart_schema(),
+    }
+
+
+@contextmanager
+def postgres_dbt_env(url: str) -> Iterator[None]:
+    """Set the dbt postgres profile's variables for a dbt invocation, then put them back."""
+    values = postgres_profile_env(url)
+    previous = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextmanager
+def settings_dbt_env(settings: Settings) -> Iterator[None]:
+    """dbt's environment for the warehouse the settings name."""
+    if settings.warehouse_on_postgres and settings.warehouse_url:
+        with postgres_dbt_env(settings.warehouse_url):
+            yield
+    else:
+        with warehouse_env(settings.warehouse_path):
+            yield
+
+
+def target_path(target: str) -> Path:
+    """Where dbt writes its manifest for a target: ``target`` for DuckDB, ``target/<name>``
+    for another, since the manifest names its adapter (the assets' kinds) and its schemas."""
+    return Path("target") if target == "duckdb" else Path("target") / target
+
+
 @cache
 def dbt_project() -> DbtProject:
     """The dbt project, with its manifest parsed on first use when missing or stale."""
-    project = DbtProject(project_dir=DBT_PROJECT_DIR, target=dbt_target())
+    target = dbt_target()
+    project = DbtProject(
+        project_dir=DBT_PROJECT_DIR, target=target, target_path=target_path(target)
+    )
     if manifest_is_stale(project.project_dir, project.manifest_path):
-        with warehouse_env(Settings.from_env().warehouse_path):
+        with settings_dbt_env(Settings.from_env()):
             DbtCliResource(project_dir=project, dbt_executable=dbt_executable()).cli(
                 ["parse", "--quiet"], target_path=project.target_path
             ).wait()

@@ -1,7 +1,8 @@
 """The copy of the event store into the warehouse table ``raw.raw_events``.
 
-Incremental by construction: the cursor is the highest position already in DuckDB,
-so a re-run (or a crash mid-way) never copies an event twice. Every event type is
+Incremental by construction: the cursor is the highest position already in the warehouse
+(DuckDB, or PostgreSQL when the dbt target is ``postgres``: the same statements on either
+connection, ADR 0026), so a re-run (or a crash mid-way) never copies an event twice. Every event type is
 taken as-is; the payload stays JSON text for dbt to parse. The ``raw_events`` asset,
 its checks, the dbt tests and the pipeline benchmark all use it.
 """
@@ -10,11 +11,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import duckdb
 import polars as pl
 from sqlalchemy import Text, cast, select
 
-from dagster_project.lib.warehouse import scalar
+from dagster_project.lib.warehouse import Connection, scalar
 from nofx.store import EventStore, schema
 
 RAW_SCHEMA = "raw"
@@ -58,11 +58,11 @@ class IngestResult:
     batches: int
 
 
-def ensure_raw_table(conn: duckdb.DuckDBPyConnection) -> None:
+def ensure_raw_table(conn: Connection) -> None:
     conn.execute(RAW_EVENTS_DDL)
 
 
-def warehouse_cursor(conn: duckdb.DuckDBPyConnection) -> int:
+def warehouse_cursor(conn: Connection) -> int:
     """The highest event position already landed (0 for an empty warehouse)."""
     return int(scalar(conn, f"select coalesce(max(position), 0) from {RAW_TABLE}"))
 
@@ -117,12 +117,12 @@ def default_lookback(store: EventStore) -> int:
 
 def copy_new_events(
     store: EventStore,
-    conn: duckdb.DuckDBPyConnection,
+    conn: Connection,
     *,
     batch_size: int = BATCH_SIZE,
     lookback: int | None = None,
 ) -> IngestResult:
-    """Copy events after the warehouse cursor in batches, one DuckDB transaction per batch.
+    """Copy events after the warehouse cursor in batches, one transaction per batch.
 
     Positions already in the warehouse are skipped, so the copy is idempotent.
     """

@@ -1,4 +1,5 @@
-"""Resources shared by every asset: the event store, the DuckDB warehouse, dbt and MLflow.
+"""Resources shared by every asset: the event store, the warehouse (DuckDB, or PostgreSQL
+when the dbt target is ``postgres``), dbt and MLflow.
 
 All of them read nofx ``Settings`` (``NOFX_HOME`` and friends) when Definitions load,
 so Dagster, the CLI and the dashboards agree on where state lives.
@@ -7,14 +8,16 @@ so Dagster, the CLI and the dashboards agree on where state lives.
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import duckdb
 from dagster_dbt import DbtCliResource
 
-from dagster_project.lib.dbt import dbt_executable, dbt_project, dbt_target, warehouse_env
+from dagster_project.lib.dbt import dbt_executable, dbt_project, postgres_dbt_env, warehouse_env
 from nofx.settings import Settings
 from nofx.store import EventStore
+from nofx.warehouse import postgres
 
 FAILURE_MODEL_NAME = "nofx-session-failure"
 
@@ -34,12 +37,24 @@ class EventStoreResource(dg.ConfigurableResource):
 
 
 class WarehouseResource(dg.ConfigurableResource):
-    """The DuckDB warehouse file. One writer at a time: connections are short-lived."""
+    """The warehouse: the DuckDB file at ``path``, or PostgreSQL at ``url`` when ``target``
+    is ``postgres`` (ADR 0026). Connections are short-lived (DuckDB has one writer at a time)
+    and both kinds offer the same methods (``execute``, ``sql``, ``register``)."""
 
     path: str
+    target: str = "duckdb"
+    url: str = ""
+
+    @property
+    def on_postgres(self) -> bool:
+        return self.target == "postgres"
 
     @contextmanager
-    def connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    def connect(self, *, read_only: bool = False) -> Iterator[Any]:
+        if self.on_postgres:
+            with postgres.connect(self.url) as pg:
+                yield pg
+            return
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         conn = duckdb.connect(self.path, read_only=read_only)
         try:
@@ -50,6 +65,10 @@ class WarehouseResource(dg.ConfigurableResource):
     @contextmanager
     def dbt_env(self) -> Iterator[None]:
         """Point dbt's profile at this warehouse while dbt runs (dbt reads the environment)."""
+        if self.on_postgres:
+            with postgres_dbt_env(self.url):
+                yield
+            return
         with warehouse_env(self.path):
             yield
 
@@ -67,9 +86,13 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
     settings = settings or Settings.from_env()
     return {
         "event_store": EventStoreResource(database_url=settings.database_url),
-        "warehouse": WarehouseResource(path=str(settings.warehouse_path)),
+        "warehouse": WarehouseResource(
+            path=str(settings.warehouse_path),
+            target=settings.dbt_target,
+            url=settings.warehouse_url or "",
+        ),
         "dbt": DbtCliResource(
-            project_dir=dbt_project(), target=dbt_target(), dbt_executable=dbt_executable()
+            project_dir=dbt_project(), target=settings.dbt_target, dbt_executable=dbt_executable()
         ),
         "mlflow": MlflowResource(
             tracking_uri=settings.mlflow_tracking_uri,

@@ -1,5 +1,10 @@
-"""DuckDB warehouse helpers the assets share: does a table exist, swap a whole table, and
-the column types shown in the Dagster UI.
+"""Warehouse helpers the assets share: read a query into polars, swap or append a whole
+frame as a table, run DDL, does a table exist, and the column types shown in the Dagster UI.
+
+The connection is DuckDB's, or ``nofx.warehouse.postgres.PostgresConnection`` which offers
+the same ``execute``/``sql``/``register`` surface over PostgreSQL (ADR 0026); the helpers
+here are where the two differ. SQL in the assets is written in the dialect both accept
+(``double precision``, ``interval '1 day'``, ``percentile_cont ... within group``).
 
 Asset keys are the names of the tables they write (``analytics.alerts`` is the asset
 ``alerts``); the schema says who writes it: ``raw`` (ingest), ``main`` (dbt), ``analytics``
@@ -9,19 +14,37 @@ Asset keys are the names of the tables they write (``analytics.alerts`` is the a
 from typing import Any
 
 import dagster as dg
-import duckdb
 import polars as pl
 
+from nofx.warehouse import postgres
+
 ANALYTICS_SCHEMA = "analytics"
+# a DuckDB connection or a PostgresConnection: the same methods (ADR 0026)
+Connection = Any
 
 
-def scalar(conn: duckdb.DuckDBPyConnection, sql: str) -> Any:
+def dialect(conn: Connection) -> str:
+    """``postgres`` for the PostgreSQL warehouse, ``duckdb`` for a DuckDB connection."""
+    return str(getattr(conn, "dialect", "duckdb"))
+
+
+def read_frame(conn: Connection, sql: str, params: list[Any] | None = None) -> pl.DataFrame:
+    """A query's rows as a polars frame (``?`` parameters on both backends)."""
+    return conn.sql(sql, params=params or None).pl()
+
+
+def run_ddl(conn: Connection, sql: str) -> None:
+    """Statements with no result (``create schema``, ``create table if not exists`` ...)."""
+    conn.execute(sql).fetchall()
+
+
+def scalar(conn: Connection, sql: str) -> Any:
     """The first value of a query, with the result fully consumed (DuckDB 2 insists)."""
     rows = conn.execute(sql).fetchall()
     return rows[0][0] if rows else None
 
 
-def table_exists(conn: duckdb.DuckDBPyConnection, qualified: str) -> bool:
+def table_exists(conn: Connection, qualified: str) -> bool:
     """Whether ``schema.table`` exists."""
     schema, table = qualified.split(".", 1)
     query = (
@@ -31,7 +54,7 @@ def table_exists(conn: duckdb.DuckDBPyConnection, qualified: str) -> bool:
     return bool(rows and rows[0][0])
 
 
-def has_column(conn: duckdb.DuckDBPyConnection, schema: str, table: str, column: str) -> bool:
+def has_column(conn: Connection, schema: str, table: str, column: str) -> bool:
     rows = conn.execute(
         "select count(*) from information_schema.columns "
         "where table_schema = ? and table_name = ? and column_name = ?",
@@ -59,8 +82,11 @@ def frame_schema(schema: Any) -> dg.TableSchema:
     )
 
 
-def replace_table(conn: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:
+def replace_table(conn: Connection, table: str, frame: pl.DataFrame) -> None:
     """Swap a whole table for ``frame`` in one transaction (readers see old or new, not half)."""
+    if dialect(conn) == "postgres":
+        postgres.replace_table(conn, table, frame)
+        return
     schema = table.split(".", 1)[0]
     conn.execute(f"create schema if not exists {schema}")
     conn.register("replacement", frame)
@@ -70,3 +96,23 @@ def replace_table(conn: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFra
         conn.execute("commit")
     finally:
         conn.unregister("replacement")
+
+
+def append_new_rows(conn: Connection, table: str, frame: pl.DataFrame, key: str) -> int:
+    """Append the rows of ``frame`` whose ``key`` is not in ``table`` yet, creating the table
+    with the frame's columns on first use; returns the rows added."""
+    schema = table.split(".", 1)[0]
+    run_ddl(conn, f"create schema if not exists {schema}")
+    conn.register("new_rows", frame)
+    try:
+        run_ddl(conn, f"create table if not exists {table} as select * from new_rows where false")
+        before = scalar(conn, f"select count(*) from {table}")
+        run_ddl(
+            conn,
+            f"insert into {table} select * from new_rows "
+            f"where {key} not in (select {key} from {table})",
+        )
+        after = scalar(conn, f"select count(*) from {table}")
+    finally:
+        conn.unregister("new_rows")
+    return int(after - before)

@@ -32,9 +32,9 @@ def test_dbt_build_passes_on_the_postgres_target(pg_url: str, tmp_path: Path) ->
         runtime.sessions.submit(request)
     asyncio.run(runtime.run_pending())
     warehouse = create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://", 1))
-    landed = land_raw_events(store, warehouse)
+    landed = land_raw_events(store, pg_url)
     assert landed == store.count_events()
-    assert land_raw_events(store, warehouse) == 0, "a second landing copies nothing"
+    assert land_raw_events(store, pg_url) == 0, "a second landing copies nothing"
 
     parts = urlparse(pg_url)
     env = {

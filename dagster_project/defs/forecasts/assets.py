@@ -59,8 +59,8 @@ def step_duration_forecasts(
 ) -> dg.MaterializeResult:
     with warehouse.connect(read_only=True) as conn:
         calls = conn.sql(
-            "select tenant_id, capability, agent_id, cast(latency_ms as double) as latency_ms, "
-            "cast(cost_usd as double) as cost_usd from main.agent_step_calls "
+            "select tenant_id, capability, agent_id, cast(latency_ms as double precision) as latency_ms, "
+            "cast(cost_usd as double precision) as cost_usd from main.agent_step_calls "
             "where outcome = 'completed'"
         ).pl()
     # per tenant: one tenant's forecasts never mention another's agents
@@ -107,7 +107,7 @@ def usage_forecasts(
     with warehouse.connect(read_only=True) as conn:
         calls = conn.sql(
             "select tenant_id, started_at, input_tokens, output_tokens, cost_usd, "
-            "cast(latency_ms as double) as latency_ms from main.agent_step_calls"
+            "cast(latency_ms as double precision) as latency_ms from main.agent_step_calls"
         ).pl()
     frames, skipped, backtests = [], {}, {}
     for tenant in sorted(set(calls["tenant_id"].to_list())):
@@ -198,7 +198,7 @@ def pool_demand_forecasts(warehouse: WarehouseResource) -> dg.MaterializeResult:
                 from main.agent_step_calls
                 where agent_id is not null and started_at >= (
                     select max(started_at) from main.agent_step_calls
-                ) - interval {SHARE_DAYS} day
+                ) - interval '{SHARE_DAYS} day'
                 group by 1, 2
             )
             select tenant_id, agent_id,

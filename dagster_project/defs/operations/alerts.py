@@ -22,7 +22,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
-import duckdb
 import polars as pl
 
 from dagster_project.defs.operations.observations import (
@@ -33,7 +32,12 @@ from dagster_project.defs.operations.observations import (
 )
 from dagster_project.lib import groups
 from dagster_project.lib.resources import EventStoreResource, WarehouseResource
-from dagster_project.lib.warehouse import ANALYTICS_SCHEMA, replace_table, table_exists
+from dagster_project.lib.warehouse import (
+    ANALYTICS_SCHEMA,
+    Connection,
+    replace_table,
+    table_exists,
+)
 from nofx.alert_rules import AlertRule, TenantRules, effective_rules
 from nofx.alerts import (
     ACTIVE,
@@ -103,7 +107,7 @@ def with_predictive(rules: tuple[AlertRule, ...]) -> tuple[AlertRule, ...]:
     return rules + twins
 
 
-def record_evaluations(conn: duckdb.DuckDBPyConnection, evaluated: dict[str, list[str]]) -> None:
+def record_evaluations(conn: Connection, evaluated: dict[str, list[str]]) -> None:
     """Append which rules had something to evaluate, per tenant, so 'did every rule ever
     run?' has an answer (the demo test and the Alerts page read it)."""
     now = datetime.now(UTC).replace(tzinfo=None)
@@ -143,7 +147,7 @@ def utilisation_points(
     return points
 
 
-def forecast_rows(conn: duckdb.DuckDBPyConnection, horizon_h: float) -> list[dict[str, Any]]:
+def forecast_rows(conn: Connection, horizon_h: float) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     rule = {r.metric: r for r in load_rules()}
     if table_exists(conn, USAGE_TABLE) and table_exists(conn, "main.pool_scaling_decisions"):
@@ -186,8 +190,9 @@ def forecast_rows(conn: duckdb.DuckDBPyConnection, horizon_h: float) -> list[dic
         )
         waiting = conn.execute(
             f"""
-            select tenant_id, avg(failure_probability), quantile_cont(failure_probability, 0.9),
-                count(*), any_value(model_name || ' v' || model_version)
+            select tenant_id, avg(failure_probability),
+                percentile_cont(0.9) within group (order by failure_probability),
+                count(*), min(model_name || ' v' || model_version)
             from {PREDICTIONS_TABLE}
             where actual_status not in ('succeeded', 'failed', 'cancelled'){still_waiting}
             group by tenant_id

@@ -47,8 +47,8 @@ select
     cast(date_trunc('hour', ended_at) as timestamp) as bucket_start,
     cast(count(*) as bigint) as calls,
     cast(sum(case when succeeded then 0 else 1 end) as bigint) as failures,
-    cast(avg(coalesce(latency_ms, 0)) as double) as mean_latency_ms,
-    cast(sum(cost_usd) as double) as cost_usd
+    cast(avg(coalesce(latency_ms, 0)) as double precision) as mean_latency_ms,
+    cast(sum(cost_usd) as double precision) as cost_usd
 from main.agent_step_calls
 where outcome in ('completed', 'failed') and agent_id is not null
 group by 1, 2

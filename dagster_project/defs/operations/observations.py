@@ -7,9 +7,7 @@ tenant shares), so a tenant's alerts never mention another tenant's agents.
 
 from typing import Any
 
-import duckdb
-
-from dagster_project.lib.warehouse import ANALYTICS_SCHEMA, has_column, table_exists
+from dagster_project.lib.warehouse import ANALYTICS_SCHEMA, Connection, has_column, table_exists
 from nofx.alerts import FLEET_TENANT, Observation
 
 ANOMALIES_TABLE = f"{ANALYTICS_SCHEMA}.agent_anomalies"
@@ -29,7 +27,7 @@ TENANT_SQL: dict[str, tuple[str, str]] = {
             count(*)
         from main.agent_sessions
         where status in ('succeeded', 'failed')
-            and ended_at >= (select max(ended_at) from main.agent_sessions) - interval 1 day
+            and ended_at >= (select max(ended_at) from main.agent_sessions) - interval '1 day'
         group by tenant_id
         """,
     ),
@@ -42,7 +40,7 @@ TENANT_SQL: dict[str, tuple[str, str]] = {
             count(*)
         from main.agent_sessions
         where status in ('succeeded', 'failed')
-            and ended_at >= (select max(ended_at) from main.agent_sessions) - interval 1 day
+            and ended_at >= (select max(ended_at) from main.agent_sessions) - interval '1 day'
         group by tenant_id
         """,
     ),
@@ -52,7 +50,7 @@ TENANT_SQL: dict[str, tuple[str, str]] = {
         select tenant_id, 'workflows', avg(delay_ratio), count(*)
         from main.workflow_executions
         where delay_ratio is not null
-            and ended_at >= (select max(ended_at) from main.workflow_executions) - interval 1 day
+            and ended_at >= (select max(ended_at) from main.workflow_executions) - interval '1 day'
         group by tenant_id
         """,
     ),
@@ -113,7 +111,7 @@ FLEET_SQL: dict[str, tuple[str, str]] = {
         select source, max(p95_ms), sum(requests)
         from main.api_latency_windows
         where window_end >= (select max(window_end) from main.api_latency_windows)
-            - interval 1 hour
+            - interval '1 hour'
         group by source
         """,
     ),
@@ -134,7 +132,7 @@ FLEET_SQL: dict[str, tuple[str, str]] = {
 }
 
 
-def observations(conn: duckdb.DuckDBPyConnection) -> tuple[list[Observation], set[str]]:
+def observations(conn: Connection) -> tuple[list[Observation], set[str]]:
     """Every tenant's and the fleet's observations, and which metrics could be measured (a
     metric whose table is not published is not measured, so its alerts do not resolve)."""
     found: list[Observation] = []

@@ -1,9 +1,14 @@
-"""Reading the DuckDB warehouse from a server: short-lived read-only connections, never held.
+"""Reading the warehouse from a server: short-lived connections, never held.
 
-The pipeline is DuckDB's single writer, and a reader holding the file would keep it from
-opening: each query opens, reads and closes at once. A reader that finds the file locked
-retries briefly, then says so (``WarehouseBusy``) instead of waiting on the writer. Used by
-the HTTP API's analytics endpoints and by the dashboards.
+The warehouse is the DuckDB file by default, or PostgreSQL when ``NOFX_DBT_TARGET=postgres``
+(``Settings.warehouse_url``; ADR 0026): ``connect`` opens either behind the same connection
+surface (``nofx.warehouse.postgres``), and ``query`` reads either into polars.
+
+On DuckDB the pipeline is the single writer, and a reader holding the file would keep it
+from opening: each query opens, reads and closes at once. A reader that finds the file
+locked retries briefly, then says so (``WarehouseBusy``) instead of waiting on the writer.
+PostgreSQL readers never wait on the writer (a table is swapped in one transaction). Used
+by the HTTP API's analytics endpoints and by the dashboards.
 """
 
 from __future__ import annotations
@@ -11,13 +16,17 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import polars as pl
+import psycopg
 
 from nofx.settings import Settings
+from nofx.warehouse import postgres
 
 ANALYTICS = "analytics"  # where the Dagster ML and operations assets publish
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -49,6 +58,46 @@ def mart_schema() -> str:
     return schema
 
 
+def postgres_url(settings: Settings | None = None) -> str | None:
+    """The PostgreSQL warehouse's URL when the settings put the warehouse there, else None."""
+    settings = settings or Settings.from_env()
+    if not settings.warehouse_on_postgres:
+        return None
+    if not settings.warehouse_url:  # pragma: no cover - from_env always derives one
+        raise WarehouseUnavailable("NOFX_DBT_TARGET=postgres needs NOFX_WAREHOUSE_URL")
+    return settings.warehouse_url
+
+
+@contextmanager
+def connect(settings: Settings | None = None, *, read_only: bool = True) -> Iterator[Any]:
+    """A short-lived connection to the warehouse the settings name: a DuckDB connection to
+    the file, or a ``PostgresConnection`` with the same methods (``execute``, ``sql``)."""
+    settings = settings or Settings.from_env()
+    url = postgres_url(settings)
+    if url is not None:
+        with postgres.connect(url, schema=mart_schema()) as conn:
+            yield conn
+        return
+    if read_only and not settings.warehouse_path.exists():
+        raise WarehouseMissing(f"no warehouse at {settings.warehouse_path} yet: run `make demo`")
+    with duckdb.connect(str(settings.warehouse_path), read_only=read_only) as conn:
+        yield conn
+
+
+def _query_postgres(url: str, sql: str, params: list[Any] | None) -> pl.DataFrame:
+    try:
+        with postgres.connect(url, schema=mart_schema()) as conn:
+            return conn.sql(sql, params=params).pl()
+    except psycopg.errors.UndefinedTable as exc:
+        raise WarehouseMissing(
+            f"the PostgreSQL warehouse has no such table yet ({exc}): run `make demo` first"
+        ) from exc
+    except psycopg.OperationalError as exc:
+        raise WarehouseUnavailable(
+            f"the PostgreSQL warehouse cannot be reached ({exc}); is it running?"
+        ) from exc
+
+
 def query(
     sql: str,
     path: Path | None = None,
@@ -57,7 +106,12 @@ def query(
     retries: int = 5,
     backoff_s: float = 0.2,
 ) -> pl.DataFrame:
-    """Run one read query on a fresh read-only connection and close it at once."""
+    """Run one read query on a fresh read-only connection and close it at once. With no
+    ``path``, the warehouse the settings name (PostgreSQL when the target says so)."""
+    if path is None:
+        url = postgres_url()
+        if url is not None:
+            return _query_postgres(url, sql, params)
     path = path or warehouse_path()
     if not path.exists():
         raise WarehouseMissing(f"no warehouse at {path} yet: run `make demo` first")

@@ -4,7 +4,9 @@ The demo (a small fleet, sessions now, one pipeline run) with the warehouse in a
 PostgreSQL database: raw events land in ``raw.raw_events`` there, dbt builds the marts
 there, the models and forecasts read the marts from there and write their tables there,
 and the readers (``nofx.warehouse``, the dashboards' data layer, the HTTP analytics API)
-answer from there. No DuckDB file is created. About 100 s on a 2-core machine.
+answer from there. No DuckDB file is created. The demo run is the cost: 263 s on this
+project's shared 2-core machine at load 9, where the same demo on DuckDB took 240 s (dbt and
+Dagster start-up dominate both).
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from nofx.store import EventStore
 from nofx.warehouse import postgres
 from tests.conftest import postgres_url
 
-pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+# one demo run for the module: under `make test` (xdist, --dist loadgroup) its tests share
+# a worker, so the run is built once
+pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.xdist_group("postgres_demo")]
 SESSIONS = 60
 
 

@@ -8,7 +8,6 @@ so Dagster, the CLI and the dashboards agree on where state lives.
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
 import duckdb
@@ -17,7 +16,7 @@ from dagster_dbt import DbtCliResource
 from dagster_project.lib.dbt import dbt_executable, dbt_project, postgres_dbt_env, warehouse_env
 from nofx.settings import Settings
 from nofx.store import EventStore
-from nofx.warehouse import postgres
+from nofx.warehouse import WarehouseConnection, postgres
 
 FAILURE_MODEL_NAME = "nofx-session-failure"
 
@@ -50,7 +49,7 @@ class WarehouseResource(dg.ConfigurableResource):
         return self.target == "postgres"
 
     @contextmanager
-    def connect(self, *, read_only: bool = False) -> Iterator[Any]:
+    def connect(self, *, read_only: bool = False) -> Iterator[WarehouseConnection]:
         if self.on_postgres:
             with postgres.connect(self.url) as pg:
                 yield pg

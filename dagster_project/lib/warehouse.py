@@ -16,11 +16,11 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from nofx.warehouse import postgres
+from nofx.warehouse import WarehouseConnection, postgres
 
 ANALYTICS_SCHEMA = "analytics"
 # a DuckDB connection or a PostgresConnection: the same methods (ADR 0026)
-Connection = Any
+Connection = WarehouseConnection
 
 
 def dialect(conn: Connection) -> str:
@@ -84,7 +84,7 @@ def frame_schema(schema: Any) -> dg.TableSchema:
 
 def replace_table(conn: Connection, table: str, frame: pl.DataFrame) -> None:
     """Swap a whole table for ``frame`` in one transaction (readers see old or new, not half)."""
-    if dialect(conn) == "postgres":
+    if isinstance(conn, postgres.PostgresConnection):
         postgres.replace_table(conn, table, frame)
         return
     schema = table.split(".", 1)[0]

@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import duckdb
 import polars as pl
@@ -30,6 +30,20 @@ from nofx.warehouse import postgres
 
 ANALYTICS = "analytics"  # where the Dagster ML and operations assets publish
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class WarehouseConnection(Protocol):
+    """What the pipeline and the readers call on a warehouse connection: DuckDB's own
+    connection, or ``postgres.PostgresConnection`` (ADR 0026). Results have ``fetchall()``
+    (``execute``) and ``.pl()`` (``sql``); ``register`` makes a polars frame a table."""
+
+    def execute(self, query: str, parameters: Any = None) -> Any: ...
+
+    def sql(self, query: str, *, params: Any = None) -> Any: ...
+
+    def register(self, name: str, frame: Any) -> Any: ...
+
+    def unregister(self, name: str) -> Any: ...
 
 
 class WarehouseUnavailable(Exception):
@@ -69,7 +83,9 @@ def postgres_url(settings: Settings | None = None) -> str | None:
 
 
 @contextmanager
-def connect(settings: Settings | None = None, *, read_only: bool = True) -> Iterator[Any]:
+def connect(
+    settings: Settings | None = None, *, read_only: bool = True
+) -> Iterator[WarehouseConnection]:
     """A short-lived connection to the warehouse the settings name: a DuckDB connection to
     the file, or a ``PostgresConnection`` with the same methods (``execute``, ``sql``)."""
     settings = settings or Settings.from_env()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 
 from nofx import data_contract
@@ -112,3 +113,62 @@ def test_exposures_name_published_marts_only() -> None:
     for exposure in exposures:
         refs = {re.fullmatch(r"ref\('([a-z_]+)'\)", d).group(1) for d in exposure["depends_on"]}
         assert refs <= known, (exposure["name"], refs - known)
+
+
+def test_the_duckdb_landing_table_has_the_contract_shape() -> None:
+    """The landing DDL (dagster_project/lib/raw_events.py) is still written out by hand: this
+    catches it drifting from the contract until it is generated from it."""
+    import duckdb
+
+    from dagster_project.lib.raw_events import ensure_raw_table
+
+    with duckdb.connect() as conn:
+        ensure_raw_table(conn)
+        landed = conn.execute(
+            "select column_name, data_type, is_nullable = 'YES' from information_schema.columns "
+            "where table_schema = ? and table_name = ? order by ordinal_position",
+            [data_contract.RAW_SCHEMA, data_contract.RAW_EVENTS],
+        ).fetchall()
+        expected = [
+            (
+                c.name,
+                conn.execute(f"select typeof(cast(null as {c.sql_type}))").fetchone()[0],
+                c.nullable,
+            )
+            for c in RAW_EVENT_COLUMNS
+        ]
+    assert landed == expected
+
+
+@pytest.mark.postgres
+def test_the_postgres_landing_table_has_the_contract_shape(pg_url: str) -> None:
+    """Same for the PostgreSQL landing (dagster_project/lib/warehouse_postgres.py)."""
+    from sqlalchemy import create_engine, text
+
+    from dagster_project.lib.warehouse_postgres import DDL
+
+    engine = create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with engine.begin() as conn:
+            for statement in filter(str.strip, DDL.split(";")):
+                conn.execute(text(statement))
+            landed = conn.execute(
+                text(
+                    "select column_name, format_type(a.atttypid, a.atttypmod), not a.attnotnull "
+                    "from information_schema.columns c join pg_attribute a "
+                    "on a.attrelid = 'raw.raw_events'::regclass and a.attname = c.column_name "
+                    "where table_schema = 'raw' and table_name = 'raw_events' "
+                    "order by ordinal_position"
+                )
+            ).all()
+            expected = [
+                (
+                    c.name,
+                    conn.execute(text(f"select pg_typeof(cast(null as {c.sql_type}))")).scalar(),
+                    c.nullable,
+                )
+                for c in RAW_EVENT_COLUMNS
+            ]
+    finally:
+        engine.dispose()
+    assert [tuple(r) for r in landed] == expected

@@ -77,7 +77,7 @@ def column_names(columns: tuple[Column, ...]) -> tuple[str, ...]:
 class Mart(StrEnum):
     """The tables dbt publishes (its marts), which the dashboards, the API, ``ml`` and the
     Dagster assets read by name. Their columns and types are enforced by dbt contracts
-    (dbt/models/marts/schema.yml)."""
+    (dbt/models/marts/_*.yml)."""
 
     AGENT_SESSIONS = "agent_sessions"
     AGENTS = "agents"

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 from sqlalchemy import delete, insert, select
 
+from nofx.data_contract import StreamType
 from nofx.domain import NewEvent
 from nofx.errors import NotFoundError, ValidationError
 from nofx.store import EventStore
@@ -167,7 +168,7 @@ CUSTOM_PREFIX = "custom:"
 RULE_ID = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 METRIC_NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 MAX_RULES_PER_TENANT = 50
-STREAM_TYPE = "alert_rule"
+STREAM_TYPE = StreamType.ALERT_RULE
 
 
 def check_metric(metric: str) -> str:

@@ -30,13 +30,14 @@ from nofx.alert_rules import (
     Severity,
     load_rules,
 )
+from nofx.data_contract import StreamType
 from nofx.domain import Event, NewEvent, new_id, utcnow
 from nofx.errors import ConflictError, NotFoundError
 from nofx.store import EventStore
 from nofx.store.event_store import as_utc
 from nofx.store.schema import alerts as alerts_table
 
-STREAM_TYPE = "alert"
+STREAM_TYPE = StreamType.ALERT
 # Alerts about what every tenant shares (API processes, the models): the operator's, read
 # with the ``metrics`` scope. "@" cannot start a tenant id sent in X-Tenant-ID.
 FLEET_TENANT = "@fleet"

@@ -25,6 +25,7 @@ from typing import Any
 
 from sqlalchemy import insert, select, update
 
+from nofx.data_contract import StreamType
 from nofx.demand_forecast import WarehouseDemandForecast
 from nofx.domain import Agent, Event, NewEvent, utcnow
 from nofx.errors import ConcurrencyError, NotFoundError
@@ -34,7 +35,7 @@ from nofx.store import EventStore, Transaction
 from nofx.store.event_store import as_utc
 from nofx.store.schema import agent_pools
 
-STREAM_TYPE = "pool"
+STREAM_TYPE = StreamType.POOL
 
 
 def stream_id(agent_id: str) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from nofx.data_contract import StreamType
 from nofx.domain import Agent, AgentSpec, AgentStatus, NewEvent, ProviderKind, new_id, utcnow
 from nofx.errors import ConcurrencyError, DuplicateAgentError, NotFoundError, UnknownCapabilityError
 from nofx.security.policy import OperatorPolicy, check_provider, policy_from_settings, redact_spec
@@ -23,7 +24,7 @@ from nofx.store import EventStore, Transaction
 from nofx.store.event_store import as_utc
 from nofx.store.schema import agent_capabilities, agents
 
-STREAM_TYPE = "agent"
+STREAM_TYPE = StreamType.AGENT
 DENY_ALL = OperatorPolicy()
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
+from nofx.data_contract import StreamType
 from nofx.domain import (
     Event,
     NewEvent,
@@ -31,7 +32,7 @@ from nofx.store.notify import notify_work
 from nofx.store.schema import sessions
 from nofx.store.writer import Append, Written
 
-STREAM_TYPE = "session"
+STREAM_TYPE = StreamType.SESSION
 TERMINAL_EVENTS = {
     "SessionCompleted": "succeeded",
     "SessionFailed": "failed",

@@ -19,7 +19,7 @@
 {%- endmacro %}
 
 {% macro json_number(column, key, type=none) -%}
-  cast({{ nofx.json_text(column, key) }} as {{ type or dbt.type_float() }})
+  cast({{ nofx.json_text(column, key) }} as {{ type or nofx.type_double() }})
 {%- endmacro %}
 
 {#- The elements of a JSON array held in a text column, one row each (used in a select list). -#}

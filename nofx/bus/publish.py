@@ -22,6 +22,7 @@ from sqlalchemy import Connection, func, select
 from sqlalchemy.exc import IntegrityError
 
 from nofx.bus import blobstore
+from nofx.data_contract import StreamType
 from nofx.domain import Event, Message, NewEvent, utcnow
 from nofx.errors import ConcurrencyError, ValidationError
 from nofx.security.inputs import MAX_JSON_DEPTH, json_depth
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 
     from nofx.store import EventStore, Transaction
 
-MESSAGE_STREAM_TYPE = "bus"
+MESSAGE_STREAM_TYPE = StreamType.BUS
 PUBLISH_ATTEMPTS = 5
 BATCH_MAX = 256  # messages per writer operation (measured: 256 beat 64 by ~1.4x)
 MESSAGE_COLUMNS = (

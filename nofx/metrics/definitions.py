@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import delete, insert, select
 
+from nofx.data_contract import StreamType
 from nofx.domain import NewEvent
 from nofx.errors import NotFoundError, ValidationError
 from nofx.metrics.sandbox import check_metric_sql
@@ -19,7 +20,7 @@ from nofx.store.schema import custom_metrics as table
 
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 MAX_METRICS_PER_TENANT = 20
-STREAM_TYPE = "custom_metric"
+STREAM_TYPE = StreamType.CUSTOM_METRIC
 
 
 @dataclass(frozen=True)

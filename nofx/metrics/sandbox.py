@@ -17,21 +17,11 @@ from dataclasses import dataclass
 
 import duckdb
 
+from nofx.data_contract import TENANT_SCOPED_MARTS
 from nofx.errors import ValidationError
 
 # The published marts a metric may read: every one has a tenant_id column.
-ALLOWED_MARTS = (
-    "agent_sessions",
-    "agent_step_calls",
-    "agents",
-    "agent_relationships",
-    "agent_communications",
-    "workflow_plans",
-    "workflow_executions",
-    "workflow_adaptations",
-    "pool_scaling_decisions",
-    "api_usage_hourly",
-)
+ALLOWED_MARTS = tuple(m.value for m in TENANT_SCOPED_MARTS)
 MAX_SQL_CHARS = 4000
 MAX_SOURCE_ROWS = 200_000
 MAX_RESULT_ROWS = 500

@@ -17,6 +17,7 @@ from enum import StrEnum
 
 from sqlalchemy import func, insert, select, update
 
+from nofx.data_contract import StreamType
 from nofx.domain import NewEvent, utcnow
 from nofx.errors import NofxError, NotFoundError, ValidationError
 from nofx.store import EventStore, Transaction
@@ -166,7 +167,7 @@ class ApiKeyService:
             tx.conn.execute(insert(api_keys).values(**values))
             tx.append(
                 f"apikey-{key_id}",
-                "apikey",
+                StreamType.API_KEY,
                 tenant_id,
                 [
                     NewEvent(
@@ -212,7 +213,7 @@ class ApiKeyService:
             )
             tx.append(
                 f"apikey-{key_id}",
-                "apikey",
+                StreamType.API_KEY,
                 key.tenant_id,
                 [NewEvent(type="ApiKeyRevoked", payload={"key_id": key_id})],
             )

@@ -8,6 +8,8 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
+from nofx import data_contract
+from nofx.data_contract import column_names
 from nofx.domain import Event
 from nofx.store import schema
 from nofx.store.driver import DriverStatement, PgInsertReturning
@@ -32,16 +34,7 @@ def stored_event(position: int, row: dict[str, Any]) -> Event:
 _INSERT_RETURNING = schema.events.insert().returning(
     schema.events.c.position, sort_by_parameter_order=True
 )
-EVENT_COLUMNS = (
-    "stream_id",
-    "stream_type",
-    "seq",
-    "type",
-    "tenant_id",
-    "occurred_at",
-    "idempotency_key",
-    "payload",
-)
+EVENT_COLUMNS = column_names(data_contract.EVENT_COLUMNS)  # what the writer inserts
 _INSERT = DriverStatement(schema.events, EVENT_COLUMNS)
 _INSERT_PG = PgInsertReturning(schema.events, EVENT_COLUMNS, "position")
 

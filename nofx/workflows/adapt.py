@@ -15,10 +15,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from nofx.data_contract import StreamType
 from nofx.errors import ValidationError
 from nofx.workflows.model import StepSpec, WorkflowSpec, validate
 
-STREAM_TYPE = "workflow"
+STREAM_TYPE = StreamType.WORKFLOW
 
 
 def stream_id(session_id: str) -> str:

@@ -14,10 +14,11 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from nofx.data_contract import StreamType
 from nofx.workflows.analysis import topological_order
 from nofx.workflows.model import WorkflowSpec
 
-STREAM_TYPE = "workflow"
+STREAM_TYPE = StreamType.WORKFLOW
 MIN_SAMPLES = 5
 
 

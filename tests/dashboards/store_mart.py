@@ -43,7 +43,7 @@ select
     cast(s.output_tokens as bigint) as output_tokens,
     cast(s.input_tokens + s.output_tokens as bigint) as total_tokens,
     s.cost_usd,
-    cast(json_extract(s.request, '$.task.complexity') as float) as complexity,
+    cast(json_extract(s.request, '$.task.complexity') as double) as complexity,
     s.created as requested_at,
     cast(null as timestamp) as started_at,
     case when s.status in ('succeeded', 'failed', 'cancelled') then s.updated end as ended_at,

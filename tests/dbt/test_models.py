@@ -1,13 +1,15 @@
 """The dbt models on edge cases the demo data rarely shows, built twice (incremental).
 
-Agent updates and removals, a cancelled session, a step abandoned by a lost worker, and an
-event from a stream type the marts do not model yet, all written through the real core.
+Agent updates and removals, a cancelled session, a step abandoned by a lost worker, an event
+type no mart models and an event from a stream type the contract does not know yet (a
+warning, not a failure), all written through the real core; then the source's freshness.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +19,7 @@ import pytest
 
 from dagster_project.lib.dbt import DBT_PROJECT_DIR
 from dagster_project.lib.raw_events import copy_new_events
+from nofx.data_contract import StreamType
 from nofx.domain import NewEvent, SessionRequest, Task
 from nofx.registry import AgentRegistry
 from nofx.runtime import Runtime, RuntimeConfig
@@ -26,12 +29,12 @@ from nofx.store import EventStore
 from tests.conftest import fleet_specs
 
 
-def dbt_build(settings: Settings, target: Path) -> None:
+def dbt_build(settings: Settings, target: Path, command: str = "build") -> str:
     dbt = Path(sys.executable).parent / "dbt"
     proc = subprocess.run(
         [
             str(dbt),
-            "build",
+            *command.split(),
             "--project-dir",
             str(DBT_PROJECT_DIR),
             "--profiles-dir",
@@ -47,6 +50,7 @@ def dbt_build(settings: Settings, target: Path) -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stdout[-4000:]
+    return proc.stdout
 
 
 def land(settings: Settings, store: EventStore) -> None:
@@ -120,9 +124,12 @@ def test_marts_on_edge_cases_and_incremental_rebuild(
     spec.update(name="renamed", pricing={"input_per_1k_tokens": 0.5, "output_per_1k_tokens": 1.0})
     updated = registry.update(agents[3].agent_id, type(fleet_specs(1)[0])(**spec))
     registry.deregister(agents[0].agent_id)
-    store.append("workflow-w1", "workflow", "default", [NewEvent(type="WorkflowPlanned")])
+    store.append("workflow-w1", StreamType.WORKFLOW, "default", [NewEvent(type="WorkflowPlanned")])
+    store.append("experiment-1", "experiment", "default", [NewEvent(type="TrialStarted")])
     land(settings, store)
-    dbt_build(settings, tmp_path / "target")
+    said = dbt_build(settings, tmp_path / "target")
+    assert re.search(r"WARN 1 accepted_values_stg_events_stream_type", said), said[-3000:]
+    assert "WARN=1 " in said and "ERROR=0 " in said
 
     status = dict(query(settings, "select session_id, status from agent_sessions"))
     # the resumed session ran to an end (which end depends on the simulated agents)
@@ -179,3 +186,5 @@ def test_marts_on_edge_cases_and_incremental_rebuild(
     )
     assert new_prices in ([], [(0.5,)])
     assert query(settings, "select count(*) from agent_sessions") == [(12,)]
+    fresh = dbt_build(settings, tmp_path / "target", "source freshness")
+    assert "PASS freshness of raw.raw_events" in fresh

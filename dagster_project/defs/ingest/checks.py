@@ -13,37 +13,13 @@ import great_expectations.expectations as gxe
 from dagster_project.lib.expectations import Validation, check_result, merge, validate
 from dagster_project.lib.raw_events import RAW_TABLE, ensure_raw_table
 from dagster_project.lib.resources import WarehouseResource
+from nofx.data_contract import RAW_EVENT_COLUMNS, StreamType, column_names
 
-RAW_COLUMNS = [
-    "position",
-    "stream_id",
-    "stream_type",
-    "seq",
-    "type",
-    "tenant_id",
-    "occurred_at",
-    "idempotency_key",
-    "payload",
-    "loaded_at",
-]
-REQUIRED_RAW_COLUMNS = [c for c in RAW_COLUMNS if c != "idempotency_key"]
-# Stream types the platform models; add one here when the core starts writing a new kind.
-KNOWN_STREAM_TYPES = [
-    "session",
-    "agent",
-    "workflow",
-    "bus",
-    "channel",
-    "breaker",
-    "alert",
-    "audit",
-    "pool",
-    "api_metrics",
-    "api_usage",
-    "apikey",
-    "alert_rule",
-    "custom_metric",
-]
+RAW_COLUMNS = list(column_names(RAW_EVENT_COLUMNS))
+REQUIRED_RAW_COLUMNS = [c.name for c in RAW_EVENT_COLUMNS if not c.nullable]
+# Stream types the platform models: the core's contract (a new kind goes there, with its
+# staging model in dbt/models/staging).
+KNOWN_STREAM_TYPES = [t.value for t in StreamType]
 EARLIEST_EVENT = datetime(2020, 1, 1)
 
 

@@ -19,14 +19,14 @@ select
     capability,
     cast(count(*) as bigint) as calls,
     cast(sum(case when succeeded then 1 else 0 end) as bigint) as successes,
-    cast(sum(case when succeeded then 1 else 0 end) as {{ dbt.type_float() }}) / count(*)
+    cast(sum(case when succeeded then 1 else 0 end) as {{ nofx.type_double() }}) / count(*)
         as success_rate,
     cast(sum(case when failure_class = 'orchestration' then 1 else 0 end) as bigint)
         as orchestration_failures,
     cast(sum(case when failure_class = 'task' then 1 else 0 end) as bigint) as task_failures,
     cast(sum(case when failure_class = 'orchestration' then 1 else 0 end)
-        as {{ dbt.type_float() }}) / count(*) as orchestration_failure_rate,
-    cast(sum(case when failure_class = 'task' then 1 else 0 end) as {{ dbt.type_float() }})
+        as {{ nofx.type_double() }}) / count(*) as orchestration_failure_rate,
+    cast(sum(case when failure_class = 'task' then 1 else 0 end) as {{ nofx.type_double() }})
         / count(*) as task_failure_rate,
     avg(case when succeeded then quality end) as avg_quality,
     percentile_cont(0.5) within group (order by latency_ms) as p50_latency_ms,

@@ -2,11 +2,9 @@
 -- a supervisor delegating to a worker (hierarchical), a reviewer judging an author (pair),
 -- a peer handing an item to another (swarm).
 with events as (
-    select position, tenant_id, occurred_at, event_type, payload,
-        {{ nofx.json_text('payload', 'session_id') }} as session_id
-    from {{ ref('stg_events') }}
-    where stream_type = 'session'
-        and event_type in ('AgentRelationshipRecorded', 'ReviewRecorded', 'HandoffRecorded')
+    select *
+    from {{ ref('stg_session__events') }}
+    where event_type in ('AgentRelationshipRecorded', 'ReviewRecorded', 'HandoffRecorded')
 )
 
 select
@@ -14,40 +12,25 @@ select
     session_id,
     tenant_id,
     occurred_at,
-    'delegates_to' as relation,
-    {{ nofx.json_text('payload', 'supervisor_agent_id') }} as from_agent_id,
-    {{ nofx.json_text('payload', 'worker_agent_id') }} as to_agent_id,
-    {{ nofx.json_number('payload', 'depth', 'integer') }} as depth,
-    {{ nofx.json_text('payload', 'step_id') }} as detail
+    case event_type
+        when 'AgentRelationshipRecorded' then 'delegates_to'
+        when 'ReviewRecorded' then 'reviews'
+        else 'hands_off_to'
+    end as relation,
+    case event_type
+        when 'AgentRelationshipRecorded' then supervisor_agent_id
+        when 'ReviewRecorded' then reviewer_agent_id
+        else from_agent_id
+    end as from_agent_id,
+    case event_type
+        when 'AgentRelationshipRecorded' then worker_agent_id
+        when 'ReviewRecorded' then author_agent_id
+        else to_agent_id
+    end as to_agent_id,
+    case when event_type = 'AgentRelationshipRecorded' then delegation_depth end as depth,
+    case event_type
+        when 'AgentRelationshipRecorded' then step_id
+        when 'ReviewRecorded' then verdict
+        else handoff_item
+    end as detail
 from events
-where event_type = 'AgentRelationshipRecorded'
-
-union all
-
-select
-    position,
-    session_id,
-    tenant_id,
-    occurred_at,
-    'reviews',
-    {{ nofx.json_text('payload', 'reviewer_agent_id') }},
-    {{ nofx.json_text('payload', 'author_agent_id') }},
-    cast(null as integer),
-    {{ nofx.json_text('payload', 'verdict') }}
-from events
-where event_type = 'ReviewRecorded'
-
-union all
-
-select
-    position,
-    session_id,
-    tenant_id,
-    occurred_at,
-    'hands_off_to',
-    {{ nofx.json_text('payload', 'from_agent_id') }},
-    {{ nofx.json_text('payload', 'to_agent_id') }},
-    cast(null as integer),
-    {{ nofx.json_text('payload', 'item') }}
-from events
-where event_type = 'HandoffRecorded'

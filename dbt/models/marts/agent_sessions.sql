@@ -1,7 +1,7 @@
 -- One row per session: what was asked, who did it, how it ended, what it cost.
 -- attempts and tokens count StepCompleted + StepFailed, as the core's sessions projection does.
 with events as (
-    select * from {{ ref('stg_session_events') }}
+    select * from {{ ref('stg_session__events') }}
 ),
 
 requested as (
@@ -92,7 +92,10 @@ select
     t.ended_at,
     case
         when t.ended_at is not null
-            then {{ dbt.datediff('coalesce(st.started_at, r.requested_at)', 't.ended_at', 'millisecond') }}
+            then cast(
+                {{ dbt.datediff('coalesce(st.started_at, r.requested_at)', 't.ended_at', 'millisecond') }}
+                as bigint
+            )
     end as duration_ms,
     t.error_type,
     t.failure_class,

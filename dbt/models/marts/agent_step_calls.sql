@@ -11,7 +11,7 @@
 -- Outcome events are immutable, so new rows are the outcomes after the last one loaded.
 with outcomes as (
     select *
-    from {{ ref('stg_session_events') }}
+    from {{ ref('stg_session__events') }}
     where event_type in ('StepCompleted', 'StepFailed', 'StepAbandoned')
     {% if is_incremental() %}
         and position > (select coalesce(max(outcome_position), 0) from {{ this }})
@@ -21,26 +21,26 @@ with outcomes as (
 started as (
     select session_id, step_id, attempt, occurred_at, agent_id, agent_version, agent_name,
         provider_name, capability, timeout_s
-    from {{ ref('stg_session_events') }}
+    from {{ ref('stg_session__events') }}
     where event_type = 'StepStarted'
 ),
 
 selected as (
     select session_id, step_id, attempt, selection_score, expected_success,
         expected_cost_usd, candidates
-    from {{ ref('stg_session_events') }}
+    from {{ ref('stg_session__events') }}
     where event_type = 'AgentSelected'
 ),
 
 requested as (
     select session_id, pattern, complexity, requested_input_tokens, optimize, max_attempts
-    from {{ ref('stg_session_events') }}
+    from {{ ref('stg_session__events') }}
     where event_type = 'SessionRequested'
 ),
 
 specs as (
     select agent_id, version, input_per_1k_tokens, output_per_1k_tokens, per_call_usd
-    from {{ ref('stg_agent_events') }}
+    from {{ ref('stg_agent__events') }}
     where event_type in ('AgentRegistered', 'AgentUpdated')
 )
 
@@ -95,7 +95,7 @@ left join requested as r on o.session_id = r.session_id
 left join specs as spec
     on spec.agent_id = coalesce(o.agent_id, s.agent_id)
     and spec.version = coalesce(o.agent_version, s.agent_version)
-left join {{ ref('stg_agent_capabilities') }} as cap
+left join {{ ref('stg_agent__capabilities') }} as cap
     on cap.agent_id = spec.agent_id
     and cap.version = spec.version
     and cap.capability = coalesce(o.capability, s.capability)

@@ -1,6 +1,6 @@
 -- The registry as the events tell it: each agent's latest spec, and whether it is still active.
 with events as (
-    select * from {{ ref('stg_agent_events') }}
+    select * from {{ ref('stg_agent__events') }}
 ),
 
 latest_spec as (
@@ -28,7 +28,7 @@ lifecycle as (
 
 capabilities as (
     select agent_id, version, {{ nofx.sorted_list_agg('capability') }} as capabilities
-    from {{ ref('stg_agent_capabilities') }}
+    from {{ ref('stg_agent__capabilities') }}
     group by agent_id, version
 )
 

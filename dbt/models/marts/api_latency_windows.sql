@@ -1,13 +1,13 @@
 -- One row per API process per minute: requests served, 5xx answers and latency quantiles.
 select
     position as window_id,
-    {{ nofx.json_text('payload', 'source') }} as source,
+    source,
     occurred_at as window_end,
-    {{ nofx.json_number('payload', 'window_s') }} as window_s,
-    {{ nofx.json_number('payload', 'requests', 'bigint') }} as requests,
-    {{ nofx.json_number('payload', 'server_errors', 'bigint') }} as server_errors,
-    {{ nofx.json_number('payload', 'p50_ms') }} as p50_ms,
-    {{ nofx.json_number('payload', 'p95_ms') }} as p95_ms,
-    {{ nofx.json_number('payload', 'p99_ms') }} as p99_ms
-from {{ ref('stg_events') }}
-where stream_type = 'api_metrics' and event_type = 'ApiLatencyWindow'
+    window_s,
+    requests,
+    server_errors,
+    p50_ms,
+    p95_ms,
+    p99_ms
+from {{ ref('stg_api_metrics__events') }}
+where event_type = 'ApiLatencyWindow'

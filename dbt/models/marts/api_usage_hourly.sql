@@ -2,17 +2,14 @@
 -- ApiUsageCounted buckets the API writes (one per bucket per flush).
 select
     tenant_id,
-    {{ nofx.json_text('payload', 'key_id') }} as key_id,
-    {{ nofx.json_text('payload', 'method') }} as method,
-    {{ nofx.json_text('payload', 'route') }} as route,
-    cast({{ nofx.json_text('payload', 'hour') }} as timestamp) as hour,
-    cast(sum({{ nofx.json_number('payload', 'requests', 'bigint') }}) as bigint) as requests,
-    cast(sum({{ nofx.json_number('payload', 'client_errors', 'bigint') }}) as bigint)
-        as client_errors,
-    cast(sum({{ nofx.json_number('payload', 'server_errors', 'bigint') }}) as bigint)
-        as server_errors,
-    sum({{ nofx.json_number('payload', 'total_ms') }})
-        / nullif(sum({{ nofx.json_number('payload', 'requests', 'bigint') }}), 0) as mean_ms
-from {{ ref('stg_events') }}
-where stream_type = 'api_usage' and event_type = 'ApiUsageCounted'
-group by 1, 2, 3, 4, 5
+    key_id,
+    method,
+    route,
+    hour,
+    cast(sum(requests) as bigint) as requests,
+    cast(sum(client_errors) as bigint) as client_errors,
+    cast(sum(server_errors) as bigint) as server_errors,
+    sum(total_ms) / nullif(sum(requests), 0) as mean_ms
+from {{ ref('stg_api_usage__events') }}
+where event_type = 'ApiUsageCounted'
+group by tenant_id, key_id, method, route, hour

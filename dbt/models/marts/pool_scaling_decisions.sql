@@ -4,19 +4,12 @@ select
     tenant_id,
     occurred_at,
     event_type,
-    {{ nofx.json_text('payload', 'agent_id') }} as agent_id,
-    coalesce(
-        {{ nofx.json_number('payload', 'before', 'integer') }},
-        {{ nofx.json_number('payload', 'replicas', 'integer') }}
-    ) as replicas_before,
-    coalesce(
-        {{ nofx.json_number('payload', 'after', 'integer') }},
-        {{ nofx.json_number('payload', 'replicas', 'integer') }}
-    ) as replicas_after,
-    {{ nofx.json_text('payload', 'direction') }} as direction,
-    {{ nofx.json_number('payload', 'utilisation') }} as utilisation,
-    {{ nofx.json_number('payload', 'in_flight', 'integer') }} as in_flight,
-    {{ nofx.json_number('payload', 'queued', 'integer') }} as queued,
-    {{ nofx.json_text('payload', 'reason') }} as reason
-from {{ ref('stg_events') }}
-where stream_type = 'pool'
+    agent_id,
+    coalesce(replicas_before, replicas) as replicas_before,
+    coalesce(replicas_after, replicas) as replicas_after,
+    direction,
+    utilisation,
+    in_flight,
+    queued,
+    reason
+from {{ ref('stg_pool__events') }}

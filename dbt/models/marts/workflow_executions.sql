@@ -2,7 +2,7 @@
 -- how many steps ran, failed, were retried or skipped, planned against realised makespan
 -- (from the steps' measured latencies) and cost.
 with events as (
-    select * from {{ ref('stg_session_events') }}
+    select * from {{ ref('stg_session__events') }}
     where session_id in (
         select session_id from {{ ref('agent_sessions') }} where pattern = 'workflow'
     )
@@ -24,15 +24,8 @@ steps as (
 ),
 
 completed as (
-    select
-        session_id,
-        {{ nofx.json_number('payload', 'details/steps', 'integer') }} as steps_planned,
-        {{ nofx.json_number('payload', 'details/planned_makespan_s') }} as planned_makespan_s,
-        {{ nofx.json_number('payload', 'details/actual_makespan_s') }} as actual_makespan_s,
-        {{ nofx.json_number('payload', 'details/planned_cost_usd') }} as planned_cost_usd
-    from {{ ref('stg_events') }}
-    inner join (select distinct session_id from events) as wf
-        on {{ nofx.json_text('payload', 'session_id') }} = wf.session_id
+    select session_id, steps_planned, planned_makespan_s, actual_makespan_s, planned_cost_usd
+    from events
     where event_type = 'SessionCompleted'
 )
 

@@ -1,7 +1,7 @@
 -- One row per (agent, spec version, capability) with the declared proficiency (1..5).
 with specs as (
     select agent_id, version, capabilities_json
-    from {{ ref('stg_agent_events') }}
+    from {{ ref('stg_agent__events') }}
     where event_type in ('AgentRegistered', 'AgentUpdated')
 ),
 

@@ -1,4 +1,5 @@
--- Session stream events with the fields every consumer needs pulled out of the payload.
+-- Session stream events, the payload parsed once into typed columns (null when absent):
+-- requests, steps, selections, outcomes, agent links and workflow results.
 select
     position,
     {{ nofx.json_text('payload', 'session_id') }} as session_id,
@@ -41,6 +42,21 @@ select
     {{ nofx.json_number('payload', 'request/budget_usd') }} as budget_usd,
     {{ nofx.json_text('payload', 'request/optimize') }} as optimize,
     {{ nofx.json_number('payload', 'request/max_attempts', 'integer') }} as max_attempts,
+    {{ nofx.json_text('payload', 'request/workflow/name') }} as workflow_name,
+    {{ nofx.json_text('payload', 'request/workflow/steps') }} as workflow_steps_json,
+    {{ nofx.json_number('payload', 'details/steps', 'integer') }} as steps_planned,
+    {{ nofx.json_number('payload', 'details/planned_makespan_s') }} as planned_makespan_s,
+    {{ nofx.json_number('payload', 'details/actual_makespan_s') }} as actual_makespan_s,
+    {{ nofx.json_number('payload', 'details/planned_cost_usd') }} as planned_cost_usd,
+    {{ nofx.json_text('payload', 'supervisor_agent_id') }} as supervisor_agent_id,
+    {{ nofx.json_text('payload', 'worker_agent_id') }} as worker_agent_id,
+    {{ nofx.json_number('payload', 'depth', 'integer') }} as delegation_depth,
+    {{ nofx.json_text('payload', 'reviewer_agent_id') }} as reviewer_agent_id,
+    {{ nofx.json_text('payload', 'author_agent_id') }} as author_agent_id,
+    {{ nofx.json_text('payload', 'verdict') }} as verdict,
+    {{ nofx.json_text('payload', 'from_agent_id') }} as from_agent_id,
+    {{ nofx.json_text('payload', 'to_agent_id') }} as to_agent_id,
+    {{ nofx.json_text('payload', 'item') }} as handoff_item,
     {{ nofx.json_text('payload', 'worker_id') }} as worker_id,
     {{ nofx.json_text('payload', 'message') }} as message
 from {{ ref('stg_events') }}

@@ -132,7 +132,11 @@ def equal_terms(quick: bool) -> tuple[dict[str, Any], list[dict[str, Any]]]:
                         metric: interval([r[metric] for r in runs])
                         for metric in ("steps_per_s", "sessions_per_s", "commits_per_step")
                     }
-                    for metric in ("loop_cpu_us_per_step", "writer_cpu_us_per_step"):
+                    for metric in (
+                        "loop_cpu_us_per_step",
+                        "writer_cpu_us_per_step",
+                        "writer_busy_us_per_step",
+                    ):
                         if metric in runs[0]:
                             entry[side][metric] = interval([r[metric] for r in runs])
                     entry[side]["steps_per_session"] = runs[0]["steps"] / max(

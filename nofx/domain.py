@@ -267,3 +267,18 @@ class NewEvent(BaseModel):
     type: str
     payload: dict[str, Any] = Field(default_factory=dict)
     idempotency_key: str | None = None
+
+    @classmethod
+    def trusted(cls, type: str, payload: dict[str, Any], key: str | None = None) -> NewEvent:
+        """An event whose values the caller built itself (a str type, a dict payload, a str
+        or None key): no validation. The runtime makes ~5 per step; validating each cost
+        ~7 us, ``model_construct`` ~4 us, this ~1 us (ADR 0024)."""
+        event = cls.__new__(cls)
+        _set(event, "__dict__", {"type": type, "payload": payload, "idempotency_key": key})
+        _set(event, "__pydantic_fields_set__", {"type", "payload", "idempotency_key"})
+        _set(event, "__pydantic_extra__", None)
+        _set(event, "__pydantic_private__", None)
+        return event
+
+
+_set = object.__setattr__

@@ -33,3 +33,7 @@ class RuntimeConfig:
     # instead of 700: with 10,000 sessions alive, full collections took most of the CPU
     # (ADR 0015); None leaves the collector as it is
     gc_young_threshold: int | None = 50_000
+    # while sessions run, the interpreter's switch interval (sys.setswitchinterval): the
+    # store writer waits this long at most for the GIL after each SQLite call, instead of
+    # 5 ms (nofx.runtime.gil, ADR 0024); None leaves it alone
+    switch_interval_s: float | None = 0.0005

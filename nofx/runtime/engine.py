@@ -26,6 +26,7 @@ from nofx.routing.autoscale import ScalingDecision
 from nofx.routing.selection import Selector
 from nofx.runtime.calls import AgentCalls
 from nofx.runtime.config import RuntimeConfig
+from nofx.runtime.gil import switch_interval
 from nofx.runtime.leases import Leases
 from nofx.runtime.session import SessionExecution
 from nofx.sessions import SessionService, replay, row_to_session
@@ -70,8 +71,10 @@ class Engine(AgentCalls, Leases):
         if selector is None:
             from nofx.routing.router import default_router
 
-            # statistics shared through the store with every worker and the API
-            selector = default_router(store, seed=self.config.seed)
+            # statistics shared through the store with every worker and the API; the runtime
+            # records the reasons of the agent it picks (AgentSelected), so only the
+            # leader's are spelled out (ADR 0024)
+            selector = default_router(store, seed=self.config.seed, explained=1)
         self.selector = selector
         self.sessions = SessionService(store, self.registry)
         self.patterns: dict[PatternName, PatternRunner] = dict(patterns or {})
@@ -96,7 +99,7 @@ class Engine(AgentCalls, Leases):
         if session.status.terminal:
             return session
         await self.prepare_tenant(session.tenant_id)
-        execution = SessionExecution(self, session, history)
+        execution = SessionExecution(self, session, history, state)
         pattern = session.pattern
         runner = self.patterns.get(pattern)
         terminal_key = f"{session_id}/terminal"
@@ -187,7 +190,6 @@ class Engine(AgentCalls, Leases):
     ) -> RunSummary:
         """Claim and run runnable sessions until none are left (or ``limit`` ran)."""
         summary = RunSummary()
-        gate = asyncio.Semaphore(self.config.concurrency)
         active: set[str] = set()
 
         async def heartbeat() -> None:
@@ -213,25 +215,26 @@ class Engine(AgentCalls, Leases):
         )
 
         async def one(session_id: str, history: list[Event]) -> None:
-            async with gate:
-                try:
-                    session = await self.execute(session_id, history)
-                except ConcurrencyError as exc:
-                    # Someone else wrote to the stream: a user cancelled it, or our lease ran
-                    # out and another runtime took over. Step aside; the stream is the truth.
-                    log.info("session %s moved on without us: %s", session_id, exc)
-                    summary.interrupted.append((session_id, f"{type(exc).__name__}: {exc}"))
-                    await self.release_async(session_id)
-                    return
-                except Exception as exc:
-                    # The session stays runnable: its lease is released and another pass
-                    # (or runtime) resumes it from its events. Nothing is dropped.
-                    log.exception("session %s interrupted; it will be resumed", session_id)
-                    summary.interrupted.append((session_id, f"{type(exc).__name__}: {exc}"))
-                    await self.release_async(session_id)
-                    return
-                finally:
-                    active.discard(session_id)
+            # no semaphore: the loop below never claims more than ``concurrency`` minus the
+            # sessions running or queued, so a slot is always free here
+            try:
+                session = await self.execute(session_id, history)
+            except ConcurrencyError as exc:
+                # Someone else wrote to the stream: a user cancelled it, or our lease ran
+                # out and another runtime took over. Step aside; the stream is the truth.
+                log.info("session %s moved on without us: %s", session_id, exc)
+                summary.interrupted.append((session_id, f"{type(exc).__name__}: {exc}"))
+                await self.release_async(session_id)
+                return
+            except Exception as exc:
+                # The session stays runnable: its lease is released and another pass
+                # (or runtime) resumes it from its events. Nothing is dropped.
+                log.exception("session %s interrupted; it will be resumed", session_id)
+                summary.interrupted.append((session_id, f"{type(exc).__name__}: {exc}"))
+                await self.release_async(session_id)
+                return
+            finally:
+                active.discard(session_id)
             summary.sessions.append(session)
             if on_done is not None:
                 on_done(session)
@@ -240,6 +243,8 @@ class Engine(AgentCalls, Leases):
         scaler = asyncio.create_task(autoscale())
         relaxed = relaxed_gc(config.gc_young_threshold)
         relaxed.__enter__()
+        switching = switch_interval(config.switch_interval_s)
+        switching.__enter__()
         running: set[asyncio.Future[None]] = set()
         queued = 0  # claimed, waiting for admission: no task exists for them yet
         changed = asyncio.Event()  # a session ended or started: O(1) per event, unlike wait()
@@ -292,6 +297,7 @@ class Engine(AgentCalls, Leases):
                 if not running and not queued:
                     exhausted = False  # everything ended: look once more before stopping
         finally:
+            switching.__exit__(None, None, None)
             relaxed.__exit__(None, None, None)
             if admission is not None:
                 admission.close()

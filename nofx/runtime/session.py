@@ -47,11 +47,18 @@ class SessionExecution:
     waiting, and is durable before any later awaited write of the session is. A write that
     fails fails every later write of the session with the same error."""
 
-    def __init__(self, runtime: AgentCalls, session: Session, history: list[Event]) -> None:
+    def __init__(
+        self,
+        runtime: AgentCalls,
+        session: Session,
+        history: list[Event],
+        state: dict[str, Any] | None = None,
+    ) -> None:
         self.runtime = runtime
         self.session = session
         self.history = history
-        self.state = replay(history)
+        # ``state``: the fold of ``history`` when the caller has it already (the engine does)
+        self.state = replay(history) if state is None else state
         self._positions = {e.position for e in history}
         self._deferred: list[NewEvent] = []
         self._outbox: list[_Outgoing] = []
@@ -73,7 +80,7 @@ class SessionExecution:
 
     def _new_event(self, event_type: str, payload: dict[str, Any], key: str | None) -> NewEvent:
         payload = {"session_id": self.session.session_id, **payload}
-        return NewEvent(type=event_type, payload=payload, idempotency_key=key)
+        return NewEvent.trusted(event_type, payload, key)
 
     def defer(self, event_type: str, payload: dict[str, Any], key: str | None = None) -> None:
         """Queue an event to be written with the next ``emit`` (one transaction instead of two)."""

@@ -188,3 +188,94 @@ def test_a_value_shared_by_consecutive_rows_is_converted_once_and_stored_per_row
         ]
     finally:
         store.dispose()
+
+
+def _session_row(sid: str, now: datetime) -> dict:
+    return {
+        "session_id": sid,
+        "tenant_id": "default",
+        "pattern": "solo",
+        "status": "requested",
+        "request": {"task": {"prompt": sid}},
+        "agent_id": None,
+        "attempts": 0,
+        "cost_usd": 0.0,
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "output": None,
+        "error_type": None,
+        "created_at": now,
+        "updated_at": now,
+        "version": 1,
+    }
+
+
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    sessions=st.integers(min_value=1, max_value=150),
+    updates=st.lists(st.tuples(st.integers(0, 149), st.integers(0, 99)), min_size=1, max_size=150),
+)
+def test_many_rows_through_the_driver_store_what_core_stores(
+    tmp_path: Path, sessions: int, updates: list[tuple[int, int]]
+) -> None:
+    """Inserts and updates of up to 150 rows leave the same table as Core's statements;
+    an update touching a row twice keeps the last, as row by row would; inserted rows get
+    consecutive positions in order (what the writer's position arithmetic relies on)."""
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    columns = ("status", "attempts", "output", "updated_at", "version")
+    results = []
+    for side in ("driver", "core"):
+        store = EventStore(f"sqlite:///{tmp_path / f'{uuid.uuid4().hex}.db'}")
+        try:
+            rows = [_session_row(f"s{i}", now) for i in range(sessions)]
+            changes = [
+                {
+                    "session_id": f"s{target % sessions}",
+                    "status": "running",
+                    "attempts": n,
+                    "output": f"o{n}",
+                    "updated_at": now + timedelta(seconds=n),
+                    "version": n + 2,
+                }
+                for target, n in updates
+            ]
+            events = [
+                {
+                    "stream_id": "s",
+                    "stream_type": "t",
+                    "seq": i + 1,
+                    "type": "E",
+                    "tenant_id": "default",
+                    "occurred_at": now,
+                    "idempotency_key": f"k{i}",
+                    "payload": {"i": i},
+                }
+                for i in range(sessions)
+            ]
+            with store.transaction() as tx:
+                if side == "driver":
+                    DriverStatement(schema.sessions, sorted(rows[0])).execute(tx.conn, rows)
+                    DriverStatement(schema.sessions, columns, key="session_id").execute(
+                        tx.conn, changes
+                    )
+                    DriverStatement(schema.events, EVENT_COLUMNS).execute(tx.conn, events)
+                else:
+                    tx.conn.execute(schema.sessions.insert(), rows)
+                    for change in changes:  # in order: the last change of a row wins
+                        tx.conn.execute(
+                            schema.sessions.update()
+                            .where(schema.sessions.c.session_id == change["session_id"])
+                            .values({c: change[c] for c in columns})
+                        )
+                    tx.conn.execute(schema.events.insert(), events)
+            with store.engine.connect() as conn:
+                got = conn.execute(select(schema.sessions).order_by("session_id")).all()
+                stored = conn.execute(select(schema.events).order_by("position")).all()
+            assert [e.seq for e in stored] == list(range(1, sessions + 1))
+            assert [e.position for e in stored] == list(range(1, sessions + 1))
+            results.append(([tuple(r) for r in got], [(e.seq, e.payload) for e in stored]))
+        finally:
+            store.dispose()
+    assert results[0] == results[1]

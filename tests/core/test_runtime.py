@@ -465,3 +465,72 @@ async def test_a_failed_write_fails_the_rest_of_the_session_chain(
         await execution.write("Checked", {})
     with pytest.raises(ConcurrencyError):
         await execution.flush()
+
+
+def test_switch_interval_is_lowered_while_in_use_and_restored_after_the_outermost() -> None:
+    import sys
+
+    from nofx.runtime.gil import switch_interval
+
+    before = sys.getswitchinterval()
+    with switch_interval(0.0005):
+        assert sys.getswitchinterval() == pytest.approx(0.0005)
+        with switch_interval(0.002):  # nested: never raised above what is in force
+            assert sys.getswitchinterval() == pytest.approx(0.0005)
+        assert sys.getswitchinterval() == pytest.approx(0.0005)
+    assert sys.getswitchinterval() == pytest.approx(before)
+    with switch_interval(None):
+        assert sys.getswitchinterval() == pytest.approx(before)
+
+
+async def test_run_pending_runs_with_the_configured_switch_interval(
+    runtime: Runtime, fleet, store: EventStore
+) -> None:
+    import sys
+
+    seen: list[float] = []
+    runtime.config.switch_interval_s = 0.0007
+    before = sys.getswitchinterval()
+    runtime.sessions.submit(request())
+    await runtime.run_pending(on_done=lambda _: seen.append(sys.getswitchinterval()))
+    assert seen == [pytest.approx(0.0007)]
+    assert sys.getswitchinterval() == pytest.approx(before)
+
+
+def test_a_trusted_new_event_equals_a_validated_one() -> None:
+    from nofx.domain import NewEvent
+
+    payload = {"session_id": "s", "n": 1, "nested": {"a": [1, 2]}}
+    trusted = NewEvent.trusted("StepStarted", payload, "s/k")
+    checked = NewEvent(type="StepStarted", payload=payload, idempotency_key="s/k")
+    assert trusted == checked
+    assert trusted.model_dump() == checked.model_dump()
+    assert trusted.model_fields_set == checked.model_fields_set
+    assert NewEvent.trusted("X", {}).idempotency_key is None
+
+
+async def test_a_session_runs_without_a_semaphore_and_never_more_than_concurrency_at_once(
+    runtime: Runtime, fleet, store: EventStore
+) -> None:
+    """run_pending claims no more than the free slots, so at most ``concurrency`` sessions
+    execute at once (the semaphore it had was never contended)."""
+    runtime.config.concurrency = 3
+    for _ in range(10):
+        runtime.sessions.submit(request())
+    running = 0
+    peak = 0
+    execute = runtime.execute
+
+    async def counted(session_id: str, history=None):  # type: ignore[no-untyped-def]
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        try:
+            return await execute(session_id, history)
+        finally:
+            running -= 1
+
+    runtime.execute = counted  # type: ignore[method-assign]
+    summary = await runtime.run_pending()
+    assert len(summary.sessions) == 10 and not summary.interrupted
+    assert peak == 3

@@ -10,6 +10,7 @@ from __future__ import annotations
 import builtins
 import threading
 import time
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -64,6 +65,13 @@ class TooManyInFlight(NofxError):
         self.headers = {"Retry-After": str(retry_after)}
 
 
+def open_sessions(conn: Connection) -> int:
+    """Sessions requested or running, all tenants together: a count of the (status,
+    created_at) index alone, which reads no table row."""
+    query = select(func.count()).select_from(sessions).where(sessions.c.status.in_(OPEN_STATUSES))
+    return int(conn.execute(query).scalar() or 0)
+
+
 def in_flight_by_tenant(conn: Connection) -> dict[str, int]:
     """Sessions requested or running, per tenant. Grouped over every tenant on purpose: with
     the status alone in the condition, the (status, created_at) index finds exactly the open
@@ -74,6 +82,19 @@ def in_flight_by_tenant(conn: Connection) -> dict[str, int]:
         .group_by(sessions.c.tenant_id)
     )
     return {str(row[0]): int(row[1]) for row in conn.execute(query)}
+
+
+@dataclass
+class _OpenCount:
+    """What one commit group knows of open sessions: the total when the group first asked,
+    the per-tenant counts once the total alone no longer proves a tenant below its ceiling,
+    and the group's own admissions (counted twice when an earlier part of the group was
+    already flushed: stricter, never looser)."""
+
+    total: int
+    by_tenant: dict[str, int] | None = None
+    admitted: dict[str, int] = field(default_factory=dict)
+    admitted_total: int = 0
 
 
 def session_stream(session_id: str) -> str:
@@ -286,19 +307,27 @@ class SessionService:
             raise TooManyInFlight(ceiling)
 
     def _admit(self, tx: Transaction, tenant_id: str, ceiling: int) -> None:
-        """In the writer's transaction: count the tenant's open sessions once per commit
-        group, add the group's own admissions, refuse at the ceiling."""
-        counts = tx.memo.get(CEILING_MEMO)
-        if counts is None:
+        """In the writer's transaction: refuse at the ceiling. The open sessions of all
+        tenants are counted once per commit group (an index-only count); while that total
+        and the group's admissions stay below the ceiling, every tenant is below it. Past
+        that, the per-tenant counts are read, once per group."""
+        seen: _OpenCount | None = tx.memo.get(CEILING_MEMO)
+        if seen is None:
             tx.run_later()  # sessions queued earlier in this group count too
-            counts = tx.memo[CEILING_MEMO] = in_flight_by_tenant(tx.conn)
-        if counts.get(tenant_id, 0) >= ceiling:
-            with self._refused_lock:
-                if len(self._refused_until) > 10_000:
-                    self._refused_until.clear()
-                self._refused_until[tenant_id] = time.monotonic() + CEILING_HOLD_S
-            raise TooManyInFlight(ceiling)
-        counts[tenant_id] = counts.get(tenant_id, 0) + 1
+            seen = tx.memo[CEILING_MEMO] = _OpenCount(open_sessions(tx.conn))
+        admitted = seen.admitted.get(tenant_id, 0)
+        if seen.total + seen.admitted_total >= ceiling:
+            if seen.by_tenant is None:
+                tx.run_later()
+                seen.by_tenant = in_flight_by_tenant(tx.conn)
+            if seen.by_tenant.get(tenant_id, 0) + admitted >= ceiling:
+                with self._refused_lock:
+                    if len(self._refused_until) > 10_000:
+                        self._refused_until.clear()
+                    self._refused_until[tenant_id] = time.monotonic() + CEILING_HOLD_S
+                raise TooManyInFlight(ceiling)
+        seen.admitted[tenant_id] = admitted + 1
+        seen.admitted_total += 1
 
     def _check_request(self, request: SessionRequest) -> Session | None:
         """Refuse an unknown capability or an invalid workflow; a repeated idempotency key

@@ -25,7 +25,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import anyio.to_thread
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Request, Response
+from pydantic import BaseModel
 
 from nofx.api.limits import ApiLimits
 from nofx.errors import NofxError
@@ -46,6 +47,21 @@ class Services:
     auth_required: bool
     limits: ApiLimits = field(default_factory=ApiLimits)
     auth_guard: FailureGuard = field(default_factory=lambda: FailureGuard(20.0, 30.0))
+
+
+def json_response(
+    model: BaseModel, status_code: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    """The model as JSON, serialised where the handler runs (in the thread pool for a
+    ``def`` route). Returned as a Response, FastAPI neither validates the model against the
+    route's ``response_model`` again nor encodes it on the event loop: the model is that type
+    already (the route's declared ``response_model`` still documents it)."""
+    return Response(
+        model.model_dump_json(),
+        status_code=status_code,
+        headers=headers,
+        media_type="application/json",
+    )
 
 
 async def services(request: Request) -> Services:
@@ -145,7 +161,15 @@ async def _within_limits(svc: Services, principal: Principal, now: float) -> Non
 def requires(scope: Scope) -> Callable[..., Awaitable[Principal]]:
     """A dependency that lets the call through only with ``scope``."""
 
-    async def check(principal: Principal = Depends(current_principal)) -> Principal:
+    async def check(
+        request: Request,
+        authorization: str | None = Header(default=None, description="Bearer nofx_<id>_<secret>"),
+        x_tenant_id: str = Header(default="default", max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$"),
+        svc: Services = Depends(services),
+    ) -> Principal:
+        # current_principal called, not depended on: one level less of FastAPI's dependency
+        # solving per request (the parameters, and so the spec, are the same)
+        principal = await current_principal(request, authorization, x_tenant_id, svc)
         principal.require(scope)
         return principal
 

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
 from nofx.api import pagination
-from nofx.api.deps import Services, reader, services, writer
+from nofx.api.deps import Services, json_response, reader, services, writer
 from nofx.api.limits import TooBusy, check_workflow_size
 from nofx.api.parsed import ParsedJsonRoute
 from nofx.api.schemas import CandidateOut, EventOut, SelectionOut, SessionPage
@@ -42,11 +42,10 @@ EXAMPLE = {
     summary="Request a session (a runtime or the Dagster sensor runs it)",
 )
 async def create_session(
-    response: Response,
     body: SessionRequest = Body(openapi_examples={"solo": {"value": EXAMPLE}}),
     principal: Principal = Depends(writer),
     svc: Services = Depends(services),
-) -> Session:
+) -> Response:
     """Async, and on the event loop throughout: the session is written by the store's
     group-commit writer (awaited, durable before the 202), which also counts the tenant's
     open sessions against the ceiling, once per commit group (issue 12: a count per request
@@ -63,8 +62,11 @@ async def create_session(
         )
     else:
         session = await svc.sessions.submit_async(request, max_in_flight=ceiling)
-    response.headers["Location"] = f"/api/v1/orchestration/sessions/{session.session_id}"
-    return session
+    return json_response(
+        session,
+        status.HTTP_202_ACCEPTED,
+        {"Location": f"/api/v1/orchestration/sessions/{session.session_id}"},
+    )
 
 
 @router.get("/sessions", response_model=SessionPage, summary="List sessions, newest first")
@@ -74,7 +76,7 @@ def list_sessions(
     cursor: str | None = Query(default=None, max_length=500),
     principal: Principal = Depends(reader),
     svc: Services = Depends(services),
-) -> SessionPage:
+) -> Response:
     position = pagination.decode(cursor, pagination.NEWEST_FIRST)
     before = (datetime.fromisoformat(position["t"]), str(position["id"])) if position else None
     items = svc.sessions.list(
@@ -83,7 +85,7 @@ def list_sessions(
     items, next_cursor = pagination.page(
         items, limit, lambda s: {"t": s.created_at.isoformat(), "id": s.session_id}
     )
-    return SessionPage(items=items, next_cursor=next_cursor)
+    return json_response(SessionPage(items=items, next_cursor=next_cursor))
 
 
 @router.get("/sessions/{session_id}", response_model=Session, summary="One session")
@@ -91,8 +93,8 @@ def get_session(
     session_id: str,
     principal: Principal = Depends(reader),
     svc: Services = Depends(services),
-) -> Session:
-    return svc.sessions.get(session_id, tenant_id=principal.tenant_id)
+) -> Response:
+    return json_response(svc.sessions.get(session_id, tenant_id=principal.tenant_id))
 
 
 @router.post("/sessions/{session_id}/cancel", response_model=Session, summary="Cancel a session")

@@ -8,10 +8,13 @@ agent calls and always agrees with the live projection.
 from __future__ import annotations
 
 import builtins
+import threading
+import time
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 
 from nofx.data_contract import StreamType
 from nofx.domain import (
@@ -23,7 +26,7 @@ from nofx.domain import (
     SessionStatus,
     new_id,
 )
-from nofx.errors import ConflictError, NotFoundError
+from nofx.errors import ConflictError, NofxError, NotFoundError
 from nofx.registry import AgentRegistry
 from nofx.store import EventStore, Transaction
 from nofx.store.driver import DriverStatement
@@ -38,6 +41,61 @@ TERMINAL_EVENTS = {
     "SessionFailed": "failed",
     "SessionCancelled": "cancelled",
 }
+
+
+OPEN_STATUSES = tuple(s.value for s in SessionStatus if not s.terminal)
+CEILING_MEMO = "sessions.in_flight_by_tenant"
+# after a refusal, this process refuses the tenant's next submissions without queueing them
+# for this long: a flood past the ceiling must not make every commit group replay carefully
+CEILING_HOLD_S = 0.1
+
+
+class TooManyInFlight(NofxError):
+    """The tenant has as many sessions requested or running as the operator allows."""
+
+    code = "too-busy"
+    http_status = 429
+
+    def __init__(self, ceiling: int, retry_after: int = 5) -> None:
+        super().__init__(
+            f"this tenant has {ceiling} sessions requested or running, the most the operator "
+            "allows at once",
+            hint="wait for some to finish (or cancel them); the operator sets "
+            "NOFX_API_MAX_SESSIONS_IN_FLIGHT",
+        )
+        self.headers = {"Retry-After": str(retry_after)}
+
+
+def open_sessions(conn: Connection) -> int:
+    """Sessions requested or running, all tenants together: a count of the (status,
+    created_at) index alone, which reads no table row."""
+    query = select(func.count()).select_from(sessions).where(sessions.c.status.in_(OPEN_STATUSES))
+    return int(conn.execute(query).scalar() or 0)
+
+
+def in_flight_by_tenant(conn: Connection) -> dict[str, int]:
+    """Sessions requested or running, per tenant. Grouped over every tenant on purpose: with
+    the status alone in the condition, the (status, created_at) index finds exactly the open
+    sessions; a tenant condition led SQLite to scan every session the tenant ever had."""
+    query = (
+        select(sessions.c.tenant_id, func.count())
+        .where(sessions.c.status.in_(OPEN_STATUSES))
+        .group_by(sessions.c.tenant_id)
+    )
+    return {str(row[0]): int(row[1]) for row in conn.execute(query)}
+
+
+@dataclass
+class _OpenCount:
+    """What one commit group knows of open sessions: the total when the group first asked,
+    the per-tenant counts once the total alone no longer proves a tenant below its ceiling,
+    and the group's own admissions (counted twice when an earlier part of the group was
+    already flushed: stricter, never looser)."""
+
+    total: int
+    by_tenant: dict[str, int] | None = None
+    admitted: dict[str, int] = field(default_factory=dict)
+    admitted_total: int = 0
 
 
 def session_stream(session_id: str) -> str:
@@ -208,27 +266,69 @@ class SessionService:
     def __init__(self, store: EventStore, registry: AgentRegistry) -> None:
         self.store = store
         self.registry = registry
+        self._refused_until: dict[str, float] = {}  # tenant -> monotonic time
+        self._refused_lock = threading.Lock()
 
-    def submit(self, request: SessionRequest) -> Session:
-        """Record a requested session; a runtime (or the Dagster sensor) picks it up."""
+    def submit(self, request: SessionRequest, *, max_in_flight: int | None = None) -> Session:
+        """Record a requested session; a runtime (or the Dagster sensor) picks it up.
+
+        With ``max_in_flight``, a tenant that has that many sessions requested or running is
+        refused (TooManyInFlight). The count is taken by the writer inside the commit group
+        that writes the session (once per group, plus the group's own admissions), so
+        concurrent submissions cannot all pass on one stale count."""
+        self._refuse_if_held(request.tenant_id, max_in_flight)
         existing = self._check_request(request)
         if existing is not None:
             return existing
-        op = self._requested(request)
+        op = self._requested(request, max_in_flight=max_in_flight)
         return self._submitted(request, self.store.write(op))
 
-    async def submit_async(self, request: SessionRequest) -> Session:
+    async def submit_async(
+        self, request: SessionRequest, *, max_in_flight: int | None = None
+    ) -> Session:
         """``submit`` for async callers: the checks run in a thread, the write through the
         store's writer, and the event loop never waits on the database."""
+        self._refuse_if_held(request.tenant_id, max_in_flight)
         if request.idempotency_key:
             existing = await self.store.read(self._check_request, request)
             if existing is not None:
                 return existing
-            op = self._requested(request)
+            op = self._requested(request, max_in_flight=max_in_flight)
         else:
             # checked by the writer just before the write: no extra thread hop per submission
-            op = self._requested(request, check=True)
+            op = self._requested(request, check=True, max_in_flight=max_in_flight)
         return self._submitted(request, await self.store.write_async(op))
+
+    def _refuse_if_held(self, tenant_id: str, ceiling: int | None) -> None:
+        if ceiling is None:
+            return
+        with self._refused_lock:
+            until = self._refused_until.get(tenant_id)
+        if until is not None and time.monotonic() < until:
+            raise TooManyInFlight(ceiling)
+
+    def _admit(self, tx: Transaction, tenant_id: str, ceiling: int) -> None:
+        """In the writer's transaction: refuse at the ceiling. The open sessions of all
+        tenants are counted once per commit group (an index-only count); while that total
+        and the group's admissions stay below the ceiling, every tenant is below it. Past
+        that, the per-tenant counts are read, once per group."""
+        seen: _OpenCount | None = tx.memo.get(CEILING_MEMO)
+        if seen is None:
+            tx.run_later()  # sessions queued earlier in this group count too
+            seen = tx.memo[CEILING_MEMO] = _OpenCount(open_sessions(tx.conn))
+        admitted = seen.admitted.get(tenant_id, 0)
+        if seen.total + seen.admitted_total >= ceiling:
+            if seen.by_tenant is None:
+                tx.run_later()
+                seen.by_tenant = in_flight_by_tenant(tx.conn)
+            if seen.by_tenant.get(tenant_id, 0) + admitted >= ceiling:
+                with self._refused_lock:
+                    if len(self._refused_until) > 10_000:
+                        self._refused_until.clear()
+                    self._refused_until[tenant_id] = time.monotonic() + CEILING_HOLD_S
+                raise TooManyInFlight(ceiling)
+        seen.admitted[tenant_id] = admitted + 1
+        seen.admitted_total += 1
 
     def _check_request(self, request: SessionRequest) -> Session | None:
         """Refuse an unknown capability or an invalid workflow; a repeated idempotency key
@@ -249,7 +349,9 @@ class SessionService:
                 return self.get(existing.payload["session_id"])
         return None
 
-    def _requested(self, request: SessionRequest, *, check: bool = False) -> Append:
+    def _requested(
+        self, request: SessionRequest, *, check: bool = False, max_in_flight: int | None = None
+    ) -> Append:
         session_id = new_id("ses")
         payload = {
             "session_id": session_id,
@@ -272,6 +374,10 @@ class SessionService:
         def prepare(_op: Append, tx: Transaction) -> None:
             # refuses before anything is written; the tenant's capabilities are read once
             # per commit group, not once per submission
+            if max_in_flight is not None:
+                self._admit(tx, request.tenant_id, max_in_flight)
+            if not check:
+                return
             if request.workflow is not None:
                 self._check_request(request)
                 return
@@ -292,7 +398,7 @@ class SessionService:
             request.tenant_id,
             [NewEvent(type="SessionRequested", payload=payload, idempotency_key=key)],
             after=after,
-            prepare=prepare if check else None,
+            prepare=prepare if check or max_in_flight is not None else None,
         )
 
     def _submitted(self, request: SessionRequest, written: Written) -> Session:

@@ -124,7 +124,7 @@ def create_app(
         store=store,
         registry=registry,
         sessions=SessionService(store, registry),
-        keys=ApiKeyService(store),
+        keys=ApiKeyService(store, cache_s=limits.auth_cache_s),
         limiter=SharedRateLimiter(store),
         auth_required=auth_required_from_env() if auth_required is None else auth_required,
         limits=limits,

@@ -35,6 +35,7 @@ class ApiLimits:
     analysis_max_waiting: int = 8
     gil_switch_interval_ms: float = 1.0
     # one key
+    auth_cache_s: float = 1.0
     sse_streams_per_key: int = 4
     sse_poll_interval_s: float = 0.5
     # one tenant

@@ -3,6 +3,12 @@
 A key looks like ``nofx_<key_id>_<secret>``. Only sha256(secret) is stored; the
 secret has 256 bits of entropy, so a fast hash is safe (as for GitHub tokens)
 and verification stays cheap on every request. Comparison is constant-time.
+
+Verification reads the key's row; a verified key is then remembered for ``cache_s`` (one
+second by default), keyed by the sha256 of the whole presented key, so the next requests
+with the same key need no store read (issue 12). Only a key that verified is remembered:
+a wrong secret digests differently and is read and refused as before. Revoking a key
+forgets it in this process at once; another process stops accepting it within ``cache_s``.
 """
 
 from __future__ import annotations
@@ -11,6 +17,8 @@ import builtins
 import hashlib
 import hmac
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -132,8 +140,15 @@ def _row_to_key(row: object) -> ApiKey:
 
 
 class ApiKeyService:
-    def __init__(self, store: EventStore) -> None:
+    def __init__(
+        self, store: EventStore, *, cache_s: float = 1.0, cache_size: int = 10_000
+    ) -> None:
         self.store = store
+        self.cache_s = cache_s
+        self.cache_size = cache_size
+        # sha256(presented key) -> (principal, monotonic time it stops being trusted)
+        self._verified: dict[bytes, tuple[Principal, float]] = {}
+        self._cache_lock = threading.Lock()
 
     def create(
         self,
@@ -218,8 +233,39 @@ class ApiKeyService:
                 [NewEvent(type="ApiKeyRevoked", payload={"key_id": key_id})],
             )
 
+        self.forget(key_id)  # before and after the commit: no request verified in between stays
         self.store.call(write)
+        self.forget(key_id)
         return self.get(key_id)
+
+    def forget(self, key_id: str) -> None:
+        """Drop the remembered verifications of ``key_id`` (its next use reads the store)."""
+        with self._cache_lock:
+            for digest in [d for d, (p, _) in self._verified.items() if p.key_id == key_id]:
+                del self._verified[digest]
+
+    def cached(self, plaintext: str | None) -> Principal | None:
+        """The principal of a key verified less than ``cache_s`` ago; None when only the store
+        can say (never a refusal: a miss is verified by ``authenticate``)."""
+        if not plaintext:
+            return None
+        digest = hashlib.sha256(plaintext.encode()).digest()
+        with self._cache_lock:
+            entry = self._verified.get(digest)
+        if entry is None or time.monotonic() >= entry[1]:
+            return None
+        return entry[0]
+
+    def _remember(self, plaintext: str, principal: Principal, since: float) -> None:
+        digest = hashlib.sha256(plaintext.encode()).digest()
+        with self._cache_lock:
+            if len(self._verified) >= self.cache_size:
+                now = time.monotonic()
+                for d in [d for d, (_, until) in self._verified.items() if until <= now]:
+                    del self._verified[d]
+                while len(self._verified) >= self.cache_size:  # all fresh: drop the oldest
+                    del self._verified[next(iter(self._verified))]
+            self._verified[digest] = (principal, since + self.cache_s)
 
     def authenticate(self, plaintext: str | None) -> Principal:
         """The principal behind a key; a missing, unknown, wrong or revoked key is refused alike."""
@@ -227,7 +273,13 @@ class ApiKeyService:
             raise AuthenticationError(
                 "an API key is required", hint="send Authorization: Bearer nofx_<id>_<secret>"
             )
+        principal = self.cached(plaintext)
+        if principal is not None:
+            return principal
         key_id, secret = parse(plaintext)
+        # the trust runs from before the read: a revocation committed after it is honoured
+        # within cache_s of the read, never later
+        since = time.monotonic()
         with self.store.engine.connect() as conn:
             row = conn.execute(select(api_keys).where(api_keys.c.key_id == key_id)).first()
         expected = row._mapping["secret_hash"] if row is not None else _hash("no-such-key")
@@ -235,6 +287,8 @@ class ApiKeyService:
         if row is None or not valid or row._mapping["revoked_at"] is not None:
             raise AuthenticationError("the API key is not valid (unknown, wrong or revoked)")
         key = _row_to_key(row)
-        return Principal(
+        principal = Principal(
             key.tenant_id, expand(set(key.scopes)), key.key_id, key.rate_per_s, key.burst
         )
+        self._remember(plaintext, principal, since)
+        return principal

@@ -6,25 +6,34 @@ lock, so every API process and uvicorn worker sharing the database enforces one 
 
 A store write per request would cost more than the request itself, so a process leases
 tokens from the shared bucket in small batches (about 50 ms worth of the key's rate, at most
-100) and spends them locally; a lease lapses after 50 ms, and tokens it did not spend are
-lost, never handed out twice. Leasing can only make the limit stricter: every allowed
-request took a token from the shared bucket. A key of 10 requests/s leases one at a time.
+100) and spends them locally. When what it holds falls to half a lease, the next lease is
+queued in the store's writer in the background, so a steady key never waits on the store
+(issue 12: every request of a busy key waited on a durable commit, twice: key and tenant).
+A lease lapses a second after it arrived; tokens it did not spend are lost, never handed out
+twice. Leasing can only make the limit stricter: every allowed request took a token from the
+shared bucket, and a process never holds more than one and a half leases, so over any
+window a key is allowed at most burst + rate x window + what the processes hold. While the
+bucket is known to be empty (the last take said when the next token is back), refusals are
+answered locally too. A key of 10 requests/s leases one at a time, exact, as before.
 Times are wall-clock seconds (``time.time()``): monotonic clocks differ between processes.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import math
 import threading
 import time
-from dataclasses import dataclass
-from typing import Protocol
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from nofx.store import EventStore, Transaction
 from nofx.store.schema import rate_buckets
+from nofx.store.writer import Call
 
 
 @dataclass(frozen=True)
@@ -45,9 +54,12 @@ class TokenBucket:
         elapsed = max(0.0, now - self.updated)
         tokens = min(self.burst, self.tokens + elapsed * self.rate)
         granted = min(want, math.floor(tokens))
+        # a clock behind the last update (another process measured ``now`` later) refills
+        # nothing and keeps the later time: the same seconds never refill twice
+        updated = max(now, self.updated)
         if granted >= 1:
-            return TokenBucket(self.rate, self.burst, tokens - granted, now), granted, 0.0
-        return TokenBucket(self.rate, self.burst, tokens, now), 0, (1.0 - tokens) / self.rate
+            return TokenBucket(self.rate, self.burst, tokens - granted, updated), granted, 0.0
+        return TokenBucket(self.rate, self.burst, tokens, updated), 0, (1.0 - tokens) / self.rate
 
     def take(self, now: float) -> tuple[TokenBucket, bool, float]:
         """(new bucket, allowed, seconds until a token is free when refused): one token."""
@@ -58,6 +70,13 @@ class TokenBucket:
 class Limiter(Protocol):
     def check(self, key: str, rate: float, burst: float, now: float) -> tuple[bool, int]:
         """(allowed, Retry-After in whole seconds, at least 1 when refused)."""
+        ...
+
+    def check_nowait(
+        self, key: str, rate: float, burst: float, now: float
+    ) -> tuple[bool, int] | None:
+        """``check`` when it can answer without waiting on the store; None when it cannot
+        (call ``check`` from a thread then)."""
         ...
 
 
@@ -82,100 +101,215 @@ class RateLimiter:
             self._buckets[key] = bucket
         return allowed, _retry_after(allowed, wait)
 
+    def check_nowait(
+        self, key: str, rate: float, burst: float, now: float
+    ) -> tuple[bool, int] | None:
+        return self.check(key, rate, burst, now)  # in memory: never waits
+
 
 @dataclass
 class _Lease:
     tokens: int
     expires: float
+
+
+@dataclass
+class _KeyState:
+    """What this process holds of one shared bucket: leases (oldest first), the refill in
+    flight, and until when the bucket is known to be empty."""
+
     rate: float
     burst: float
+    leases: deque[_Lease] = field(default_factory=deque)
+    refill: concurrent.futures.Future[tuple[int, float]] | None = None
+    empty_until: float = 0.0
+    failure: BaseException | None = None  # why the last take failed, for the next waiter
+
+    def spend(self, now: float) -> bool:
+        while self.leases and (self.leases[0].tokens < 1 or now >= self.leases[0].expires):
+            self.leases.popleft()
+        if not self.leases:
+            return False
+        self.leases[0].tokens -= 1
+        return True
+
+    def held(self) -> int:
+        return sum(lease.tokens for lease in self.leases)
 
 
 class SharedRateLimiter:
     """Buckets in the store's ``rate_buckets`` table: one limit for all API processes."""
 
-    def __init__(self, store: EventStore, *, lease_s: float = 0.05, max_lease: int = 100) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        *,
+        lease_s: float = 0.05,
+        max_lease: int = 100,
+        lease_ttl_s: float = 1.0,
+    ) -> None:
         self.store = store
         self.lease_s = lease_s
         self.max_lease = max_lease
-        self._leases: dict[str, _Lease] = {}
-        self._flights: dict[str, threading.Lock] = {}
-        self._lock = threading.Lock()
+        self.lease_ttl_s = lease_ttl_s
+        self._keys: dict[str, _KeyState] = {}
+        # re-entrant: a take that is already done runs its callback in the caller's thread
+        self._lock = threading.RLock()
 
     def lease_size(self, rate: float, burst: float) -> int:
         return int(max(1, min(self.max_lease, rate * self.lease_s, burst)))
+
+    def check_nowait(
+        self, key: str, rate: float, burst: float, now: float
+    ) -> tuple[bool, int] | None:
+        """The answer from what this process holds: a leased token (the next lease is asked
+        for in the background when this one runs low), a refusal while the bucket is known
+        to be empty, or None when only the store can answer (the take is queued by then:
+        ``check``, from a thread, waits for it)."""
+        with self._lock:
+            state = self._state(key, rate, burst)
+            if state.spend(now):
+                self._maybe_prefetch(key, state, now)
+                return True, 0
+            if now < state.empty_until:
+                return False, _retry_after(False, state.empty_until - now)
+            if state.refill is None:  # queued now: the caller's thread waits for it in check
+                state.refill = concurrent.futures.Future()
+                self._refill(key, state, state.refill, now)
+        return None
 
     def check(self, key: str, rate: float, burst: float, now: float) -> tuple[bool, int]:
         """(allowed, Retry-After in whole seconds, at least 1 when refused).
 
         One lease request per key at a time (single flight): threads that find the lease
-        spent wait for the one refilling it instead of each draining a lease from the shared
-        bucket and overwriting the others' (tokens lost, requests refused early)."""
-        if self._spend(key, rate, burst, now):
-            return True, 0
-        with self._lock:
-            flight = self._flights.setdefault(key, threading.Lock())
-        with flight:
-            if self._spend(key, rate, burst, now):
-                return True, 0
-            started = time.monotonic()
-            for _ in range(3):
-                try:
-                    granted, wait = self._take(key, rate, burst, now, self.lease_size(rate, burst))
-                    break
-                except IntegrityError:
-                    continue  # two processes created the same bucket at once: read it again
-            else:  # pragma: no cover
-                raise RuntimeError(f"rate bucket {key!r} could not be created")
-            if granted:
-                # the lease runs from when its tokens arrived (the writer's commit may take a
-                # while under load): tokens that lapse unspent are lost, never handed out twice
-                expires = now + (time.monotonic() - started) + self.lease_s
+        spent wait for the refill in flight instead of each draining a lease from the shared
+        bucket (tokens lost, requests refused early)."""
+        for _ in range(5):
+            answer = self.check_nowait(key, rate, burst, now)
+            if answer is not None:
+                return answer
+            with self._lock:
+                refill = self._state(key, rate, burst).refill
+            if refill is None:
                 with self._lock:
-                    self._leases[key] = _Lease(granted - 1, expires, rate, burst)
-        return granted >= 1, _retry_after(granted >= 1, wait)
+                    state = self._state(key, rate, burst)
+                    failure, state.failure = state.failure, None
+                if failure is not None:
+                    raise failure  # the store failed: an error, not a silent refusal
+                continue  # it arrived already: look again
+            granted, wait = refill.result()
+            if not granted:
+                return False, _retry_after(False, wait)
+        return False, 1  # pragma: no cover - five leases spent by others before us
 
-    def _spend(self, key: str, rate: float, burst: float, now: float) -> bool:
-        with self._lock:
-            lease = self._leases.get(key)
-            if (
-                lease is not None
-                and lease.tokens >= 1
-                and now < lease.expires
-                and (lease.rate, lease.burst) == (rate, burst)
-            ):
-                lease.tokens -= 1
-                return True
-        return False
+    # -- leasing ---------------------------------------------------------------------------
+    def _state(self, key: str, rate: float, burst: float) -> _KeyState:
+        state = self._keys.get(key)
+        if state is None or (state.rate, state.burst) != (rate, burst):
+            # a changed limit drops what was leased under the old one (stricter, never looser)
+            state = self._keys[key] = _KeyState(rate, burst)
+        return state
 
-    def _take(
+    def _maybe_prefetch(self, key: str, state: _KeyState, now: float) -> None:
+        """Under the lock: ask for the next lease when what is held falls to half a lease,
+        so a steady key never waits on the store. The refill starts in the writer's queue;
+        nothing here blocks."""
+        size = self.lease_size(state.rate, state.burst)
+        if size < 2 or state.refill is not None or state.held() * 2 > size:
+            return
+        refill = state.refill = concurrent.futures.Future()
+        # the writer's queue is lock-free: queue it now, the answer lands in a callback
+        self._refill(key, state, refill, now)
+
+    def _refill(
+        self,
+        key: str,
+        state: _KeyState,
+        refill: concurrent.futures.Future[tuple[int, float]],
+        now: float,
+    ) -> None:
+        """Take a lease from the shared bucket; ``refill`` resolves once its tokens are
+        committed and held here (never before: a token spent before its take commits could
+        be a token the bucket never gave)."""
+        started = time.monotonic()
+        want = self.lease_size(state.rate, state.burst)
+
+        def failed(exc: BaseException) -> None:
+            with self._lock:
+                state.refill, state.failure = None, exc
+            refill.set_exception(exc)
+
+        def arrived(taken: concurrent.futures.Future[tuple[int, float]]) -> None:
+            try:
+                granted, wait = taken.result()
+            except BaseException as exc:  # the store failed: nobody may spend; say so
+                failed(exc)
+                return
+            with self._lock:
+                if granted:
+                    # the lease runs from when its tokens arrived (the writer's commit may
+                    # take a while under load); tokens that lapse unspent are lost, never
+                    # handed out twice
+                    expires = now + (time.monotonic() - started) + self.lease_ttl_s
+                    state.leases.append(_Lease(granted, expires))
+                else:
+                    state.empty_until = max(state.empty_until, now + wait)
+                state.refill, state.failure = None, None
+            refill.set_result((granted, wait))
+
+        try:
+            taken = self._take_async(key, state.rate, state.burst, now, want)
+        except BaseException as exc:  # e.g. the store is closed
+            failed(exc)
+            return
+        taken.add_done_callback(arrived)
+
+    def _take_async(
         self, key: str, rate: float, burst: float, now: float, want: int
-    ) -> tuple[int, float]:
-        # runs in the store's writer (one write path): BEGIN IMMEDIATE on SQLite; FOR UPDATE
-        # locks the row on PostgreSQL, so concurrent requests on one key take tokens one at a
-        # time, and no request thread holds a pooled connection while it waits for the lock
-        def take(tx: Transaction) -> tuple[int, float]:
-            row = tx.conn.execute(
-                select(rate_buckets.c.tokens, rate_buckets.c.updated_epoch_s)
-                .where(rate_buckets.c.bucket_key == key)
-                .with_for_update()
-            ).first()
-            if row is None:
-                bucket = TokenBucket.full(rate, burst, now)
-            else:
-                bucket = TokenBucket(rate, burst, min(burst, row.tokens), row.updated_epoch_s)
-            bucket, granted, wait = bucket.take_up_to(now, want)
-            values = {"tokens": bucket.tokens, "updated_epoch_s": bucket.updated}
-            if row is None:
-                tx.conn.execute(insert(rate_buckets), {"bucket_key": key, **values})
-            else:
-                tx.conn.execute(
-                    update(rate_buckets).where(rate_buckets.c.bucket_key == key), values
-                )
-            return granted, wait
+    ) -> concurrent.futures.Future[tuple[int, float]]:
+        """Queue the take in the store's writer; the future resolves after its commit."""
+        future: concurrent.futures.Future[tuple[int, float]] = concurrent.futures.Future()
 
-        taken: tuple[int, float] = self.store.call(take)
-        return taken
+        def tries(remaining: int) -> None:
+            op = self.store.submit(Call(lambda tx: _take_in(tx, key, rate, burst, now, want)))
+
+            def done(result: concurrent.futures.Future[Any]) -> None:
+                exc = result.exception()
+                if isinstance(exc, IntegrityError) and remaining > 1:
+                    tries(remaining - 1)  # two processes created the bucket at once: again
+                elif exc is not None:
+                    future.set_exception(exc)
+                else:
+                    future.set_result(result.result())
+
+            op.add_done_callback(done)
+
+        tries(3)
+        return future
+
+
+def _take_in(
+    tx: Transaction, key: str, rate: float, burst: float, now: float, want: int
+) -> tuple[int, float]:
+    """Up to ``want`` tokens from the key's row, in the writer's transaction: BEGIN IMMEDIATE
+    on SQLite; FOR UPDATE locks the row on PostgreSQL, so concurrent processes take tokens
+    one at a time, and no request thread holds a pooled connection while it waits."""
+    row = tx.conn.execute(
+        select(rate_buckets.c.tokens, rate_buckets.c.updated_epoch_s)
+        .where(rate_buckets.c.bucket_key == key)
+        .with_for_update()
+    ).first()
+    if row is None:
+        bucket = TokenBucket.full(rate, burst, now)
+    else:
+        bucket = TokenBucket(rate, burst, min(burst, row.tokens), row.updated_epoch_s)
+    bucket, granted, wait = bucket.take_up_to(now, want)
+    values = {"tokens": bucket.tokens, "updated_epoch_s": bucket.updated}
+    if row is None:
+        tx.conn.execute(insert(rate_buckets), {"bucket_key": key, **values})
+    else:
+        tx.conn.execute(update(rate_buckets).where(rate_buckets.c.bucket_key == key), values)
+    return granted, wait
 
 
 class FailureGuard:

@@ -7,7 +7,7 @@ from pydantic import Field
 from sqlalchemy import func, select
 
 from nofx.api import pagination
-from nofx.api.deps import Services, reader, services, writer
+from nofx.api.deps import Services, json_response, reader, services, writer
 from nofx.api.limits import ApiLimits, QuotaExceeded
 from nofx.api.parsed import ParsedJsonRoute
 from nofx.api.schemas import AgentPage
@@ -108,8 +108,7 @@ def list_agents(
     items, next_cursor = pagination.page(items, limit, lambda a: {"after": a.agent_id})
     # serialised here, in the thread pool: FastAPI would validate the page again and encode
     # it on the event loop, which for wide agents holds the GIL for hundreds of ms
-    body = AgentPage(items=items, next_cursor=next_cursor).model_dump_json()
-    return Response(body, media_type="application/json")
+    return json_response(AgentPage(items=items, next_cursor=next_cursor))
 
 
 def affordable(items: list[Agent]) -> int:
@@ -127,8 +126,8 @@ def get_agent(
     agent_id: str,
     principal: Principal = Depends(reader),
     svc: Services = Depends(services),
-) -> Agent:
-    return svc.registry.get(agent_id, tenant_id=principal.tenant_id)
+) -> Response:
+    return json_response(svc.registry.get(agent_id, tenant_id=principal.tenant_id))
 
 
 @router.put("/{agent_id}", response_model=Agent, summary="Replace an agent's spec (version + 1)")

@@ -11,17 +11,15 @@ from datetime import datetime
 import anyio.to_thread
 from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
-from sqlalchemy import func, select
 
 from nofx.api import pagination
-from nofx.api.deps import Services, reader, services, writer
+from nofx.api.deps import Services, json_response, reader, services, writer
 from nofx.api.limits import TooBusy, check_workflow_size
 from nofx.api.parsed import ParsedJsonRoute
 from nofx.api.schemas import CandidateOut, EventOut, SelectionOut, SessionPage
 from nofx.domain import PatternName, Session, SessionRequest, SessionStatus, Task
 from nofx.routing.selection import SelectionRequest
 from nofx.security import Principal
-from nofx.store.schema import sessions as sessions_table
 
 router = APIRouter(prefix="/orchestration", tags=["orchestration"], route_class=ParsedJsonRoute)
 
@@ -44,47 +42,31 @@ EXAMPLE = {
     summary="Request a session (a runtime or the Dagster sensor runs it)",
 )
 async def create_session(
-    response: Response,
     body: SessionRequest = Body(openapi_examples={"solo": {"value": EXAMPLE}}),
     principal: Principal = Depends(writer),
     svc: Services = Depends(services),
-) -> Session:
-    """Async: the in-flight count is read in a thread, the session is written by the store's
-    group-commit writer (awaited, durable before the 202), so no request thread blocks on a
-    commit and the event loop never touches the database."""
+) -> Response:
+    """Async, and on the event loop throughout: the session is written by the store's
+    group-commit writer (awaited, durable before the 202), which also counts the tenant's
+    open sessions against the ceiling, once per commit group (issue 12: a count per request
+    scanned every session the tenant ever had, in a thread)."""
     if body.workflow is not None:
         check_workflow_size(body.workflow, svc.limits, where="the session's workflow")
     ceiling = svc.limits.max_sessions_in_flight
-    in_flight = await anyio.to_thread.run_sync(sessions_in_flight, svc, principal.tenant_id)
-    if in_flight >= ceiling:
-        raise TooBusy(
-            f"this tenant has {ceiling} sessions requested or running, the most the operator "
-            "allows at once",
-            hint="wait for some to finish (or cancel them); the operator sets "
-            "NOFX_API_MAX_SESSIONS_IN_FLIGHT",
-            retry_after=5,
-        )
     request = body.model_copy(update={"tenant_id": principal.tenant_id})
     if request.workflow is not None:
         # a workflow is parsed against the tenant's capabilities by a request thread, not
         # by the writer (which must not take a pooled connection)
-        session = await anyio.to_thread.run_sync(svc.sessions.submit, request)
+        session = await anyio.to_thread.run_sync(
+            lambda: svc.sessions.submit(request, max_in_flight=ceiling)
+        )
     else:
-        session = await svc.sessions.submit_async(request)
-    response.headers["Location"] = f"/api/v1/orchestration/sessions/{session.session_id}"
-    return session
-
-
-def sessions_in_flight(svc: Services, tenant_id: str) -> int:
-    """Sessions of the tenant not yet finished (requested or running)."""
-    open_statuses = [s.value for s in SessionStatus if not s.terminal]
-    query = (
-        select(func.count())
-        .select_from(sessions_table)
-        .where(sessions_table.c.tenant_id == tenant_id, sessions_table.c.status.in_(open_statuses))
+        session = await svc.sessions.submit_async(request, max_in_flight=ceiling)
+    return json_response(
+        session,
+        status.HTTP_202_ACCEPTED,
+        {"Location": f"/api/v1/orchestration/sessions/{session.session_id}"},
     )
-    with svc.store.engine.connect() as conn:
-        return int(conn.execute(query).scalar() or 0)
 
 
 @router.get("/sessions", response_model=SessionPage, summary="List sessions, newest first")
@@ -94,7 +76,7 @@ def list_sessions(
     cursor: str | None = Query(default=None, max_length=500),
     principal: Principal = Depends(reader),
     svc: Services = Depends(services),
-) -> SessionPage:
+) -> Response:
     position = pagination.decode(cursor, pagination.NEWEST_FIRST)
     before = (datetime.fromisoformat(position["t"]), str(position["id"])) if position else None
     items = svc.sessions.list(
@@ -103,7 +85,7 @@ def list_sessions(
     items, next_cursor = pagination.page(
         items, limit, lambda s: {"t": s.created_at.isoformat(), "id": s.session_id}
     )
-    return SessionPage(items=items, next_cursor=next_cursor)
+    return json_response(SessionPage(items=items, next_cursor=next_cursor))
 
 
 @router.get("/sessions/{session_id}", response_model=Session, summary="One session")
@@ -111,8 +93,8 @@ def get_session(
     session_id: str,
     principal: Principal = Depends(reader),
     svc: Services = Depends(services),
-) -> Session:
-    return svc.sessions.get(session_id, tenant_id=principal.tenant_id)
+) -> Response:
+    return json_response(svc.sessions.get(session_id, tenant_id=principal.tenant_id))
 
 
 @router.post("/sessions/{session_id}/cancel", response_model=Session, summary="Cancel a session")

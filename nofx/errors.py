@@ -11,8 +11,13 @@ class NofxError(Exception):
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
-        self.message = message
         self.hint = hint
+
+    @property
+    def message(self) -> str:
+        """Read from ``args``, so code that rewrites ``args`` (redacting a secret an agent
+        echoed) changes what every reader sees."""
+        return str(self.args[0]) if self.args else ""
 
     def __str__(self) -> str:
         return f"{self.message} ({self.hint})" if self.hint else self.message

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from nofx.domain import Agent, Event, Message, Session
+from nofx.errors import NofxError
 from nofx.registry import AgentRegistry
 from nofx.routing.selection import Selector
 from nofx.store import EventStore
@@ -24,13 +25,17 @@ __all__ = [
     "ExecutionRuntime",
     "PatternResult",
     "PatternRunner",
-    "StepFailed",
+    "StepError",
     "StepResult",
 ]
 
 
-class StepFailed(Exception):
-    """A step ran out of options; the session fails with this error type."""
+class StepError(NofxError):
+    """A step ran out of options; the session fails with this error type (and the store
+    records a ``StepFailed`` event: this is the exception, that is the fact)."""
+
+    code = "step-failed"
+    http_status = 422
 
     def __init__(self, step_id: str, error_type: str, message: str) -> None:
         super().__init__(message)

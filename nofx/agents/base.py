@@ -23,9 +23,11 @@ from nofx.security.policy import (
 )
 
 
-class AgentCallError(Exception):
+class AgentCallError(NofxError):
     """Raised by a provider. ``error_type`` follows OpenTelemetry's ``error.type``."""
 
+    code = "agent-call-failed"
+    http_status = 502
     error_class = ErrorClass.AGENT_FAULT
 
     def __init__(

@@ -6,7 +6,7 @@ import hashlib
 from typing import Any
 
 from nofx.domain import Message
-from nofx.execution import Execution, StepFailed, StepResult
+from nofx.execution import Execution, StepError, StepResult
 
 
 def draw(*parts: object) -> float:
@@ -26,13 +26,11 @@ def sibling_capability(execution: Execution, capability: str, verb: str) -> str:
     return candidate if has_capability(execution, candidate) else capability
 
 
-async def try_step(
-    execution: Execution, *args: object, **kwargs: object
-) -> StepResult | StepFailed:
+async def try_step(execution: Execution, *args: object, **kwargs: object) -> StepResult | StepError:
     """Run a step; a step that runs out of options is returned, not raised, so the pattern decides."""
     try:
         return await execution.call_step(*args, **kwargs)  # type: ignore[arg-type]
-    except StepFailed as failed:
+    except StepError as failed:
         return failed
 
 

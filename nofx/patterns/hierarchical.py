@@ -15,7 +15,7 @@ import asyncio
 import json
 import re
 
-from nofx.execution import Execution, PatternResult, StepFailed, StepResult
+from nofx.execution import Execution, PatternResult, StepError, StepResult
 from nofx.patterns.common import has_capability, sibling_capability, try_step
 from nofx.patterns.pair import MAX_PARSE_CHARS, first_json_object
 
@@ -62,7 +62,7 @@ async def supervise(
     depth: int,
     max_depth: int,
     complexity: float | None = None,
-) -> tuple[StepResult, list[StepResult | StepFailed]]:
+) -> tuple[StepResult, list[StepResult | StepError]]:
     sid = execution.session.session_id
     complexity = execution.session.task.complexity if complexity is None else complexity
     plan_capability = (
@@ -80,7 +80,7 @@ async def supervise(
     ]
     n = len(subtasks)
 
-    async def work(i: int) -> StepResult | StepFailed:
+    async def work(i: int) -> StepResult | StepError:
         step = f"{prefix}/worker/{i}"
         if depth < max_depth and i == 0 and complexity >= 0.7:
             sub_plan, parts = await supervise(
@@ -94,7 +94,7 @@ async def supervise(
             )
             done = [p for p in parts if isinstance(p, StepResult)]
             if not done:
-                return StepFailed(step, "subtree_failed", f"every part of {step} failed")
+                return StepError(step, "subtree_failed", f"every part of {step} failed")
             link_worker = sub_plan
         else:
             result = await try_step(
@@ -105,7 +105,7 @@ async def supervise(
                 complexity=complexity,
                 write_with_next=True,  # with its delegation link, in one transaction
             )
-            if isinstance(result, StepFailed):
+            if isinstance(result, StepError):
                 return result
             link_worker = result
         execution.emit(
@@ -128,7 +128,7 @@ async def supervise(
     for outcome in outcomes:
         if isinstance(outcome, BaseException):
             raise outcome
-    parts: list[StepResult | StepFailed] = [o for o in outcomes if not isinstance(o, BaseException)]
+    parts: list[StepResult | StepError] = [o for o in outcomes if not isinstance(o, BaseException)]
     return plan, parts
 
 
@@ -141,9 +141,9 @@ async def hierarchy(
         execution, prefix, prompt, capability, depth=1, max_depth=2, complexity=complexity
     )
     done = [p for p in parts if isinstance(p, StepResult)]
-    failed = [p for p in parts if isinstance(p, StepFailed)]
+    failed = [p for p in parts if isinstance(p, StepError)]
     if len(done) * 2 <= len(parts):
-        raise StepFailed(
+        raise StepError(
             f"{prefix}/aggregate",
             "subtasks_failed",
             f"{len(failed)} of {len(parts)} subtasks failed",

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nofx.agents.simulated import acceptance_probability
-from nofx.execution import Execution, PatternResult, StepFailed
+from nofx.execution import Execution, PatternResult, StepError
 from nofx.patterns.common import say, sibling_capability
 
 __all__ = ["MAX_ROUNDS", "Verdict", "acceptance_probability", "parse_verdict", "run_pair"]
@@ -170,7 +170,7 @@ async def pair_rounds(
                 output=author.output, agent_id=author.agent_id, details={"rounds": rounds}
             )
         ask = revision_prompt(prompt, author.output, verdict, number)
-    raise StepFailed(
+    raise StepError(
         f"{prefix}/review/{MAX_ROUNDS}",
         "review_rejected",
         f"not accepted after {MAX_ROUNDS} rounds",

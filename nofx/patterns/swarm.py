@@ -23,7 +23,7 @@ import json
 from collections import deque
 
 from nofx.bus import SharedContext
-from nofx.execution import Execution, PatternResult, StepFailed, StepResult
+from nofx.execution import Execution, PatternResult, StepError, StepResult
 from nofx.patterns.common import say, try_step
 from nofx.patterns.pair import first_json_object
 from nofx.routing.selection import SelectionRequest
@@ -73,7 +73,7 @@ def form_swarm(execution: Execution, prefix: str = "swarm", capability: str = ""
     )
     peers = [s.agent.agent_id for s in ranked[:PEERS]]
     if not peers:
-        raise StepFailed(f"{prefix}/form", "no_eligible_agent", f"no agent offers {capability}")
+        raise StepError(f"{prefix}/form", "no_eligible_agent", f"no agent offers {capability}")
     execution.emit(
         "SwarmFormed",
         {"peers": peers, "prefix": prefix},
@@ -122,7 +122,7 @@ async def swarm(
 
         finished_so_far = ", ".join(sorted(done)) or "none"
 
-        async def attempt(item: str, so_far: str = finished_so_far) -> StepResult | StepFailed:
+        async def attempt(item: str, so_far: str = finished_so_far) -> StepResult | StepError:
             peer = peers[owner[item]]
             return await try_step(
                 execution,
@@ -172,7 +172,7 @@ async def swarm(
             )
             pending.append(item)
         out_of_money = any(
-            isinstance(r, StepFailed) and r.error_type == "budget_exhausted" for r in results
+            isinstance(r, StepError) and r.error_type == "budget_exhausted" for r in results
         )
         if out_of_money:
             reason = "budget_spent"
@@ -189,7 +189,7 @@ async def swarm(
         "termination": reason,
     }
     if reason != "goal_met":
-        raise StepFailed(
+        raise StepError(
             f"{prefix}/terminate",
             f"swarm_{reason}",
             f"swarm stopped: {reason} ({len(done)}/{len(items)} items)",

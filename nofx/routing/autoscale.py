@@ -20,10 +20,12 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from nofx.errors import ValidationError
+
 TOLERANCE = 0.10
 
 
-class PolicyError(ValueError):
+class PolicyError(ValidationError, ValueError):  # still a ValueError for older callers
     """A scaling policy that cannot work (min above max, a target outside (0, 1])."""
 
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 from nofx.agents import ProviderSet
 from nofx.domain import PatternName
-from nofx.execution import PatternResult, PatternRunner, StepFailed, StepResult
+from nofx.execution import PatternResult, PatternRunner, StepError, StepResult
 from nofx.patterns import default_patterns, run_solo
 from nofx.registry import AgentRegistry
 from nofx.routing.selection import Selector
@@ -33,7 +33,7 @@ __all__ = [
     "Runtime",
     "RuntimeConfig",
     "SessionExecution",
-    "StepFailed",
+    "StepError",
     "StepResult",
     "default_worker_id",
     "run_solo",

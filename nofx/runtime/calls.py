@@ -11,7 +11,7 @@ from typing import Any
 from nofx.agents import AgentCall, AgentCallError, ErrorClass, ProviderSet
 from nofx.domain import Agent, Event, NewEvent
 from nofx.errors import NoEligibleAgentError
-from nofx.execution import Execution, StepFailed, StepResult
+from nofx.execution import Execution, StepError, StepResult
 from nofx.failures import classify_error
 from nofx.pools import Autoscaler
 from nofx.registry import AgentRegistry
@@ -106,14 +106,14 @@ class AgentCalls:
         if not ranked and request.budget_usd is not None:
             unbounded = replace(request, budget_usd=None)
             if self.selector.rank(unbounded, candidates):
-                raise StepFailed(
+                raise StepError(
                     step_id,
                     "budget_exhausted",
                     f"every agent for {request.capability!r} costs more than the "
                     f"${request.budget_usd:.4f} left in the budget",
                 )
         if not ranked and (reopens := self.recovery_in_s(request)) is not None:
-            raise StepFailed(
+            raise StepError(
                 step_id,
                 "no_eligible_agent",
                 f"every agent for {request.capability!r} is cut off by its circuit breaker "
@@ -121,7 +121,7 @@ class AgentCalls:
                 "to wait for it instead of failing",
             )
         if not ranked:
-            raise StepFailed(
+            raise StepError(
                 step_id,
                 "no_eligible_agent",
                 str(

@@ -18,7 +18,7 @@ from nofx.admission import Admission, relaxed_gc
 from nofx.agents import ProviderSet
 from nofx.domain import Event, PatternName, Session, SessionRequest, SessionStatus
 from nofx.errors import ConcurrencyError, NotFoundError
-from nofx.execution import PatternRunner, StepFailed
+from nofx.execution import PatternRunner, StepError
 from nofx.failures import FailureClass, session_failure_class
 from nofx.pools import Autoscaler, PoolService
 from nofx.registry import AgentRegistry
@@ -135,7 +135,7 @@ class Engine(AgentCalls, Leases):
             )
         try:
             result = await runner(execution)
-        except StepFailed as exc:
+        except StepError as exc:
             await execution.flush()  # every step outcome in the history: they decide the class
             cause = session_failure_class(
                 exc.error_type, exc.step_id, [*execution.history, *execution._deferred]

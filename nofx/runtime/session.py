@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from nofx.agents import AgentCallError, ErrorClass
 from nofx.domain import Agent, Event, Message, NewEvent, Session, utcnow
-from nofx.execution import StepFailed, StepResult
+from nofx.execution import StepError, StepResult
 from nofx.failures import FailureClass
 from nofx.routing.retry import RetryAction, RetryPolicy, backoff_delay, next_action
 from nofx.routing.selection import SelectionRequest
@@ -272,7 +272,7 @@ class SessionExecution:
                 else self.session.budget_usd - self.spent_usd()
             )
             if budget_left is not None and budget_left <= 0:
-                raise StepFailed(
+                raise StepError(
                     step_id, "budget_exhausted", f"budget of ${self.session.budget_usd} spent"
                 )
             request = SelectionRequest(
@@ -308,7 +308,7 @@ class SessionExecution:
                 return outcome
             action = next_action(outcome.error_class, attempt, policy, outcome.error_type)
             if action is RetryAction.FAIL:
-                raise StepFailed(step_id, outcome.error_type, str(outcome))
+                raise StepError(step_id, outcome.error_type, str(outcome))
             if action is RetryAction.RETRY_SAME and self._should_move_on(
                 outcome, agent, retried_agents, request
             ):
@@ -335,13 +335,13 @@ class SessionExecution:
             await self.runtime.prepare_choice(request)
             try:
                 return self.runtime.choose(request, self, step_id, attempt)
-            except StepFailed as exc:
+            except StepError as exc:
                 if exc.error_type != "no_eligible_agent" or allowance <= 0:
                     raise
                 left = allowance - (time.monotonic() - started)
                 reopens = self.runtime.recovery_in_s(request)
                 if reopens is None or reopens > left:
-                    raise StepFailed(
+                    raise StepError(
                         step_id,
                         "no_eligible_agent",
                         f"no agent for {request.capability!r} recovers within the "

@@ -25,6 +25,7 @@ import duckdb
 import polars as pl
 import psycopg
 
+from nofx.errors import NofxError
 from nofx.settings import Settings
 from nofx.warehouse import postgres
 
@@ -46,12 +47,17 @@ class WarehouseConnection(Protocol):
     def unregister(self, name: str) -> Any: ...
 
 
-class WarehouseUnavailable(Exception):
+class WarehouseUnavailable(NofxError):
     """The warehouse cannot be read right now; the message says what to do next."""
+
+    code = "warehouse-unavailable"
+    http_status = 503
 
 
 class WarehouseMissing(WarehouseUnavailable):
     """The warehouse file or a mart is not there yet: the pipeline has not run."""
+
+    code = "warehouse-missing"
 
 
 class WarehouseBusy(WarehouseUnavailable):

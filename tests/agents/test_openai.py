@@ -387,3 +387,4 @@ async def test_a_key_echoed_by_the_server_is_redacted(server: str, provider: Ope
     with pytest.raises(PermanentAgentError) as caught:
         await provider.invoke(make_agent(server, model="echo-key-error"), call())
     assert API_KEY not in str(caught.value) and "[REDACTED:TEST_KEY]" in str(caught.value)
+    assert API_KEY not in caught.value.message, "the problem+json detail reads .message"

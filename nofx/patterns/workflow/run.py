@@ -23,7 +23,7 @@ from typing import Any
 
 from nofx.domain import NewEvent, PatternName
 from nofx.errors import ConcurrencyError
-from nofx.execution import Execution, PatternResult, StepFailed, StepResult
+from nofx.execution import Execution, PatternResult, StepError, StepResult
 from nofx.patterns.common import try_step
 from nofx.patterns.hierarchical import hierarchy
 from nofx.patterns.pair import pair_rounds
@@ -63,7 +63,7 @@ async def run_workflow(execution: Execution) -> PatternResult:
     adaptations = Adaptations(execution, WorkflowSpec.model_validate(state["request"]["workflow"]))
     outputs: dict[str, str] = {}
     results: dict[str, StepResult] = {}
-    failed: dict[str, StepFailed] = {}
+    failed: dict[str, StepError] = {}
     skipped: set[str] = set()
     measured: dict[str, float] = {}  # step -> agent seconds over every attempt
     started_at: dict[str, float] = {}  # wall clock, for a running step's remaining time
@@ -212,7 +212,7 @@ async def run_workflow(execution: Execution) -> PatternResult:
                     step.capability,
                     execution.session.task.complexity,
                 )
-            except StepFailed as exc:
+            except StepError as exc:
                 failed[step_id] = exc
             else:
                 outputs[step_id] = done.output
@@ -239,7 +239,7 @@ async def run_workflow(execution: Execution) -> PatternResult:
             context={"estimated_duration_s": step.estimates.duration_s, "workflow_step": step_id},
         )
         measured[step_id] = clock.seconds(step_id)
-        if isinstance(result, StepFailed):
+        if isinstance(result, StepError):
             failed[step_id] = result
         else:
             results[step_id] = result
@@ -379,7 +379,7 @@ async def run_workflow(execution: Execution) -> PatternResult:
             await replan("stalled")  # pragma: no cover - a valid plan never stalls
             start_ready()
             if not tasks:  # pragma: no cover
-                raise StepFailed("wf/dispatch", "workflow_stalled", f"cannot start {sorted(left)}")
+                raise StepError("wf/dispatch", "workflow_stalled", f"cannot start {sorted(left)}")
             continue
         finished, _ = await asyncio.wait(
             list(tasks), timeout=WAKE_S, return_when=asyncio.FIRST_COMPLETED
@@ -431,7 +431,7 @@ async def run_workflow(execution: Execution) -> PatternResult:
     }
     if failed:
         first = sorted(failed)[0]
-        raise StepFailed(
+        raise StepError(
             f"wf/{first}",
             "workflow_step_failed",
             f"step {first!r} failed; skipped: {sorted(skipped)}",

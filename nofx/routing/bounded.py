@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import heapq
 import math
-from bisect import bisect_left, insort
+from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from nofx.domain import Agent
 from nofx.routing.prediction import (
@@ -185,7 +187,11 @@ def mean_stop_key(value: float, shift: float, static_max: float, objective: str)
 @dataclass
 class BoundIndex:
     """One candidate list's agents ordered by the request-independent bound, best first.
-    Agents whose statistics changed are moved in place (bisect), a few microseconds each."""
+    Agents whose statistics changed are moved in place (bisect), a few microseconds each.
+
+    The order is mirrored in arrays (slot = place in ``agents``), with each agent's success
+    posterior, so Thompson sampling can draw a block of agents in one numpy call
+    (``nofx.routing.sampled``, ADR 0025)."""
 
     agents: list[Agent]  # the caller's list, held so its id() stays unique while cached
     order: list[tuple[float, str]] = field(default_factory=list)  # (-key, agent_id)
@@ -198,6 +204,17 @@ class BoundIndex:
     log_p50: tuple[float, float] = (math.inf, -math.inf)
     # minus the agent's place in id order: the heap's tie-break (smaller id ranks first)
     tie: dict[str, int] = field(default_factory=dict)
+    # arrays: per slot, the Beta posterior, the log latency median the failure model reads
+    # and the context window (a code into ``window_list``); in ``order``'s order, the slots
+    # and -keys
+    slot: dict[str, int] = field(default_factory=dict)
+    alpha: np.ndarray = field(default_factory=lambda: np.empty(0))
+    beta: np.ndarray = field(default_factory=lambda: np.empty(0))
+    log_p50s: np.ndarray = field(default_factory=lambda: np.empty(0))
+    window_list: tuple[int | None, ...] = ()
+    window_codes: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.intp))
+    ranked_slots: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.intp))
+    ranked_negkeys: np.ndarray = field(default_factory=lambda: np.empty(0))
 
     @classmethod
     def build(cls, agents: list[Agent], key: Callable[[Agent], BoundKey]) -> BoundIndex:
@@ -207,12 +224,21 @@ class BoundIndex:
             windows=frozenset(a.context_window_tokens for a in agents),
             any_per_call=any(a.pricing.per_call > 0 for a in agents),
         )
+        index.slot = {a.agent_id: i for i, a in enumerate(agents)}
+        index.alpha, index.beta = np.ones(len(agents)), np.ones(len(agents))
+        index.log_p50s = np.zeros(len(agents))
+        index.window_list = tuple(index.windows)
+        code = {w: i for i, w in enumerate(index.window_list)}
+        index.window_codes = np.array([code[a.context_window_tokens] for a in agents], np.intp)
         for a in agents:
             found = key(a)
             index.keys[a.agent_id] = found.key
             index._widen(found)
+            index._posterior(a.agent_id, found)
         index.order = sorted((-k, agent_id) for agent_id, k in index.keys.items())
         index.tie = {agent_id: -i for i, agent_id in enumerate(sorted(index.keys))}
+        index.ranked_slots = np.array([index.slot[a] for _, a in index.order], dtype=np.intp)
+        index.ranked_negkeys = np.array([k for k, _ in index.order], dtype=float)
         return index
 
     def _widen(self, found: BoundKey) -> None:
@@ -220,16 +246,38 @@ class BoundIndex:
         lo, hi = self.log_p50
         self.log_p50 = (min(lo, found.log_p50), max(hi, found.log_p50))
 
+    def _posterior(self, agent_id: str, found: BoundKey) -> None:
+        slot = self.slot[agent_id]
+        # numpy's Beta sampler needs positive parameters (beta decays towards 0 on a long
+        # run of successes and underflows after ~140,000 of them)
+        self.alpha[slot] = max(found.alpha, 1e-300)
+        self.beta[slot] = max(found.beta, 1e-300)
+        self.log_p50s[slot] = found.log_p50
+
     def move(self, agent_id: str, found: BoundKey) -> None:
         self._widen(found)
         key = found.key
         old = self.keys.get(agent_id)
-        if old is None or old == key:
+        if old is None:
+            return
+        self._posterior(agent_id, found)
+        if old == key:
             return
         at = bisect_left(self.order, (-old, agent_id))
         del self.order[at]
-        insort(self.order, (-key, agent_id))
+        to = bisect_left(self.order, (-key, agent_id))
+        self.order.insert(to, (-key, agent_id))
         self.keys[agent_id] = key
+        # the arrays' mirror: shift the agents between the two places by one (a memmove)
+        slots, negkeys = self.ranked_slots, self.ranked_negkeys
+        if to > at:
+            slots[at:to] = slots[at + 1 : to + 1]
+            negkeys[at:to] = negkeys[at + 1 : to + 1]
+        elif to < at:
+            slots[to + 1 : at + 1] = slots[to:at].copy()
+            negkeys[to + 1 : at + 1] = negkeys[to:at].copy()
+        slots[to] = self.slot[agent_id]
+        negkeys[to] = -key
 
 
 @dataclass(frozen=True)
@@ -237,6 +285,8 @@ class BoundKey:
     key: float  # the index order (higher first)
     static: float  # its price and latency part
     log_p50: float  # the agent's log latency median, as the failure model reads it
+    alpha: float = 1.0  # the agent's success posterior, Beta(alpha, beta)
+    beta: float = 1.0
 
 
 def bounded_top(

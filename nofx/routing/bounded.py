@@ -13,12 +13,12 @@ price of the typical prompt the index was built with. So ``f(p_max) + static_ter
 ``v`` from above, where p_max is the agent's posterior mean moved by the easiest shift the
 failure model can give this request (or 1 under Thompson sampling). Candidates are visited
 best bound first; once the next bound is below the k-th best exact value, no candidate left
-can enter the top k: the result is the full ranking's first k (ties aside).
+can enter the top k: the result is the full ranking's first k (ties aside). The scan itself
+is ``nofx.routing.sampled.sampled_top`` (a block of levels per numpy call, ADR 0025).
 """
 
 from __future__ import annotations
 
-import heapq
 import math
 from bisect import bisect_left
 from collections.abc import Callable, Iterable
@@ -143,45 +143,9 @@ def success_headroom(shift: float, objective: str) -> float:
     return -shift * (w_s / 4.0 + (w_c + w_l) / math.log(2.0))
 
 
-def inverse_success_term(value: float, objective: str) -> float:
-    """The p in [0, 1] with ``success_term(p) == value`` (0 or 1 outside the range)."""
-    lo, hi = 0.0, 1.0
-    if value >= success_term(1.0, objective):
-        return 1.0
-    if value <= success_term(0.0, objective):
-        return 0.0
-    for _ in range(50):
-        mid = (lo + hi) / 2.0
-        if success_term(mid, objective) < value:
-            lo = mid
-        else:
-            hi = mid
-    return lo
-
-
 def moved_success(p: float, shift: float) -> float:
     """Success p after the failure log-odds move by ``shift`` (as ``anchored_failure``)."""
     return 1.0 - anchored_failure(1.0 - p, shift, 0.0)
-
-
-def mean_stop_key(value: float, shift: float, static_max: float, objective: str) -> float:
-    """Posterior-mean ranking under the failure model: the key below which no agent can reach
-    ``value`` (already net of the request's price offset), when every agent's failure log-odds
-    move by at least ``shift`` and no agent's static term exceeds ``static_max``.
-
-    An agent with mean m, key k = f(m) + static is worth at most min(f(phi(m)) + static_max,
-    k + g(m)), phi = the moved success, g(m) = f(phi(m)) - f(m). Agents with m below m_v
-    (f(phi(m_v)) + static_max = value) cannot reach the value; above it, g is decreasing when
-    m >= 1/2 (shift < 0 moves p up by less, and log p by less, the closer p is to 1)."""
-    if shift >= 0.0:
-        return value  # phi(m) <= m: the key itself bounds the value
-    p_v = inverse_success_term(value - static_max, objective)
-    m_v = moved_success(p_v, -shift)  # phi's inverse
-    if m_v >= 0.5:
-        return value - (
-            success_term(moved_success(m_v, shift), objective) - success_term(m_v, objective)
-        )
-    return value - success_headroom(shift, objective)
 
 
 @dataclass
@@ -287,39 +251,3 @@ class BoundKey:
     log_p50: float  # the agent's log latency median, as the failure model reads it
     alpha: float = 1.0  # the agent's success posterior, Beta(alpha, beta)
     beta: float = 1.0
-
-
-def bounded_top(
-    index: BoundIndex,
-    stop_key: Callable[[float], float],
-    k: int,
-    evaluate: Callable[[Agent, float, float], tuple[float, Estimate] | None],
-) -> list[tuple[Agent, Estimate]]:
-    """The k candidates with the highest exact value (ties: smaller agent id first), visiting
-    the index best key first and stopping at the first key below ``stop_key(v)``, v the k-th
-    best value so far (no candidate left can reach it). ``evaluate(agent, key, floor)``
-    returns (value, estimate), or None when the agent does not qualify or cannot beat
-    ``floor`` (the k-th value; -inf until there are k)."""
-    heap: list[tuple[float, int, Agent, Estimate]] = []  # the k best, worst on top
-    threshold, for_value, floor = -math.inf, math.nan, -math.inf
-    tie = index.tie
-    by_id = index.by_id
-    for negkey, agent_id in index.order:
-        if len(heap) >= k:
-            value = heap[0][0]
-            if value != for_value:
-                for_value = value
-                floor = value - SLACK * (1.0 + abs(value))
-                threshold = stop_key(floor)
-            if -negkey < threshold:
-                break
-        agent = by_id[agent_id]
-        found = evaluate(agent, -negkey, floor)
-        if found is None:
-            continue
-        item = (found[0], tie[agent_id], agent, found[1])
-        if len(heap) < k:
-            heapq.heappush(heap, item)
-        elif item[:2] > heap[0][:2]:
-            heapq.heapreplace(heap, item)
-    return [(agent, e) for _, _, agent, e in heap]

@@ -1,7 +1,7 @@
 """Thompson sampling's top k without a Python call per candidate drawn (ADR 0025).
 
 Under Thompson sampling an agent's value is capped by its *draw*, not its posterior mean, and
-a draw can be anything up to 1: the bounded scan (``bounded_top``, ADR 0020) has to draw for
+a draw can be anything up to 1: the bounded scan (ADR 0020) has to draw for
 every agent whose price and latency alone leave it within ``success_term(1)`` of the k-th
 value, ~100 agents of bench.orchestration's ~1,500 per capability and whole tied groups
 (~400) of a fleet with few distinct prices. Drawing them one by one in Python cost ~10 us
@@ -9,10 +9,11 @@ each. Here the index is walked in blocks: one numpy call draws the block's level
 same Beta posteriors, one more turns them into each agent's bound (the success term of the
 highest success the level can give this request, plus the agent's key and the request's
 price headroom), and only the agents whose bound reaches the k-th value are estimated
-exactly, best bound first. The stop rule is ``bounded_top``'s: a key below the k-th value
-less ``top`` (a draw of 1) cannot reach it, so the result is the full scan's first k for the
+exactly, best bound first. The stop rule is ADR 0020's: a key below the k-th value less
+``top`` (a draw of 1) cannot reach it, so the result is the full scan's first k for the
 same draws, and the draws are Thompson sampling's (numpy's Beta sampler instead of Python's:
-the same distribution, other numbers for one seed).
+the same distribution, other numbers for one seed). The posterior-mean ranking runs the same
+scan with each agent's mean for its level and the mean in its key (``SmartRouter._scan``).
 """
 
 from __future__ import annotations

@@ -13,16 +13,18 @@ price of the typical prompt the index was built with. So ``f(p_max) + static_ter
 ``v`` from above, where p_max is the agent's posterior mean moved by the easiest shift the
 failure model can give this request (or 1 under Thompson sampling). Candidates are visited
 best bound first; once the next bound is below the k-th best exact value, no candidate left
-can enter the top k: the result is the full ranking's first k (ties aside).
+can enter the top k: the result is the full ranking's first k (ties aside). The scan itself
+is ``nofx.routing.sampled.sampled_top`` (a block of levels per numpy call, ADR 0025).
 """
 
 from __future__ import annotations
 
-import heapq
 import math
-from bisect import bisect_left, insort
+from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from nofx.domain import Agent
 from nofx.routing.prediction import (
@@ -141,51 +143,19 @@ def success_headroom(shift: float, objective: str) -> float:
     return -shift * (w_s / 4.0 + (w_c + w_l) / math.log(2.0))
 
 
-def inverse_success_term(value: float, objective: str) -> float:
-    """The p in [0, 1] with ``success_term(p) == value`` (0 or 1 outside the range)."""
-    lo, hi = 0.0, 1.0
-    if value >= success_term(1.0, objective):
-        return 1.0
-    if value <= success_term(0.0, objective):
-        return 0.0
-    for _ in range(50):
-        mid = (lo + hi) / 2.0
-        if success_term(mid, objective) < value:
-            lo = mid
-        else:
-            hi = mid
-    return lo
-
-
 def moved_success(p: float, shift: float) -> float:
     """Success p after the failure log-odds move by ``shift`` (as ``anchored_failure``)."""
     return 1.0 - anchored_failure(1.0 - p, shift, 0.0)
 
 
-def mean_stop_key(value: float, shift: float, static_max: float, objective: str) -> float:
-    """Posterior-mean ranking under the failure model: the key below which no agent can reach
-    ``value`` (already net of the request's price offset), when every agent's failure log-odds
-    move by at least ``shift`` and no agent's static term exceeds ``static_max``.
-
-    An agent with mean m, key k = f(m) + static is worth at most min(f(phi(m)) + static_max,
-    k + g(m)), phi = the moved success, g(m) = f(phi(m)) - f(m). Agents with m below m_v
-    (f(phi(m_v)) + static_max = value) cannot reach the value; above it, g is decreasing when
-    m >= 1/2 (shift < 0 moves p up by less, and log p by less, the closer p is to 1)."""
-    if shift >= 0.0:
-        return value  # phi(m) <= m: the key itself bounds the value
-    p_v = inverse_success_term(value - static_max, objective)
-    m_v = moved_success(p_v, -shift)  # phi's inverse
-    if m_v >= 0.5:
-        return value - (
-            success_term(moved_success(m_v, shift), objective) - success_term(m_v, objective)
-        )
-    return value - success_headroom(shift, objective)
-
-
 @dataclass
 class BoundIndex:
     """One candidate list's agents ordered by the request-independent bound, best first.
-    Agents whose statistics changed are moved in place (bisect), a few microseconds each."""
+    Agents whose statistics changed are moved in place (bisect), a few microseconds each.
+
+    The order is mirrored in arrays (slot = place in ``agents``), with each agent's success
+    posterior, so Thompson sampling can draw a block of agents in one numpy call
+    (``nofx.routing.sampled``, ADR 0025)."""
 
     agents: list[Agent]  # the caller's list, held so its id() stays unique while cached
     order: list[tuple[float, str]] = field(default_factory=list)  # (-key, agent_id)
@@ -198,6 +168,17 @@ class BoundIndex:
     log_p50: tuple[float, float] = (math.inf, -math.inf)
     # minus the agent's place in id order: the heap's tie-break (smaller id ranks first)
     tie: dict[str, int] = field(default_factory=dict)
+    # arrays: per slot, the Beta posterior, the log latency median the failure model reads
+    # and the context window (a code into ``window_list``); in ``order``'s order, the slots
+    # and -keys
+    slot: dict[str, int] = field(default_factory=dict)
+    alpha: np.ndarray = field(default_factory=lambda: np.empty(0))
+    beta: np.ndarray = field(default_factory=lambda: np.empty(0))
+    log_p50s: np.ndarray = field(default_factory=lambda: np.empty(0))
+    window_list: tuple[int | None, ...] = ()
+    window_codes: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.intp))
+    ranked_slots: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.intp))
+    ranked_negkeys: np.ndarray = field(default_factory=lambda: np.empty(0))
 
     @classmethod
     def build(cls, agents: list[Agent], key: Callable[[Agent], BoundKey]) -> BoundIndex:
@@ -207,12 +188,21 @@ class BoundIndex:
             windows=frozenset(a.context_window_tokens for a in agents),
             any_per_call=any(a.pricing.per_call > 0 for a in agents),
         )
+        index.slot = {a.agent_id: i for i, a in enumerate(agents)}
+        index.alpha, index.beta = np.ones(len(agents)), np.ones(len(agents))
+        index.log_p50s = np.zeros(len(agents))
+        index.window_list = tuple(index.windows)
+        code = {w: i for i, w in enumerate(index.window_list)}
+        index.window_codes = np.array([code[a.context_window_tokens] for a in agents], np.intp)
         for a in agents:
             found = key(a)
             index.keys[a.agent_id] = found.key
             index._widen(found)
+            index._posterior(a.agent_id, found)
         index.order = sorted((-k, agent_id) for agent_id, k in index.keys.items())
         index.tie = {agent_id: -i for i, agent_id in enumerate(sorted(index.keys))}
+        index.ranked_slots = np.array([index.slot[a] for _, a in index.order], dtype=np.intp)
+        index.ranked_negkeys = np.array([k for k, _ in index.order], dtype=float)
         return index
 
     def _widen(self, found: BoundKey) -> None:
@@ -220,16 +210,38 @@ class BoundIndex:
         lo, hi = self.log_p50
         self.log_p50 = (min(lo, found.log_p50), max(hi, found.log_p50))
 
+    def _posterior(self, agent_id: str, found: BoundKey) -> None:
+        slot = self.slot[agent_id]
+        # numpy's Beta sampler needs positive parameters (beta decays towards 0 on a long
+        # run of successes and underflows after ~140,000 of them)
+        self.alpha[slot] = max(found.alpha, 1e-300)
+        self.beta[slot] = max(found.beta, 1e-300)
+        self.log_p50s[slot] = found.log_p50
+
     def move(self, agent_id: str, found: BoundKey) -> None:
         self._widen(found)
         key = found.key
         old = self.keys.get(agent_id)
-        if old is None or old == key:
+        if old is None:
+            return
+        self._posterior(agent_id, found)
+        if old == key:
             return
         at = bisect_left(self.order, (-old, agent_id))
         del self.order[at]
-        insort(self.order, (-key, agent_id))
+        to = bisect_left(self.order, (-key, agent_id))
+        self.order.insert(to, (-key, agent_id))
         self.keys[agent_id] = key
+        # the arrays' mirror: shift the agents between the two places by one (a memmove)
+        slots, negkeys = self.ranked_slots, self.ranked_negkeys
+        if to > at:
+            slots[at:to] = slots[at + 1 : to + 1]
+            negkeys[at:to] = negkeys[at + 1 : to + 1]
+        elif to < at:
+            slots[to + 1 : at + 1] = slots[to:at].copy()
+            negkeys[to + 1 : at + 1] = negkeys[to:at].copy()
+        slots[to] = self.slot[agent_id]
+        negkeys[to] = -key
 
 
 @dataclass(frozen=True)
@@ -237,39 +249,5 @@ class BoundKey:
     key: float  # the index order (higher first)
     static: float  # its price and latency part
     log_p50: float  # the agent's log latency median, as the failure model reads it
-
-
-def bounded_top(
-    index: BoundIndex,
-    stop_key: Callable[[float], float],
-    k: int,
-    evaluate: Callable[[Agent, float, float], tuple[float, Estimate] | None],
-) -> list[tuple[Agent, Estimate]]:
-    """The k candidates with the highest exact value (ties: smaller agent id first), visiting
-    the index best key first and stopping at the first key below ``stop_key(v)``, v the k-th
-    best value so far (no candidate left can reach it). ``evaluate(agent, key, floor)``
-    returns (value, estimate), or None when the agent does not qualify or cannot beat
-    ``floor`` (the k-th value; -inf until there are k)."""
-    heap: list[tuple[float, int, Agent, Estimate]] = []  # the k best, worst on top
-    threshold, for_value, floor = -math.inf, math.nan, -math.inf
-    tie = index.tie
-    by_id = index.by_id
-    for negkey, agent_id in index.order:
-        if len(heap) >= k:
-            value = heap[0][0]
-            if value != for_value:
-                for_value = value
-                floor = value - SLACK * (1.0 + abs(value))
-                threshold = stop_key(floor)
-            if -negkey < threshold:
-                break
-        agent = by_id[agent_id]
-        found = evaluate(agent, -negkey, floor)
-        if found is None:
-            continue
-        item = (found[0], tie[agent_id], agent, found[1])
-        if len(heap) < k:
-            heapq.heappush(heap, item)
-        elif item[:2] > heap[0][:2]:
-            heapq.heapreplace(heap, item)
-    return [(agent, e) for _, _, agent, e in heap]
+    alpha: float = 1.0  # the agent's success posterior, Beta(alpha, beta)
+    beta: float = 1.0

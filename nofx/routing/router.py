@@ -25,18 +25,18 @@ import random
 import time
 from collections.abc import Callable
 
+import numpy as np
+
 from nofx.domain import Agent
 from nofx.routing.bounded import (
     TYPICAL_TOKENS,
     BoundIndex,
     BoundKey,
-    bounded_top,
     easiest_shift,
-    mean_stop_key,
-    moved_success,
     order_value,
     price_scale,
     static_term,
+    success_headroom,
     success_term,
 )
 from nofx.routing.breaker import BreakerBoard, BreakerPolicy, Transition
@@ -49,6 +49,13 @@ from nofx.routing.prediction import (
     RequestScorer,
     anchored_failure,
     request_features,
+)
+from nofx.routing.sampled import (
+    ShiftBound,
+    moved_successes,
+    rejected,
+    sampled_top,
+    success_terms,
 )
 from nofx.routing.scoring import (
     MIN_SUCCESS,
@@ -86,6 +93,8 @@ class SmartRouter:
         explained: int = EXPLAINED,
     ) -> None:
         self.rng = random.Random(seed)
+        # Thompson draws of the bounded scan, a block at a time (ADR 0025)
+        self.np_rng = np.random.default_rng(seed)
         self.explore = explore
         self.stats = stats or LearnedStats()
         self.predictor = predictor
@@ -103,6 +112,9 @@ class SmartRouter:
         return self.stats.estimates
 
     def estimate_for(self, agent: Agent, capability: str) -> AgentEstimate:
+        found = self.stats.estimates.get((agent.agent_id, capability))
+        if found is not None:  # the hot path: no prior to work out
+            return found
         return self.stats.estimate(
             agent.agent_id, capability, prior_success(agent.proficiency(capability))
         )
@@ -138,8 +150,9 @@ class SmartRouter:
         level: float | None = None,
     ) -> Estimate:
         est = self.estimate_for(agent, request.capability)
-        declared = float(agent.provider.config.get("latency_median_ms", DEFAULT_LATENCY_MS))
-        latency = est.latency_mean() or declared
+        latency = est.latency_mean() or float(
+            agent.provider.config.get("latency_median_ms", DEFAULT_LATENCY_MS)
+        )
         if level is None:
             level = self._level(agent, est)
         if scorer is not None:
@@ -171,6 +184,11 @@ class SmartRouter:
         """The agent's success level for this call: a Thompson sample, or the posterior mean."""
         return est.sample(self.rng) if self.explore else est.mean
 
+    def _levels(self, index: BoundIndex, slots: np.ndarray) -> np.ndarray:
+        """Thompson samples for a block of the index's agents (slots), one numpy call: the
+        same Beta posteriors ``_level`` draws from."""
+        return self.np_rng.beta(index.alpha[slots], index.beta[slots])
+
     def _qualifies(self, agent: Agent, request: SelectionRequest, now: float) -> bool:
         return (
             agent.agent_id not in request.exclude
@@ -181,7 +199,7 @@ class SmartRouter:
     def _bound_key(self, agent: Agent, capability: str, objective: str) -> BoundKey:
         """The request-independent part of the agent's score bound (higher is better): its
         price on a typical prompt and latency, plus its posterior mean unless the level is
-        sampled (Thompson sampling can draw anything up to 1, which the stop rule adds)."""
+        sampled (a draw is added per block of agents, ``_scan``)."""
         est = self.estimate_for(agent, capability)
         declared = float(agent.provider.config.get("latency_median_ms", DEFAULT_LATENCY_MS))
         static = static_term(
@@ -190,7 +208,7 @@ class SmartRouter:
         history = self.stats.history(agent.agent_id)
         p50 = (history.latency_p50_ms if history else None) or MODEL_DEFAULT_LATENCY_MS
         key = static if self.explore else success_term(est.mean, objective) + static
-        return BoundKey(key, static, math.log(p50))
+        return BoundKey(key, static, math.log(p50), est.alpha, est.beta)
 
     @staticmethod
     def _price_offset(request: SelectionRequest, index: BoundIndex) -> float:
@@ -199,25 +217,65 @@ class SmartRouter:
         m = price_scale(request.input_tokens, index.any_per_call)
         return -WEIGHTS[request.optimize][1] * math.log2(m) if m > 0.0 else math.inf
 
-    def _stop_rule(
-        self, request: SelectionRequest, index: BoundIndex, scorer: RequestScorer | None
-    ) -> Callable[[float], float]:
-        """value -> the key below which no candidate can reach the value, for this request:
-        its prompt's price against the typical one, and how far the level can move (a
-        sample: up to 1; the failure model: the easiest shift it gives this request)."""
+    def _scan(
+        self,
+        request: SelectionRequest,
+        index: BoundIndex,
+        scorer: RequestScorer | None,
+        now: float,
+    ) -> list[tuple[Agent, Estimate]]:
+        """The first ``shortlist``, levels read a block of the index at a time (ADR 0025).
+
+        Thompson sampling: the key is the agent's price and latency; a block's levels are
+        drawn in one numpy call, so a key can reach the k-th value with a draw of 1 (``top``).
+        Posterior mean: the key holds the mean's success term too (ADR 0020), so a key can
+        only gain the request's price headroom and what the failure model's easiest shift
+        adds. Either way each agent's bound is its key plus what its level gives this request
+        (its own window and latency median) and only those that reach the k-th value are
+        estimated, best bound first."""
+        assert self.shortlist is not None
         objective = request.optimize
+        explore = self.explore
+        # the request's prompt can raise a value by at most ``price`` over its key's pricing
         price = self._price_offset(request, index)
-        if price == math.inf:
-            return lambda value: -math.inf  # a free prompt: no price bound, visit everyone
-        if self.explore:
-            top = price + success_term(1.0, objective)
-            return lambda value: value - top
-        if scorer is None:
-            return lambda value: value - price
-        typical = self._typical_scorer(scorer.model, request.capability)
-        # a hair below the computed bound: it is found by probing the model's bin edges
-        shift = easiest_shift(scorer, typical, index.windows, index.log_p50) - 1e-6
-        return lambda value: mean_stop_key(value - price, shift, index.static_max, objective)
+        shift_bound, top = None, success_term(1.0, objective) + price
+        if scorer is not None:
+            typical = self._typical_scorer(scorer.model, request.capability)
+            shift_bound = ShiftBound(scorer, typical, index)
+            if not explore:
+                # a hair below the computed bound: it is found by probing the model's bin edges
+                easiest = easiest_shift(scorer, typical, index.windows, index.log_p50) - 1e-6
+                top = price + success_headroom(easiest, objective)
+        elif not explore:
+            top = price
+        alpha, beta = index.alpha, index.beta
+
+        def levels(slots: np.ndarray) -> np.ndarray:
+            if explore:
+                return self._levels(index, slots)
+            return alpha[slots] / (alpha[slots] + beta[slots])
+
+        def reach(slots: np.ndarray, level: np.ndarray) -> np.ndarray:
+            """The most each agent's value can be over its key, given its level: the success
+            the failure model gives this request (its own window and latency), 0 when the
+            prompt is over its window (``_estimate``'s success); no load."""
+            success = level
+            if shift_bound is not None:
+                success = moved_successes(level, shift_bound.shifts(slots))
+            success = np.where(rejected(index, request.input_tokens, slots), 0.0, success)
+            gain = success_terms(success, objective) + price
+            return gain if explore else gain - success_terms(level, objective)
+
+        def evaluate(agent: Agent, level: float) -> tuple[float, Estimate] | None:
+            if not self._qualifies(agent, request, now):
+                return None
+            # the posterior mean is read from the estimate itself, as the full scan reads it
+            e = self._estimate(agent, request, scorer, level if explore else None)
+            if within_limits(e, request.budget_usd, request.deadline_s) is not None:
+                return None
+            return order_value(e, objective), e
+
+        return sampled_top(index, self.shortlist, top, levels, reach, evaluate)
 
     def _typical_scorer(self, model: CompactFailureModel, capability: str) -> RequestScorer:
         """The model's view of a typical request for ``capability`` (the anchor of
@@ -292,33 +350,7 @@ class SmartRouter:
             qualified = [(a, e) for a in candidates if (e := qualified_estimate(a)) is not None]
         else:
             index = self._index(request, candidates)
-
-            objective = request.optimize
-            # a drawn level caps the agent's value before its estimate is built: agents whose
-            # draw cannot beat the k-th value are dropped after the draw (the same draws, so
-            # the same choice, as building every estimate)
-            price_offset, shift = self._price_offset(request, index), 0.0
-            if scorer is not None and self.explore:
-                typical = self._typical_scorer(scorer.model, request.capability)
-                shift = easiest_shift(scorer, typical, index.windows, index.log_p50) - 1e-6
-
-            def evaluate(agent: Agent, key: float, floor: float) -> tuple[float, Estimate] | None:
-                if not self._qualifies(agent, request, now):
-                    return None
-                level = None
-                if self.explore:
-                    level = self._level(agent, self.estimate_for(agent, request.capability))
-                    reach = moved_success(level, shift) if scorer is not None else level
-                    if success_term(reach, objective) + key + price_offset < floor:
-                        return None
-                e = self._estimate(agent, request, scorer, level)
-                if within_limits(e, request.budget_usd, request.deadline_s) is not None:
-                    return None
-                return order_value(e, objective), e
-
-            qualified = bounded_top(
-                index, self._stop_rule(request, index, scorer), self.shortlist, evaluate
-            )
+            qualified = self._scan(request, index, scorer, now)
         if not qualified:
             return []
         cheapest = min(cost_of_success(e) for _, e in qualified)

@@ -6,11 +6,13 @@ from __future__ import annotations
 import math
 import random
 
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nofx.domain import Agent, utcnow
 from nofx.routing.bounded import (
+    BoundIndex,
     _min_difference,
     order_value,
     price_scale,
@@ -148,13 +150,25 @@ def test_the_bounded_scan_returns_the_full_rankings_head(
 
 
 class Drawn(SmartRouter):
-    """Thompson sampling with the draws fixed per (agent, round), so the fast path and the
-    full scan see the same samples: the bound must hold for any level in [0, 1]."""
+    """Thompson sampling with the draws fixed per (agent, round), so the fast path (a block of
+    draws at a time) and the full scan (one at a time) see the same samples: the bound must
+    hold for any level in [0, 1]."""
 
     round = 0
 
+    def draw(self, agent_id: str, alpha: float, beta: float) -> float:
+        return random.Random(f"{agent_id}/{self.round}").betavariate(alpha, beta)
+
     def _level(self, agent: Agent, est: AgentEstimate) -> float:
-        return random.Random(f"{agent.agent_id}/{self.round}").betavariate(est.alpha, est.beta)
+        return self.draw(agent.agent_id, est.alpha, est.beta)
+
+    def _levels(self, index: BoundIndex, slots: np.ndarray) -> np.ndarray:
+        return np.array(
+            [
+                self.draw(index.agents[s].agent_id, index.alpha[s], index.beta[s])
+                for s in slots.tolist()
+            ]
+        )
 
 
 @settings(max_examples=40, deadline=None)
@@ -176,23 +190,29 @@ def test_thompson_sampling_picks_the_best_draw_without_drawing_for_everyone(
 
 
 def test_a_large_fleet_is_not_scored_whole() -> None:
-    """The point of the index: at 2,000 candidates a call scores a few dozen, not all."""
+    """The point of the index: at 2,000 candidates a call draws for a few hundred and
+    estimates a few dozen (and every free agent: no price bound), not all."""
     fleet = random_fleet(random.Random(1), 2_000)
     request = SelectionRequest(CAP, input_tokens=1000)
     for explore in (False, True):
         router = CountingRouter(explore=explore, shortlist=24)
         router.rank(request, fleet)  # builds the index
-        router.estimated = 0
+        router.estimated = router.drawn = 0
         assert len(router.rank(request, fleet)) == 24
-        assert router.estimated < 400, router.estimated
+        assert router.estimated < (120 if explore else 400), router.estimated
+        assert router.drawn < (600 if explore else 1), router.drawn
 
 
 class CountingRouter(SmartRouter):
-    estimated = 0
+    estimated = drawn = 0
 
-    def _level(self, agent: Agent, est: AgentEstimate) -> float:
+    def _estimate(self, *args: object, **kwargs: object) -> Estimate:
         self.estimated += 1
-        return super()._level(agent, est)
+        return super()._estimate(*args, **kwargs)  # type: ignore[arg-type]
+
+    def _levels(self, index: BoundIndex, slots: np.ndarray) -> np.ndarray:
+        self.drawn += len(slots)
+        return super()._levels(index, slots)
 
 
 @settings(max_examples=200, deadline=None)

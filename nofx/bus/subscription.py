@@ -19,11 +19,26 @@ import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from nofx.bus import MessageBus, StoredMessage
+    from nofx.bus.publish import StoredMessage
     from nofx.store import EventStore
+
+
+class SubscribedBus(Protocol):
+    """What a subscription needs of ``MessageBus``: named here, so this module does not
+    import the bus that imports it."""
+
+    store: EventStore
+
+    def read(
+        self, channel: str, *, tenant_id: str = ..., after_seq: int = ..., limit: int = ...
+    ) -> list[StoredMessage]: ...
+
+    def acked(self, subscriber: str, channel: str, *, tenant_id: str = ...) -> int: ...
+
+    def ack(self, subscriber: str, channel: str, seq: int, *, tenant_id: str = ...) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -91,7 +106,7 @@ class Subscription:
 
     def __init__(
         self,
-        bus: MessageBus,
+        bus: SubscribedBus,
         subscriber: str,
         channel: str,
         *,

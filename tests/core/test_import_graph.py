@@ -16,8 +16,6 @@ import pytest
 KNOWN_CYCLES = {
     # the writer names the store's Transaction in its types and builds one per commit group
     frozenset({"nofx.store.event_store", "nofx.store.writer"}),
-    # the subscription names MessageBus and StoredMessage of the package's __init__ in types
-    frozenset({"nofx.bus", "nofx.bus.subscription"}),
 }
 
 

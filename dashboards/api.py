@@ -3,9 +3,9 @@ the API checks the key's scope and tenant and records who did it in the audit tr
 
 from __future__ import annotations
 
-import os
-
 import httpx
+
+from nofx.settings import Settings
 
 DEFAULT_API_URL = "http://127.0.0.1:8000"
 
@@ -16,7 +16,7 @@ class ApiRefused(Exception):
 
 def api_url() -> str:
     """Where the API answers: NOFX_API_URL (set by `nofx up`), else the local default."""
-    return os.environ.get("NOFX_API_URL", DEFAULT_API_URL).rstrip("/")
+    return Settings.from_env().api_url.rstrip("/")
 
 
 def resolve_alert(client: httpx.Client, key: str, alert_id: str, note: str = "") -> dict:

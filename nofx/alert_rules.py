@@ -11,7 +11,6 @@ metric, its forecast (``forecast:<metric>``) or one of the tenant's custom metri
 from __future__ import annotations
 
 import builtins
-import os
 import re
 from dataclasses import dataclass
 from enum import StrEnum
@@ -24,6 +23,7 @@ from sqlalchemy import delete, insert, select
 from nofx.data_contract import StreamType
 from nofx.domain import NewEvent
 from nofx.errors import NotFoundError, ValidationError
+from nofx.settings import Settings
 from nofx.store import EventStore
 from nofx.store.schema import alert_rules as rules_table
 
@@ -129,7 +129,7 @@ def load_rules(path: str | Path | None = None) -> tuple[AlertRule, ...]:
     """The default rules, or those of a YAML file (``NOFX_ALERT_RULES``): a list of mappings
     with rule_id, metric, comparison (above/below), threshold and optional severity,
     min_samples, description. A rule with a default's id replaces that default."""
-    path = path or os.environ.get("NOFX_ALERT_RULES")
+    path = path or Settings.from_env().alert_rules_file
     if not path:
         return DEFAULT_RULES
     try:

@@ -13,7 +13,6 @@ webhook when one is configured, and the delivery's outcome is an event too.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -33,6 +32,7 @@ from nofx.alert_rules import (
 from nofx.data_contract import StreamType
 from nofx.domain import Event, NewEvent, new_id, utcnow
 from nofx.errors import ConflictError, NotFoundError
+from nofx.settings import Settings
 from nofx.store import EventStore
 from nofx.store.event_store import as_utc
 from nofx.store.schema import alerts as alerts_table
@@ -377,7 +377,7 @@ class AlertService:
     ) -> int:
         """POST each alert to the webhook (``NOFX_ALERT_WEBHOOK_URL``); returns how many were
         delivered. Each outcome is an event, so a failed delivery is visible, not lost."""
-        url = url or os.environ.get("NOFX_ALERT_WEBHOOK_URL")
+        url = url or Settings.from_env().alert_webhook_url
         if not url or not alerts:
             return 0
         delivered = 0

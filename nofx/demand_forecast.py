@@ -10,19 +10,19 @@ and scaling is purely reactive.
 
 from __future__ import annotations
 
-import os
 import time
 from datetime import UTC, datetime, timedelta
 
 import polars as pl
 
 from nofx import warehouse
+from nofx.settings import Settings
 
 TABLE = "analytics.pool_demand_forecasts"
 
 
 def lead_time() -> timedelta:
-    return timedelta(minutes=float(os.environ.get("NOFX_SCALE_AHEAD_MIN", "60")))
+    return timedelta(minutes=Settings.from_env().scale_ahead_min)
 
 
 def peak_within(

@@ -31,6 +31,17 @@ def read_ui_ports(env: dict[str, str]) -> dict[str, int]:
 DBT_TARGETS = ("duckdb", "postgres")
 
 
+def read_float(env: dict[str, str], name: str, default: float) -> float:
+    """A number from the environment, or a message that names the variable."""
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a number; unset it for {default:g}") from None
+
+
 def read_dbt_target(env: dict[str, str]) -> str:
     """``NOFX_DBT_TARGET`` (default duckdb), one of dbt/profiles.yml's targets; it also says
     where the whole warehouse lives, not only where dbt builds."""
@@ -75,6 +86,23 @@ class Settings:
     # where the warehouse lives (ADR 0026): the DuckDB file, or PostgreSQL at warehouse_url
     dbt_target: str = "duckdb"
     warehouse_url: str | None = None
+    # the marts' schema (NOFX_MART_SCHEMA); readers accept only a plain identifier
+    mart_schema: str = "main"
+    # the store's durability (NOFX_DURABILITY: full or normal; the writer validates it)
+    durability: str = "full"
+    # the failure model the router loads from MLflow (NOFX_ROUTING_MODEL, empty: none) and
+    # how often it looks for a new version (NOFX_ROUTING_MODEL_POLL_S)
+    routing_model: str = ""
+    routing_model_poll_s: float = 60.0
+    # how far ahead the autoscaler looks at the demand forecast (NOFX_SCALE_AHEAD_MIN)
+    scale_ahead_min: float = 60.0
+    # alerting: a YAML file of rules (NOFX_ALERT_RULES), a webhook for raised alerts
+    # (NOFX_ALERT_WEBHOOK_URL, operator-set) and the forecast horizon (NOFX_ALERT_HORIZON_H)
+    alert_rules_file: str | None = None
+    alert_webhook_url: str | None = None
+    alert_horizon_h: float = 24.0
+    # API keys are required unless NOFX_API_AUTH=off (local experiments only)
+    api_auth: bool = True
 
     @property
     def warehouse_on_postgres(self) -> bool:
@@ -101,6 +129,15 @@ class Settings:
             api_url=env.get("NOFX_API_URL") or f"http://127.0.0.1:{ports['api']}",
             dbt_target=read_dbt_target(env),
             warehouse_url=read_warehouse_url(env),
+            mart_schema=env.get("NOFX_MART_SCHEMA") or "main",
+            durability=(env.get("NOFX_DURABILITY") or "full").lower(),
+            routing_model=env.get("NOFX_ROUTING_MODEL", "").strip(),
+            routing_model_poll_s=read_float(env, "NOFX_ROUTING_MODEL_POLL_S", 60.0),
+            scale_ahead_min=read_float(env, "NOFX_SCALE_AHEAD_MIN", 60.0),
+            alert_rules_file=env.get("NOFX_ALERT_RULES") or None,
+            alert_webhook_url=env.get("NOFX_ALERT_WEBHOOK_URL") or None,
+            alert_horizon_h=read_float(env, "NOFX_ALERT_HORIZON_H", 24.0),
+            api_auth=env.get("NOFX_API_AUTH", "keys").lower() not in ("off", "0", "false", "none"),
         )
 
     def ensure_dirs(self) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 from collections.abc import AsyncIterator
@@ -60,7 +59,7 @@ def _default_selector(store: EventStore) -> Selector:
 
 def auth_required_from_env() -> bool:
     """API keys are required unless NOFX_API_AUTH=off (local experiments only)."""
-    return os.environ.get("NOFX_API_AUTH", "keys").lower() not in ("off", "0", "false", "none")
+    return Settings.from_env().api_auth
 
 
 def create_app(

@@ -434,18 +434,17 @@ def default_router(
     """The product's router: statistics shared through ``store`` (when given) and, when
     ``NOFX_ROUTING_MODEL`` names a registered model, its MLflow champion as the predictor
     (polled every ``NOFX_ROUTING_MODEL_POLL_S`` seconds, 60 by default)."""
-    import os
 
     from nofx.routing.prediction import ChampionWatcher, mlflow_champion_loader
 
     stats = LearnedStats(feed=store) if store is not None and hasattr(store, "read_all") else None
     predictor: Predictor | None = None
-    name = os.environ.get("NOFX_ROUTING_MODEL", "").strip()
-    if name:
-        from nofx.settings import Settings
+    from nofx.settings import Settings
 
-        uri = Settings.from_env().mlflow_tracking_uri
-        interval = float(os.environ.get("NOFX_ROUTING_MODEL_POLL_S", "60"))
+    settings = Settings.from_env()
+    name = settings.routing_model
+    if name:
+        uri, interval = settings.mlflow_tracking_uri, settings.routing_model_poll_s
         predictor = ChampionWatcher(mlflow_champion_loader(name, uri), interval).start()
     return SmartRouter(
         seed=seed, explore=explore, stats=stats, predictor=predictor, explained=explained

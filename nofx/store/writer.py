@@ -23,7 +23,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
-import os
 import queue
 import threading
 import time
@@ -36,6 +35,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from nofx.domain import Event, NewEvent, utcnow
+from nofx.settings import Settings
 from nofx.store.event_rows import (  # noqa: F401 - re-exported for the store's users
     _INSERT_RETURNING,
     EVENT_COLUMNS,
@@ -64,7 +64,7 @@ MAX_GROUP = 2000
 
 def durability_from_env(value: str | None = None) -> Durability:
     """``NOFX_DURABILITY`` (``full`` by default); anything else is refused with what to set."""
-    raw = (value if value is not None else os.environ.get("NOFX_DURABILITY", "full")).lower()
+    raw = (value if value is not None else Settings.from_env().durability).lower()
     if raw not in DURABILITY_LEVELS:
         raise ValueError(
             f"NOFX_DURABILITY={raw!r} is not a durability level; use 'full' (fsync every "

@@ -13,7 +13,6 @@ by the HTTP API's analytics endpoints and by the dashboards.
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections.abc import Iterator
@@ -70,7 +69,7 @@ def warehouse_path() -> Path:
 
 def mart_schema() -> str:
     """Schema of the marts, ``NOFX_MART_SCHEMA`` (default ``main``); only a plain identifier."""
-    schema = os.environ.get("NOFX_MART_SCHEMA", "main")
+    schema = Settings.from_env().mart_schema
     if not IDENTIFIER.match(schema):
         raise WarehouseUnavailable(
             f"NOFX_MART_SCHEMA={schema!r} is not a plain schema name: use letters, digits, _"

@@ -16,7 +16,6 @@ repeated and resolved alerts in the event store, delivering new ones to the webh
 dashboards and appends the rules it evaluated to ``analytics.alert_evaluations``.
 """
 
-import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -51,6 +50,7 @@ from nofx.alerts import (
     predictive_rule,
 )
 from nofx.metrics import CustomMetricService, MetricQueryError, run_metric
+from nofx.settings import Settings
 from nofx.warehouse import mart_schema
 
 ALERTS_TABLE = f"{ANALYTICS_SCHEMA}.alerts"
@@ -98,7 +98,7 @@ VALUE_COLUMNS = {
 
 def horizon_hours() -> float:
     """How far ahead predictive rules look (``NOFX_ALERT_HORIZON_H``, default 24)."""
-    return float(os.environ.get("NOFX_ALERT_HORIZON_H", "24"))
+    return Settings.from_env().alert_horizon_h
 
 
 def with_predictive(rules: tuple[AlertRule, ...]) -> tuple[AlertRule, ...]:

@@ -33,7 +33,7 @@ create table if not exists {RAW_TABLE} (
     tenant_id varchar not null,
     occurred_at timestamp not null,
     idempotency_key varchar,
-    payload varchar not null,
+    payload text not null,
     loaded_at timestamp not null
 );
 """

@@ -144,16 +144,18 @@ def test_the_duckdb_landing_table_has_the_contract_shape() -> None:
 
 @pytest.mark.postgres
 def test_the_postgres_landing_table_has_the_contract_shape(pg_url: str) -> None:
-    """Same for the PostgreSQL landing (dagster_project/lib/warehouse_postgres.py)."""
+    """Same for the PostgreSQL landing: the same DDL, run through the warehouse seam's
+    PostgreSQL connection as the raw_events asset runs it (ADR 0026)."""
     from sqlalchemy import create_engine, text
 
-    from dagster_project.lib.warehouse_postgres import DDL
+    from dagster_project.lib.raw_events import ensure_raw_table
+    from nofx.warehouse import postgres
 
+    with postgres.connect(pg_url) as warehouse:
+        ensure_raw_table(warehouse)
     engine = create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://", 1))
     try:
         with engine.begin() as conn:
-            for statement in filter(str.strip, DDL.split(";")):
-                conn.execute(text(statement))
             landed = conn.execute(
                 text(
                     "select column_name, format_type(a.atttypid, a.atttypmod), not a.attnotnull "

@@ -20,6 +20,7 @@ import contextlib
 import gc
 import time
 from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
 
 
 def admit_count(waiting: int, per_turn: int) -> int:
@@ -114,8 +115,37 @@ class Admission:
             self._pump.cancel()
 
 
-_relaxed_depth = 0
-_saved_thresholds: tuple[int, int, int] | None = None
+T = TypeVar("T")
+
+
+class NestedOverride(Generic[T]):
+    """A process-wide interpreter setting changed while at least one run needs it: the
+    outermost use applies its change, nested uses share it, and the last one out restores
+    what was there before (the GC thresholds here, the switch interval in runtime.gil)."""
+
+    def __init__(self, read: Callable[[], T], write: Callable[[T], None]) -> None:
+        self._read, self._write = read, write
+        self._depth = 0
+        self._saved: T | None = None
+
+    @contextlib.contextmanager
+    def applied(self, change: Callable[[T], T]) -> Iterator[None]:
+        if self._depth == 0:
+            self._saved = self._read()
+            self._write(change(self._saved))
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+            if self._depth == 0 and self._saved is not None:
+                self._write(self._saved)
+                self._saved = None
+
+
+_GC_THRESHOLDS: NestedOverride[tuple[int, ...]] = NestedOverride(
+    gc.get_threshold, lambda thresholds: gc.set_threshold(*thresholds)
+)
 
 
 @contextlib.contextmanager
@@ -124,19 +154,13 @@ def relaxed_gc(young_threshold: int | None) -> Iterator[None]:
     of nested uses). Each collection of the oldest generation walks every live object: with
     10,000 sessions in flight that was up to 1.5 s per pass and most of the run's CPU, and
     the default young threshold (700 allocations) triggered one every few seconds."""
-    global _relaxed_depth, _saved_thresholds
     if young_threshold is None:
         yield
         return
-    if _relaxed_depth == 0:
-        _saved_thresholds = gc.get_threshold()
-        gen0, gen1, gen2 = _saved_thresholds
-        gc.set_threshold(max(gen0, young_threshold), gen1, max(gen2, 100))
-    _relaxed_depth += 1
-    try:
+
+    def relax(saved: tuple[int, ...]) -> tuple[int, ...]:
+        gen0, gen1, gen2 = saved
+        return (max(gen0, young_threshold), gen1, max(gen2, 100))
+
+    with _GC_THRESHOLDS.applied(relax):
         yield
-    finally:
-        _relaxed_depth -= 1
-        if _relaxed_depth == 0 and _saved_thresholds is not None:
-            gc.set_threshold(*_saved_thresholds)
-            _saved_thresholds = None

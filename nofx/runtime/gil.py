@@ -17,26 +17,19 @@ import contextlib
 import sys
 from collections.abc import Iterator
 
-_depth = 0
-_saved: float | None = None
+from nofx.admission import NestedOverride
+
+_SWITCH_INTERVAL: NestedOverride[float] = NestedOverride(
+    sys.getswitchinterval, sys.setswitchinterval
+)
 
 
 @contextlib.contextmanager
 def switch_interval(seconds: float | None) -> Iterator[None]:
     """Set the switch interval to ``seconds`` (never raising it) until the outermost use
     ends; ``None`` leaves it alone."""
-    global _depth, _saved
     if seconds is None:
         yield
         return
-    if _depth == 0:
-        _saved = sys.getswitchinterval()
-        sys.setswitchinterval(min(_saved, seconds))
-    _depth += 1
-    try:
+    with _SWITCH_INTERVAL.applied(lambda saved: min(saved, seconds)):
         yield
-    finally:
-        _depth -= 1
-        if _depth == 0 and _saved is not None:
-            sys.setswitchinterval(_saved)
-            _saved = None

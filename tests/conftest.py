@@ -135,10 +135,28 @@ def pg_url() -> Iterator[str]:
 SHARED_RUNS = {"pipeline": "pipeline", "dashboard_warehouse": "pipeline", "demo_home": "demo"}
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+# A wrapper: the marks go on before xdist's worker hook turns each xdist_group mark into the
+# node id's "@group" suffix, and the check after it proves the suffix is there. Both went
+# wrong silently once (a conftest hook ran after the worker's; pytest 9.2 ignores the
+# suffix), and each worker then built every shared run: twice the CI time.
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(
+    config: pytest.Config, items: list[pytest.Item]
+) -> Iterator[None]:
     for item in items:
         used = getattr(item, "fixturenames", ())
         for fixture, run in SHARED_RUNS.items():
             if fixture in used:
                 item.add_marker(pytest.mark.xdist_group(run))
                 break
+    yield
+    if config.getoption("loadgroup", default=False):
+        lost = [
+            i.nodeid for i in items if i.get_closest_marker("xdist_group") and "@" not in i.nodeid
+        ]
+        if lost:
+            raise pytest.UsageError(
+                f"xdist_group marks had no effect on {len(lost)} tests (e.g. {lost[0]}): this "
+                "pytest and pytest-xdist pair cannot group; install the pinned versions "
+                "(make install, constraints.txt)"
+            )

@@ -164,6 +164,18 @@ def api_requests(warehouse: Path) -> int | None:
         )
 
 
+def wait_until_drawn(page, timeout_ms: int = 60_000) -> None:
+    """Until the page's script has run to its end: its first numbers, then Streamlit's own
+    script state back at "notRunning". A fixed pause after the first number lost the
+    charts below it on a loaded CI host (the script was still running)."""
+    page.wait_for_selector('[data-testid="stMetricValue"]', timeout=timeout_ms)
+    page.wait_for_selector(
+        '[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=timeout_ms
+    )
+    page.wait_for_load_state("networkidle")
+    page.wait_for_timeout(500)  # vega draws its canvas after the element is in the page
+
+
 def shown_metrics(page) -> dict[str, str]:
     labels = page.locator('[data-testid="stMetricLabel"]').all_inner_texts()
     values = page.locator('[data-testid="stMetricValue"]').all_inner_texts()
@@ -201,10 +213,8 @@ def test_every_page_loads_and_shows_the_warehouse_numbers(
         page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
         for name, path, labels in pages:
             page.goto(dashboard + path)
-            page.wait_for_selector('[data-testid="stMetricValue"]', timeout=45_000)
+            wait_until_drawn(page)
             page.wait_for_selector('[data-testid="stVegaLiteChart"]', timeout=30_000)
-            page.wait_for_load_state("networkidle")
-            page.wait_for_timeout(1000)  # let the charts draw before the screenshot
             assert page.locator('[data-testid="stException"]').count() == 0, f"{name} raised"
             assert "Page not found" not in page.content()
             page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
@@ -221,9 +231,7 @@ def test_every_page_loads_and_shows_the_warehouse_numbers(
             ("alerts", ("Open alerts",)),
         ):
             page.goto(f"{dashboard}/{name}")
-            page.wait_for_selector('[data-testid="stMetricValue"]', timeout=45_000)
-            page.wait_for_load_state("networkidle")
-            page.wait_for_timeout(1000)
+            wait_until_drawn(page)
             assert page.locator('[data-testid="stException"]').count() == 0, f"{name} raised"
             page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
             shown = shown_metrics(page)

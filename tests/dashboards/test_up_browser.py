@@ -28,7 +28,13 @@ import httpx
 import pytest
 from playwright.sync_api import Error as PlaywrightError
 
-from tests.dashboards.test_browser import CHROMIUM, CHROMIUM_ARGS, chromium_or_skip, shown_metrics
+from tests.dashboards.test_browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    chromium_or_skip,
+    shown_metrics,
+    wait_until_drawn,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
@@ -167,7 +173,7 @@ def overview_sessions(page, url: str) -> int:
     page.wait_for_selector('[data-testid="stMetricValue"]', timeout=60_000)
     page.get_by_role("button", name="Refresh data").click()
     page.wait_for_timeout(1500)
-    page.wait_for_selector('[data-testid="stMetricValue"]', timeout=60_000)
+    wait_until_drawn(page)
     return int(shown_metrics(page)["Sessions"].replace(",", ""))
 
 
@@ -219,9 +225,7 @@ def test_every_dashboard_page_shows_numbers_and_drawn_charts(up: Up, browser) ->
             f"{up.urls['streamlit']}/{'' if name == 'overview' else name}",
             wait_until="domcontentloaded",
         )
-        page.wait_for_selector('[data-testid="stMetricValue"]', timeout=60_000)
-        page.wait_for_load_state("networkidle")
-        page.wait_for_timeout(1500)
+        wait_until_drawn(page)
         assert page.locator('[data-testid="stException"]').count() == 0, name
         values = shown_metrics(page)
         assert values and any(any(c.isdigit() for c in v) for v in values.values()), name

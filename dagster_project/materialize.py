@@ -20,6 +20,7 @@ from typing import Any
 
 import dagster as dg
 
+from dagster_project.lib.instance_storage import relax_local_dagster_storage
 from nofx import warehouse as nofx_warehouse
 from nofx.settings import Settings
 
@@ -222,6 +223,8 @@ def materialize_all(
     assets = list(definitions.assets or []) + list(definitions.asset_checks or [])
     resources = build_resources(settings)
     instance = instance or dg.DagsterInstance.get()
+    if instance.root_directory:  # the local instance: its SQLite commits need not fsync
+        relax_local_dagster_storage(Path(instance.root_directory))
     materialized: list[str] = []
     checks: dict[str, bool] = {}
     model: dict[str, Any] | None = None

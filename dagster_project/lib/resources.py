@@ -11,9 +11,14 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
-from dagster_dbt import DbtCliResource
 
-from dagster_project.lib.dbt import dbt_executable, dbt_project, postgres_dbt_env, warehouse_env
+from dagster_project.lib.dbt import (
+    NofxDbtCli,
+    dbt_executable,
+    dbt_project,
+    postgres_dbt_env,
+    warehouse_env,
+)
 from nofx.settings import Settings
 from nofx.store import EventStore
 from nofx.warehouse import WarehouseConnection, postgres
@@ -90,7 +95,7 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
             target=settings.dbt_target,
             url=settings.warehouse_url or "",
         ),
-        "dbt": DbtCliResource(
+        "dbt": NofxDbtCli(
             project_dir=dbt_project(), target=settings.dbt_target, dbt_executable=dbt_executable()
         ),
         "mlflow": MlflowResource(

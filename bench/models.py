@@ -247,10 +247,9 @@ def duration_rows(seeds: range, days: int, runs_per_day: int) -> list[dict[str, 
     for seed in seeds:
         runs, _ = simulated_runs(days=days, runs_per_day=runs_per_day, seed=seed)
         done = runs.filter(pl.col("failed") == 0)
-        cut = (
-            done["occurred_at"].min()
-            + (done["occurred_at"].max() - done["occurred_at"].min()) * 0.75
-        )
+        first, last = done["occurred_at"].min(), done["occurred_at"].max()
+        assert isinstance(first, datetime) and isinstance(last, datetime), "a datetime column"
+        cut = first + (last - first) * 0.75
         train, test = (
             done.filter(pl.col("occurred_at") < cut),
             done.filter(pl.col("occurred_at") >= cut),

@@ -119,7 +119,7 @@ def equal_terms(quick: bool) -> tuple[dict[str, Any], list[dict[str, Any]]]:
                     for o, t in zip(per_seed["nofx"], per_seed["langgraph"], strict=True)
                 ]
                 key = f"{durability}/c{concurrency}/{pattern}"
-                entry = {
+                entry: dict[str, Any] = {
                     "durability": durability,
                     "synchronous": durability.upper(),
                     "concurrency": concurrency,

@@ -184,7 +184,7 @@ def select_p95_ms(n_agents: int, queries: int) -> dict[str, Any]:
         timings, cpu = timed(selector, queries)
         full_timings, _ = timed(full, max(len(caps), queries // 10)) if full else ([], [])
         store.dispose()
-    result = {
+    result: dict[str, Any] = {
         "selector": name,
         "agents": n_agents,
         "queries": queries,

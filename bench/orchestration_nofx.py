@@ -78,7 +78,7 @@ class CountingProviders(ProviderSet):
                 finally:
                     counter["in_flight"] -= 1
 
-        super().__init__({k: Counted(p) for k, p in inner.providers.items()})  # type: ignore[misc]
+        super().__init__({k: Counted(p) for k, p in inner.providers.items()})
 
 
 def make_runtime(

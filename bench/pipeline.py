@@ -132,11 +132,12 @@ def materialize_stage(
 ) -> float:
     from dagster_project.definitions import defs
     from dagster_project.lib.resources import build_resources
+    from dagster_project.materialize import materializable
 
     definitions = defs()
     graph = definitions.resolve_asset_graph()
     keys = [k for k in graph.materializable_asset_keys if graph.get(k).group_name in groups]
-    assets = list(definitions.assets or []) + list(definitions.asset_checks or [])
+    assets = materializable(definitions)
     started = time.perf_counter()
     result = dg.materialize(
         assets,

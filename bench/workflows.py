@@ -261,7 +261,7 @@ def main() -> None:
     show("executor: planned vs executed makespan (exact-duration agents)", executed)
 
     # planning time for a 200-step DAG (a layered random DAG and the 197-step rnaseq trace)
-    timing = []
+    timing: list[dict[str, Any]] = []
     for name, spec in (
         ("layered 200", layered_dag(200)),
         ("rnaseq-dirt02-001", load_wfformat(TRACES / "rnaseq-dirt02-001.json")),
@@ -284,7 +284,10 @@ def main() -> None:
 
     sequential = []
     sources = [
-        (f"template:{t}", load_template(t, **dict.fromkeys(template_parameters(t), "x")))
+        (
+            f"template:{t}",
+            load_template(t, known_capabilities=None, **dict.fromkeys(template_parameters(t), "x")),
+        )
         for t in list_templates()
     ]
     if not args.quick:

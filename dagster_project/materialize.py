@@ -78,6 +78,20 @@ def partition_range(settings: Settings) -> tuple[str, str] | None:
     return (start, end) if start <= end else None
 
 
+def materializable(
+    definitions: dg.Definitions,
+) -> list[dg.AssetsDefinition | dg.AssetSpec | dg.SourceAsset]:
+    """The definitions' assets and asset checks, as ``dg.materialize`` takes them. A
+    cacheable (not yet resolved) assets definition it cannot take: this project has none,
+    and one would fail here by name rather than in Dagster's argument check."""
+    found: list[dg.AssetsDefinition | dg.AssetSpec | dg.SourceAsset] = []
+    for item in [*(definitions.assets or []), *(definitions.asset_checks or [])]:
+        if not isinstance(item, dg.AssetsDefinition | dg.AssetSpec | dg.SourceAsset):
+            raise TypeError(f"{item!r} cannot be materialized in process: resolve it first")
+        found.append(item)
+    return found
+
+
 def metadata_values(event: Any) -> dict[str, Any]:
     return {k: getattr(v, "value", v) for k, v in event.materialization.metadata.items()}
 
@@ -220,7 +234,7 @@ def materialize_all(
     started = time.monotonic()
     definitions = defs()
     graph = definitions.resolve_asset_graph()
-    assets = list(definitions.assets or []) + list(definitions.asset_checks or [])
+    assets = materializable(definitions)
     resources = build_resources(settings)
     instance = instance or dg.DagsterInstance.get()
     if instance.root_directory:  # the local instance: its SQLite commits need not fsync
@@ -259,7 +273,7 @@ def materialize_all(
             )
         runs.append(result.run_id)
         for event in result.get_asset_materialization_events():
-            name = event.asset_key.to_user_string()
+            name = event.materialization.asset_key.to_user_string()
             materialized.append(name)
             metadata = metadata_values(event)
             if name == "failure_model":

@@ -13,8 +13,10 @@ in milliseconds or dollars: the same rule fits a 200 ms agent and a 20 s one.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import polars as pl
 
@@ -119,7 +121,7 @@ def score(frame: pl.DataFrame, baselines: dict[str, Baseline]) -> pl.DataFrame:
                 "error_rate_observed": failures / calls,
             }
         )
-    schema = {
+    schema: dict[str, pl.DataType | type[pl.DataType]] = {
         "agent_id": pl.String,
         "bucket_start": pl.Datetime("us"),
         **{m: pl.Float64 for m in METRICS},
@@ -139,7 +141,7 @@ def detect_episodes(
     ``threshold`` for one agent and metric."""
     scored = score(frame, baselines)
     episodes: list[AnomalyEpisode] = []
-    baseline_of = {
+    baseline_of: dict[str, Callable[[Baseline], float]] = {
         "latency": lambda b: b.latency_median,
         "cost": lambda b: b.cost_median,
         "error_rate": lambda b: b.error_rate,
@@ -147,7 +149,7 @@ def detect_episodes(
     for metric in METRICS:
         hot = scored.filter(pl.col(metric) > threshold)
         for (agent_id,), rows in hot.group_by("agent_id", maintain_order=True):
-            current: list[dict] = []
+            current: list[dict[str, Any]] = []
             for row in rows.sort("bucket_start").iter_rows(named=True):
                 gap = (
                     (row["bucket_start"] - current[-1]["bucket_start"]).total_seconds() / 3600
@@ -165,7 +167,13 @@ def detect_episodes(
     return sorted(episodes, key=lambda e: (e.start, e.agent_id, e.metric))
 
 
-def _episode(agent_id, metric, rows, baseline_of, baselines) -> AnomalyEpisode:  # type: ignore[no-untyped-def]
+def _episode(
+    agent_id: str,
+    metric: str,
+    rows: list[dict[str, Any]],
+    baseline_of: dict[str, Callable[[Baseline], float]],
+    baselines: dict[str, Baseline],
+) -> AnomalyEpisode:
     peak = max(rows, key=lambda r: r[metric])
     return AnomalyEpisode(
         agent_id=agent_id,

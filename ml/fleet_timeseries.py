@@ -13,12 +13,24 @@ from __future__ import annotations
 import math
 import random
 from datetime import datetime, timedelta
+from typing import TypedDict
 
 import polars as pl
 
 from ml.anomaly import TrueEpisode
 
 KINDS = ("latency", "error_rate", "cost")
+
+
+class _Profile(TypedDict):
+    """One simulated agent's normal behaviour."""
+
+    agent_id: str
+    latency_ms: float
+    sigma: float
+    error_rate: float
+    cost: float
+    traffic: float
 
 
 def fleet_telemetry(
@@ -35,7 +47,7 @@ def fleet_telemetry(
     rng = random.Random(seed)
     hours = days * 24
     first = episodes_after or start + timedelta(days=7)
-    profiles = [
+    profiles: list[_Profile] = [
         {
             "agent_id": f"agt_{i:02d}",
             "latency_ms": rng.uniform(300, 8000),

@@ -89,12 +89,10 @@ def hourly_usage(step_calls: pl.DataFrame) -> pl.DataFrame:
         pl.col("cost_usd").fill_null(0.0).sum().alias("cost_usd"),
         (pl.col("latency_ms").fill_null(0.0).sum() / 3_600_000).alias("concurrency"),
     )
-    hours = pl.datetime_range(
-        totals["bucket_start"].min(), totals["bucket_start"].max(), "1h", eager=True
-    ).alias("bucket_start")
+    first, last = pl.col("bucket_start").min(), pl.col("bucket_start").max()
+    hours = totals.select(pl.datetime_range(first, last, "1h").alias("bucket_start"))
     return (
-        pl.DataFrame(hours)
-        .with_columns(pl.col("bucket_start").cast(totals["bucket_start"].dtype))
+        hours.with_columns(pl.col("bucket_start").cast(totals["bucket_start"].dtype))
         .join(totals, on="bucket_start", how="left")
         .fill_null(0)
         .sort("bucket_start")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -215,10 +215,11 @@ def day_split(frame: pl.DataFrame, holdout_days: int | None) -> tuple[pd.DataFra
             f"only {frame.height} agent runs to learn from; {MIN_RUNS} are needed",
             hint="run more sessions and materialize again",
         )
-    last = frame["occurred_at"].max()
     if holdout_days is None:
         cut = frame["occurred_at"].sort()[int(frame.height * 0.75)]
     else:
+        last = frame["occurred_at"].max()
+        assert isinstance(last, datetime), "occurred_at is a datetime column"
         last_midnight = last.replace(hour=0, minute=0, second=0, microsecond=0)
         cut = last_midnight - timedelta(days=holdout_days - 1)
     train = frame.filter(pl.col("occurred_at") < cut).to_pandas()

@@ -209,9 +209,9 @@ def with_column_schemas(events: Iterable[Any], warehouse: WarehouseResource) -> 
         except Exception as exc:  # column types are a nicety: never fail a build on them
             logging.getLogger(__name__).warning("column types not read: %s", exc)
     for event in held:
-        table = _model_table(event)
-        if table in schemas and hasattr(event, "with_metadata"):
-            event = event.with_metadata({**event.metadata, "dagster/column_schema": schemas[table]})
+        model = _model_table(event)
+        if model in schemas and hasattr(event, "with_metadata"):
+            event = event.with_metadata({**event.metadata, "dagster/column_schema": schemas[model]})
         yield event
     if failure is not None:
         raise failure

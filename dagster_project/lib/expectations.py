@@ -11,6 +11,7 @@ import dagster as dg
 import great_expectations as gx
 import pandas as pd
 import polars as pl
+from great_expectations.data_context.types.base import ProgressBarsConfig
 
 
 @dataclass(frozen=True)
@@ -52,9 +53,7 @@ def validate(frame: pl.DataFrame | pd.DataFrame, expectations: list[Any], name: 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         context = gx.get_context(mode="ephemeral")
-        context.variables.progress_bars = gx.data_context.types.base.ProgressBarsConfig(
-            globally=False
-        )
+        context.variables.progress_bars = ProgressBarsConfig(globally=False)
         batch_definition = (
             context.data_sources.add_pandas(f"{name}_source")
             .add_dataframe_asset(name)
@@ -62,11 +61,12 @@ def validate(frame: pl.DataFrame | pd.DataFrame, expectations: list[Any], name: 
         )
         suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=expectations))
         result = batch_definition.get_batch(batch_parameters={"dataframe": data}).validate(suite)
-    failures = {
-        f"{i}:{r.expectation_config.type}": _describe(r)
-        for i, r in enumerate(result.results)
-        if not r.success
-    }
+    failures: dict[str, Any] = {}
+    for i, r in enumerate(result.results):
+        if not r.success:
+            config = r.expectation_config
+            assert config is not None, "a suite's results carry their expectation"
+            failures[f"{i}:{config.type}"] = _describe(r)
     return Validation(
         passed=bool(result.success),
         evaluated=len(result.results),

@@ -38,7 +38,7 @@ create table if not exists {RAW_TABLE} (
 );
 """
 
-RAW_COLUMNS = {
+RAW_COLUMNS: dict[str, pl.DataType | type[pl.DataType]] = {
     "position": pl.Int64,
     "stream_id": pl.String,
     "stream_type": pl.String,

@@ -299,7 +299,7 @@ def activity(
 
     The range is the time filter's (``since`` to ``now``) or, for all time, the sessions'
     own; returns the frame, the bucket's name and the range (naive UTC) for the x axis."""
-    schema = {
+    schema: dict[str, pl.DataType | type[pl.DataType]] = {
         "bucket": pl.Datetime("us"),
         "bucket_end": pl.Datetime("us"),
         "outcome": pl.Utf8,

@@ -106,7 +106,8 @@ def forecasts_section() -> None:
         cols = st.columns(2)
         cols[0].metric("Forecast cost, next 7 days", metrics.fmt_usd(float(cost["forecast"].sum())))
         peak = usage.filter(pl.col("metric") == "concurrency")["forecast"].max()
-        cols[1].metric("Peak concurrency forecast", f"{float(peak or 0.0):.1f}")
+        peak = float(peak) if isinstance(peak, int | float) else 0.0  # None: all null
+        cols[1].metric("Peak concurrency forecast", f"{peak:.1f}")
         st.altair_chart(
             alt.Chart(cost.to_pandas(), title="Hourly cost forecast")
             .mark_line()

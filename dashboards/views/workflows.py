@@ -33,14 +33,17 @@ def workflows_page(view: View | data.WarehouseUnavailable) -> None:
         return
     done = runs.filter(pl.col("status").is_in(["succeeded", "failed"]))
     ratio = (runs["delay_ratio"].drop_nulls() + 1.0) if "delay_ratio" in runs.columns else None
+    median = None if ratio is None or ratio.is_empty() else ratio.median()
     cols = st.columns(4)
     cols[0].metric("Workflow runs", f"{runs.height:,}")
-    rate = done["succeeded"].mean() if done.height else None
-    cols[1].metric("Success rate", metrics.fmt_rate(None if rate is None else float(rate)))
+    rate = done["succeeded"].mean() if done.height else None  # a float, or None for no rows
+    cols[1].metric(
+        "Success rate", metrics.fmt_rate(float(rate) if isinstance(rate, int | float) else None)
+    )
     cols[2].metric("Steps retried", f"{int(runs['steps_retried'].sum()):,}")
     cols[3].metric(
         "Realised / planned (median)",
-        "n/a" if ratio is None or ratio.is_empty() else f"{float(ratio.median()):.2f}x",
+        f"{median:.2f}x" if isinstance(median, int | float) else "n/a",
         help="1.00x is on plan; the plan uses the templates' step estimates, the demo's "
         "simulated agents answer far faster than those estimates",
     )

@@ -14,11 +14,15 @@ from __future__ import annotations
 import re
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import duckdb
 
 from nofx.data_contract import TENANT_SCOPED_MARTS
 from nofx.errors import ValidationError
+
+if TYPE_CHECKING:
+    from nofx.warehouse import WarehouseConnection
 
 # The published marts a metric may read: every one has a tenant_id column.
 ALLOWED_MARTS = tuple(m.value for m in TENANT_SCOPED_MARTS)
@@ -92,7 +96,7 @@ def check_metric_sql(sql: str) -> str:
 
 def _tenant_copy(
     sandbox: duckdb.DuckDBPyConnection,
-    source: duckdb.DuckDBPyConnection,
+    source: WarehouseConnection,
     schema: str,
     tenant_id: str,
     names: list[str],
@@ -127,7 +131,7 @@ def run_metric(
     sql: str,
     *,
     tenant_id: str,
-    source: duckdb.DuckDBPyConnection,
+    source: WarehouseConnection,
     schema: str = "main",
     timeout_s: float = TIMEOUT_S,
 ) -> list[MetricValue]:

@@ -67,7 +67,7 @@ class LedgeredProviders(ProviderSet):
 
     def __init__(self, inner: ProviderSet, ledger: Ledger) -> None:
         super().__init__(
-            {kind: _LedgeredProvider(p, ledger) for kind, p in inner.providers.items()}  # type: ignore[misc]
+            {kind: _LedgeredProvider(p, ledger) for kind, p in inner.providers.items()}
         )
 
 

@@ -20,7 +20,7 @@ from ml.registry import log_tracking_run
 
 DURATION_TABLE = f"{ANALYTICS_SCHEMA}.step_duration_forecasts"
 USAGE_TABLE = f"{ANALYTICS_SCHEMA}.usage_forecasts"
-USAGE_SCHEMA = {
+USAGE_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
     "bucket_start": pl.Datetime("us"),
     "metric": pl.String,
     "forecast": pl.Float64,
@@ -79,7 +79,10 @@ def step_duration_forecasts(
     metrics: dict[str, float] = {"groups": float(table.height), "calls": float(calls.height)}
     if table.height:
         metrics["in_sample_p90_coverage"] = covered / calls.height
-        metrics["agent_level_share"] = float((table["level"] == "agent").mean() or 0.0)
+        agent_level = (table["level"] == "agent").mean()
+        metrics["agent_level_share"] = (
+            float(agent_level) if isinstance(agent_level, int | float) else 0.0
+        )
     run_id = log_tracking_run(
         experiment="nofx-duration-forecasts",
         tracking_uri=mlflow.tracking_uri,
@@ -150,7 +153,7 @@ def usage_forecasts(
 
 
 DEMAND_TABLE = f"{ANALYTICS_SCHEMA}.pool_demand_forecasts"
-DEMAND_SCHEMA = {
+DEMAND_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
     "agent_id": pl.String,
     "tenant_id": pl.String,
     "bucket_start": pl.Datetime("us"),

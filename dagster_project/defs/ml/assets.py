@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
+import numpy as np
 import polars as pl
 
 from dagster_project.lib import groups
@@ -33,7 +34,7 @@ PREDICTIONS_TABLE = f"{ANALYTICS_SCHEMA}.operational_predictions"
 # Predictions made while the session was still open, kept for good: the honest accuracy.
 PREDICTION_LOG_TABLE = f"{ANALYTICS_SCHEMA}.prediction_log"
 
-PREDICTION_MODELS_SCHEMA = {
+PREDICTION_MODELS_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
     "model_name": pl.String,
     "version": pl.Int64,
     "aliases": pl.String,
@@ -183,8 +184,9 @@ def step_call_runs(warehouse: WarehouseResource) -> tuple[pl.DataFrame, int | No
     runs = add_history_features(runs_from_step_calls(calls))
     span_days = 0.0
     if runs.height:
-        span = runs["occurred_at"].max() - runs["occurred_at"].min()  # type: ignore[operator]
-        span_days = span.total_seconds() / 86_400
+        first, last = runs["occurred_at"].min(), runs["occurred_at"].max()
+        assert isinstance(first, datetime) and isinstance(last, datetime), "a datetime column"
+        span_days = (last - first).total_seconds() / 86_400
     return runs, RUN_HOLDOUT_DAYS if span_days >= 2 * RUN_HOLDOUT_DAYS else None
 
 
@@ -302,9 +304,12 @@ def session_failure_predictions(
         return
     with warehouse.connect(read_only=True) as conn:
         features = session_features(conn, finished_only=False)
-    probabilities = failure_probabilities(model, features.to_pandas()) if features.height else []
+    probabilities: np.ndarray | list[float] = (
+        failure_probabilities(model, features.to_pandas()) if features.height else []
+    )
     threshold = champion_decision_threshold(mlflow.model_name, mlflow.tracking_uri)
     frame = predictions_frame(features, probabilities, mlflow.model_name, version, threshold)
+    mean_probability = frame["failure_probability"].mean()  # None when there are no rows
     with warehouse.connect() as conn:
         replace_table(conn, PREDICTIONS_TABLE, frame)
         logged = log_open_predictions(conn, frame)
@@ -314,7 +319,9 @@ def session_failure_predictions(
             "rows": frame.height,
             "model_version": version,
             "decision_threshold": threshold,
-            "mean_failure_probability": float(frame["failure_probability"].mean() or 0.0),
+            "mean_failure_probability": (
+                float(mean_probability) if isinstance(mean_probability, int | float) else 0.0
+            ),
             "dagster/row_count": frame.height,
             "dagster/column_schema": frame_schema(frame.schema),
         },

@@ -66,7 +66,7 @@ FORECAST_COLUMNS = {
     "samples": pl.Int64,
     "detail": pl.String,
 }
-ALERT_COLUMNS = {
+ALERT_COLUMNS: dict[str, pl.DataType | type[pl.DataType]] = {
     "alert_id": pl.String,
     "tenant_id": pl.String,
     "rule_id": pl.String,
@@ -86,7 +86,7 @@ ALERT_COLUMNS = {
     "acknowledged_at": pl.Datetime("us", "UTC"),
     "acknowledged_by": pl.String,
 }
-VALUE_COLUMNS = {
+VALUE_COLUMNS: dict[str, pl.DataType | type[pl.DataType]] = {
     "tenant_id": pl.String,
     "name": pl.String,
     "subject": pl.String,

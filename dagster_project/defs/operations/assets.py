@@ -7,7 +7,7 @@ version's holdout score from training. The alert assets are in ``alerts.py``.
 
 import json
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import dagster as dg
@@ -32,7 +32,7 @@ PREDICTION_MODELS_TABLE = f"{ANALYTICS_SCHEMA}.prediction_models"
 ACCURACY_TABLE = f"{ANALYTICS_SCHEMA}.prediction_accuracy"
 RECOMMENDATIONS_TABLE = f"{ANALYTICS_SCHEMA}.recommendations"
 ANOMALIES_TABLE = f"{ANALYTICS_SCHEMA}.agent_anomalies"
-ANOMALY_SCHEMA = {
+ANOMALY_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
     "agent_id": pl.String,
     "metric": pl.String,
     "start": pl.Datetime("us"),
@@ -171,11 +171,13 @@ def prediction_accuracy(warehouse: WarehouseResource) -> dg.MaterializeResult:
 )
 def agent_anomalies(warehouse: WarehouseResource) -> dg.MaterializeResult:
     with warehouse.connect() as conn:
-        hourly = conn.sql(HOURLY_CALLS_SQL).pl()
+        hourly: pl.DataFrame = conn.sql(HOURLY_CALLS_SQL).pl()
         episodes: list[dict[str, Any]] = []
         baselines: dict[str, Any] = {}
         if hourly.height:
-            cut = hourly["bucket_start"].max() - timedelta(hours=24)  # type: ignore[operator]
+            last = hourly["bucket_start"].max()
+            assert isinstance(last, datetime), "bucket_start is a datetime column"
+            cut = last - timedelta(hours=24)
             baselines = fit_baselines(hourly.filter(pl.col("bucket_start") < cut), skip_short=True)
             recent = hourly.filter(pl.col("bucket_start") >= cut)
             episodes = [vars(e) for e in detect_episodes(recent, baselines)]

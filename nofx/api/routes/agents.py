@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Body, Depends, Header, Query, Response, status
+from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response, status
 from pydantic import Field
 from sqlalchemy import func, select
 
@@ -88,13 +88,14 @@ def count_agents(svc: Services, tenant_id: str) -> int:
     "`limit`; follow `next_cursor`.",
 )
 def list_agents(
+    request: Request,
     capability: str | None = Query(default=None, max_length=120, examples=["code.generate"]),
     min_proficiency: int = Query(default=1, ge=1, le=5),
     limit: int = Query(default=50, ge=1, le=500),
     cursor: str | None = Query(default=None, max_length=500),
     principal: Principal = Depends(reader),
-    svc: Services = Depends(services),
 ) -> Response:
+    svc: Services = request.app.state.services  # not a dependency: one less to solve
     position = pagination.decode(cursor, pagination.AFTER_ID)
     after = str(position["after"]) if position else None
     items = svc.registry.list(
@@ -123,10 +124,11 @@ def affordable(items: list[Agent]) -> int:
 
 @router.get("/{agent_id}", response_model=Agent, summary="One agent")
 def get_agent(
+    request: Request,
     agent_id: str,
     principal: Principal = Depends(reader),
-    svc: Services = Depends(services),
 ) -> Response:
+    svc: Services = request.app.state.services
     return json_response(svc.registry.get(agent_id, tenant_id=principal.tenant_id))
 
 

@@ -1,4 +1,4 @@
-"""The hot session reads, from the store's rows to the response's JSON (ADR 0029).
+"""The hot reads, from the store's rows to the response (ADR 0029): sessions, agents.
 
 ``GET /orchestration/sessions`` validated every row with pydantic (a SessionRequest, a
 Task with its capability-name check, a Session) only to serialise it again: most of the
@@ -9,8 +9,12 @@ the ``Session`` model serialises to (floats as floats, UTC times with ``Z``): th
 the model's. A row whose stored request is not of the shape written today (an older or
 hand-edited row) goes through the model as before.
 
+Agents are read through the same cursor path and still built by the registry's own
+``_row_to_agent`` (which redacts inline secrets); their validation is a small part of a
+read, the Core round trip was most of it.
+
 Every statement here has ``tenant_id`` in its WHERE clause, bound from the caller's
-principal: no read of this module can see another tenant's session.
+principal: no read of this module can see another tenant's session or agent.
 """
 
 from __future__ import annotations
@@ -23,13 +27,14 @@ import orjson
 from sqlalchemy import Select, and_, bindparam, or_, select
 
 from nofx.api import pagination
-from nofx.domain import SessionStatus
+from nofx.domain import Agent, SessionStatus
 from nofx.errors import NotFoundError
+from nofx.registry import _row_to_agent
 from nofx.sessions import row_to_session
 from nofx.store import EventStore
 from nofx.store.event_store import as_utc
 from nofx.store.reads import ReadStatement
-from nofx.store.schema import sessions
+from nofx.store.schema import agent_capabilities, agents, sessions
 
 COLUMNS = (
     "session_id",
@@ -209,3 +214,71 @@ def _isoformat(value: datetime | str) -> str:
     if isinstance(value, str):
         return datetime.fromisoformat(value).isoformat()
     return value.isoformat()
+
+
+# -- agents ----------------------------------------------------------------------------------
+AGENT_COLUMNS = tuple(c.key for c in agents.columns)
+
+
+class _AgentRow:
+    """A row with attribute access, as ``_row_to_agent`` reads it."""
+
+    __slots__ = AGENT_COLUMNS
+
+    def __init__(self, row: Sequence[Any]) -> None:
+        for name, value in zip(AGENT_COLUMNS, row, strict=True):
+            setattr(self, name, value)
+
+
+def _agents(*, capability: bool, after: bool) -> ReadStatement:
+    query = select(agents).where(agents.c.tenant_id == bindparam("tenant_id"))
+    if capability:
+        covered = select(agent_capabilities.c.agent_id).where(
+            agent_capabilities.c.capability == bindparam("capability"),
+            agent_capabilities.c.proficiency >= bindparam("min_proficiency"),
+        )
+        query = query.where(agents.c.agent_id.in_(covered))
+    if after:
+        query = query.where(agents.c.agent_id > bindparam("after_id"))
+    return ReadStatement(query.order_by(agents.c.agent_id).limit(bindparam("limit")))
+
+
+ONE_AGENT = ReadStatement(
+    select(agents).where(
+        agents.c.agent_id == bindparam("agent_id"), agents.c.tenant_id == bindparam("tenant_id")
+    )
+)
+AGENT_PAGES = {
+    (capability, after): _agents(capability=capability, after=after)
+    for capability in (False, True)
+    for after in (False, True)
+}
+
+
+def agent(store: EventStore, agent_id: str, tenant_id: str) -> Agent:
+    """The tenant's agent (the registry's ``get``); another tenant's is not found."""
+    row = ONE_AGENT.first(store.engine, {"agent_id": agent_id, "tenant_id": tenant_id})
+    if row is None:
+        raise NotFoundError(
+            f"no agent with id {agent_id!r}", hint="list agents with `nofx agents list`"
+        )
+    return _row_to_agent(_AgentRow(row))
+
+
+def agent_page(
+    store: EventStore,
+    tenant_id: str,
+    *,
+    capability: str | None,
+    min_proficiency: int,
+    limit: int,
+    after_id: str | None,
+) -> list[Agent]:
+    """Up to ``limit`` of the tenant's agents by id (the registry's ``list``)."""
+    params: dict[str, Any] = {"tenant_id": tenant_id, "limit": limit}
+    if capability is not None:
+        params["capability"], params["min_proficiency"] = capability, min_proficiency
+    if after_id is not None:
+        params["after_id"] = after_id
+    rows = AGENT_PAGES[(capability is not None, after_id is not None)].rows(store.engine, params)
+    return [_row_to_agent(_AgentRow(r)) for r in rows]

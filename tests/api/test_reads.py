@@ -1,8 +1,9 @@
-"""The hot session reads (nofx/api/reads.py): the same JSON as the model, each tenant's own.
+"""The hot reads (nofx/api/reads.py): the same answers as before, each tenant's own.
 
-The rows go to JSON without the pydantic models; these tests hold them to the model's bytes
-(on SQLite and on PostgreSQL) and to the tenant of the caller, through every path: one
-session, a page, a page by status, and the next page behind a cursor.
+Session rows go to JSON without the pydantic models; these tests hold them to the model's
+bytes (on SQLite and on PostgreSQL), agents to the registry's own reads, and both to the
+tenant of the caller, through every path: one item, a page, a filtered page, and the next
+page behind a cursor.
 """
 
 from __future__ import annotations
@@ -53,13 +54,13 @@ def world(store: EventStore) -> dict[str, list[str]]:
     registry = AgentRegistry(store)
     service = SessionService(store, registry)
     for tenant in ("a", "b"):
-        registry.register(
-            AgentSpec(
-                name=f"coder-{tenant}",
-                tenant_id=tenant,
-                capabilities=[Capability(name="code.generate", proficiency=4)],
+        for i, extra in enumerate(("code.review", "docs.write", None)):
+            caps = [Capability(name="code.generate", proficiency=2 + i)]
+            if extra:
+                caps.append(Capability(name=extra, proficiency=3))
+            registry.register(
+                AgentSpec(name=f"coder-{tenant}-{i}", tenant_id=tenant, capabilities=caps)
             )
-        )
     ids: dict[str, list[str]] = {"a": [], "b": []}
     for tenant in ("a", "b"):
         for request in REQUESTS:
@@ -100,8 +101,34 @@ def check_same_as_the_model(store: EventStore) -> None:
     assert len(statuses) >= 2  # finished and requested sessions both went through
 
 
+def check_agents_as_the_registry_reads_them(store: EventStore) -> None:
+    registry = AgentRegistry(store)
+    for tenant in ("a", "b"):
+        everyone = registry.list(tenant_id=tenant)
+        assert len(everyone) == 3
+        for a in everyone:
+            assert reads.agent(store, a.agent_id, tenant) == registry.get(a.agent_id)
+        for capability, level in ((None, 1), ("code.generate", 3), ("code.review", 1)):
+            for after in (None, everyone[0].agent_id):
+                assert reads.agent_page(
+                    store,
+                    tenant,
+                    capability=capability,
+                    min_proficiency=level,
+                    limit=10,
+                    after_id=after,
+                ) == registry.list(
+                    tenant_id=tenant,
+                    capability=capability,
+                    min_proficiency=level,
+                    limit=10,
+                    after_id=after,
+                )
+
+
 def test_rows_become_the_models_json_on_sqlite(store: EventStore) -> None:
     check_same_as_the_model(store)
+    check_agents_as_the_registry_reads_them(store)
 
 
 @pytest.mark.postgres
@@ -109,6 +136,7 @@ def test_rows_become_the_models_json_on_postgresql(pg_url: str) -> None:
     store = EventStore(pg_url)
     try:
         check_same_as_the_model(store)
+        check_agents_as_the_registry_reads_them(store)
     finally:
         store.dispose()
 
@@ -185,3 +213,30 @@ def test_a_cursor_does_not_carry_a_tenant(client) -> None:
     assert later.status_code == 200
     assert {s["tenant_id"] for s in later.json()["items"]} <= {"b"}
     assert not {s["session_id"] for s in later.json()["items"]} & set(ids["a"])
+
+
+def test_a_tenant_reads_only_its_own_agents_through_every_path(client, store) -> None:
+    c, _ = client
+    registry = AgentRegistry(store)
+    ids = {t: [a.agent_id for a in registry.list(tenant_id=t)] for t in ("a", "b")}
+    for me, other in (("a", "b"), ("b", "a")):
+        headers = {"X-Tenant-ID": me}
+        for aid in ids[other]:
+            assert c.get(f"/api/v1/agents/{aid}", headers=headers).status_code == 404
+        for aid in ids[me]:
+            assert c.get(f"/api/v1/agents/{aid}", headers=headers).json()["tenant_id"] == me
+        for capability in (None, "code.generate", "code.review"):
+            params: dict[str, str | int] = {"limit": 1}
+            if capability:
+                params["capability"] = capability
+            seen: list[str] = []
+            while True:
+                body = c.get("/api/v1/agents", params=params, headers=headers).json()
+                assert all(a["tenant_id"] == me for a in body["items"])
+                seen += [a["agent_id"] for a in body["items"]]
+                if not body["next_cursor"]:
+                    break
+                params["cursor"] = body["next_cursor"]
+            assert seen and set(seen) <= set(ids[me])
+            if capability is None:
+                assert sorted(seen) == sorted(ids[me])

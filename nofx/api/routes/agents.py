@@ -6,7 +6,7 @@ from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response, 
 from pydantic import Field
 from sqlalchemy import func, select
 
-from nofx.api import pagination
+from nofx.api import pagination, reads
 from nofx.api.deps import Services, json_response, reader, services, writer
 from nofx.api.limits import ApiLimits, QuotaExceeded
 from nofx.api.parsed import ParsedJsonRoute
@@ -98,8 +98,9 @@ def list_agents(
     svc: Services = request.app.state.services  # not a dependency: one less to solve
     position = pagination.decode(cursor, pagination.AFTER_ID)
     after = str(position["after"]) if position else None
-    items = svc.registry.list(
-        tenant_id=principal.tenant_id,
+    items = reads.agent_page(
+        svc.store,
+        principal.tenant_id,
         capability=capability,
         min_proficiency=min_proficiency,
         limit=limit + 1,
@@ -129,7 +130,7 @@ def get_agent(
     principal: Principal = Depends(reader),
 ) -> Response:
     svc: Services = request.app.state.services
-    return json_response(svc.registry.get(agent_id, tenant_id=principal.tenant_id))
+    return json_response(reads.agent(svc.store, agent_id, principal.tenant_id))
 
 
 @router.put("/{agent_id}", response_model=Agent, summary="Replace an agent's spec (version + 1)")

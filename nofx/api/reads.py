@@ -19,6 +19,7 @@ principal: no read of this module can see another tenant's session or agent.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -58,6 +59,17 @@ OPTIMIZE = frozenset({"balanced", "cost", "latency", "success"})
 _JSON = orjson.OPT_UTC_Z
 
 
+def request_json(text: str | bytes) -> Any:
+    """The stored request, parsed by orjson (a fourth of the standard library's time, the
+    largest part of a page's rows). orjson reads integers past 64 bits as floats: none of
+    the fields read from a request can hold one (the model bounds them), and text orjson
+    refuses (NaN written by the standard library) is read by the standard library."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
 def _base() -> Select[Any]:
     return select(*(sessions.c[c] for c in COLUMNS)).where(
         sessions.c.tenant_id == bindparam("tenant_id")
@@ -82,10 +94,13 @@ def _page(*, by_status: bool, after: bool) -> ReadStatement:
     query = query.order_by(sessions.c.created_at.desc(), sessions.c.session_id.desc()).limit(
         bindparam("limit")
     )
-    return ReadStatement(query)
+    return ReadStatement(query, text={"request": request_json})
 
 
-ONE = ReadStatement(_base().where(sessions.c.session_id == bindparam("session_id")))
+ONE = ReadStatement(
+    _base().where(sessions.c.session_id == bindparam("session_id")),
+    text={"request": request_json},
+)
 PAGES = {
     (by_status, after): _page(by_status=by_status, after=after)
     for by_status in (False, True)

@@ -240,3 +240,8 @@ def test_a_tenant_reads_only_its_own_agents_through_every_path(client, store) ->
             assert seen and set(seen) <= set(ids[me])
             if capability is None:
                 assert sorted(seen) == sorted(ids[me])
+
+
+def test_a_stored_request_orjson_refuses_is_read_by_the_standard_library() -> None:
+    assert reads.request_json('{"a": NaN, "b": 1}')["b"] == 1
+    assert reads.request_json(b'{"task": {"prompt": "p"}}') == {"task": {"prompt": "p"}}

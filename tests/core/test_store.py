@@ -383,3 +383,18 @@ def test_sessions_are_indexed_by_tenant_and_status(store: EventStore) -> None:
             "WHERE tenant_id = 'a' AND status IN ('requested', 'running')"
         ).fetchall()
     assert "COVERING INDEX ix_sessions_tenant_status" in str(plan)
+
+
+def test_a_read_statement_can_parse_a_text_column_its_own_way(store: EventStore) -> None:
+    store.append("own", "t", "default", [NewEvent(type="A", payload={"n": 1})])
+    seen: list[object] = []
+
+    def parse(text: str | bytes) -> object:
+        seen.append(text)
+        return {"parsed": True}
+
+    query = select(schema.events.c.payload).where(schema.events.c.stream_id == "own")
+    assert ReadStatement(query, text={"payload": parse}).rows(store.engine) == [({"parsed": True},)]
+    assert seen == ['{"n":1}']
+    with pytest.raises(ValueError, match="not columns"):
+        ReadStatement(query, text={"nope": parse})

@@ -49,10 +49,9 @@ async def create_session(
     """Async, and on the event loop throughout: the session is written by the store's
     group-commit writer (awaited, durable before the 202), which also counts the tenant's
     open sessions against the ceiling, once per commit group (issue 12: a count per request
-    scanned every session the tenant ever had, in a thread).
-
-    The services are read from the app rather than depended on, here and in the other hot
-    routes: each dependency FastAPI solves costs CPU on every request (ADR 0029)."""
+    scanned every session the tenant ever had, in a thread)."""
+    # the services are read from the app rather than depended on, here and in the other hot
+    # routes: each dependency FastAPI solves costs CPU on every request (ADR 0029)
     svc: Services = http.app.state.services
     if body.workflow is not None:
         check_workflow_size(body.workflow, svc.limits, where="the session's workflow")
@@ -81,7 +80,7 @@ def list_sessions(
     cursor: str | None = Query(default=None, max_length=500),
     principal: Principal = Depends(reader),
 ) -> Response:
-    """The rows become the page's JSON without validating each again (nofx/api/reads.py)."""
+    # the rows become the page's JSON without validating each again (nofx/api/reads.py)
     svc: Services = request.app.state.services
     position = pagination.decode(cursor, pagination.NEWEST_FIRST)
     before = (datetime.fromisoformat(position["t"]), str(position["id"])) if position else None

@@ -165,10 +165,11 @@ def requires(scope: Scope) -> Callable[..., Awaitable[Principal]]:
         request: Request,
         authorization: str | None = Header(default=None, description="Bearer nofx_<id>_<secret>"),
         x_tenant_id: str = Header(default="default", max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$"),
-        svc: Services = Depends(services),
     ) -> Principal:
-        # current_principal called, not depended on: one level less of FastAPI's dependency
-        # solving per request (the parameters, and so the spec, are the same)
+        # current_principal called, not depended on, and the services read from the app,
+        # not depended on: each level of FastAPI's dependency solving costs CPU per request
+        # (the parameters, and so the spec, are the same)
+        svc: Services = request.app.state.services
         principal = await current_principal(request, authorization, x_tenant_id, svc)
         principal.require(scope)
         return principal

@@ -84,6 +84,8 @@ sessions = Table(
     Column("lease_expires_at", DateTime(timezone=True), nullable=True),
     Index("ix_sessions_status_created", "status", "created_at"),
     Index("ix_sessions_tenant_created", "tenant_id", "created_at"),
+    # a tenant's sessions of one status, newest first; a tenant's open count, index only
+    Index("ix_sessions_tenant_status", "tenant_id", "status", "created_at"),
 )
 
 api_keys = Table(

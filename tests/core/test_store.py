@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import uuid
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import inspect
+from sqlalchemy import bindparam, inspect, select
 
 from nofx.domain import NewEvent
 from nofx.errors import ConcurrencyError
-from nofx.store import EventStore, Transaction
+from nofx.store import EventStore, Transaction, schema
 from nofx.store.migrate import current_revision
+from nofx.store.reads import ReadStatement
 from nofx.store.schema import metadata
 from nofx.store.writer import Append, Call
 from tests.conftest import postgres_url
@@ -318,3 +320,81 @@ def test_group_commit_on_postgresql() -> None:
             stale.result(10)
         assert [e.seq for e in store.read_stream(stream)] == list(range(1, 22))
         store.dispose()
+
+
+# -- hot reads through the DB-API cursor (ADR 0029) ----------------------------------------
+
+
+def check_read_statement_returns_what_core_returns(store: EventStore) -> None:
+    stream = f"rs-{uuid.uuid4().hex}"
+    store.append(stream, "t", "tenant-1", [NewEvent(type="A", payload={"n": 2**70, "s": "é"})])
+    store.append(stream, "t", "tenant-1", [NewEvent(type="B", payload={"f": 0.1})])
+    store.append(f"{stream}-x", "t", "tenant-2", [NewEvent(type="C")])
+    col = schema.events.c
+    first = store.read_stream(stream)[0]
+    query = (
+        select(schema.events)
+        .where(col.tenant_id == bindparam("tenant"), col.occurred_at >= bindparam("since"))
+        .order_by(col.position)
+        .limit(bindparam("n"))
+    )
+    params = {"tenant": "tenant-1", "since": first.occurred_at, "n": 10}
+    with store.engine.connect() as conn:
+        expected = [tuple(r) for r in conn.execute(query, params)]
+    statement = ReadStatement(query)
+    for _ in range(2):  # the first run learns the result processors; the second reuses them
+        assert statement.rows(store.engine, params) == expected
+    assert [r[4] for r in expected] == ["A", "B"]  # the tenant bound: none of tenant-2's
+    assert statement.first(store.engine, {**params, "tenant": "nobody"}) is None
+
+
+def test_read_statement_returns_what_core_returns_on_sqlite(store: EventStore) -> None:
+    check_read_statement_returns_what_core_returns(store)
+
+
+@pytest.mark.postgres
+def test_read_statement_returns_what_core_returns_on_postgresql(pg_url: str) -> None:
+    store = EventStore(pg_url)
+    try:
+        check_read_statement_returns_what_core_returns(store)
+        assert "ix_sessions_tenant_status" in {
+            i["name"] for i in inspect(store.engine).get_indexes("sessions")
+        }
+    finally:
+        store.dispose()
+
+
+def test_a_read_statement_refuses_a_statement_that_is_not_fixed(store: EventStore) -> None:
+    query = select(schema.events).where(
+        schema.events.c.stream_id.in_(bindparam("ids", expanding=True))
+    )
+    with pytest.raises(ValueError, match="not a fixed statement"):
+        ReadStatement(query).rows(store.engine, {"ids": ["a"]})
+
+
+def test_sessions_are_indexed_by_tenant_and_status(store: EventStore) -> None:
+    """A tenant's sessions of one status come from the index, not from every session the
+    tenant ever had."""
+    indexes = {i["name"]: i["column_names"] for i in inspect(store.engine).get_indexes("sessions")}
+    assert indexes["ix_sessions_tenant_status"] == ["tenant_id", "status", "created_at"]
+    with store.engine.connect() as conn:
+        plan = conn.exec_driver_sql(
+            "EXPLAIN QUERY PLAN SELECT count(*) FROM sessions "
+            "WHERE tenant_id = 'a' AND status IN ('requested', 'running')"
+        ).fetchall()
+    assert "COVERING INDEX ix_sessions_tenant_status" in str(plan)
+
+
+def test_a_read_statement_can_parse_a_text_column_its_own_way(store: EventStore) -> None:
+    store.append("own", "t", "default", [NewEvent(type="A", payload={"n": 1})])
+    seen: list[object] = []
+
+    def parse(text: str | bytes) -> object:
+        seen.append(text)
+        return {"parsed": True}
+
+    query = select(schema.events.c.payload).where(schema.events.c.stream_id == "own")
+    assert ReadStatement(query, text={"payload": parse}).rows(store.engine) == [({"parsed": True},)]
+    assert seen == ['{"n":1}']
+    with pytest.raises(ValueError, match="not columns"):
+        ReadStatement(query, text={"nope": parse})

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Body, Depends, Header, Query, Response, status
+from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response, status
 from pydantic import Field
 from sqlalchemy import func, select
 
-from nofx.api import pagination
+from nofx.api import pagination, reads
 from nofx.api.deps import Services, json_response, reader, services, writer
 from nofx.api.limits import ApiLimits, QuotaExceeded
 from nofx.api.parsed import ParsedJsonRoute
@@ -88,17 +88,19 @@ def count_agents(svc: Services, tenant_id: str) -> int:
     "`limit`; follow `next_cursor`.",
 )
 def list_agents(
+    request: Request,
     capability: str | None = Query(default=None, max_length=120, examples=["code.generate"]),
     min_proficiency: int = Query(default=1, ge=1, le=5),
     limit: int = Query(default=50, ge=1, le=500),
     cursor: str | None = Query(default=None, max_length=500),
     principal: Principal = Depends(reader),
-    svc: Services = Depends(services),
 ) -> Response:
+    svc: Services = request.app.state.services  # not a dependency: one less to solve
     position = pagination.decode(cursor, pagination.AFTER_ID)
     after = str(position["after"]) if position else None
-    items = svc.registry.list(
-        tenant_id=principal.tenant_id,
+    items = reads.agent_page(
+        svc.store,
+        principal.tenant_id,
         capability=capability,
         min_proficiency=min_proficiency,
         limit=limit + 1,
@@ -123,11 +125,12 @@ def affordable(items: list[Agent]) -> int:
 
 @router.get("/{agent_id}", response_model=Agent, summary="One agent")
 def get_agent(
+    request: Request,
     agent_id: str,
     principal: Principal = Depends(reader),
-    svc: Services = Depends(services),
 ) -> Response:
-    return json_response(svc.registry.get(agent_id, tenant_id=principal.tenant_id))
+    svc: Services = request.app.state.services
+    return json_response(reads.agent(svc.store, agent_id, principal.tenant_id))
 
 
 @router.put("/{agent_id}", response_model=Agent, summary="Replace an agent's spec (version + 1)")

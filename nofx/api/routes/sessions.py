@@ -12,7 +12,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
-from nofx.api import pagination
+from nofx.api import pagination, reads
 from nofx.api.deps import Services, json_response, reader, services, writer
 from nofx.api.limits import TooBusy, check_workflow_size
 from nofx.api.parsed import ParsedJsonRoute
@@ -42,14 +42,17 @@ EXAMPLE = {
     summary="Request a session (a runtime or the Dagster sensor runs it)",
 )
 async def create_session(
+    http: Request,
     body: SessionRequest = Body(openapi_examples={"solo": {"value": EXAMPLE}}),
     principal: Principal = Depends(writer),
-    svc: Services = Depends(services),
 ) -> Response:
     """Async, and on the event loop throughout: the session is written by the store's
     group-commit writer (awaited, durable before the 202), which also counts the tenant's
     open sessions against the ceiling, once per commit group (issue 12: a count per request
     scanned every session the tenant ever had, in a thread)."""
+    # the services are read from the app rather than depended on, here and in the other hot
+    # routes: each dependency FastAPI solves costs CPU on every request (ADR 0029)
+    svc: Services = http.app.state.services
     if body.workflow is not None:
         check_workflow_size(body.workflow, svc.limits, where="the session's workflow")
     ceiling = svc.limits.max_sessions_in_flight
@@ -71,30 +74,31 @@ async def create_session(
 
 @router.get("/sessions", response_model=SessionPage, summary="List sessions, newest first")
 def list_sessions(
+    request: Request,
     status_filter: SessionStatus | None = Query(default=None, alias="status"),
     limit: int = Query(default=50, ge=1, le=500),
     cursor: str | None = Query(default=None, max_length=500),
     principal: Principal = Depends(reader),
-    svc: Services = Depends(services),
 ) -> Response:
+    # the rows become the page's JSON without validating each again (nofx/api/reads.py)
+    svc: Services = request.app.state.services
     position = pagination.decode(cursor, pagination.NEWEST_FIRST)
     before = (datetime.fromisoformat(position["t"]), str(position["id"])) if position else None
-    items = svc.sessions.list(
-        tenant_id=principal.tenant_id, status=status_filter, limit=limit + 1, before=before
+    body = reads.session_page_json(
+        svc.store, principal.tenant_id, status=status_filter, limit=limit, before=before
     )
-    items, next_cursor = pagination.page(
-        items, limit, lambda s: {"t": s.created_at.isoformat(), "id": s.session_id}
-    )
-    return json_response(SessionPage(items=items, next_cursor=next_cursor))
+    return Response(body, media_type="application/json")
 
 
 @router.get("/sessions/{session_id}", response_model=Session, summary="One session")
 def get_session(
+    request: Request,
     session_id: str,
     principal: Principal = Depends(reader),
-    svc: Services = Depends(services),
 ) -> Response:
-    return json_response(svc.sessions.get(session_id, tenant_id=principal.tenant_id))
+    svc: Services = request.app.state.services
+    body = reads.session_json(svc.store, session_id, principal.tenant_id)
+    return Response(body, media_type="application/json")
 
 
 @router.post("/sessions/{session_id}/cancel", response_model=Session, summary="Cancel a session")

@@ -70,8 +70,11 @@ class NofxDbtCli(DbtCliResource):
       from the warehouse themselves (``with_column_schemas``), so no adapter is built.
     """
 
+    def __init__(self, project_dir: str | Path | DbtProject, **kwargs: Any) -> None:
+        super().__init__(project_dir=project_dir, **kwargs)  # the parent's signature, for mypy
+
     @property
-    def _cli_version(self) -> version.Version:  # type: ignore[override]
+    def _cli_version(self) -> version.Version:
         return installed_dbt_version(self.dbt_executable)
 
     def _initialize_dbt_core_adapter(self, args: Sequence[str]) -> Any:

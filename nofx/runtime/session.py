@@ -262,6 +262,9 @@ class SessionExecution:
             if e.type == "StepFailed" and e.payload.get("error_class") == ErrorClass.AGENT_FAULT
         }
         policy = RetryPolicy(max_attempts=max_attempts or self.session.max_attempts)
+        given_up = decided_to_fail(past, attempt, policy)
+        if given_up is not None:  # the lost worker's last failure had ended the step
+            raise StepError(step_id, given_up.payload["error.type"], given_up.payload["message"])
         last_agent: Agent | None = None
         retried_agents: set[str] = set()
         while True:
@@ -370,6 +373,26 @@ class SessionExecution:
         others = replace(request, exclude=request.exclude | {agent.agent_id})
         candidates = self.runtime.candidates(request.tenant_id, request.capability)
         return bool(self.runtime.selector.rank(others, candidates))
+
+
+def decided_to_fail(past: list[Event], attempts: int, policy: RetryPolicy) -> Event | None:
+    """The step's last StepFailed when, by the retry policy, it had ended the step.
+
+    A worker that wrote that failure and died before the session's end left no record of its
+    decision; a resumed session makes it again from the log rather than calling an agent one
+    attempt past the policy. None when the step may go on (no failure yet, an attempt lost
+    with its worker after the last failure, or the policy allows another attempt)."""
+    outcomes = [e for e in past if e.type in ("StepFailed", "StepAbandoned")]
+    started = {e.payload["attempt"] for e in past if e.type == "StepStarted"}
+    if not outcomes or outcomes[-1].type != "StepFailed":
+        return None
+    if started - {e.payload["attempt"] for e in outcomes}:
+        return None  # a later attempt was lost with its worker: that one is retried
+    last = outcomes[-1]
+    action = next_action(
+        last.payload["error_class"], attempts, policy, last.payload.get("error.type")
+    )
+    return last if action is RetryAction.FAIL else None
 
 
 def _log_publish_failure(done: Any) -> None:

@@ -156,6 +156,41 @@ async def test_resume_does_not_repeat_a_completed_step(runtime: Runtime, fleet, 
     assert sum(1 for e in after if e.type in ("SessionCompleted", "SessionFailed")) == 1
 
 
+async def test_resume_after_the_last_allowed_attempt_failed_calls_no_agent_again(
+    runtime: Runtime, registry, store
+) -> None:
+    """The worker wrote the step's last allowed failure and died before the session's end:
+    the resumed session fails as the worker had decided, without a call past the policy."""
+    registry.register(
+        AgentSpec(
+            name="always-rate-limited",
+            capabilities=[{"name": "code.generate", "proficiency": 3}],
+            provider={"kind": "simulated", "config": {"error_rate": 0, "rate_limit_rate": 1.0}},
+        )
+    )
+    session = runtime.sessions.submit(request(max_attempts=3))
+    first = await runtime.run_session(session.session_id)
+    events = runtime.sessions.events(session.session_id)
+    assert first.status is SessionStatus.FAILED
+    assert sum(1 for e in events if e.type == "StepStarted") >= 3  # the policy's attempts
+    (terminal,) = [e for e in events if e.type == "SessionFailed"]
+    with store.transaction() as tx:
+        from nofx.store.schema import events as events_table
+
+        tx.conn.execute(events_table.delete().where(events_table.c.position == terminal.position))
+        tx.conn.execute(
+            update(sessions_table)
+            .where(sessions_table.c.session_id == session.session_id)
+            .values(status="running", version=terminal.seq - 1)
+        )
+    again = await Runtime(
+        store, runtime.registry, config=RuntimeConfig(time_scale=0.0)
+    ).run_session(session.session_id)
+    after = runtime.sessions.events(session.session_id)
+    assert [e.type for e in after[len(events) - 1 :]] == ["SessionResumed", "SessionFailed"]
+    assert (again.status, again.error_type) == (first.status, first.error_type)
+
+
 async def test_a_step_lost_with_its_worker_is_marked_abandoned_then_retried(
     runtime, fleet, store
 ) -> None:

@@ -4,7 +4,8 @@ The issue's "done when": a session POSTed to the API completes with no manual st
 worker runs it) and appears on the overview after the next refresh (Dagster's new-events
 sensor, on by default); /docs renders with the internet cut off; every dashboard page
 shows numbers and charts; Dagster's asset graph and automation page and MLflow's
-registry show the demo's assets, sensors and models. Screenshots go to
+registry show the demo's assets, sensors and models; SIGTERM stops every server (this module
+is the suite's one `nofx up`: starting Dagster alone costs about a minute). Screenshots go to
 tests/artifacts/screenshots/ (docs/guides/img/ holds small copies for the guides).
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -55,6 +57,8 @@ class Up:
     home: Path
     sessions_before: int  # in the warehouse when `nofx up` started
     session_id: str  # POSTed as soon as the API answered, before Dagster was up
+    proc: subprocess.Popen  # `nofx up` itself (the last test stops it)
+    log: Path  # what it and its servers printed
 
 
 def post_session(api: str, key: str) -> str:
@@ -127,9 +131,10 @@ def up(demo_home: Path, tmp_path_factory) -> Iterator[Up]:
         )
         assert session_id is not None
         key = (home / "admin-api-key").read_text().strip()
-        yield Up(urls, key, home, int(before), session_id)
+        yield Up(urls, key, home, int(before), session_id, proc, home.parent / "up.log")
     finally:
-        proc.send_signal(signal.SIGTERM)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
@@ -286,3 +291,20 @@ def test_mlflow_registry_lists_the_models(up: Up, browser) -> None:
     page.goto(up.urls["mlflow"] + "/#/models", wait_until="domcontentloaded")
     page.wait_for_selector("text=nofx-session-failure", timeout=60_000)
     page.screenshot(path=str(SHOTS / "mlflow-models.png"))
+
+
+def test_sigterm_stops_every_server_and_frees_its_port(up: Up) -> None:
+    """Last in this module (it stops `nofx up`): every address was printed, the worker ran
+    the session POSTed at start, and after SIGTERM no port is served any more."""
+    up.proc.send_signal(signal.SIGTERM)
+    assert up.proc.wait(timeout=60) is not None
+    output = up.log.read_text()
+    for name, url in up.urls.items():
+        assert url.removeprefix("http://") in output, f"{name}'s address is not printed"
+    assert "polling sqlite store" in output  # the worker ran beside the UIs
+    assert re.search(r"ran \d+ sessions", output), output[-3000:]
+    time.sleep(1)
+    for url in up.urls.values():
+        port = int(url.rsplit(":", 1)[1])
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still served after stop"

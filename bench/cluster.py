@@ -37,6 +37,7 @@ from typing import Any
 from sqlalchemy import create_engine, func, select
 
 from bench.report import parse_args, percentile, show, write
+from nofx.data_contract import StreamType
 from nofx.domain import AgentSpec, SessionRequest, Task
 from nofx.registry import AgentRegistry
 from nofx.sessions import SessionService
@@ -214,7 +215,7 @@ def check_integrity(store: EventStore) -> tuple[int, int]:
 def dispatch_delays_ms(store: EventStore) -> list[float]:
     requested: dict[str, Any] = {}
     delays = []
-    for e in store.read_all(limit=10_000_000, stream_type="session"):
+    for e in store.read_all(limit=10_000_000, stream_type=StreamType.SESSION):
         if e.type == "SessionRequested":
             requested[e.stream_id] = e.occurred_at
         elif e.type == "SessionStarted" and e.stream_id in requested:
@@ -225,7 +226,7 @@ def dispatch_delays_ms(store: EventStore) -> list[float]:
 def burst_span_s(store: EventStore) -> float:
     """From the first session a worker started to the last one finished, by the events' own clocks."""
     started, ended = [], []
-    for e in store.read_all(limit=10_000_000, stream_type="session"):
+    for e in store.read_all(limit=10_000_000, stream_type=StreamType.SESSION):
         if e.type == "SessionStarted":
             started.append(e.occurred_at)
         elif e.type in ("SessionCompleted", "SessionFailed"):

@@ -15,6 +15,7 @@ from typing import Any
 
 from bench.orchestration_nofx import make_runtime
 from bench.report import percentile
+from nofx.data_contract import StreamType
 from nofx.domain import AgentSpec, SessionRequest, Task
 from nofx.registry import AgentRegistry
 from nofx.runtime import Runtime, RuntimeConfig
@@ -70,7 +71,7 @@ async def latency_inflation(n: int, durability: str = "full") -> dict[str, Any]:
         loop_cpu, cpu = time.thread_time() - loop_cpu, time.process_time() - cpu
         writer_cpu = stats.cpu_s - writer_cpu
         probe.cancel()
-        events = store.read_all(limit=10_000_000, stream_type="session")
+        events = store.read_all(limit=10_000_000, stream_type=StreamType.SESSION)
         store.dispose()
     started = {
         (e.stream_id, e.payload["step_id"], e.payload["attempt"]): e.occurred_at

@@ -31,6 +31,7 @@ from nofx.api.deps import metrics_reader
 from nofx.api.limits import ApiLimits, json_depth
 from nofx.api.parsed import PARSED_JSON
 from nofx.api.routes import health
+from nofx.data_contract import StreamType
 from nofx.domain import NewEvent
 from nofx.store.writer import Append
 
@@ -243,7 +244,7 @@ def audit_write(
     """The audit trail of a write: who, what, the answer and how long it took."""
     return Append(
         f"audit-{principal.tenant_id}",
-        "audit",
+        StreamType.AUDIT,
         principal.tenant_id,
         [
             NewEvent(
@@ -352,7 +353,7 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 def latency_window_write(summary: dict[str, Any]) -> Append:
     return Append(
         f"api-latency-{summary['source']}",
-        "api_metrics",
+        StreamType.API_METRICS,
         "system",
         [NewEvent(type="ApiLatencyWindow", payload=summary)],
     )

@@ -18,10 +18,11 @@ from typing import Any
 
 import anyio
 
+from nofx.data_contract import StreamType
 from nofx.domain import NewEvent, utcnow
 
 API_PREFIX = "/api/v1"
-STREAM_TYPE = "api_usage"
+STREAM_TYPE = StreamType.API_USAGE
 FLUSH_S = 60.0
 
 

@@ -15,6 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from nofx.data_contract import StreamType
 from nofx.domain import Event
 from nofx.routing.estimates import AgentEstimate
 from nofx.routing.prediction import AgentHistory
@@ -168,7 +169,7 @@ class LearnedStats:
             events = self.feed.read_all(
                 after_position=cursor,
                 limit=PAGE,
-                stream_type="session",
+                stream_type=StreamType.SESSION,
                 since=datetime.now(UTC) - self.lookback if first else None,
             )
             fetched.extend(events)

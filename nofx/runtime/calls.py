@@ -9,6 +9,7 @@ from dataclasses import replace
 from typing import Any
 
 from nofx.agents import AgentCall, AgentCallError, ErrorClass, ProviderSet
+from nofx.data_contract import StreamType
 from nofx.domain import Agent, Event, NewEvent
 from nofx.errors import NoEligibleAgentError
 from nofx.execution import Execution, StepError, StepResult
@@ -90,7 +91,7 @@ class AgentCalls:
                 self.store.read_all,
                 after_position=self._breaker_cursor,
                 limit=10_000,
-                stream_type="breaker",
+                stream_type=StreamType.BREAKER,
             )
             self._adopt(events)
         finally:
@@ -301,7 +302,7 @@ class AgentCalls:
         self._breaker_synced_at = time.monotonic()
         self._adopt(
             self.store.read_all(
-                after_position=self._breaker_cursor, limit=10_000, stream_type="breaker"
+                after_position=self._breaker_cursor, limit=10_000, stream_type=StreamType.BREAKER
             )
         )
 
@@ -329,7 +330,7 @@ class AgentCalls:
             self.store.submit(
                 Append(
                     f"breaker-{t.agent_id}",
-                    "breaker",
+                    StreamType.BREAKER,
                     tenant_id,
                     [
                         NewEvent(

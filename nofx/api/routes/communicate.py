@@ -12,6 +12,7 @@ from nofx.api.deps import reader, writer
 from nofx.api.limits import json_depth
 from nofx.api.parsed import ParsedJsonRoute
 from nofx.bus import MessageBus
+from nofx.data_contract import StreamType
 from nofx.domain import Message
 from nofx.security import Principal
 
@@ -101,7 +102,7 @@ def breakers(request: Request, principal: Principal = Depends(reader)) -> list[B
     latest: dict[str, BreakerOut] = {}
     after = 0
     while True:
-        page = store.read_all(after_position=after, limit=5000, stream_type="breaker")
+        page = store.read_all(after_position=after, limit=5000, stream_type=StreamType.BREAKER)
         for event in page:
             if event.tenant_id != principal.tenant_id:
                 continue

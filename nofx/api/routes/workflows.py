@@ -14,6 +14,7 @@ from nofx.api.compute import AnalysisPool
 from nofx.api.deps import Services, reader, services, writer
 from nofx.api.limits import check_workflow_size
 from nofx.api.parsed import ParsedJsonRoute
+from nofx.data_contract import StreamType
 from nofx.domain import NewEvent
 from nofx.security import Principal
 from nofx.workflows import analyze, learning
@@ -109,7 +110,9 @@ def learn_estimates(
     returns them; /workflows/analyze then forecasts from them."""
     outcomes, after = [], since_position
     while True:
-        page = svc.store.read_all(after_position=after, limit=10_000, stream_type="session")
+        page = svc.store.read_all(
+            after_position=after, limit=10_000, stream_type=StreamType.SESSION
+        )
         for event in page:
             if event.tenant_id == principal.tenant_id and event.type in (
                 "StepCompleted",

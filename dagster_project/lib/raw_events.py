@@ -15,28 +15,29 @@ import polars as pl
 from sqlalchemy import Text, cast, select
 
 from dagster_project.lib.warehouse import Connection, scalar
+from nofx import data_contract
 from nofx.store import EventStore, schema
 
-RAW_SCHEMA = "raw"
-RAW_TABLE = "raw.raw_events"
+RAW_SCHEMA = data_contract.RAW_SCHEMA
+RAW_TABLE = data_contract.RAW_EVENTS_TABLE
 BATCH_SIZE = 50_000
 LATE_COMMIT_LOOKBACK = 1_000
 
-RAW_EVENTS_DDL = f"""
-create schema if not exists {RAW_SCHEMA};
-create table if not exists {RAW_TABLE} (
-    position bigint not null,
-    stream_id varchar not null,
-    stream_type varchar not null,
-    seq integer not null,
-    type varchar not null,
-    tenant_id varchar not null,
-    occurred_at timestamp not null,
-    idempotency_key varchar,
-    payload text not null,
-    loaded_at timestamp not null
-);
-"""
+
+def raw_events_ddl() -> str:
+    """``raw.raw_events`` as the warehouse contract declares it (the same statement on DuckDB
+    and PostgreSQL): the column list is not spelled a second time here."""
+    columns = ",\n".join(
+        f"    {c.name} {c.sql_type}{'' if c.nullable else ' not null'}"
+        for c in data_contract.RAW_EVENT_COLUMNS
+    )
+    return (
+        f"create schema if not exists {RAW_SCHEMA};\n"
+        f"create table if not exists {RAW_TABLE} (\n{columns}\n);\n"
+    )
+
+
+RAW_EVENTS_DDL = raw_events_ddl()
 
 RAW_COLUMNS: dict[str, pl.DataType | type[pl.DataType]] = {
     "position": pl.Int64,

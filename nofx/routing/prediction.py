@@ -281,6 +281,12 @@ class RequestScorer:
         p50 = (
             DEFAULT_LATENCY_MS if history is None else history.latency_p50_ms or DEFAULT_LATENCY_MS
         )
+        return self.shift_at(typical, context_window_tokens, p50)
+
+    def shift_at(
+        self, typical: RequestScorer, context_window_tokens: int | None, p50: float
+    ) -> float:
+        """``shift_from`` for an agent whose latency median the model reads as ``p50``."""
         return (
             self.base
             - typical.base

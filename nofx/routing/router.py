@@ -23,7 +23,9 @@ import asyncio
 import math
 import random
 import time
+from collections import OrderedDict
 from collections.abc import Callable
+from math import log2
 
 import numpy as np
 
@@ -33,7 +35,6 @@ from nofx.routing.bounded import (
     BoundIndex,
     BoundKey,
     easiest_shift,
-    order_value,
     price_scale,
     static_term,
     success_headroom,
@@ -51,9 +52,11 @@ from nofx.routing.prediction import (
     request_features,
 )
 from nofx.routing.sampled import (
+    Block,
+    Scored,
     ShiftBound,
     moved_successes,
-    rejected,
+    rejecting_windows,
     sampled_top,
     success_terms,
 )
@@ -63,10 +66,14 @@ from nofx.routing.scoring import (
     Estimate,
     cost_of_success,
     latency_of_success,
-    score,
-    within_limits,
 )
-from nofx.routing.selection import Outcome, ScoredAgent, SelectionRequest, estimated_cost
+from nofx.routing.selection import (
+    Outcome,
+    Reasons,
+    ScoredAgent,
+    SelectionRequest,
+    estimated_cost,
+)
 
 DEFAULT_LATENCY_MS = 1000.0
 # the typical request the model's per-request shift is measured from (a prompt of ~1.8k
@@ -75,6 +82,10 @@ TYPICAL_COMPLEXITY = 0.4
 TYPICAL_INPUT_TOKENS = 1800
 EXPLAINED = 3
 SHORTLIST = 24
+# candidate lists whose index is kept (least recently used dropped): a long-lived worker has
+# one per tenant, capability and objective; a caller that builds a new list per call would
+# otherwise add an index per call
+MAX_INDEXES = 64
 
 Predictor = Callable[[], CompactFailureModel | None]
 
@@ -91,6 +102,7 @@ class SmartRouter:
         predictor: Predictor | None = None,
         shortlist: int | None = SHORTLIST,
         explained: int = EXPLAINED,
+        max_indexes: int = MAX_INDEXES,
     ) -> None:
         self.rng = random.Random(seed)
         # Thompson draws of the bounded scan, a block at a time (ADR 0025)
@@ -103,7 +115,8 @@ class SmartRouter:
         self.clock = clock
         self.shortlist = shortlist
         self.explained = explained
-        self._indexes: dict[tuple[str, str, int], BoundIndex] = {}
+        self.max_indexes = max_indexes
+        self._indexes: OrderedDict[tuple[str, str, int], BoundIndex] = OrderedDict()
         self._pending: dict[tuple[str, str, int], set[str]] = {}
         self._typical: dict[tuple[str, str], RequestScorer] = {}
 
@@ -180,6 +193,83 @@ class SmartRouter:
             failed_cost_usd=None,
         )
 
+    def _evaluator(
+        self, request: SelectionRequest, scorer: RequestScorer | None, now: float
+    ) -> Callable[[Agent, float | None], Scored | None]:
+        """What both scans ask of each candidate, for one request: None when it does not
+        qualify (``_qualifies``) or breaks a limit (``within_limits``), else its ``order_value``,
+        its estimate (``_estimate``), cost and latency of success. The same arithmetic in the
+        same order as those functions (a test holds them equal to the bit), with what the
+        request fixes read once and the failure model's shift worked out once per context
+        window and latency median. ``level`` None: the agent's own (``_level``)."""
+        capability = request.capability
+        tokens = request.input_tokens
+        out_tokens = int(tokens * 0.6)  # estimated_cost's output
+        exclude = request.exclude
+        least = max(1, request.min_proficiency)
+        allows = self.breakers.allows
+        estimates, histories = self.stats.estimates, self.stats.histories
+        in_flight = self.in_flight
+        budget = request.budget_usd
+        deadline_ms = None if request.deadline_s is None else request.deadline_s * 1000
+        w_s, w_c, w_l, w_load = WEIGHTS[request.optimize]
+        typical = None if scorer is None else self._typical_scorer(scorer.model, capability)
+        shifts: dict[tuple[int | None, float], float] = {}
+
+        def evaluate(agent: Agent, level: float | None) -> Scored | None:
+            agent_id = agent.agent_id
+            if (
+                agent_id in exclude
+                or agent.proficiency(capability) < least
+                or not allows(agent_id, now)
+            ):
+                return None
+            est = estimates.get((agent_id, capability))
+            if est is None:
+                est = self.estimate_for(agent, capability)
+            latency = est.latency_mean() or float(
+                agent.provider.config.get("latency_median_ms", DEFAULT_LATENCY_MS)
+            )
+            if level is None:
+                level = self._level(agent, est)
+            window = agent.context_window_tokens
+            if scorer is not None:
+                assert typical is not None
+                history = histories.get(agent_id)
+                p50 = (
+                    MODEL_DEFAULT_LATENCY_MS
+                    if history is None
+                    else history.latency_p50_ms or MODEL_DEFAULT_LATENCY_MS
+                )
+                shift = shifts.get((window, p50))
+                if shift is None:
+                    shift = shifts[(window, p50)] = scorer.shift_from(typical, window, history)
+                success = 1.0 - anchored_failure(1.0 - level, shift, 0.0)
+            else:
+                success = level
+            if window is not None and tokens > window:
+                success = 0.0
+            price = agent.pricing.cost(tokens, out_tokens)
+            p95 = est.latency_p95() or latency * 2.0
+            if budget is not None and price > budget:
+                return None
+            if deadline_ms is not None and p95 > deadline_ms:
+                return None
+            load = in_flight.get(agent_id, 0) / max(1, agent.max_concurrency)
+            # cost_of_success, latency_of_success and order_value of the estimate
+            p = max(MIN_SUCCESS, success)
+            cost = price / MIN_SUCCESS if p <= MIN_SUCCESS else price + price * (1.0 - p) / p
+            wait = latency / p
+            value = (
+                w_s * success
+                - w_c * log2(max(cost, 1e-9))
+                - w_l * log2(max(wait, 1e-3))
+                - w_load * min(load, 2.0)
+            )
+            return value, Estimate(success, price, latency, p95, load), cost, wait
+
+        return evaluate
+
     def _level(self, agent: Agent, est: AgentEstimate) -> float:
         """The agent's success level for this call: a Thompson sample, or the posterior mean."""
         return est.sample(self.rng) if self.explore else est.mean
@@ -199,16 +289,27 @@ class SmartRouter:
     def _bound_key(self, agent: Agent, capability: str, objective: str) -> BoundKey:
         """The request-independent part of the agent's score bound (higher is better): its
         price on a typical prompt and latency, plus its posterior mean unless the level is
-        sampled (a draw is added per block of agents, ``_scan``)."""
+        sampled (a draw is added per block of agents, ``_scan``); and what ``_estimate``
+        reads of its statistics, for the index to estimate a block at a time."""
         est = self.estimate_for(agent, capability)
         declared = float(agent.provider.config.get("latency_median_ms", DEFAULT_LATENCY_MS))
-        static = static_term(
-            estimated_cost(agent, TYPICAL_TOKENS), est.latency_mean() or declared, objective
-        )
+        latency = est.latency_mean() or declared
+        static = static_term(estimated_cost(agent, TYPICAL_TOKENS), latency, objective)
         history = self.stats.history(agent.agent_id)
         p50 = (history.latency_p50_ms if history else None) or MODEL_DEFAULT_LATENCY_MS
         key = static if self.explore else success_term(est.mean, objective) + static
-        return BoundKey(key, static, math.log(p50), est.alpha, est.beta)
+        return BoundKey(
+            key,
+            static,
+            math.log(p50),
+            est.alpha,
+            est.beta,
+            p50=p50,
+            latency=latency,
+            p95=est.latency_p95() or latency * 2.0,
+            mean=est.mean,
+            proficiency=agent.proficiency(capability),
+        )
 
     @staticmethod
     def _price_offset(request: SelectionRequest, index: BoundIndex) -> float:
@@ -223,7 +324,7 @@ class SmartRouter:
         index: BoundIndex,
         scorer: RequestScorer | None,
         now: float,
-    ) -> list[tuple[Agent, Estimate]]:
+    ) -> list[tuple[Agent, Scored]]:
         """The first ``shortlist``, levels read a block of the index at a time (ADR 0025).
 
         Thompson sampling: the key is the agent's price and latency; a block's levels are
@@ -249,6 +350,8 @@ class SmartRouter:
         elif not explore:
             top = price
         alpha, beta = index.alpha, index.beta
+        # the windows the prompt is over (None: none is), by window code
+        over = rejecting_windows(index, request.input_tokens)
 
         def levels(slots: np.ndarray) -> np.ndarray:
             if explore:
@@ -262,20 +365,97 @@ class SmartRouter:
             success = level
             if shift_bound is not None:
                 success = moved_successes(level, shift_bound.shifts(slots))
-            success = np.where(rejected(index, request.input_tokens, slots), 0.0, success)
+            if over is not None:
+                success = np.where(over[index.window_codes[slots]], 0.0, success)
             gain = success_terms(success, objective) + price
             return gain if explore else gain - success_terms(level, objective)
 
-        def evaluate(agent: Agent, level: float) -> tuple[float, Estimate] | None:
-            if not self._qualifies(agent, request, now):
-                return None
-            # the posterior mean is read from the estimate itself, as the full scan reads it
-            e = self._estimate(agent, request, scorer, level if explore else None)
-            if within_limits(e, request.budget_usd, request.deadline_s) is not None:
-                return None
-            return order_value(e, objective), e
+        qualifies, evaluate = self._block_evaluator(request, scorer, index, over, now)
+        return sampled_top(index, self.shortlist, top, levels, reach, qualifies, evaluate)
 
-        return sampled_top(index, self.shortlist, top, levels, reach, evaluate)
+    def _block_evaluator(
+        self,
+        request: SelectionRequest,
+        scorer: RequestScorer | None,
+        index: BoundIndex,
+        over: np.ndarray | None,
+        now: float,
+    ) -> tuple[Callable[[int], bool], Callable[[np.ndarray, np.ndarray], Block]]:
+        """``_evaluator`` for the bounded scan, split in two: ``qualifies(slot)``, asked one
+        agent at a time in the scan's order (a breaker may move to half-open when asked), and
+        ``evaluate(slots, levels)``, which estimates a block of the index's agents at once
+        from its arrays (ADR 0028): the same arithmetic in the same order, numpy for
+        + - * / and Python's math for logarithms and exponentials (numpy's may differ in the
+        last bit), so each value is the one the full scan computes."""
+        capability = request.capability
+        tokens = request.input_tokens
+        input_k, output_k = tokens / 1000, int(tokens * 0.6) / 1000  # Pricing.cost's
+        exclude = request.exclude
+        least = max(1, request.min_proficiency)
+        board, breakers = self.breakers, self.breakers.breakers
+        in_flight = self.in_flight
+        ids, proficiencies, concurrency = index.ids, index.proficiencies, index.concurrency
+        windows, codes = index.window_list, index.window_codes
+        budget = request.budget_usd
+        deadline_ms = None if request.deadline_s is None else request.deadline_s * 1000
+        w_s, w_c, w_l, w_load = WEIGHTS[request.optimize]
+        explore = self.explore
+        typical = None if scorer is None else self._typical_scorer(scorer.model, capability)
+        shifts: dict[tuple[int, float], float] = {}
+
+        def qualifies(slot: int) -> bool:
+            agent_id = ids[slot]
+            if agent_id in exclude or proficiencies[slot] < least:
+                return False
+            # no breaker yet: a closed one (``allows`` would create it, to say yes)
+            return agent_id not in breakers or board.allows(agent_id, now)
+
+        def evaluate(slots: np.ndarray, levels: np.ndarray) -> Block:
+            level = levels if explore else index.means[slots]
+            if scorer is not None:
+                assert typical is not None
+                moved = []
+                for lv, code, p50 in zip(
+                    level.tolist(), codes[slots].tolist(), index.p50s[slots].tolist(), strict=True
+                ):
+                    shift = shifts.get((code, p50))
+                    if shift is None:
+                        shift = shifts[(code, p50)] = scorer.shift_at(typical, windows[code], p50)
+                    moved.append(1.0 - anchored_failure(1.0 - lv, shift, 0.0))
+                success = np.array(moved)
+            else:
+                success = level
+            if over is not None:
+                success = np.where(over[codes[slots]], 0.0, success)
+            price = index.per_call[slots] + input_k * index.per_input[slots]
+            price += output_k * index.per_output[slots]
+            latency, p95 = index.latencies[slots], index.p95s[slots]
+            p = np.maximum(MIN_SUCCESS, success)
+            cost = np.where(p <= MIN_SUCCESS, price / MIN_SUCCESS, price + price * (1.0 - p) / p)
+            wait = latency / p
+            within = None
+            if budget is not None:
+                within = price <= budget
+            if deadline_ms is not None:
+                within = p95 <= deadline_ms if within is None else within & (p95 <= deadline_ms)
+            at = slots.tolist()
+            loads = [in_flight.get(ids[s], 0) / max(1, concurrency[s]) for s in at]
+            values: list[float | None] = [
+                w_s * s - w_c * log2(c) - w_l * log2(t) - w_load * min(load, 2.0)
+                for s, c, t, load in zip(
+                    success.tolist(),
+                    np.maximum(cost, 1e-9).tolist(),
+                    np.maximum(wait, 1e-3).tolist(),
+                    loads,
+                    strict=True,
+                )
+            ]
+            if within is not None:
+                for i in np.flatnonzero(~within).tolist():
+                    values[i] = None
+            return Block(values, success, price, latency, p95, loads, cost, wait)
+
+        return qualifies, evaluate
 
     def _typical_scorer(self, model: CompactFailureModel, capability: str) -> RequestScorer:
         """The model's view of a typical request for ``capability`` (the anchor of
@@ -292,7 +472,8 @@ class SmartRouter:
         return scorer
 
     def _index(self, request: SelectionRequest, candidates: list[Agent]) -> BoundIndex:
-        # one index per candidate list (the runtime caches one per tenant and capability)
+        # one index per candidate list (the runtime caches one per tenant and capability),
+        # the least recently used dropped past ``max_indexes``
         key = (request.capability, request.optimize, id(candidates))
         index = self._indexes.get(key)
         if index is None or index.agents is not candidates:
@@ -302,6 +483,10 @@ class SmartRouter:
                 lambda a: self._bound_key(a, request.capability, request.optimize),
             )
             self._pending.pop(key, None)
+            while len(self._indexes) > self.max_indexes:
+                dropped, _ = self._indexes.popitem(last=False)
+                self._pending.pop(dropped, None)
+        self._indexes.move_to_end(key)
         for agent_id in self._pending.pop(key, set()) & index.keys.keys():
             index.move(
                 agent_id,
@@ -336,41 +521,50 @@ class SmartRouter:
         )
         now = self.clock()
 
-        def qualified_estimate(agent: Agent) -> Estimate | None:
-            if not self._qualifies(agent, request, now):
-                return None
-            estimate = self._estimate(agent, request, scorer)
-            if within_limits(estimate, request.budget_usd, request.deadline_s) is not None:
-                return None
-            return estimate
-
-        qualified: list[tuple[Agent, Estimate]]
+        qualified: list[tuple[Agent, Scored]]
         if self.shortlist is None or len(candidates) <= 2 * self.shortlist:
             self._seen(candidates, request.capability)
-            qualified = [(a, e) for a in candidates if (e := qualified_estimate(a)) is not None]
+            evaluate = self._evaluator(request, scorer, now)
+            qualified = [(a, found) for a in candidates if (found := evaluate(a, None)) is not None]
         else:
             index = self._index(request, candidates)
             qualified = self._scan(request, index, scorer, now)
         if not qualified:
             return []
-        cheapest = min(cost_of_success(e) for _, e in qualified)
-        fastest = min(latency_of_success(e) for _, e in qualified)
+        # scoring.score of each, from the cost and latency of success the scan worked out
+        cheapest = min(found[2] for _, found in qualified)
+        fastest = min(found[3] for _, found in qualified)
+        least_cost, least_wait = max(cheapest, 1e-9), max(fastest, 1e-3)
+        w_s, w_c, w_l, w_load = WEIGHTS[request.optimize]
         values = [
-            (score(e, request.optimize, cheapest, fastest), agent, e) for agent, e in qualified
+            (
+                w_s * e.success
+                - w_c * log2(max(cost, 1e-9) / least_cost)
+                - w_l * log2(max(wait, 1e-3) / least_wait)
+                - w_load * min(e.load, 2.0),
+                agent,
+                e,
+            )
+            for agent, (_, e, cost, wait) in qualified
         ]
         values.sort(key=lambda v: (-v[0], v[1].agent_id))
-        scored = []
-        for rank, (value, agent, e) in enumerate(values):
-            # reasons are words for people: spelled out for the leaders, not for every candidate
-            reasons = (
-                self._reasons(agent, e, request, cheapest, fastest, model)
-                if rank < self.explained
-                else ()
+        explained = self.explained
+        return [
+            ScoredAgent(
+                agent,
+                value,
+                e.success,
+                e.cost_usd,
+                e.latency_ms,
+                # words for people: for the leaders only, spelled out when read
+                self._explain(agent, e, request, cheapest, fastest, model)
+                if rank < explained
+                else (),
             )
-            scored.append(ScoredAgent(agent, value, e.success, e.cost_usd, e.latency_ms, reasons))
-        return scored
+            for rank, (value, agent, e) in enumerate(values)
+        ]
 
-    def _reasons(
+    def _explain(
         self,
         agent: Agent,
         e: Estimate,
@@ -378,39 +572,36 @@ class SmartRouter:
         cheapest: float,
         fastest: float,
         model: CompactFailureModel | None,
-    ) -> tuple[str, ...]:
-        obs = self.estimate_for(agent, request.capability).observations
+    ) -> Reasons:
+        """The agent's reasons, from what is known now (read later, they say the same)."""
+        est = self.estimate_for(agent, request.capability)
+        features = None
         if model is not None:
-            _, features = self.predicted_failure(agent, request, model)
-            pushes = ", ".join(
-                f"{name} {features.get(name, float('nan')):.3g} ({weight:+.2f})"
-                for name, weight in model.contributions(
-                    features, {"capability": request.capability}
-                )
+            features = request_features(
+                complexity=request.complexity,
+                input_tokens=request.input_tokens,
+                proficiency=agent.proficiency(request.capability),
+                context_window_tokens=agent.context_window_tokens,
+                timeout_s=request.timeout_s or DEFAULT_TIMEOUT_S,
+                history=self.stats.history(agent.agent_id),
             )
-            level = self.estimate_for(agent, request.capability).mean
-            success = (
-                f"p(fail) {1.0 - e.success:.3f} predicted by failure model v{model.version} "
-                f"from the agent's posterior level {1.0 - level:.3f} ({obs} outcomes seen) and "
-                f"this request against a typical one (largest terms: {pushes})"
+        load = f"load {self.in_flight.get(agent.agent_id, 0)}/{agent.max_concurrency}"
+        breaker = f"breaker {self.breakers.state(agent.agent_id).value}"
+        level, observations, explore = est.mean, est.observations, self.explore
+        return Reasons(
+            lambda: _reasons(
+                e,
+                request,
+                cheapest,
+                fastest,
+                model,
+                features,
+                level,
+                observations,
+                explore,
+                load,
+                breaker,
             )
-        else:
-            success = (
-                f"success {e.success:.2f} ({'sampled' if self.explore else 'mean'} of the "
-                f"posterior, {obs} outcomes seen; no failure model loaded)"
-            )
-        attempts = 1.0 / max(MIN_SUCCESS, e.success)
-        return (
-            success,
-            f"cost of success ${cost_of_success(e):.5f} over {attempts:.2f} expected attempts "
-            f"at ${e.cost_usd:.5f}, a failure billed "
-            f"${e.cost_usd if e.failed_cost_usd is None else e.failed_cost_usd:.5f} "
-            f"({cost_of_success(e) / max(cheapest, 1e-12):.1f}x the cheapest)",
-            f"latency with retries {latency_of_success(e):.0f} ms "
-            f"({latency_of_success(e) / max(fastest, 1e-9):.1f}x the fastest)",
-            f"load {self.in_flight.get(agent.agent_id, 0)}/{agent.max_concurrency}",
-            f"breaker {self.breakers.state(agent.agent_id).value}",
-            f"objective {request.optimize}",
         )
 
     def record(self, outcome: Outcome) -> None:
@@ -426,6 +617,51 @@ class SmartRouter:
 
     def drain_transitions(self) -> list[Transition]:
         return self.breakers.drain()
+
+
+def _reasons(
+    e: Estimate,
+    request: SelectionRequest,
+    cheapest: float,
+    fastest: float,
+    model: CompactFailureModel | None,
+    features: dict[str, float] | None,
+    level: float,
+    observations: int,
+    explore: bool,
+    load: str,
+    breaker: str,
+) -> tuple[str, ...]:
+    """Why an agent scored as it did, in words (``SmartRouter._explain`` keeps the numbers)."""
+    if model is not None:
+        assert features is not None
+        pushes = ", ".join(
+            f"{name} {features.get(name, float('nan')):.3g} ({weight:+.2f})"
+            for name, weight in model.contributions(features, {"capability": request.capability})
+        )
+        success = (
+            f"p(fail) {1.0 - e.success:.3f} predicted by failure model v{model.version} "
+            f"from the agent's posterior level {1.0 - level:.3f} ({observations} outcomes seen) "
+            f"and this request against a typical one (largest terms: {pushes})"
+        )
+    else:
+        success = (
+            f"success {e.success:.2f} ({'sampled' if explore else 'mean'} of the "
+            f"posterior, {observations} outcomes seen; no failure model loaded)"
+        )
+    attempts = 1.0 / max(MIN_SUCCESS, e.success)
+    return (
+        success,
+        f"cost of success ${cost_of_success(e):.5f} over {attempts:.2f} expected attempts "
+        f"at ${e.cost_usd:.5f}, a failure billed "
+        f"${e.cost_usd if e.failed_cost_usd is None else e.failed_cost_usd:.5f} "
+        f"({cost_of_success(e) / max(cheapest, 1e-12):.1f}x the cheapest)",
+        f"latency with retries {latency_of_success(e):.0f} ms "
+        f"({latency_of_success(e) / max(fastest, 1e-9):.1f}x the fastest)",
+        load,
+        breaker,
+        f"objective {request.optimize}",
+    )
 
 
 def default_router(

@@ -55,6 +55,8 @@ from nofx.routing.sampled import (
     Block,
     Scored,
     ShiftBound,
+    anchored_successes,
+    logs2,
     moved_successes,
     rejecting_windows,
     sampled_top,
@@ -266,7 +268,7 @@ class SmartRouter:
                 - w_l * log2(max(wait, 1e-3))
                 - w_load * min(load, 2.0)
             )
-            return value, Estimate(success, price, latency, p95, load), cost, wait
+            return Scored(value, success, price, latency, p95, load, cost, wait)
 
         return evaluate
 
@@ -415,14 +417,14 @@ class SmartRouter:
             if scorer is not None:
                 assert typical is not None
                 moved = []
-                for lv, code, p50 in zip(
-                    level.tolist(), codes[slots].tolist(), index.p50s[slots].tolist(), strict=True
+                for code, p50 in zip(
+                    codes[slots].tolist(), index.p50s[slots].tolist(), strict=True
                 ):
                     shift = shifts.get((code, p50))
                     if shift is None:
                         shift = shifts[(code, p50)] = scorer.shift_at(typical, windows[code], p50)
-                    moved.append(1.0 - anchored_failure(1.0 - lv, shift, 0.0))
-                success = np.array(moved)
+                    moved.append(shift)
+                success = anchored_successes(level, np.array(moved))
             else:
                 success = level
             if over is not None:
@@ -433,27 +435,36 @@ class SmartRouter:
             p = np.maximum(MIN_SUCCESS, success)
             cost = np.where(p <= MIN_SUCCESS, price / MIN_SUCCESS, price + price * (1.0 - p) / p)
             wait = latency / p
-            within = None
-            if budget is not None:
-                within = price <= budget
-            if deadline_ms is not None:
-                within = p95 <= deadline_ms if within is None else within & (p95 <= deadline_ms)
-            at = slots.tolist()
-            loads = [in_flight.get(ids[s], 0) / max(1, concurrency[s]) for s in at]
-            values: list[float | None] = [
-                w_s * s - w_c * log2(c) - w_l * log2(t) - w_load * min(load, 2.0)
-                for s, c, t, load in zip(
-                    success.tolist(),
-                    np.maximum(cost, 1e-9).tolist(),
-                    np.maximum(wait, 1e-3).tolist(),
-                    loads,
-                    strict=True,
-                )
-            ]
-            if within is not None:
+            if in_flight:
+                loads = [
+                    count / max(1, concurrency[s]) if (count := in_flight.get(ids[s], 0)) else 0.0
+                    for s in slots.tolist()
+                ]
+            else:
+                loads = [0.0] * len(slots)
+            # order_value: w_s p - w_c log2(cost) - w_l log2(wait) - w_load min(load, 2)
+            value = w_s * success - w_c * logs2(np.maximum(cost, 1e-9))
+            value -= w_l * logs2(np.maximum(wait, 1e-3))
+            value -= w_load * np.minimum(loads, 2.0)
+            values: list[float | None] = value.tolist()
+            if budget is not None or deadline_ms is not None:
+                within = np.ones(len(slots), dtype=bool)
+                if budget is not None:
+                    within &= price <= budget
+                if deadline_ms is not None:
+                    within &= p95 <= deadline_ms
                 for i in np.flatnonzero(~within).tolist():
                     values[i] = None
-            return Block(values, success, price, latency, p95, loads, cost, wait)
+            return Block(
+                values,
+                success.tolist(),
+                price.tolist(),
+                latency.tolist(),
+                p95.tolist(),
+                loads,
+                cost.tolist(),
+                wait.tolist(),
+            )
 
         return qualifies, evaluate
 
@@ -532,20 +543,20 @@ class SmartRouter:
         if not qualified:
             return []
         # scoring.score of each, from the cost and latency of success the scan worked out
-        cheapest = min(found[2] for _, found in qualified)
-        fastest = min(found[3] for _, found in qualified)
+        cheapest = min(found.cost for _, found in qualified)
+        fastest = min(found.wait for _, found in qualified)
         least_cost, least_wait = max(cheapest, 1e-9), max(fastest, 1e-3)
         w_s, w_c, w_l, w_load = WEIGHTS[request.optimize]
         values = [
             (
-                w_s * e.success
-                - w_c * log2(max(cost, 1e-9) / least_cost)
-                - w_l * log2(max(wait, 1e-3) / least_wait)
-                - w_load * min(e.load, 2.0),
+                w_s * found.success
+                - w_c * log2(max(found.cost, 1e-9) / least_cost)
+                - w_l * log2(max(found.wait, 1e-3) / least_wait)
+                - w_load * min(found.load, 2.0),
                 agent,
-                e,
+                found,
             )
-            for agent, (_, e, cost, wait) in qualified
+            for agent, found in qualified
         ]
         values.sort(key=lambda v: (-v[0], v[1].agent_id))
         explained = self.explained
@@ -553,15 +564,15 @@ class SmartRouter:
             ScoredAgent(
                 agent,
                 value,
-                e.success,
-                e.cost_usd,
-                e.latency_ms,
+                found.success,
+                found.price,
+                found.latency,
                 # words for people: for the leaders only, spelled out when read
-                self._explain(agent, e, request, cheapest, fastest, model)
+                self._explain(agent, found.estimate(), request, cheapest, fastest, model)
                 if rank < explained
                 else (),
             )
-            for rank, (value, agent, e) in enumerate(values)
+            for rank, (value, agent, found) in enumerate(values)
         ]
 
     def _explain(

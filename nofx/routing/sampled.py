@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 
@@ -34,8 +35,24 @@ from nofx.routing.scoring import MIN_SUCCESS, WEIGHTS, Estimate
 # the first block fills the k best; later ones grow 8x, cut where no key can reach the guess
 FIRST_BLOCK = 64
 
-# what the scans keep of a candidate: its order value, estimate, cost and latency of success
-Scored = tuple[float, Estimate, float, float]
+
+class Scored(NamedTuple):
+    """What the scans keep of a candidate: its order value, its estimate's numbers, its cost
+    and latency of success (``Estimate`` objects are built for the reasons only)."""
+
+    value: float
+    success: float
+    price: float
+    latency: float
+    p95: float
+    load: float
+    cost: float  # cost_of_success
+    wait: float  # latency_of_success
+
+    def estimate(self) -> Estimate:
+        return Estimate(self.success, self.price, self.latency, self.p95, self.load)
+
+
 # the scan estimates the agents it visits this many at a time (k + CHUNK_EXTRA): it usually
 # stops a few agents past the k-th
 CHUNK_EXTRA = 8
@@ -47,25 +64,27 @@ class Block:
     its estimate's numbers, cost and latency of success."""
 
     values: list[float | None]
-    success: np.ndarray
-    price: np.ndarray
-    latency: np.ndarray
-    p95: np.ndarray
+    success: list[float]
+    price: list[float]
+    latency: list[float]
+    p95: list[float]
     loads: list[float]
-    cost: np.ndarray
-    wait: np.ndarray
+    cost: list[float]
+    wait: list[float]
 
     def scored(self, i: int) -> Scored:
         value = self.values[i]
         assert value is not None
-        estimate = Estimate(
-            float(self.success[i]),
-            float(self.price[i]),
-            float(self.latency[i]),
-            float(self.p95[i]),
+        return Scored(
+            value,
+            self.success[i],
+            self.price[i],
+            self.latency[i],
+            self.p95[i],
             self.loads[i],
+            self.cost[i],
+            self.wait[i],
         )
-        return value, estimate, float(self.cost[i]), float(self.wait[i])
 
 
 def success_terms(p: np.ndarray, objective: str) -> np.ndarray:
@@ -88,6 +107,24 @@ def moved_successes(p: np.ndarray, shift: float | np.ndarray) -> np.ndarray:
     e += 1.0
     np.divide(1.0, e, out=e)
     return np.subtract(1.0, e, out=e)
+
+
+def logs2(x: np.ndarray) -> np.ndarray:
+    """``math.log2`` of each element: numpy's own log2 may differ from it in the last bit,
+    and the scan's values are the full scan's to the bit."""
+    return np.array(list(map(math.log2, x.tolist())), dtype=float)
+
+
+def anchored_successes(level: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """``1 - anchored_failure(1 - level, shift, 0.0)`` per element, to the bit: numpy for the
+    clamps and + - * /, Python's math for the log and exp."""
+    p = np.minimum(np.maximum(1.0 - level, 1e-9), 1.0 - 1e-9)
+    z = np.array(list(map(math.log, (p / (1.0 - p)).tolist())), dtype=float)
+    z += shift
+    # exp(-z) where -700 < z <= 700 (clamped elsewhere only to stay finite: not used there)
+    e = np.array(list(map(math.exp, np.minimum(np.maximum(-z, -700.0), 700.0).tolist())))
+    failure = np.where(z > 700.0, 1.0, np.where(z > -700.0, 1.0 / (1.0 + e), 0.0))
+    return 1.0 - failure
 
 
 @lru_cache(maxsize=64)
@@ -176,6 +213,25 @@ def rejected(index: BoundIndex, input_tokens: int, slots: np.ndarray) -> np.ndar
     return over[index.window_codes[slots]]
 
 
+def _best_first(bounds: np.ndarray, live: np.ndarray, size: int) -> Iterator[np.ndarray]:
+    """``live`` (ascending places in ``bounds``) best bound first, equal bounds in place
+    order (a stable sort's order), ``size`` at a time: sorted a group at a time (the
+    ``size`` best and any equal to the last of them), as the scan usually stops within the
+    first group."""
+    negs = -bounds[live]
+    while len(live):
+        if len(live) > 2 * size:
+            cut = np.partition(negs, size - 1)[size - 1]
+            first = negs <= cut
+            group, group_negs = live[first], negs[first]
+            live, negs = live[~first], negs[~first]
+        else:
+            group, group_negs, live = live, negs, live[:0]
+        group = group[np.argsort(group_negs, kind="stable")]
+        for start in range(0, len(group), size):
+            yield group[start : start + size]
+
+
 def sampled_top(
     index: BoundIndex,
     k: int,
@@ -232,13 +288,10 @@ def sampled_top(
                 slots = np.concatenate([s for s, _, _ in drawn])
                 levels = np.concatenate([lv for _, lv, _ in drawn])
                 bounds = np.concatenate([b for _, _, b in drawn])
-            live = np.flatnonzero(bounds >= floor)
-            order = live[np.argsort(-bounds[live], kind="stable")]
-            for start in range(0, len(order), chunk_size):
-                chunk = order[start : start + chunk_size]
+            stop = False
+            for chunk in _best_first(bounds, np.flatnonzero(bounds >= floor), chunk_size):
                 chunk_slots = slots[chunk]
                 found = evaluate(chunk_slots, levels[chunk])
-                stop = False
                 for i, (bound, slot) in enumerate(
                     zip(bounds[chunk].tolist(), chunk_slots.tolist(), strict=True)
                 ):

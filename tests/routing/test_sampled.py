@@ -203,9 +203,9 @@ def test_an_agent_is_estimated_as_the_reference_does_it(
         if within_limits(e, request.budget_usd, request.deadline_s) is not None:
             assert found is None
             continue
-        assert found == (
+        assert found is not None and found.estimate() == e
+        assert (found.value, found.cost, found.wait) == (
             order_value(e, request.optimize),
-            e,
             cost_of_success(e),
             latency_of_success(e),
         )

@@ -22,7 +22,6 @@ import heapq
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import NamedTuple
 
 import numpy as np
@@ -127,13 +126,26 @@ def anchored_successes(level: np.ndarray, shift: np.ndarray) -> np.ndarray:
     return 1.0 - failure
 
 
-@lru_cache(maxsize=64)
+# the probes' offsets: -d, +d, -d, +d
+_SIDES = np.array([[-1e-9], [1e-9], [-1e-9], [1e-9]])
+# by id of the term: the term (held, so the id is not reused) and its arrays
+_TERMS: dict[int, tuple[BinnedTerm, tuple[np.ndarray, np.ndarray, float | None]]] = {}
+
+
 def _term_arrays(term: BinnedTerm) -> tuple[np.ndarray, np.ndarray, float | None]:
     """A binned term's edges and weights as arrays, and its slope (None when the slope term
-    adds nothing: a zero slope, and no weight a negative zero that adding +0.0 would flip)."""
+    adds nothing: a zero slope, and no weight a negative zero that adding +0.0 would flip);
+    worked out once per term (a model's terms live as long as the model)."""
+    found = _TERMS.get(id(term))
+    if found is not None and found[0] is term:
+        return found[1]
     weights = np.asarray(term.weights, dtype=float)
     inert = term.slope == 0.0 and not np.any((weights == 0.0) & np.signbit(weights))
-    return np.asarray(term.edges, dtype=float), weights, None if inert else term.slope
+    arrays = np.asarray(term.edges, dtype=float), weights, None if inert else term.slope
+    if len(_TERMS) >= 64:  # models come and go (a new champion): keep the recent ones
+        _TERMS.pop(next(iter(_TERMS)))
+    _TERMS[id(term)] = (term, arrays)
+    return arrays
 
 
 def _weights(
@@ -164,28 +176,26 @@ class ShiftBound:
         self.fill = request.base - typical.base + np.array(fill) - 1e-9
         self.request_x = math.log(request.timeout_ms / (1.0 + request.complexity))
         self.typical_x = math.log(typical.timeout_ms / (1.0 + typical.complexity))
+        self.origins = np.array([self.request_x, self.request_x, self.typical_x, self.typical_x])
         self.request_term = _term_arrays(request.margin)
         self.typical_term = _term_arrays(typical.margin)
 
     def shifts(self, slots: np.ndarray) -> np.ndarray:
-        log_p50 = self.index.log_p50s[slots]
-        n = len(log_p50)
         # rows: x - dx, x + dx, y - dy, y + dy (x: the request's margin, y: the typical one's,
         # d: 1e-9 * (1 + |x|)); x - d computed as x + (-d), the same number
-        probes = np.empty((4, n))
-        np.subtract(self.request_x, log_p50, out=probes[0])
-        np.subtract(self.typical_x, log_p50, out=probes[2])
-        probes[1] = probes[0]
-        probes[3] = probes[2]
+        probes = np.subtract.outer(self.origins, self.index.log_p50s[slots])
         d = np.abs(probes)
         d += 1.0
-        d *= 1e-9
-        np.negative(d[0::2], out=d[0::2])
+        d *= _SIDES
         probes += d
         np.maximum(probes, MARGIN_FLOOR, out=probes)
         np.minimum(probes, MARGIN_CAP, out=probes)
-        request = _weights(*self.request_term, probes[:2])
-        typical = _weights(*self.typical_term, probes[2:])
+        if self.request_term is self.typical_term:  # one model: one lookup for both
+            weights = _weights(*self.request_term, probes)
+            request, typical = weights[:2], weights[2:]
+        else:
+            request = _weights(*self.request_term, probes[:2])
+            typical = _weights(*self.typical_term, probes[2:])
         least = np.minimum(request[0], request[1])
         found = self.fill[self.index.window_codes[slots]]
         found += least

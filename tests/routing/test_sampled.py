@@ -22,9 +22,17 @@ from nofx.routing.bounded import (
     order_value,
     success_term,
 )
-from nofx.routing.prediction import DEFAULT_TIMEOUT_S, CompactFailureModel, RequestScorer
+from nofx.routing.prediction import (
+    DEFAULT_TIMEOUT_S,
+    CompactFailureModel,
+    RequestScorer,
+    anchored_failure,
+)
 from nofx.routing.router import SmartRouter
 from nofx.routing.sampled import (
+    _best_first,
+    anchored_successes,
+    logs2,
     moved_successes,
     rejected,
     rejecting_windows,
@@ -280,3 +288,39 @@ def test_reasons_read_later_say_what_they_said_when_ranked() -> None:
     assert any(r.startswith("load 0/") for r in now[0])
     # while the agent's own state moved on
     assert routers[1].rank(request, fleet) != lazy
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    bounds=st.lists(
+        st.sampled_from((-1.0, 0.0, 0.5, 2.0, -math.inf)) | st.floats(-5, 5), max_size=90
+    ),
+    size=st.integers(1, 12),
+    floor=st.floats(-6.0, 1.0),
+)
+def test_the_visit_order_is_a_stable_sort_by_bound(
+    bounds: list[float], size: int, floor: float
+) -> None:
+    """The drawn agents are visited in the order of a stable sort by bound, best first (ties
+    in draw order), as sorting them all would give, a group at a time."""
+    array = np.array(bounds, dtype=float)
+    live = np.flatnonzero(array >= floor)
+    chunks = list(_best_first(array, live, size))
+    assert all(0 < len(c) <= size for c in chunks)
+    visited = np.concatenate(chunks).tolist() if chunks else []
+    assert visited == live[np.argsort(-array[live], kind="stable")].tolist()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    levels=st.lists(st.floats(0.0, 1.0), min_size=1, max_size=20),
+    shifts=st.lists(st.floats(-800.0, 800.0) | st.floats(-30.0, 30.0), min_size=20, max_size=20),
+)
+def test_the_vector_anchored_success_is_the_scalar_one_to_the_bit(
+    levels: list[float], shifts: list[float]
+) -> None:
+    got = anchored_successes(np.array(levels), np.array(shifts[: len(levels)])).tolist()
+    want = [1.0 - anchored_failure(1.0 - p, s, 0.0) for p, s in zip(levels, shifts, strict=False)]
+    assert got == want
+    x = np.array([p + 1e-9 for p in levels])
+    assert logs2(x).tolist() == [math.log2(v) for v in x.tolist()]

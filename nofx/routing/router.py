@@ -25,6 +25,7 @@ import random
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from functools import partial
 from math import log2
 
 import numpy as np
@@ -47,6 +48,7 @@ from nofx.routing.prediction import DEFAULT_LATENCY_MS as MODEL_DEFAULT_LATENCY_
 from nofx.routing.prediction import (
     DEFAULT_TIMEOUT_S,
     CompactFailureModel,
+    HistoryNumbers,
     RequestScorer,
     anchored_failure,
     request_features,
@@ -584,34 +586,25 @@ class SmartRouter:
         fastest: float,
         model: CompactFailureModel | None,
     ) -> Reasons:
-        """The agent's reasons, from what is known now (read later, they say the same)."""
+        """The agent's reasons, from the numbers known now (read later, they say the same)."""
+        agent_id = agent.agent_id
         est = self.estimate_for(agent, request.capability)
-        features = None
-        if model is not None:
-            features = request_features(
-                complexity=request.complexity,
-                input_tokens=request.input_tokens,
-                proficiency=agent.proficiency(request.capability),
-                context_window_tokens=agent.context_window_tokens,
-                timeout_s=request.timeout_s or DEFAULT_TIMEOUT_S,
-                history=self.stats.history(agent.agent_id),
-            )
-        load = f"load {self.in_flight.get(agent.agent_id, 0)}/{agent.max_concurrency}"
-        breaker = f"breaker {self.breakers.state(agent.agent_id).value}"
-        level, observations, explore = est.mean, est.observations, self.explore
+        history = self.stats.history(agent_id) if model is not None else None
         return Reasons(
-            lambda: _reasons(
+            partial(
+                _reasons,
+                agent,
                 e,
                 request,
                 cheapest,
                 fastest,
                 model,
-                features,
-                level,
-                observations,
-                explore,
-                load,
-                breaker,
+                None if history is None else HistoryNumbers.of(history),
+                est.mean,
+                est.observations,
+                self.explore,
+                self.in_flight.get(agent_id, 0),
+                self.breakers.state(agent_id).value,
             )
         )
 
@@ -631,21 +624,29 @@ class SmartRouter:
 
 
 def _reasons(
+    agent: Agent,
     e: Estimate,
     request: SelectionRequest,
     cheapest: float,
     fastest: float,
     model: CompactFailureModel | None,
-    features: dict[str, float] | None,
+    history: HistoryNumbers | None,
     level: float,
     observations: int,
     explore: bool,
-    load: str,
+    load: int,
     breaker: str,
 ) -> tuple[str, ...]:
     """Why an agent scored as it did, in words (``SmartRouter._explain`` keeps the numbers)."""
     if model is not None:
-        assert features is not None
+        features = request_features(
+            complexity=request.complexity,
+            input_tokens=request.input_tokens,
+            proficiency=agent.proficiency(request.capability),
+            context_window_tokens=agent.context_window_tokens,
+            timeout_s=request.timeout_s or DEFAULT_TIMEOUT_S,
+            history=history,
+        )
         pushes = ", ".join(
             f"{name} {features.get(name, float('nan')):.3g} ({weight:+.2f})"
             for name, weight in model.contributions(features, {"capability": request.capability})
@@ -669,8 +670,8 @@ def _reasons(
         f"({cost_of_success(e) / max(cheapest, 1e-12):.1f}x the cheapest)",
         f"latency with retries {latency_of_success(e):.0f} ms "
         f"({latency_of_success(e) / max(fastest, 1e-9):.1f}x the fastest)",
-        load,
-        breaker,
+        f"load {load}/{agent.max_concurrency}",
+        f"breaker {breaker}",
         f"objective {request.optimize}",
     )
 

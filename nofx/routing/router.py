@@ -41,7 +41,7 @@ from nofx.routing.bounded import (
     success_headroom,
     success_term,
 )
-from nofx.routing.breaker import BreakerBoard, BreakerPolicy, Transition
+from nofx.routing.breaker import BreakerBoard, BreakerPolicy, BreakerState, Transition
 from nofx.routing.estimates import AgentEstimate, prior_success
 from nofx.routing.learned import LearnedStats
 from nofx.routing.prediction import DEFAULT_LATENCY_MS as MODEL_DEFAULT_LATENCY_MS
@@ -90,6 +90,7 @@ SHORTLIST = 24
 # one per tenant, capability and objective; a caller that builds a new list per call would
 # otherwise add an index per call
 MAX_INDEXES = 64
+CLOSED = BreakerState.CLOSED
 
 Predictor = Callable[[], CompactFailureModel | None]
 
@@ -411,8 +412,10 @@ class SmartRouter:
             agent_id = ids[slot]
             if agent_id in exclude or proficiencies[slot] < least:
                 return False
-            # no breaker yet: a closed one (``allows`` would create it, to say yes)
-            return agent_id not in breakers or board.allows(agent_id, now)
+            # no breaker yet, or a closed one: ``allows`` says yes and moves nothing (it would
+            # create the missing one, closed)
+            breaker = breakers.get(agent_id)
+            return breaker is None or breaker.state is CLOSED or board.allows(agent_id, now)
 
         def evaluate(slots: np.ndarray, levels: np.ndarray) -> Block:
             level = levels if explore else index.means[slots]
@@ -549,33 +552,38 @@ class SmartRouter:
         fastest = min(found.wait for _, found in qualified)
         least_cost, least_wait = max(cheapest, 1e-9), max(fastest, 1e-3)
         w_s, w_c, w_l, w_load = WEIGHTS[request.optimize]
-        values = [
+        # best first, ties by agent id: sorted on (-score, agent id, place)
+        order = sorted(
             (
-                w_s * found.success
-                - w_c * log2(max(found.cost, 1e-9) / least_cost)
-                - w_l * log2(max(found.wait, 1e-3) / least_wait)
-                - w_load * min(found.load, 2.0),
-                agent,
-                found,
+                -(
+                    w_s * found.success
+                    - w_c * log2(max(found.cost, 1e-9) / least_cost)
+                    - w_l * log2(max(found.wait, 1e-3) / least_wait)
+                    - w_load * min(found.load, 2.0)
+                ),
+                agent.agent_id,
+                i,
             )
-            for agent, found in qualified
-        ]
-        values.sort(key=lambda v: (-v[0], v[1].agent_id))
+            for i, (agent, found) in enumerate(qualified)
+        )
         explained = self.explained
-        return [
-            ScoredAgent(
-                agent,
-                value,
-                found.success,
-                found.price,
-                found.latency,
-                # words for people: for the leaders only, spelled out when read
-                self._explain(agent, found.estimate(), request, cheapest, fastest, model)
-                if rank < explained
-                else (),
+        ranked = []
+        for rank, (value, _, i) in enumerate(order):
+            agent, found = qualified[i]
+            ranked.append(
+                ScoredAgent(
+                    agent,
+                    -value,
+                    found.success,
+                    found.price,
+                    found.latency,
+                    # words for people: for the leaders only, spelled out when read
+                    self._explain(agent, found.estimate(), request, cheapest, fastest, model)
+                    if rank < explained
+                    else (),
+                )
             )
-            for rank, (value, agent, found) in enumerate(values)
-        ]
+        return ranked
 
     def _explain(
         self,

@@ -494,15 +494,21 @@ class SmartRouter:
         index = self._indexes.get(key)
         if index is None or index.agents is not candidates:
             self._seen(candidates, request.capability)
-            index = self._indexes[key] = BoundIndex.build(
+            index = BoundIndex.build(
                 candidates,
                 lambda a: self._bound_key(a, request.capability, request.optimize),
             )
+            self._indexes.pop(key, None)  # a list that reused a dropped one's id
+            self._indexes[key] = index  # the most recently used
             self._pending.pop(key, None)
             while len(self._indexes) > self.max_indexes:
                 dropped, _ = self._indexes.popitem(last=False)
                 self._pending.pop(dropped, None)
-        self._indexes.move_to_end(key)
+        else:
+            try:
+                self._indexes.move_to_end(key)
+            except KeyError:  # dropped meanwhile by a call on another thread
+                self._indexes[key] = index
         for agent_id in self._pending.pop(key, set()) & index.keys.keys():
             index.move(
                 agent_id,
@@ -513,7 +519,7 @@ class SmartRouter:
     def _note_changes(self) -> None:
         """Hand the agents whose statistics changed to every index (moved on next use)."""
         if self.stats.touched:
-            for key in self._indexes:
+            for key in tuple(self._indexes):  # a copy: another thread may use the cache
                 self._pending.setdefault(key, set()).update(self.stats.touched)
             self.stats.touched.clear()
 

@@ -142,8 +142,8 @@ def _term_arrays(term: BinnedTerm) -> tuple[np.ndarray, np.ndarray, float | None
     weights = np.asarray(term.weights, dtype=float)
     inert = term.slope == 0.0 and not np.any((weights == 0.0) & np.signbit(weights))
     arrays = np.asarray(term.edges, dtype=float), weights, None if inert else term.slope
-    if len(_TERMS) >= 64:  # models come and go (a new champion): keep the recent ones
-        _TERMS.pop(next(iter(_TERMS)))
+    if len(_TERMS) >= 64:  # models come and go (a new champion): start again
+        _TERMS.clear()
     _TERMS[id(term)] = (term, arrays)
     return arrays
 

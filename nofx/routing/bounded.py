@@ -155,7 +155,9 @@ class BoundIndex:
 
     The order is mirrored in arrays (slot = place in ``agents``), with each agent's success
     posterior, so Thompson sampling can draw a block of agents in one numpy call
-    (``nofx.routing.sampled``, ADR 0025)."""
+    (``nofx.routing.sampled``, ADR 0025), and with what the agent's estimate reads (price,
+    latency, window...), so the agents a scan estimates are estimated a block at a time
+    (ADR 0028)."""
 
     agents: list[Agent]  # the caller's list, held so its id() stays unique while cached
     order: list[tuple[float, str]] = field(default_factory=list)  # (-key, agent_id)
@@ -179,6 +181,22 @@ class BoundIndex:
     window_codes: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.intp))
     ranked_slots: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.intp))
     ranked_negkeys: np.ndarray = field(default_factory=lambda: np.empty(0))
+    # per slot, what an estimate reads: the agent's id, its proficiency in the index's
+    # capability, concurrency and tie rank (lists, read one agent at a time), its price per
+    # call, per 1k input and output tokens (fixed with the agent); its latency median as the
+    # model reads it, latency mean and p95 as the estimate reads them, and posterior mean
+    # (updated with the posterior)
+    ids: list[str] = field(default_factory=list)
+    proficiencies: list[int] = field(default_factory=list)
+    concurrency: list[int] = field(default_factory=list)
+    ties: list[int] = field(default_factory=list)
+    per_call: np.ndarray = field(default_factory=lambda: np.empty(0))
+    per_input: np.ndarray = field(default_factory=lambda: np.empty(0))
+    per_output: np.ndarray = field(default_factory=lambda: np.empty(0))
+    p50s: np.ndarray = field(default_factory=lambda: np.empty(0))
+    latencies: np.ndarray = field(default_factory=lambda: np.empty(0))
+    p95s: np.ndarray = field(default_factory=lambda: np.empty(0))
+    means: np.ndarray = field(default_factory=lambda: np.empty(0))
 
     @classmethod
     def build(cls, agents: list[Agent], key: Callable[[Agent], BoundKey]) -> BoundIndex:
@@ -188,19 +206,29 @@ class BoundIndex:
             windows=frozenset(a.context_window_tokens for a in agents),
             any_per_call=any(a.pricing.per_call > 0 for a in agents),
         )
+        n = len(agents)
         index.slot = {a.agent_id: i for i, a in enumerate(agents)}
-        index.alpha, index.beta = np.ones(len(agents)), np.ones(len(agents))
-        index.log_p50s = np.zeros(len(agents))
+        index.alpha, index.beta = np.ones(n), np.ones(n)
+        index.log_p50s, index.p50s = np.zeros(n), np.zeros(n)
+        index.latencies, index.p95s, index.means = np.zeros(n), np.zeros(n), np.zeros(n)
         index.window_list = tuple(index.windows)
         code = {w: i for i, w in enumerate(index.window_list)}
         index.window_codes = np.array([code[a.context_window_tokens] for a in agents], np.intp)
+        index.ids = [a.agent_id for a in agents]
+        index.concurrency = [a.max_concurrency for a in agents]
+        index.per_call = np.array([a.pricing.per_call for a in agents], dtype=float)
+        index.per_input = np.array([a.pricing.input_per_1k_tokens for a in agents], dtype=float)
+        index.per_output = np.array([a.pricing.output_per_1k_tokens for a in agents], dtype=float)
+        index.proficiencies = [0] * n
         for a in agents:
             found = key(a)
             index.keys[a.agent_id] = found.key
             index._widen(found)
             index._posterior(a.agent_id, found)
+            index.proficiencies[index.slot[a.agent_id]] = found.proficiency
         index.order = sorted((-k, agent_id) for agent_id, k in index.keys.items())
         index.tie = {agent_id: -i for i, agent_id in enumerate(sorted(index.keys))}
+        index.ties = [index.tie[a] for a in index.ids]
         index.ranked_slots = np.array([index.slot[a] for _, a in index.order], dtype=np.intp)
         index.ranked_negkeys = np.array([k for k, _ in index.order], dtype=float)
         return index
@@ -217,6 +245,10 @@ class BoundIndex:
         self.alpha[slot] = max(found.alpha, 1e-300)
         self.beta[slot] = max(found.beta, 1e-300)
         self.log_p50s[slot] = found.log_p50
+        self.p50s[slot] = found.p50
+        self.latencies[slot] = found.latency
+        self.p95s[slot] = found.p95
+        self.means[slot] = found.mean
 
     def move(self, agent_id: str, found: BoundKey) -> None:
         self._widen(found)
@@ -251,3 +283,11 @@ class BoundKey:
     log_p50: float  # the agent's log latency median, as the failure model reads it
     alpha: float = 1.0  # the agent's success posterior, Beta(alpha, beta)
     beta: float = 1.0
+    # what the agent's estimate reads (``SmartRouter._estimate``): the latency median the
+    # failure model reads (log_p50 is its log), the latency mean and p95, the posterior mean
+    # (alpha / (alpha + beta) before alpha and beta are kept above 0) and the proficiency
+    p50: float = 1000.0
+    latency: float = 1000.0
+    p95: float = 2000.0
+    mean: float = 0.5
+    proficiency: int = 1

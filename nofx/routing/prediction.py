@@ -91,6 +91,19 @@ class AgentHistory:
         return self._median
 
 
+@dataclass(frozen=True)
+class HistoryNumbers:
+    """What ``request_features`` reads of an agent's history, kept as of one moment."""
+
+    recent_failure_rate: float
+    prior_failure_rate: float
+    latency_p50_ms: float | None
+
+    @classmethod
+    def of(cls, history: AgentHistory) -> HistoryNumbers:
+        return cls(history.recent_failure_rate, history.prior_failure_rate, history.latency_p50_ms)
+
+
 def request_features(
     *,
     complexity: float,
@@ -98,10 +111,11 @@ def request_features(
     proficiency: int,
     context_window_tokens: int | None,
     timeout_s: float,
-    history: AgentHistory | None,
+    history: AgentHistory | HistoryNumbers | None,
 ) -> dict[str, float]:
     """The numeric inputs for one (request, candidate) pair, as of now."""
-    history = history or AgentHistory()
+    if history is None:
+        history = AgentHistory()
     p50 = history.latency_p50_ms or DEFAULT_LATENCY_MS
     expected_ms = p50 * (1.0 + complexity)
     fill = input_tokens / context_window_tokens if context_window_tokens else 0.0
@@ -281,6 +295,12 @@ class RequestScorer:
         p50 = (
             DEFAULT_LATENCY_MS if history is None else history.latency_p50_ms or DEFAULT_LATENCY_MS
         )
+        return self.shift_at(typical, context_window_tokens, p50)
+
+    def shift_at(
+        self, typical: RequestScorer, context_window_tokens: int | None, p50: float
+    ) -> float:
+        """``shift_from`` for an agent whose latency median the model reads as ``p50``."""
         return (
             self.base
             - typical.base

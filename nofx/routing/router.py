@@ -23,7 +23,10 @@ import asyncio
 import math
 import random
 import time
+from collections import OrderedDict
 from collections.abc import Callable
+from functools import partial
+from math import log2
 
 import numpy as np
 
@@ -33,27 +36,31 @@ from nofx.routing.bounded import (
     BoundIndex,
     BoundKey,
     easiest_shift,
-    order_value,
     price_scale,
     static_term,
     success_headroom,
     success_term,
 )
-from nofx.routing.breaker import BreakerBoard, BreakerPolicy, Transition
+from nofx.routing.breaker import BreakerBoard, BreakerPolicy, BreakerState, Transition
 from nofx.routing.estimates import AgentEstimate, prior_success
 from nofx.routing.learned import LearnedStats
 from nofx.routing.prediction import DEFAULT_LATENCY_MS as MODEL_DEFAULT_LATENCY_MS
 from nofx.routing.prediction import (
     DEFAULT_TIMEOUT_S,
     CompactFailureModel,
+    HistoryNumbers,
     RequestScorer,
     anchored_failure,
     request_features,
 )
 from nofx.routing.sampled import (
+    Block,
+    Scored,
     ShiftBound,
+    anchored_successes,
+    logs2,
     moved_successes,
-    rejected,
+    rejecting_windows,
     sampled_top,
     success_terms,
 )
@@ -63,10 +70,14 @@ from nofx.routing.scoring import (
     Estimate,
     cost_of_success,
     latency_of_success,
-    score,
-    within_limits,
 )
-from nofx.routing.selection import Outcome, ScoredAgent, SelectionRequest, estimated_cost
+from nofx.routing.selection import (
+    Outcome,
+    Reasons,
+    ScoredAgent,
+    SelectionRequest,
+    estimated_cost,
+)
 
 DEFAULT_LATENCY_MS = 1000.0
 # the typical request the model's per-request shift is measured from (a prompt of ~1.8k
@@ -75,6 +86,11 @@ TYPICAL_COMPLEXITY = 0.4
 TYPICAL_INPUT_TOKENS = 1800
 EXPLAINED = 3
 SHORTLIST = 24
+# candidate lists whose index is kept (least recently used dropped): a long-lived worker has
+# one per tenant, capability and objective; a caller that builds a new list per call would
+# otherwise add an index per call
+MAX_INDEXES = 64
+CLOSED = BreakerState.CLOSED
 
 Predictor = Callable[[], CompactFailureModel | None]
 
@@ -91,6 +107,7 @@ class SmartRouter:
         predictor: Predictor | None = None,
         shortlist: int | None = SHORTLIST,
         explained: int = EXPLAINED,
+        max_indexes: int = MAX_INDEXES,
     ) -> None:
         self.rng = random.Random(seed)
         # Thompson draws of the bounded scan, a block at a time (ADR 0025)
@@ -103,7 +120,8 @@ class SmartRouter:
         self.clock = clock
         self.shortlist = shortlist
         self.explained = explained
-        self._indexes: dict[tuple[str, str, int], BoundIndex] = {}
+        self.max_indexes = max_indexes
+        self._indexes: OrderedDict[tuple[str, str, int], BoundIndex] = OrderedDict()
         self._pending: dict[tuple[str, str, int], set[str]] = {}
         self._typical: dict[tuple[str, str], RequestScorer] = {}
 
@@ -180,6 +198,83 @@ class SmartRouter:
             failed_cost_usd=None,
         )
 
+    def _evaluator(
+        self, request: SelectionRequest, scorer: RequestScorer | None, now: float
+    ) -> Callable[[Agent, float | None], Scored | None]:
+        """What both scans ask of each candidate, for one request: None when it does not
+        qualify (``_qualifies``) or breaks a limit (``within_limits``), else its ``order_value``,
+        its estimate (``_estimate``), cost and latency of success. The same arithmetic in the
+        same order as those functions (a test holds them equal to the bit), with what the
+        request fixes read once and the failure model's shift worked out once per context
+        window and latency median. ``level`` None: the agent's own (``_level``)."""
+        capability = request.capability
+        tokens = request.input_tokens
+        out_tokens = int(tokens * 0.6)  # estimated_cost's output
+        exclude = request.exclude
+        least = max(1, request.min_proficiency)
+        allows = self.breakers.allows
+        estimates, histories = self.stats.estimates, self.stats.histories
+        in_flight = self.in_flight
+        budget = request.budget_usd
+        deadline_ms = None if request.deadline_s is None else request.deadline_s * 1000
+        w_s, w_c, w_l, w_load = WEIGHTS[request.optimize]
+        typical = None if scorer is None else self._typical_scorer(scorer.model, capability)
+        shifts: dict[tuple[int | None, float], float] = {}
+
+        def evaluate(agent: Agent, level: float | None) -> Scored | None:
+            agent_id = agent.agent_id
+            if (
+                agent_id in exclude
+                or agent.proficiency(capability) < least
+                or not allows(agent_id, now)
+            ):
+                return None
+            est = estimates.get((agent_id, capability))
+            if est is None:
+                est = self.estimate_for(agent, capability)
+            latency = est.latency_mean() or float(
+                agent.provider.config.get("latency_median_ms", DEFAULT_LATENCY_MS)
+            )
+            if level is None:
+                level = self._level(agent, est)
+            window = agent.context_window_tokens
+            if scorer is not None:
+                assert typical is not None
+                history = histories.get(agent_id)
+                p50 = (
+                    MODEL_DEFAULT_LATENCY_MS
+                    if history is None
+                    else history.latency_p50_ms or MODEL_DEFAULT_LATENCY_MS
+                )
+                shift = shifts.get((window, p50))
+                if shift is None:
+                    shift = shifts[(window, p50)] = scorer.shift_from(typical, window, history)
+                success = 1.0 - anchored_failure(1.0 - level, shift, 0.0)
+            else:
+                success = level
+            if window is not None and tokens > window:
+                success = 0.0
+            price = agent.pricing.cost(tokens, out_tokens)
+            p95 = est.latency_p95() or latency * 2.0
+            if budget is not None and price > budget:
+                return None
+            if deadline_ms is not None and p95 > deadline_ms:
+                return None
+            load = in_flight.get(agent_id, 0) / max(1, agent.max_concurrency)
+            # cost_of_success, latency_of_success and order_value of the estimate
+            p = max(MIN_SUCCESS, success)
+            cost = price / MIN_SUCCESS if p <= MIN_SUCCESS else price + price * (1.0 - p) / p
+            wait = latency / p
+            value = (
+                w_s * success
+                - w_c * log2(max(cost, 1e-9))
+                - w_l * log2(max(wait, 1e-3))
+                - w_load * min(load, 2.0)
+            )
+            return Scored(value, success, price, latency, p95, load, cost, wait)
+
+        return evaluate
+
     def _level(self, agent: Agent, est: AgentEstimate) -> float:
         """The agent's success level for this call: a Thompson sample, or the posterior mean."""
         return est.sample(self.rng) if self.explore else est.mean
@@ -199,16 +294,27 @@ class SmartRouter:
     def _bound_key(self, agent: Agent, capability: str, objective: str) -> BoundKey:
         """The request-independent part of the agent's score bound (higher is better): its
         price on a typical prompt and latency, plus its posterior mean unless the level is
-        sampled (a draw is added per block of agents, ``_scan``)."""
+        sampled (a draw is added per block of agents, ``_scan``); and what ``_estimate``
+        reads of its statistics, for the index to estimate a block at a time."""
         est = self.estimate_for(agent, capability)
         declared = float(agent.provider.config.get("latency_median_ms", DEFAULT_LATENCY_MS))
-        static = static_term(
-            estimated_cost(agent, TYPICAL_TOKENS), est.latency_mean() or declared, objective
-        )
+        latency = est.latency_mean() or declared
+        static = static_term(estimated_cost(agent, TYPICAL_TOKENS), latency, objective)
         history = self.stats.history(agent.agent_id)
         p50 = (history.latency_p50_ms if history else None) or MODEL_DEFAULT_LATENCY_MS
         key = static if self.explore else success_term(est.mean, objective) + static
-        return BoundKey(key, static, math.log(p50), est.alpha, est.beta)
+        return BoundKey(
+            key,
+            static,
+            math.log(p50),
+            est.alpha,
+            est.beta,
+            p50=p50,
+            latency=latency,
+            p95=est.latency_p95() or latency * 2.0,
+            mean=est.mean,
+            proficiency=agent.proficiency(capability),
+        )
 
     @staticmethod
     def _price_offset(request: SelectionRequest, index: BoundIndex) -> float:
@@ -223,7 +329,7 @@ class SmartRouter:
         index: BoundIndex,
         scorer: RequestScorer | None,
         now: float,
-    ) -> list[tuple[Agent, Estimate]]:
+    ) -> list[tuple[Agent, Scored]]:
         """The first ``shortlist``, levels read a block of the index at a time (ADR 0025).
 
         Thompson sampling: the key is the agent's price and latency; a block's levels are
@@ -249,6 +355,8 @@ class SmartRouter:
         elif not explore:
             top = price
         alpha, beta = index.alpha, index.beta
+        # the windows the prompt is over (None: none is), by window code
+        over = rejecting_windows(index, request.input_tokens)
 
         def levels(slots: np.ndarray) -> np.ndarray:
             if explore:
@@ -262,20 +370,108 @@ class SmartRouter:
             success = level
             if shift_bound is not None:
                 success = moved_successes(level, shift_bound.shifts(slots))
-            success = np.where(rejected(index, request.input_tokens, slots), 0.0, success)
+            if over is not None:
+                success = np.where(over[index.window_codes[slots]], 0.0, success)
             gain = success_terms(success, objective) + price
             return gain if explore else gain - success_terms(level, objective)
 
-        def evaluate(agent: Agent, level: float) -> tuple[float, Estimate] | None:
-            if not self._qualifies(agent, request, now):
-                return None
-            # the posterior mean is read from the estimate itself, as the full scan reads it
-            e = self._estimate(agent, request, scorer, level if explore else None)
-            if within_limits(e, request.budget_usd, request.deadline_s) is not None:
-                return None
-            return order_value(e, objective), e
+        qualifies, evaluate = self._block_evaluator(request, scorer, index, over, now)
+        return sampled_top(index, self.shortlist, top, levels, reach, qualifies, evaluate)
 
-        return sampled_top(index, self.shortlist, top, levels, reach, evaluate)
+    def _block_evaluator(
+        self,
+        request: SelectionRequest,
+        scorer: RequestScorer | None,
+        index: BoundIndex,
+        over: np.ndarray | None,
+        now: float,
+    ) -> tuple[Callable[[int], bool], Callable[[np.ndarray, np.ndarray], Block]]:
+        """``_evaluator`` for the bounded scan, split in two: ``qualifies(slot)``, asked one
+        agent at a time in the scan's order (a breaker may move to half-open when asked), and
+        ``evaluate(slots, levels)``, which estimates a block of the index's agents at once
+        from its arrays (ADR 0028): the same arithmetic in the same order, numpy for
+        + - * / and Python's math for logarithms and exponentials (numpy's may differ in the
+        last bit), so each value is the one the full scan computes."""
+        capability = request.capability
+        tokens = request.input_tokens
+        input_k, output_k = tokens / 1000, int(tokens * 0.6) / 1000  # Pricing.cost's
+        exclude = request.exclude
+        least = max(1, request.min_proficiency)
+        board, breakers = self.breakers, self.breakers.breakers
+        in_flight = self.in_flight
+        ids, proficiencies, concurrency = index.ids, index.proficiencies, index.concurrency
+        windows, codes = index.window_list, index.window_codes
+        budget = request.budget_usd
+        deadline_ms = None if request.deadline_s is None else request.deadline_s * 1000
+        w_s, w_c, w_l, w_load = WEIGHTS[request.optimize]
+        explore = self.explore
+        typical = None if scorer is None else self._typical_scorer(scorer.model, capability)
+        shifts: dict[tuple[int, float], float] = {}
+
+        def qualifies(slot: int) -> bool:
+            agent_id = ids[slot]
+            if agent_id in exclude or proficiencies[slot] < least:
+                return False
+            # no breaker yet, or a closed one: ``allows`` says yes and moves nothing (it would
+            # create the missing one, closed)
+            breaker = breakers.get(agent_id)
+            return breaker is None or breaker.state is CLOSED or board.allows(agent_id, now)
+
+        def evaluate(slots: np.ndarray, levels: np.ndarray) -> Block:
+            level = levels if explore else index.means[slots]
+            if scorer is not None:
+                assert typical is not None
+                moved = []
+                for code, p50 in zip(
+                    codes[slots].tolist(), index.p50s[slots].tolist(), strict=True
+                ):
+                    shift = shifts.get((code, p50))
+                    if shift is None:
+                        shift = shifts[(code, p50)] = scorer.shift_at(typical, windows[code], p50)
+                    moved.append(shift)
+                success = anchored_successes(level, np.array(moved))
+            else:
+                success = level
+            if over is not None:
+                success = np.where(over[codes[slots]], 0.0, success)
+            price = index.per_call[slots] + input_k * index.per_input[slots]
+            price += output_k * index.per_output[slots]
+            latency, p95 = index.latencies[slots], index.p95s[slots]
+            p = np.maximum(MIN_SUCCESS, success)
+            cost = np.where(p <= MIN_SUCCESS, price / MIN_SUCCESS, price + price * (1.0 - p) / p)
+            wait = latency / p
+            if in_flight:
+                loads = [
+                    count / max(1, concurrency[s]) if (count := in_flight.get(ids[s], 0)) else 0.0
+                    for s in slots.tolist()
+                ]
+            else:
+                loads = [0.0] * len(slots)
+            # order_value: w_s p - w_c log2(cost) - w_l log2(wait) - w_load min(load, 2)
+            value = w_s * success - w_c * logs2(np.maximum(cost, 1e-9))
+            value -= w_l * logs2(np.maximum(wait, 1e-3))
+            value -= w_load * np.minimum(loads, 2.0)
+            values: list[float | None] = value.tolist()
+            if budget is not None or deadline_ms is not None:
+                within = np.ones(len(slots), dtype=bool)
+                if budget is not None:
+                    within &= price <= budget
+                if deadline_ms is not None:
+                    within &= p95 <= deadline_ms
+                for i in np.flatnonzero(~within).tolist():
+                    values[i] = None
+            return Block(
+                values,
+                success.tolist(),
+                price.tolist(),
+                latency.tolist(),
+                p95.tolist(),
+                loads,
+                cost.tolist(),
+                wait.tolist(),
+            )
+
+        return qualifies, evaluate
 
     def _typical_scorer(self, model: CompactFailureModel, capability: str) -> RequestScorer:
         """The model's view of a typical request for ``capability`` (the anchor of
@@ -292,16 +488,27 @@ class SmartRouter:
         return scorer
 
     def _index(self, request: SelectionRequest, candidates: list[Agent]) -> BoundIndex:
-        # one index per candidate list (the runtime caches one per tenant and capability)
+        # one index per candidate list (the runtime caches one per tenant and capability),
+        # the least recently used dropped past ``max_indexes``
         key = (request.capability, request.optimize, id(candidates))
         index = self._indexes.get(key)
         if index is None or index.agents is not candidates:
             self._seen(candidates, request.capability)
-            index = self._indexes[key] = BoundIndex.build(
+            index = BoundIndex.build(
                 candidates,
                 lambda a: self._bound_key(a, request.capability, request.optimize),
             )
+            self._indexes.pop(key, None)  # a list that reused a dropped one's id
+            self._indexes[key] = index  # the most recently used
             self._pending.pop(key, None)
+            while len(self._indexes) > self.max_indexes:
+                dropped, _ = self._indexes.popitem(last=False)
+                self._pending.pop(dropped, None)
+        else:
+            try:
+                self._indexes.move_to_end(key)
+            except KeyError:  # dropped meanwhile by a call on another thread
+                self._indexes[key] = index
         for agent_id in self._pending.pop(key, set()) & index.keys.keys():
             index.move(
                 agent_id,
@@ -312,7 +519,7 @@ class SmartRouter:
     def _note_changes(self) -> None:
         """Hand the agents whose statistics changed to every index (moved on next use)."""
         if self.stats.touched:
-            for key in self._indexes:
+            for key in tuple(self._indexes):  # a copy: another thread may use the cache
                 self._pending.setdefault(key, set()).update(self.stats.touched)
             self.stats.touched.clear()
 
@@ -336,41 +543,55 @@ class SmartRouter:
         )
         now = self.clock()
 
-        def qualified_estimate(agent: Agent) -> Estimate | None:
-            if not self._qualifies(agent, request, now):
-                return None
-            estimate = self._estimate(agent, request, scorer)
-            if within_limits(estimate, request.budget_usd, request.deadline_s) is not None:
-                return None
-            return estimate
-
-        qualified: list[tuple[Agent, Estimate]]
+        qualified: list[tuple[Agent, Scored]]
         if self.shortlist is None or len(candidates) <= 2 * self.shortlist:
             self._seen(candidates, request.capability)
-            qualified = [(a, e) for a in candidates if (e := qualified_estimate(a)) is not None]
+            evaluate = self._evaluator(request, scorer, now)
+            qualified = [(a, found) for a in candidates if (found := evaluate(a, None)) is not None]
         else:
             index = self._index(request, candidates)
             qualified = self._scan(request, index, scorer, now)
         if not qualified:
             return []
-        cheapest = min(cost_of_success(e) for _, e in qualified)
-        fastest = min(latency_of_success(e) for _, e in qualified)
-        values = [
-            (score(e, request.optimize, cheapest, fastest), agent, e) for agent, e in qualified
-        ]
-        values.sort(key=lambda v: (-v[0], v[1].agent_id))
-        scored = []
-        for rank, (value, agent, e) in enumerate(values):
-            # reasons are words for people: spelled out for the leaders, not for every candidate
-            reasons = (
-                self._reasons(agent, e, request, cheapest, fastest, model)
-                if rank < self.explained
-                else ()
+        # scoring.score of each, from the cost and latency of success the scan worked out
+        cheapest = min(found.cost for _, found in qualified)
+        fastest = min(found.wait for _, found in qualified)
+        least_cost, least_wait = max(cheapest, 1e-9), max(fastest, 1e-3)
+        w_s, w_c, w_l, w_load = WEIGHTS[request.optimize]
+        # best first, ties by agent id: sorted on (-score, agent id, place)
+        order = sorted(
+            (
+                -(
+                    w_s * found.success
+                    - w_c * log2(max(found.cost, 1e-9) / least_cost)
+                    - w_l * log2(max(found.wait, 1e-3) / least_wait)
+                    - w_load * min(found.load, 2.0)
+                ),
+                agent.agent_id,
+                i,
             )
-            scored.append(ScoredAgent(agent, value, e.success, e.cost_usd, e.latency_ms, reasons))
-        return scored
+            for i, (agent, found) in enumerate(qualified)
+        )
+        explained = self.explained
+        ranked = []
+        for rank, (value, _, i) in enumerate(order):
+            agent, found = qualified[i]
+            ranked.append(
+                ScoredAgent(
+                    agent,
+                    -value,
+                    found.success,
+                    found.price,
+                    found.latency,
+                    # words for people: for the leaders only, spelled out when read
+                    self._explain(agent, found.estimate(), request, cheapest, fastest, model)
+                    if rank < explained
+                    else (),
+                )
+            )
+        return ranked
 
-    def _reasons(
+    def _explain(
         self,
         agent: Agent,
         e: Estimate,
@@ -378,39 +599,27 @@ class SmartRouter:
         cheapest: float,
         fastest: float,
         model: CompactFailureModel | None,
-    ) -> tuple[str, ...]:
-        obs = self.estimate_for(agent, request.capability).observations
-        if model is not None:
-            _, features = self.predicted_failure(agent, request, model)
-            pushes = ", ".join(
-                f"{name} {features.get(name, float('nan')):.3g} ({weight:+.2f})"
-                for name, weight in model.contributions(
-                    features, {"capability": request.capability}
-                )
+    ) -> Reasons:
+        """The agent's reasons, from the numbers known now (read later, they say the same)."""
+        agent_id = agent.agent_id
+        est = self.estimate_for(agent, request.capability)
+        history = self.stats.history(agent_id) if model is not None else None
+        return Reasons(
+            partial(
+                _reasons,
+                agent,
+                e,
+                request,
+                cheapest,
+                fastest,
+                model,
+                None if history is None else HistoryNumbers.of(history),
+                est.mean,
+                est.observations,
+                self.explore,
+                self.in_flight.get(agent_id, 0),
+                self.breakers.state(agent_id).value,
             )
-            level = self.estimate_for(agent, request.capability).mean
-            success = (
-                f"p(fail) {1.0 - e.success:.3f} predicted by failure model v{model.version} "
-                f"from the agent's posterior level {1.0 - level:.3f} ({obs} outcomes seen) and "
-                f"this request against a typical one (largest terms: {pushes})"
-            )
-        else:
-            success = (
-                f"success {e.success:.2f} ({'sampled' if self.explore else 'mean'} of the "
-                f"posterior, {obs} outcomes seen; no failure model loaded)"
-            )
-        attempts = 1.0 / max(MIN_SUCCESS, e.success)
-        return (
-            success,
-            f"cost of success ${cost_of_success(e):.5f} over {attempts:.2f} expected attempts "
-            f"at ${e.cost_usd:.5f}, a failure billed "
-            f"${e.cost_usd if e.failed_cost_usd is None else e.failed_cost_usd:.5f} "
-            f"({cost_of_success(e) / max(cheapest, 1e-12):.1f}x the cheapest)",
-            f"latency with retries {latency_of_success(e):.0f} ms "
-            f"({latency_of_success(e) / max(fastest, 1e-9):.1f}x the fastest)",
-            f"load {self.in_flight.get(agent.agent_id, 0)}/{agent.max_concurrency}",
-            f"breaker {self.breakers.state(agent.agent_id).value}",
-            f"objective {request.optimize}",
         )
 
     def record(self, outcome: Outcome) -> None:
@@ -426,6 +635,59 @@ class SmartRouter:
 
     def drain_transitions(self) -> list[Transition]:
         return self.breakers.drain()
+
+
+def _reasons(
+    agent: Agent,
+    e: Estimate,
+    request: SelectionRequest,
+    cheapest: float,
+    fastest: float,
+    model: CompactFailureModel | None,
+    history: HistoryNumbers | None,
+    level: float,
+    observations: int,
+    explore: bool,
+    load: int,
+    breaker: str,
+) -> tuple[str, ...]:
+    """Why an agent scored as it did, in words (``SmartRouter._explain`` keeps the numbers)."""
+    if model is not None:
+        features = request_features(
+            complexity=request.complexity,
+            input_tokens=request.input_tokens,
+            proficiency=agent.proficiency(request.capability),
+            context_window_tokens=agent.context_window_tokens,
+            timeout_s=request.timeout_s or DEFAULT_TIMEOUT_S,
+            history=history,
+        )
+        pushes = ", ".join(
+            f"{name} {features.get(name, float('nan')):.3g} ({weight:+.2f})"
+            for name, weight in model.contributions(features, {"capability": request.capability})
+        )
+        success = (
+            f"p(fail) {1.0 - e.success:.3f} predicted by failure model v{model.version} "
+            f"from the agent's posterior level {1.0 - level:.3f} ({observations} outcomes seen) "
+            f"and this request against a typical one (largest terms: {pushes})"
+        )
+    else:
+        success = (
+            f"success {e.success:.2f} ({'sampled' if explore else 'mean'} of the "
+            f"posterior, {observations} outcomes seen; no failure model loaded)"
+        )
+    attempts = 1.0 / max(MIN_SUCCESS, e.success)
+    return (
+        success,
+        f"cost of success ${cost_of_success(e):.5f} over {attempts:.2f} expected attempts "
+        f"at ${e.cost_usd:.5f}, a failure billed "
+        f"${e.cost_usd if e.failed_cost_usd is None else e.failed_cost_usd:.5f} "
+        f"({cost_of_success(e) / max(cheapest, 1e-12):.1f}x the cheapest)",
+        f"latency with retries {latency_of_success(e):.0f} ms "
+        f"({latency_of_success(e) / max(fastest, 1e-9):.1f}x the fastest)",
+        f"load {load}/{agent.max_concurrency}",
+        f"breaker {breaker}",
+        f"objective {request.optimize}",
+    )
 
 
 def default_router(

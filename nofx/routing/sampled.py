@@ -20,17 +20,70 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
 from nofx.domain import Agent
 from nofx.routing.bounded import SLACK, BoundIndex
-from nofx.routing.prediction import MARGIN_CAP, MARGIN_FLOOR, RequestScorer
+from nofx.routing.prediction import MARGIN_CAP, MARGIN_FLOOR, BinnedTerm, RequestScorer
 from nofx.routing.scoring import MIN_SUCCESS, WEIGHTS, Estimate
 
 # the first block fills the k best; later ones grow 8x, cut where no key can reach the guess
 FIRST_BLOCK = 64
+
+
+class Scored(NamedTuple):
+    """What the scans keep of a candidate: its order value, its estimate's numbers, its cost
+    and latency of success (``Estimate`` objects are built for the reasons only)."""
+
+    value: float
+    success: float
+    price: float
+    latency: float
+    p95: float
+    load: float
+    cost: float  # cost_of_success
+    wait: float  # latency_of_success
+
+    def estimate(self) -> Estimate:
+        return Estimate(self.success, self.price, self.latency, self.p95, self.load)
+
+
+# the scan estimates the agents it visits this many at a time (k + CHUNK_EXTRA): it usually
+# stops a few agents past the k-th
+CHUNK_EXTRA = 8
+
+
+@dataclass(frozen=True)
+class Block:
+    """A block of agents estimated at once: each one's order value (None: over a limit),
+    its estimate's numbers, cost and latency of success."""
+
+    values: list[float | None]
+    success: list[float]
+    price: list[float]
+    latency: list[float]
+    p95: list[float]
+    loads: list[float]
+    cost: list[float]
+    wait: list[float]
+
+    def scored(self, i: int) -> Scored:
+        value = self.values[i]
+        assert value is not None
+        return Scored(
+            value,
+            self.success[i],
+            self.price[i],
+            self.latency[i],
+            self.p95[i],
+            self.loads[i],
+            self.cost[i],
+            self.wait[i],
+        )
 
 
 def success_terms(p: np.ndarray, objective: str) -> np.ndarray:
@@ -41,16 +94,68 @@ def success_terms(p: np.ndarray, objective: str) -> np.ndarray:
 
 def moved_successes(p: np.ndarray, shift: float | np.ndarray) -> np.ndarray:
     """``bounded.moved_success`` over an array: success after the failure log-odds move by
-    ``shift`` (``anchored_failure``'s clamps included)."""
-    q = np.clip(1.0 - p, 1e-9, 1.0 - 1e-9)
-    z = np.clip(np.log(q / (1.0 - q)) + shift, -700.0, 700.0)
-    return 1.0 - 1.0 / (1.0 + np.exp(-z))
+    ``shift`` (``anchored_failure``'s clamps included). The clamps are ``np.clip``'s own
+    arithmetic (maximum, then minimum) without its per-call overhead."""
+    q = np.minimum(np.maximum(1.0 - p, 1e-9), 1.0 - 1e-9)
+    z = np.log(q / (1.0 - q))
+    z += shift
+    np.maximum(z, -700.0, out=z)
+    np.minimum(z, 700.0, out=z)
+    np.negative(z, out=z)
+    e = np.exp(z)
+    e += 1.0
+    np.divide(1.0, e, out=e)
+    return np.subtract(1.0, e, out=e)
 
 
-def _weights(edges: np.ndarray, weights: np.ndarray, slope: float, x: np.ndarray) -> np.ndarray:
-    """``BinnedTerm.weight`` of the clipped margin over an array."""
-    clipped = np.clip(x, MARGIN_FLOOR, MARGIN_CAP)
-    return weights[np.searchsorted(edges, clipped, side="left")] + slope * clipped
+def logs2(x: np.ndarray) -> np.ndarray:
+    """``math.log2`` of each element: numpy's own log2 may differ from it in the last bit,
+    and the scan's values are the full scan's to the bit."""
+    return np.array(list(map(math.log2, x.tolist())), dtype=float)
+
+
+def anchored_successes(level: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """``1 - anchored_failure(1 - level, shift, 0.0)`` per element, to the bit: numpy for the
+    clamps and + - * /, Python's math for the log and exp."""
+    p = np.minimum(np.maximum(1.0 - level, 1e-9), 1.0 - 1e-9)
+    z = np.array(list(map(math.log, (p / (1.0 - p)).tolist())), dtype=float)
+    z += shift
+    # exp(-z) where -700 < z <= 700 (clamped elsewhere only to stay finite: not used there)
+    e = np.array(list(map(math.exp, np.minimum(np.maximum(-z, -700.0), 700.0).tolist())))
+    failure = np.where(z > 700.0, 1.0, np.where(z > -700.0, 1.0 / (1.0 + e), 0.0))
+    return 1.0 - failure
+
+
+# the probes' offsets: -d, +d, -d, +d
+_SIDES = np.array([[-1e-9], [1e-9], [-1e-9], [1e-9]])
+# by id of the term: the term (held, so the id is not reused) and its arrays
+_TERMS: dict[int, tuple[BinnedTerm, tuple[np.ndarray, np.ndarray, float | None]]] = {}
+
+
+def _term_arrays(term: BinnedTerm) -> tuple[np.ndarray, np.ndarray, float | None]:
+    """A binned term's edges and weights as arrays, and its slope (None when the slope term
+    adds nothing: a zero slope, and no weight a negative zero that adding +0.0 would flip);
+    worked out once per term (a model's terms live as long as the model)."""
+    found = _TERMS.get(id(term))
+    if found is not None and found[0] is term:
+        return found[1]
+    weights = np.asarray(term.weights, dtype=float)
+    inert = term.slope == 0.0 and not np.any((weights == 0.0) & np.signbit(weights))
+    arrays = np.asarray(term.edges, dtype=float), weights, None if inert else term.slope
+    if len(_TERMS) >= 64:  # models come and go (a new champion): start again
+        _TERMS.clear()
+    _TERMS[id(term)] = (term, arrays)
+    return arrays
+
+
+def _weights(
+    edges: np.ndarray, weights: np.ndarray, slope: float | None, clipped: np.ndarray
+) -> np.ndarray:
+    """``BinnedTerm.weight`` over an array of margins already clipped."""
+    found = weights[np.searchsorted(edges, clipped, side="left")]
+    if slope is not None:
+        found += slope * clipped
+    return found
 
 
 class ShiftBound:
@@ -58,7 +163,8 @@ class ShiftBound:
     per agent: the context fill per distinct window, the timeout margin from each agent's log
     latency median. A margin a rounding away from a bin edge may land in either bin, so each
     side of it is read and the lower request weight (higher typical weight) kept. Built once
-    per request; ``shifts`` is a few numpy calls per block of agents."""
+    per request; ``shifts`` is a few numpy calls per block of agents (the four probes of each
+    agent in one array)."""
 
     def __init__(self, request: RequestScorer, typical: RequestScorer, index: BoundIndex):
         self.index = index
@@ -70,27 +176,31 @@ class ShiftBound:
         self.fill = request.base - typical.base + np.array(fill) - 1e-9
         self.request_x = math.log(request.timeout_ms / (1.0 + request.complexity))
         self.typical_x = math.log(typical.timeout_ms / (1.0 + typical.complexity))
-        self.terms = [
-            (np.asarray(t.edges, dtype=float), np.asarray(t.weights, dtype=float), t.slope)
-            for t in (request.margin, typical.margin)
-        ]
+        self.origins = np.array([self.request_x, self.request_x, self.typical_x, self.typical_x])
+        self.request_term = _term_arrays(request.margin)
+        self.typical_term = _term_arrays(typical.margin)
 
     def shifts(self, slots: np.ndarray) -> np.ndarray:
-        log_p50 = self.index.log_p50s[slots]
-        (r_edges, r_weights, r_slope), (t_edges, t_weights, t_slope) = self.terms
-        x = self.request_x - log_p50
-        y = self.typical_x - log_p50
-        dx = 1e-9 * (1.0 + np.abs(x))
-        dy = 1e-9 * (1.0 + np.abs(y))
-        request = np.minimum(
-            _weights(r_edges, r_weights, r_slope, x - dx),
-            _weights(r_edges, r_weights, r_slope, x + dx),
-        )
-        typical = np.maximum(
-            _weights(t_edges, t_weights, t_slope, y - dy),
-            _weights(t_edges, t_weights, t_slope, y + dy),
-        )
-        return self.fill[self.index.window_codes[slots]] + request - typical
+        # rows: x - dx, x + dx, y - dy, y + dy (x: the request's margin, y: the typical one's,
+        # d: 1e-9 * (1 + |x|)); x - d computed as x + (-d), the same number
+        probes = np.subtract.outer(self.origins, self.index.log_p50s[slots])
+        d = np.abs(probes)
+        d += 1.0
+        d *= _SIDES
+        probes += d
+        np.maximum(probes, MARGIN_FLOOR, out=probes)
+        np.minimum(probes, MARGIN_CAP, out=probes)
+        if self.request_term is self.typical_term:  # one model: one lookup for both
+            weights = _weights(*self.request_term, probes)
+            request, typical = weights[:2], weights[2:]
+        else:
+            request = _weights(*self.request_term, probes[:2])
+            typical = _weights(*self.typical_term, probes[2:])
+        least = np.minimum(request[0], request[1])
+        found = self.fill[self.index.window_codes[slots]]
+        found += least
+        found -= np.maximum(typical[0], typical[1], out=least)
+        return found
 
 
 def request_shifts(
@@ -100,10 +210,36 @@ def request_shifts(
     return ShiftBound(request, typical, index).shifts(slots)
 
 
+def rejecting_windows(index: BoundIndex, input_tokens: int) -> np.ndarray | None:
+    """By window code, whether a prompt of ``input_tokens`` is over the window; None when it
+    is over none of the index's windows."""
+    over = np.array([w is not None and input_tokens > w for w in index.window_list])
+    return over if over.any() else None
+
+
 def rejected(index: BoundIndex, input_tokens: int, slots: np.ndarray) -> np.ndarray:
     """Which agents of ``slots`` reject a prompt of ``input_tokens`` (over their window)."""
     over = np.array([w is not None and input_tokens > w for w in index.window_list])
     return over[index.window_codes[slots]]
+
+
+def _best_first(bounds: np.ndarray, live: np.ndarray, size: int) -> Iterator[np.ndarray]:
+    """``live`` (ascending places in ``bounds``) best bound first, equal bounds in place
+    order (a stable sort's order), ``size`` at a time: sorted a group at a time (the
+    ``size`` best and any equal to the last of them), as the scan usually stops within the
+    first group."""
+    negs = -bounds[live]
+    while len(live):
+        if len(live) > 2 * size:
+            cut = np.partition(negs, size - 1)[size - 1]
+            first = negs <= cut
+            group, group_negs = live[first], negs[first]
+            live, negs = live[~first], negs[~first]
+        else:
+            group, group_negs, live = live, negs, live[:0]
+        group = group[np.argsort(group_negs, kind="stable")]
+        for start in range(0, len(group), size):
+            yield group[start : start + size]
 
 
 def sampled_top(
@@ -112,33 +248,37 @@ def sampled_top(
     top: float,
     draw: Callable[[np.ndarray], np.ndarray],
     reach: Callable[[np.ndarray, np.ndarray], np.ndarray],
-    evaluate: Callable[[Agent, float], tuple[float, Estimate] | None],
-) -> list[tuple[Agent, Estimate]]:
+    qualifies: Callable[[int], bool],
+    evaluate: Callable[[np.ndarray, np.ndarray], Block],
+) -> list[tuple[Agent, Scored]]:
     """The k candidates with the highest exact value (ties: smaller agent id first) under
     Thompson sampling. ``draw(slots)`` gives the levels of a block of agents;
     ``reach(slots, levels)`` bounds each one's value less its key (so ``top`` >= the reach of
-    a level of 1); ``evaluate(agent, level)`` returns (value, estimate), or None when the
-    agent does not qualify.
+    a level of 1); ``qualifies(slot)`` is asked of each agent visited, in order;
+    ``evaluate(slots, levels)`` estimates a block of agents (values and estimates).
 
     Agents are drawn best key first while their key + ``top`` can reach a guess of the k-th
-    value (the k-th best bound drawn so far), then estimated best bound first while their
-    bound can reach the k-th exact value. Estimating in bound order over everything drawn,
-    not block by block, keeps the estimates near k: an agent far down the keys with a lucky
-    draw is compared with the best of the whole draw. When the exact k-th value is below the
-    guess, the keys it still lets in are drawn too: an agent never drawn has key + ``top``
-    below the k-th value, one drawn and not estimated has a bound below it."""
-    heap: list[tuple[float, int, Agent, Estimate]] = []  # the k best, worst on top
+    value (the k-th best bound drawn so far), then visited best bound first while their
+    bound can reach the k-th exact value (estimated ``k + CHUNK_EXTRA`` at a time, in that
+    order). Visiting in bound order over everything drawn, not block by block, keeps the
+    estimates near k: an agent far down the keys with a lucky draw is compared with the best
+    of the whole draw. When the exact k-th value is below the guess, the keys it still lets
+    in are drawn too: an agent never drawn has key + ``top`` below the k-th value, one drawn
+    and not visited has a bound below it."""
+    # the k best, worst on top: (value, tie rank, slot, block, place in the block)
+    heap: list[tuple[float, int, int, Block, int]] = []
     floor = -math.inf
     negkeys, ranked = index.ranked_negkeys, index.ranked_slots
-    agents, tie = index.agents, index.tie
+    agents, ties = index.agents, index.ties
     n, at, block = len(ranked), 0, max(FIRST_BLOCK, 2 * k)
+    chunk_size = k + CHUNK_EXTRA
     while True:
         drawn: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (slots, levels, bounds)
         count = 0
         while at < n:
             guess = floor
             if count >= k:
-                bounds = np.concatenate([b for _, _, b in drawn])
+                bounds = drawn[0][2] if len(drawn) == 1 else np.concatenate([b for *_, b in drawn])
                 guess = max(guess, float(np.partition(bounds, count - k)[count - k]))
             end = min(n, at + block)
             if guess > -math.inf:
@@ -152,26 +292,38 @@ def sampled_top(
             count += end - at
             at, block = end, 8 * block  # later blocks stop at the guess's cut anyway
         if drawn:
-            slots = np.concatenate([s for s, _, _ in drawn])
-            levels = np.concatenate([lv for _, lv, _ in drawn])
-            bounds = np.concatenate([b for _, _, b in drawn])
-            live = np.flatnonzero(bounds >= floor)
-            for i in live[np.argsort(-bounds[live], kind="stable")].tolist():
-                if len(heap) >= k and bounds[i] < floor:
-                    break  # every bound left is below the floor too
-                agent = agents[slots[i]]
-                found = evaluate(agent, float(levels[i]))
-                if found is None:
-                    continue
-                item = (found[0], tie[agent.agent_id], agent, found[1])
-                if len(heap) < k:
-                    heapq.heappush(heap, item)
-                elif item[:2] > heap[0][:2]:
-                    heapq.heapreplace(heap, item)
-                else:
-                    continue
-                if len(heap) >= k:
-                    value = heap[0][0]
-                    floor = value - SLACK * (1.0 + abs(value))
+            if len(drawn) == 1:
+                slots, levels, bounds = drawn[0]
+            else:
+                slots = np.concatenate([s for s, _, _ in drawn])
+                levels = np.concatenate([lv for _, lv, _ in drawn])
+                bounds = np.concatenate([b for _, _, b in drawn])
+            stop = False
+            for chunk in _best_first(bounds, np.flatnonzero(bounds >= floor), chunk_size):
+                chunk_slots = slots[chunk]
+                found = evaluate(chunk_slots, levels[chunk])
+                for i, (bound, slot) in enumerate(
+                    zip(bounds[chunk].tolist(), chunk_slots.tolist(), strict=True)
+                ):
+                    if len(heap) >= k and bound < floor:
+                        stop = True  # every bound left is below the floor too
+                        break
+                    if not qualifies(slot):
+                        continue
+                    value = found.values[i]
+                    if value is None:
+                        continue
+                    rank = ties[slot]
+                    if len(heap) < k:
+                        heapq.heappush(heap, (value, rank, slot, found, i))
+                    elif value > heap[0][0] or (value == heap[0][0] and rank > heap[0][1]):
+                        heapq.heapreplace(heap, (value, rank, slot, found, i))
+                    else:
+                        continue
+                    if len(heap) >= k:
+                        value = heap[0][0]
+                        floor = value - SLACK * (1.0 + abs(value))
+                if stop:
+                    break
         if at >= n or (len(heap) >= k and -negkeys[at] + top < floor):
-            return [(agent, e) for _, _, agent, e in heap]
+            return [(agents[slot], found.scored(i)) for _, _, slot, found, i in heap]

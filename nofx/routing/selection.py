@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, Protocol, overload
 
 from nofx.domain import Agent
 
@@ -26,6 +27,47 @@ class SelectionRequest:
     exclude: frozenset[str] = frozenset()
 
 
+class Reasons(Sequence[str]):
+    """Words for people, spelled out on first read from numbers taken when the agent was
+    ranked (``spell`` holds a snapshot, never live state): a ranking explains its leaders, and
+    most callers read the reasons of the one they pick, if any. Reads as a tuple of strings."""
+
+    __slots__ = ("_spell", "_words")
+
+    def __init__(self, spell: Callable[[], tuple[str, ...]]) -> None:
+        self._spell: Callable[[], tuple[str, ...]] | None = spell
+        self._words: tuple[str, ...] = ()
+
+    def _get(self) -> tuple[str, ...]:
+        if self._spell is not None:
+            self._words, self._spell = self._spell(), None
+        return self._words
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+    @overload
+    def __getitem__(self, i: slice) -> tuple[str, ...]: ...
+    def __getitem__(self, i: int | slice) -> str | tuple[str, ...]:
+        return self._get()[i]
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._get())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Reasons):
+            other = other._get()
+        return isinstance(other, tuple) and self._get() == other
+
+    def __hash__(self) -> int:
+        return hash(self._get())
+
+    def __repr__(self) -> str:
+        return repr(self._get())
+
+
 @dataclass(frozen=True)
 class ScoredAgent:
     agent: Agent
@@ -33,7 +75,8 @@ class ScoredAgent:
     expected_success: float
     expected_cost_usd: float
     expected_latency_ms: float
-    reasons: tuple[str, ...] = ()
+    # a tuple, or ``Reasons`` spelled out when first read
+    reasons: Sequence[str] = ()
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 
 import numpy as np
 from hypothesis import given, settings
@@ -28,6 +29,7 @@ from nofx.routing.prediction import (
     CompactFailureModel,
 )
 from nofx.routing.router import SmartRouter
+from nofx.routing.sampled import Block
 from nofx.routing.scoring import WEIGHTS, Estimate, score
 from nofx.routing.selection import Outcome, SelectionRequest, estimated_cost
 
@@ -116,7 +118,9 @@ def disturb(rng: random.Random, routers: list[SmartRouter], fleet: list[Agent]) 
 
 def assert_same_top(fast: list, full: list) -> None:
     """The fast path's list is the full ranking's head, up to reordering among tied scores
-    (scores are relative to the request's best, so compare them as gaps from the leader)."""
+    (scores are relative to the request's best, so compare them as gaps from the leader),
+    and each agent's estimate is the full scan's to the bit (the bounded scan estimates a
+    block at a time, the full scan one agent at a time)."""
     head = full[: len(fast)]
     assert len(fast) == min(K, len(full))
     if not fast:
@@ -130,6 +134,14 @@ def assert_same_top(fast: list, full: list) -> None:
             tied = [x for x in full if math.isclose(x.score, s.score, rel_tol=1e-9, abs_tol=1e-9)]
             assert f.agent in [x.agent for x in tied]
         assert math.isclose(f.expected_success, s.expected_success, rel_tol=1e-12)
+    by_agent = {s.agent.agent_id: s for s in full}
+    for f in fast:
+        s = by_agent[f.agent.agent_id]
+        assert (f.expected_success, f.expected_cost_usd, f.expected_latency_ms) == (
+            s.expected_success,
+            s.expected_cost_usd,
+            s.expected_latency_ms,
+        )
 
 
 @settings(max_examples=60, deadline=None)
@@ -197,18 +209,30 @@ def test_a_large_fleet_is_not_scored_whole() -> None:
     for explore in (False, True):
         router = CountingRouter(explore=explore, shortlist=24)
         router.rank(request, fleet)  # builds the index
-        router.estimated = router.drawn = 0
+        router.estimated = router.visited = router.drawn = 0
         assert len(router.rank(request, fleet)) == 24
+        assert router.visited < (120 if explore else 400), router.visited
         assert router.estimated < (120 if explore else 400), router.estimated
         assert router.drawn < (600 if explore else 1), router.drawn
 
 
 class CountingRouter(SmartRouter):
-    estimated = drawn = 0
+    estimated = visited = drawn = 0
 
-    def _estimate(self, *args: object, **kwargs: object) -> Estimate:
-        self.estimated += 1
-        return super()._estimate(*args, **kwargs)  # type: ignore[arg-type]
+    def _block_evaluator(  # type: ignore[no-untyped-def]
+        self, *args, **kwargs
+    ) -> tuple[Callable[[int], bool], Callable[[np.ndarray, np.ndarray], Block]]:
+        qualifies, evaluate = super()._block_evaluator(*args, **kwargs)
+
+        def counted_qualifies(slot: int) -> bool:
+            self.visited += 1
+            return qualifies(slot)
+
+        def counted_evaluate(slots: np.ndarray, levels: np.ndarray) -> Block:
+            self.estimated += len(slots)
+            return evaluate(slots, levels)
+
+        return counted_qualifies, counted_evaluate
 
     def _levels(self, index: BoundIndex, slots: np.ndarray) -> np.ndarray:
         self.drawn += len(slots)
@@ -272,3 +296,28 @@ def test_the_margin_bound_is_below_every_latency(
 
     low = _min_difference(term, request_x, typical_x)
     assert low <= w(request_x - y) - w(typical_x - y) + 1e-6
+
+
+def test_the_index_cache_is_bounded_and_keeps_the_lists_in_use() -> None:
+    """A caller that builds a new candidate list per call (bench.routing's run() does) adds
+    an index per call: the router keeps at most ``max_indexes``, the least recently used
+    dropped, so a list used on every call keeps its index, and results do not change."""
+    rng = random.Random(2)
+    fleet = random_fleet(rng, 60)
+    router = SmartRouter(explore=False, shortlist=5, max_indexes=3)
+    twin = SmartRouter(explore=False, shortlist=5)  # unbounded: every list's index kept
+    request = SelectionRequest(CAP, input_tokens=1000)
+    kept = list(fleet)
+    for r in (router, twin):  # each learns the candidates' priors before any outcome
+        r.rank(request, kept)
+    first = router._index(request, kept)
+    lists = []
+    for _ in range(12):
+        disturb(rng, [router, twin], fleet)
+        lists.append(list(fleet))
+        assert router.rank(request, lists[-1]) == twin.rank(request, lists[-1])
+        assert router.rank(request, kept) == twin.rank(request, kept)
+        assert router._index(request, kept) is first
+        assert len(router._indexes) <= 3 and len(router._pending) <= 3
+    assert (CAP, "balanced", id(lists[0])) not in router._indexes
+    assert len(twin._indexes) == 13

@@ -74,3 +74,31 @@ def test_the_demo_fills_every_track_c_table_and_evaluates_every_seed_rule(
         ).fetchall()[0]
     assert span >= timedelta(days=7)
     assert scored >= 10
+
+
+@pytest.mark.slow
+def test_live_accuracy_is_scored_on_exactly_the_predictions_made_before_the_outcome(
+    demo_home: Path,
+) -> None:
+    """The demo predicts the sessions left waiting, runs them, then refreshes: the live
+    accuracy counts exactly those predictions (none made after an outcome was known), and
+    the tenant's prediction_accuracy rule is evaluated on it."""
+    with duckdb.connect(str(demo_home / "warehouse.duckdb"), read_only=True) as conn:
+        (waiting,) = conn.execute(
+            "select count(*) from analytics.prediction_log as l join main.agent_sessions as s "
+            "using (session_id) where l.actual_status = 'requested' "
+            "and s.status in ('succeeded', 'failed')"
+        ).fetchall()[0]
+        ((scored, low, high),) = conn.execute(
+            "select sum(predictions), min(balanced_accuracy), max(balanced_accuracy) "
+            "from analytics.prediction_accuracy where source = 'live'"
+        ).fetchall()
+        tenants = {
+            t
+            for (t,) in conn.execute(
+                "select distinct tenant_id from analytics.alert_evaluations "
+                "where rule_id = 'prediction_accuracy'"
+            ).fetchall()
+        }
+    assert waiting >= 10 and scored == waiting and 0 <= low <= high <= 1
+    assert "default" in tenants

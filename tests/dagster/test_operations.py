@@ -3,7 +3,6 @@ monitoring that scores only predictions made before the outcome was known."""
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 from pathlib import Path
 
@@ -11,18 +10,9 @@ import dagster as dg
 import duckdb
 import pytest
 
-from dagster_project.defs.ingest.assets import raw_events
-from dagster_project.defs.ml.assets import session_failure_predictions
-from dagster_project.defs.operations.alerts import alerts
-from dagster_project.defs.operations.assets import prediction_accuracy
-from dagster_project.defs.transform.assets import nofx_dbt_assets
-from dagster_project.lib.resources import build_resources
 from nofx.alerts import AlertService
-from nofx.registry import AgentRegistry
-from nofx.runtime import Runtime, RuntimeConfig
 from nofx.settings import Settings
 from nofx.store import EventStore
-from tests.dagster.pipeline_data import session_requests
 from tests.pipeline_fixture import PipelineRun
 
 pytestmark = pytest.mark.slow
@@ -62,50 +52,6 @@ def test_the_failure_rate_alert_follows_orchestration_failures_not_wrong_answers
         "where source = 'holdout'",
     )
     assert holdout and all(0 <= accuracy <= 1 for _, accuracy in holdout)
-
-
-def test_accuracy_is_scored_on_predictions_made_before_the_outcome(
-    pipeline: PipelineRun, tmp_path: Path
-) -> None:
-    # a private copy of the pipeline's state, so the shared run stays as the other tests see it
-    home = tmp_path / "home"
-    shutil.copytree(pipeline.settings.home, home)
-    settings = Settings.from_env({"NOFX_HOME": str(home)})
-    resources = build_resources(settings)
-
-    def refresh(*then: dg.AssetsDefinition) -> None:
-        """Land events and rebuild the marts, then run ``then`` on the fresh marts."""
-        marts = [raw_events, nofx_dbt_assets()]
-        assert dg.materialize(marts, instance=instance, resources=resources).success
-        assert dg.materialize(list(then), instance=instance, resources=resources).success
-
-    store = EventStore(settings.database_url)
-    registry = AgentRegistry(store)
-    runtime = Runtime(store, registry, config=RuntimeConfig(time_scale=0.0, seed=5))
-    pending = [runtime.sessions.submit(r).session_id for r in session_requests(40, seed=900)]
-    with dg.DagsterInstance.ephemeral() as instance:
-        # predict while the 40 sessions wait: these predictions are logged
-        refresh(session_failure_predictions)
-        logged = rows(settings, "select session_id from analytics.prediction_log")
-        assert {s for (s,) in logged} == set(pending)
-        asyncio.run(runtime.run_pending())
-        # outcomes arrive: the next refresh scores exactly those predictions
-        refresh(prediction_accuracy, alerts)
-    store.dispose()
-    live = rows(
-        settings,
-        "select sum(predictions), min(balanced_accuracy), max(balanced_accuracy) "
-        "from analytics.prediction_accuracy where source = 'live'",
-    )
-    ((scored, low, high),) = live
-    assert scored == 40 and 0 <= low <= high <= 1
-    store = EventStore(settings.database_url)
-    try:
-        kinds = {e.payload["metric"] for e in store.read_all(limit=100_000, stream_type="alert")}
-    finally:
-        store.dispose()
-    # the live accuracy just scored is what the prediction_accuracy rule evaluated
-    assert "prediction_accuracy" in kinds
 
 
 def test_analytics_endpoints_serve_what_the_pipeline_published(

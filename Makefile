@@ -13,11 +13,13 @@ help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 # uv resolves and installs the pinned set in seconds where pip took two minutes (the same
-# versions: constraints.txt pins every package); it is installed into the venv by pip itself
+# versions: constraints.txt pins every package); it is installed into the venv by pip itself.
+# --compile-bytecode as pip does: where PYTHONDONTWRITEBYTECODE is set, every process (dbt,
+# Dagster, each CLI call) would otherwise compile every module it imports, every time
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q -c constraints.txt uv
-	$(UV) pip install -q --python $(BIN)/python -c constraints.txt -e '.[test,dev]'
+	$(UV) pip install -q --compile-bytecode --python $(BIN)/python -c constraints.txt -e '.[test,dev]'
 	@touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install nofx with test and dev extras
@@ -45,7 +47,7 @@ lint: $(STAMP)  ## ruff, mypy and the import contracts (lint-imports, pyproject.
 	$(BIN)/lint-imports --no-cache
 
 bench: $(STAMP)  ## every benchmark, full size, JSON under bench/results/
-	$(UV) pip install -q --python $(BIN)/python -c constraints.txt -e '.[test,dev,bench]'
+	$(UV) pip install -q --compile-bytecode --python $(BIN)/python -c constraints.txt -e '.[test,dev,bench]'
 	for b in routing orchestration chaos api cluster workflows security; do \
 	  test -f bench/$$b.py && $(BIN)/python -m bench.$$b --json bench/results/$$b.json || true; done
 

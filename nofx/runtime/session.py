@@ -244,7 +244,8 @@ class SessionExecution:
         attempt = sum(1 for e in past if e.type in ("StepFailed", "StepAbandoned"))
         started = {e.payload["attempt"] for e in past if e.type == "StepStarted"}
         finished = {e.payload["attempt"] for e in past if e.type in ("StepFailed", "StepAbandoned")}
-        for lost in sorted(started - finished):
+        lost_attempts = sorted(started - finished)
+        for lost in lost_attempts:
             await self.write(
                 "StepAbandoned",
                 {
@@ -262,8 +263,9 @@ class SessionExecution:
             if e.type == "StepFailed" and e.payload.get("error_class") == ErrorClass.AGENT_FAULT
         }
         policy = RetryPolicy(max_attempts=max_attempts or self.session.max_attempts)
-        given_up = decided_to_fail(past, attempt, policy)
-        if given_up is not None:  # the lost worker's last failure had ended the step
+        # a lost attempt is retried; otherwise the last failure may already have ended the step
+        given_up = None if lost_attempts else decided_to_fail(past, attempt, policy)
+        if given_up is not None:
             raise StepError(step_id, given_up.payload["error.type"], given_up.payload["message"])
         last_agent: Agent | None = None
         retried_agents: set[str] = set()
@@ -380,14 +382,12 @@ def decided_to_fail(past: list[Event], attempts: int, policy: RetryPolicy) -> Ev
 
     A worker that wrote that failure and died before the session's end left no record of its
     decision; a resumed session makes it again from the log rather than calling an agent one
-    attempt past the policy. None when the step may go on (no failure yet, an attempt lost
-    with its worker after the last failure, or the policy allows another attempt)."""
+    attempt past the policy. For a log with no attempt lost with its worker (the caller
+    retries a lost one). None when the step may go on (no failure yet, the last outcome an
+    abandonment, or the policy allows another attempt)."""
     outcomes = [e for e in past if e.type in ("StepFailed", "StepAbandoned")]
-    started = {e.payload["attempt"] for e in past if e.type == "StepStarted"}
     if not outcomes or outcomes[-1].type != "StepFailed":
         return None
-    if started - {e.payload["attempt"] for e in outcomes}:
-        return None  # a later attempt was lost with its worker: that one is retried
     last = outcomes[-1]
     action = next_action(
         last.payload["error_class"], attempts, policy, last.payload.get("error.type")

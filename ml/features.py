@@ -126,7 +126,7 @@ def load_session_features(warehouse: Path | str, *, finished_only: bool = True) 
     if str(warehouse).startswith("postgresql"):
         from nofx.warehouse import postgres
 
-        with postgres.connect(str(warehouse)) as pg:
+        with postgres.connect(str(warehouse), read_only=True) as pg:
             return session_features(pg, finished_only=finished_only)
     with duckdb.connect(str(warehouse), read_only=True) as conn:
         return session_features(conn, finished_only=finished_only)

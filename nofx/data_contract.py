@@ -63,10 +63,11 @@ EVENT_COLUMNS: tuple[Column, ...] = (
 
 # raw.raw_events: the event row with its global position, and when the landing copied it
 # (the dbt source's loaded_at_field, for freshness).
+LOADED_AT = "loaded_at"
 RAW_EVENT_COLUMNS: tuple[Column, ...] = (
     Column("position", "bigint"),
     *EVENT_COLUMNS,
-    Column("loaded_at", "timestamp"),
+    Column(LOADED_AT, "timestamp"),
 )
 
 

@@ -39,16 +39,21 @@ def raw_events_ddl() -> str:
 
 RAW_EVENTS_DDL = raw_events_ddl()
 
+# the contract's SQL types as polars reads them back (timestamps: naive UTC, microseconds)
+POLARS_TYPES: dict[str, pl.DataType | type[pl.DataType]] = {
+    "bigint": pl.Int64,
+    "integer": pl.Int32,
+    "varchar": pl.String,
+    "text": pl.String,
+    "timestamp": pl.Datetime("us"),
+}
+
+# what the store's events table gives for raw.raw_events: every contract column but the
+# landing time, which the copy adds
 RAW_COLUMNS: dict[str, pl.DataType | type[pl.DataType]] = {
-    "position": pl.Int64,
-    "stream_id": pl.String,
-    "stream_type": pl.String,
-    "seq": pl.Int32,
-    "type": pl.String,
-    "tenant_id": pl.String,
-    "occurred_at": pl.Datetime("us"),
-    "idempotency_key": pl.String,
-    "payload": pl.String,
+    c.name: POLARS_TYPES[c.sql_type]
+    for c in data_contract.RAW_EVENT_COLUMNS
+    if c.name != data_contract.LOADED_AT
 }
 
 
@@ -142,7 +147,7 @@ def copy_new_events(
             conn.execute("begin transaction")
             inserted = conn.execute(
                 f"insert into {RAW_TABLE} "
-                "select *, cast(now() as timestamp) as loaded_at from incoming_events "
+                f"select *, cast(now() as timestamp) as {data_contract.LOADED_AT} from incoming_events "
                 f"where position not in (select position from {RAW_TABLE} "
                 f"where position between {first} and {last})"
             ).fetchall()

@@ -56,7 +56,7 @@ class WarehouseResource(dg.ConfigurableResource):
     @contextmanager
     def connect(self, *, read_only: bool = False) -> Iterator[WarehouseConnection]:
         if self.on_postgres:
-            with postgres.connect(self.url) as pg:
+            with postgres.connect(self.url, read_only=read_only) as pg:
                 yield pg
             return
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)

@@ -96,7 +96,7 @@ def connect(
     settings = settings or Settings.from_env()
     url = postgres_url(settings)
     if url is not None:
-        with postgres.connect(url, schema=mart_schema()) as conn:
+        with postgres.connect(url, schema=mart_schema(), read_only=read_only) as conn:
             yield conn
         return
     if read_only and not settings.warehouse_path.exists():
@@ -107,7 +107,7 @@ def connect(
 
 def _query_postgres(url: str, sql: str, params: list[Any] | None) -> pl.DataFrame:
     try:
-        with postgres.connect(url, schema=mart_schema()) as conn:
+        with postgres.connect(url, schema=mart_schema(), read_only=True) as conn:
             return conn.sql(sql, params=params).pl()
     except psycopg.errors.UndefinedTable as exc:
         raise WarehouseMissing(

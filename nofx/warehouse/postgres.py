@@ -195,13 +195,14 @@ def replace_table(conn: PostgresConnection, table: str, frame: pl.DataFrame) -> 
         copy_rows(conn.conn, table, frame)
 
 
-def connect(url: str, *, schema: str = "main") -> PostgresConnection:
+def connect(url: str, *, schema: str = "main", read_only: bool = False) -> PostgresConnection:
     """A connection to the PostgreSQL warehouse at ``url``; unqualified names resolve to the
-    marts' ``schema`` first, as they do to DuckDB's ``main``."""
-    conn = psycopg.connect(
-        conninfo(url),
-        autocommit=True,
-        options=f"-c TimeZone=UTC -c search_path={schema},public",
-    )
+    marts' ``schema`` first, as they do to DuckDB's ``main``. ``read_only``: every transaction
+    of the session is read-only (PostgreSQL refuses a write), as DuckDB's ``read_only=True``
+    refuses one, so a reader (dashboards, API, a tenant's metric) cannot change the marts."""
+    options = f"-c TimeZone=UTC -c search_path={schema},public"
+    if read_only:
+        options += " -c default_transaction_read_only=on"
+    conn = psycopg.connect(conninfo(url), autocommit=True, options=options)
     conn.adapters.register_loader("numeric", FloatLoader)
     return PostgresConnection(conn)

@@ -10,6 +10,7 @@ from typing import Any
 
 import duckdb
 import polars as pl
+import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -193,6 +194,14 @@ def test_readers_follow_the_settings_to_postgres(
     with warehouse.connect() as conn:
         assert dialect(conn) == "postgres"
     assert not (tmp_path / "unused.duckdb").exists()
+    # a reader's connection refuses to write, as DuckDB's read_only does: a dashboard, the
+    # API or a query cannot change the marts
+    for reader in (warehouse.connect(), resource.connect(read_only=True)):
+        with reader as conn, pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            conn.execute("delete from main.agents")
+    with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+        warehouse.query("create table main.sneaked as select 1 as x")
+    assert warehouse.query("select count(*) as n from agents")["n"][0] == 2
     monkeypatch.setenv("NOFX_WAREHOUSE_URL", "postgresql://nobody@127.0.0.1:1/none")
     with pytest.raises(warehouse.WarehouseUnavailable, match="cannot be reached"):
         warehouse.query("select 1")

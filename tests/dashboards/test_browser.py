@@ -176,10 +176,20 @@ def wait_until_drawn(page, timeout_ms: int = 60_000) -> None:
     page.wait_for_timeout(500)  # vega draws its canvas after the element is in the page
 
 
+METRIC_PAIRS_JS = """metrics => metrics.map(m => [
+    (m.querySelector('[data-testid="stMetricLabel"]')?.innerText ?? '').trim(),
+    (m.querySelector('[data-testid="stMetricValue"]')?.innerText ?? '').trim(),
+])"""
+
+
 def shown_metrics(page) -> dict[str, str]:
-    labels = page.locator('[data-testid="stMetricLabel"]').all_inner_texts()
-    values = page.locator('[data-testid="stMetricValue"]').all_inner_texts()
-    return dict(zip([x.strip() for x in labels], [v.strip() for v in values], strict=True))
+    """Label -> value of every metric, read in one pass inside the page, each pair from
+    its own metric element. Two reads (all labels, then all values) raced a rerender on
+    a loaded CI host and paired a page's labels with more values than it had labels."""
+    pairs = page.eval_on_selector_all('[data-testid="stMetric"]', METRIC_PAIRS_JS)
+    unlabelled = [value for label, value in pairs if not label]
+    assert not unlabelled, f"metrics without a label: {unlabelled}"
+    return dict(pairs)
 
 
 def test_every_page_loads_and_shows_the_warehouse_numbers(

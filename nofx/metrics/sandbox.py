@@ -7,16 +7,27 @@ access and locks the configuration before the tenant's text is parsed. Static ch
 (one SELECT statement, bounded length, no file or extension functions) refuse bad SQL at
 definition time with a clear message; the sandbox is what makes it safe even if a check
 missed something. Runs are bounded in time (interrupted), memory, threads and result rows.
+
+The sandbox runs in a child process with a kernel memory cap and is killed past its time:
+DuckDB's memory_limit and interrupt bound queries, not single function calls, and one
+``repeat('x', 2000000000)`` took 4 GB and 22 s of the caller's process past both.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
+import multiprocessing
+import os
 import re
+import resource
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING, Any
 
 import duckdb
+import pyarrow as pa
 
 from nofx.data_contract import TENANT_SCOPED_MARTS
 from nofx.errors import ValidationError
@@ -31,11 +42,16 @@ MAX_SOURCE_ROWS = 200_000
 MAX_RESULT_ROWS = 500
 TIMEOUT_S = 5.0
 MEMORY_LIMIT = "256MB"
+# the sandbox process's address space (the interpreter, DuckDB and the tenant's rows take
+# well under 1 GiB) and how long it may take to start before its own time limit counts
+PROCESS_MEMORY_BYTES = 2 * 1024**3
+STARTUP_GRACE_S = 10.0
+MEMORY_MESSAGE = "the metric's process stopped: it used more memory or CPU than a metric may"
 # Refused up front with a clear message (the sandbox would refuse them anyway).
 FORBIDDEN = re.compile(
     r"\b(attach|detach|copy|pragma|install|load|export|import|read_\w+|glob|"
     r"parquet_\w+|iceberg_\w+|delta_scan|sqlite_\w+|postgres_\w+|httpfs|query_table|"
-    r"duckdb_secrets|current_setting|set|reset|call|checkpoint)\b",
+    r"duckdb_secrets|duckdb_settings|current_setting|set|reset|call|checkpoint)\b",
     re.IGNORECASE,
 )
 SANDBOX_CONFIG: dict[str, str | bool | int | float | list[str]] = {
@@ -94,15 +110,11 @@ def check_metric_sql(sql: str) -> str:
     return text
 
 
-def _tenant_copy(
-    sandbox: duckdb.DuckDBPyConnection,
-    source: WarehouseConnection,
-    schema: str,
-    tenant_id: str,
-    names: list[str],
-) -> None:
-    """Copy the tenant's rows of each named mart into the sandbox (fixed SQL, tenant as a
-    parameter); a mart not published yet becomes no table."""
+def _tenant_rows(
+    source: WarehouseConnection, schema: str, tenant_id: str, names: list[str]
+) -> dict[str, pa.Table]:
+    """The tenant's rows of each named mart (fixed SQL, tenant as a parameter), read here in
+    the caller's process; a mart not published yet is left out (no table in the sandbox)."""
     published = {
         r[0]
         for r in source.execute(
@@ -110,6 +122,7 @@ def _tenant_copy(
             [schema],
         ).fetchall()
     }
+    tables = {}
     for name in names:
         if name not in published:
             continue
@@ -122,9 +135,84 @@ def _tenant_copy(
                 f"{name} has over {MAX_SOURCE_ROWS} of your rows: too big for a metric",
                 hint="ask the operator for a pre-aggregated mart",
             )
-        sandbox.register("tenant_rows", rows)
-        sandbox.execute(f'create table "{name}" as select * from tenant_rows')
-        sandbox.unregister("tenant_rows")
+        tables[name] = rows
+    return tables
+
+
+def _limit_process(timeout_s: float) -> None:
+    """Caps for the sandbox's own process: DuckDB's memory_limit does not cover every
+    allocation (``repeat('x', 2000000000)`` took 4 GB past a 256 MB limit), nor does its
+    interrupt stop a single long function call, so the kernel bounds both."""
+    resource.setrlimit(resource.RLIMIT_AS, (PROCESS_MEMORY_BYTES, PROCESS_MEMORY_BYTES))
+    cpu = math.ceil(timeout_s) + 2
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
+    with contextlib.suppress(OSError):
+        os.nice(10)
+
+
+def _sandboxed(text: str, tables: dict[str, pa.Table], timeout_s: float, reply: Connection) -> None:
+    """Runs in a child process: the sandbox holding ``tables``, then the tenant's SELECT;
+    sends back (columns, rows) or the refusal's message."""
+    _limit_process(timeout_s)
+    try:
+        with duckdb.connect(":memory:", config=SANDBOX_CONFIG) as sandbox:
+            for name, rows in tables.items():
+                sandbox.register("tenant_rows", rows)
+                sandbox.execute(f'create table "{name}" as select * from tenant_rows')
+                sandbox.unregister("tenant_rows")
+            _locked(sandbox)
+            timer = threading.Timer(timeout_s, sandbox.interrupt)
+            timer.start()
+            try:
+                cursor = sandbox.execute(text)
+                columns = [d[0].lower() for d in cursor.description or []]
+                result: tuple[str, Any] = ("rows", (columns, cursor.fetchmany(MAX_RESULT_ROWS + 1)))
+            except duckdb.InterruptException:
+                result = ("error", f"the metric ran over its {timeout_s:g} s limit")
+            except duckdb.Error as exc:
+                result = ("error", f"the metric failed: {str(exc).splitlines()[0]}")
+            finally:
+                timer.cancel()
+    except MemoryError:
+        result = ("error", MEMORY_MESSAGE)
+    reply.send(result)
+
+
+def _context() -> multiprocessing.context.ForkServerContext | multiprocessing.context.SpawnContext:
+    """A forkserver (a child in milliseconds, without the caller's threads or connections)."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])
+        return context
+    return multiprocessing.get_context("spawn")  # pragma: no cover - not on Linux
+
+
+def _run_isolated(
+    text: str, tables: dict[str, pa.Table], timeout_s: float
+) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """The tenant's SELECT in a child process that is killed past its time, so no metric
+    can take the caller's memory or hold it past ``timeout_s`` (plus a start-up grace)."""
+    context = _context()
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=_sandboxed, args=(text, tables, timeout_s, send), daemon=True)
+    child.start()
+    send.close()
+    try:
+        if not receive.poll(timeout_s + STARTUP_GRACE_S):
+            raise MetricQueryError(f"the metric ran over its {timeout_s:g} s limit")
+        kind, value = receive.recv()
+    except EOFError as exc:  # the child died: out of memory, or over its CPU time
+        raise MetricQueryError(MEMORY_MESSAGE) from exc
+    finally:
+        receive.close()
+        if child.is_alive():
+            child.kill()
+        child.join(timeout=5)
+        child.close()
+    if kind == "error":
+        raise MetricQueryError(value)
+    columns, rows = value
+    return columns, rows
 
 
 def run_metric(
@@ -137,24 +225,12 @@ def run_metric(
 ) -> list[MetricValue]:
     """The metric's values, one per row: a ``value`` column (a number) and an optional
     ``subject`` column (default "tenant"). Only the tenant's rows are visible: ``source``
-    (a read-only warehouse connection) is read with fixed SQL, never with the tenant's."""
+    (a read-only warehouse connection) is read with fixed SQL, never with the tenant's, and
+    the tenant's SQL runs in a separate, capped process (``_run_isolated``)."""
     text = check_metric_sql(sql)
     names = [m for m in ALLOWED_MARTS if re.search(rf"\b{m}\b", text, re.IGNORECASE)]
-    with duckdb.connect(":memory:", config=SANDBOX_CONFIG) as sandbox:
-        _tenant_copy(sandbox, source, schema, tenant_id, names)
-        _locked(sandbox)
-        timer = threading.Timer(timeout_s, sandbox.interrupt)
-        timer.start()
-        try:
-            cursor = sandbox.execute(text)
-            columns = [d[0].lower() for d in cursor.description or []]
-            rows = cursor.fetchmany(MAX_RESULT_ROWS + 1)
-        except duckdb.InterruptException as exc:
-            raise MetricQueryError(f"the metric ran over its {timeout_s:g} s limit") from exc
-        except duckdb.Error as exc:
-            raise MetricQueryError(f"the metric failed: {str(exc).splitlines()[0]}") from exc
-        finally:
-            timer.cancel()
+    tables = _tenant_rows(source, schema, tenant_id, names)
+    columns, rows = _run_isolated(text, tables, timeout_s)
     if "value" not in columns:
         raise MetricQueryError(
             "the metric's SELECT needs a column named value",

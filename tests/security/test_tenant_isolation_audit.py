@@ -9,8 +9,13 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from fastapi.testclient import TestClient
 
+from nofx.alerts import DEFAULT_RULES, AlertService, Observation, evaluate
+from nofx.api.app import create_app
 from nofx.metrics import MetricQueryError, check_metric_sql, run_metric
+from nofx.security import ApiKeyService, Scope
+from nofx.store import EventStore
 
 
 @pytest.fixture
@@ -62,3 +67,55 @@ def test_a_metric_cannot_read_the_servers_settings() -> None:
         check_metric_sql(
             "select 1 as value, value as subject from duckdb_settings(), agent_sessions"
         )
+
+
+# -- what held: cross-tenant probes of routes the authorization matrix (tests/api/
+# test_security.py) does not cover, kept so a regression shows at once ----------------------
+
+
+def test_warehouse_lists_bus_channels_and_alerts_stay_per_tenant(
+    store: EventStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "warehouse.duckdb"
+    with duckdb.connect(str(path)) as conn:
+        conn.execute("create schema analytics")
+        conn.execute(
+            "create table analytics.recommendations as select 'acme' as tenant_id, "
+            "'r' || range as recommendation_id, 'cheaper_agent' as kind, "
+            "range::double as estimated_savings_usd from range(3) union all "
+            "select 'bolt', 'secret-of-bolt', 'cheaper_agent', 1e9"
+        )
+    monkeypatch.setenv("NOFX_WAREHOUSE_PATH", str(path))
+    keys = ApiKeyService(store)
+    a = {"Authorization": f"Bearer {keys.create('acme', 'a', {Scope.WRITE}).plaintext}"}
+    b = {"Authorization": f"Bearer {keys.create('bolt', 'b', {Scope.WRITE}).plaintext}"}
+    (alert,) = (
+        AlertService(store)
+        .sync(
+            evaluate(DEFAULT_RULES, [Observation("api_p95_ms", "h", 500.0, samples=10)]),
+            set(),
+            tenant_id="bolt",
+        )
+        .raised
+    )
+    with TestClient(create_app(store=store, auth_required=True)) as client:
+        url = "/api/v1/analytics/recommendations"
+        first = client.get(url, params={"limit": 1}, headers=a).json()
+        assert [i["tenant_id"] for i in first["items"]] == ["acme"]
+        # acme's cursor, replayed by bolt, pages bolt's own snapshot or is refused
+        replayed = client.get(url, params={"cursor": first["next_cursor"]}, headers=b)
+        assert replayed.status_code == 422 or all(
+            i["tenant_id"] == "bolt" for i in replayed.json()["items"]
+        )
+        seen = client.get(url, headers=a).json()["items"]
+        assert "secret-of-bolt" not in {i["recommendation_id"] for i in seen}
+
+        message = {"sender": "x", "topic": "shared", "body": {"pin": 42}}
+        assert client.post("/api/v1/orchestration/communicate", json=message, headers=b).is_success
+        assert client.get("/api/v1/orchestration/communicate/topic:shared", headers=a).json() == []
+
+        ack = client.post(f"/api/v1/alerts/{alert.alert_id}/acknowledge", json={}, headers=a)
+        assert ack.status_code == 404
+        assert client.get(f"/api/v1/alerts/{alert.alert_id}", headers=a).status_code == 404
+        fleet = client.get("/api/v1/alerts", params={"scope": "fleet"}, headers=a)
+        assert fleet.status_code == 403

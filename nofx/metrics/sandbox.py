@@ -47,11 +47,13 @@ MEMORY_LIMIT = "256MB"
 PROCESS_MEMORY_BYTES = 2 * 1024**3
 STARTUP_GRACE_S = 10.0
 MEMORY_MESSAGE = "the metric's process stopped: it used more memory or CPU than a metric may"
-# Refused up front with a clear message (the sandbox would refuse them anyway).
+# Refused up front with a clear message (the sandbox would refuse them anyway). query() and
+# json_execute_serialized_sql() run SQL assembled at run time, past this list.
 FORBIDDEN = re.compile(
     r"\b(attach|detach|copy|pragma|install|load|export|import|read_\w+|glob|"
     r"parquet_\w+|iceberg_\w+|delta_scan|sqlite_\w+|postgres_\w+|httpfs|query_table|"
-    r"duckdb_secrets|duckdb_settings|current_setting|set|reset|call|checkpoint)\b",
+    r"duckdb_secrets|duckdb_settings|current_setting|set|reset|call|checkpoint|"
+    r"query|json_execute_serialized_sql)\b",
     re.IGNORECASE,
 )
 SANDBOX_CONFIG: dict[str, str | bool | int | float | list[str]] = {
@@ -59,6 +61,10 @@ SANDBOX_CONFIG: dict[str, str | bool | int | float | list[str]] = {
     "memory_limit": MEMORY_LIMIT,
     "autoinstall_known_extensions": False,
     "autoload_known_extensions": False,
+    # no temp directory: DuckDB always lets queries read its temp directory (by default
+    # .tmp under the working directory, shared with every in-memory database there), even
+    # with external access off; and without one nothing spills to disk
+    "temp_directory": "",
 }
 
 

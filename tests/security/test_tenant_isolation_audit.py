@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from nofx.alerts import DEFAULT_RULES, AlertService, Observation, evaluate
 from nofx.api.app import create_app
-from nofx.metrics import MetricQueryError, check_metric_sql, run_metric
+from nofx.metrics import MetricQueryError, check_metric_sql, run_metric, sandbox
 from nofx.security import ApiKeyService, Scope
 from nofx.store import EventStore
 
@@ -119,3 +119,34 @@ def test_warehouse_lists_bus_channels_and_alerts_stay_per_tenant(
         assert client.get(f"/api/v1/alerts/{alert.alert_id}", headers=a).status_code == 404
         fleet = client.get("/api/v1/alerts", params={"scope": "fleet"}, headers=a)
         assert fleet.status_code == 403
+
+
+def test_a_metric_cannot_reach_duckdbs_temp_directory(
+    warehouse: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DuckDB always allows its temp directory (``.tmp`` under the working directory, shared
+    by every in-memory database started there) even with external access off, so a metric
+    listed and read the spill files of other queries, and its own spills could fill 90 % of
+    the disk. ``query()`` assembled the function names at run time, past the static check."""
+    spill = tmp_path / "cwd" / ".tmp" / "duckdb_temp_storage-0.tmp"
+    spill.parent.mkdir(parents=True)
+    spill.write_text("bolt's spilled rows")
+    monkeypatch.chdir(spill.parent.parent)
+    dynamic = "select 1 as value, content as subject from agent_sessions, query({})"
+    listing = f"'select file as content from gl' || 'ob(''{spill.parent}/*'')'"
+    for inner in ("'select * from read_' || 'text(''.tmp/*'')'", listing):
+        sql = dynamic.format(inner)
+        try:
+            _run(sql, warehouse)
+        except MetricQueryError:
+            continue
+        raise AssertionError(f"{sql} was answered")
+    with duckdb.connect(":memory:", config=sandbox.SANDBOX_CONFIG) as conn:
+        sandbox._locked(conn)
+        conn.execute("create table t as select 1")
+        with pytest.raises(duckdb.Error):
+            conn.execute(f"select * from read_text('{spill}')").fetchall()
+        with pytest.raises(duckdb.Error, match="Out of Memory"):  # no spilling to disk
+            conn.execute(
+                "select count(*) from (select random() r from range(30000000) order by r)"
+            ).fetchall()

@@ -16,6 +16,7 @@ DuckDB's memory_limit and interrupt bound queries, not single function calls, an
 from __future__ import annotations
 
 import contextlib
+import decimal
 import math
 import multiprocessing
 import os
@@ -156,14 +157,33 @@ def _limit_process(timeout_s: float) -> None:
         os.nice(10)
 
 
+def _small(value: Any, limit: int) -> Any:
+    """A cell as the caller reads it, at most ``limit`` characters when it is not a number."""
+    if value is None or isinstance(value, int | float | decimal.Decimal):
+        return value
+    return str(value)[:limit]
+
+
+def _projected(
+    columns: list[str], rows: list[tuple[Any, ...]]
+) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Only the value and subject columns, each cell small: what the caller is sent, so
+    a metric's other columns (or a huge text value) never reach the caller's memory."""
+    kept = [i for i, c in enumerate(columns) if c in ("value", "subject")]
+    return (
+        [columns[i] for i in kept],
+        [tuple(_small(row[i], 200) for i in kept) for row in rows],
+    )
+
+
 def _sandboxed(text: str, tables: dict[str, pa.Table], timeout_s: float, reply: Connection) -> None:
     """Runs in a child process: the sandbox holding ``tables``, then the tenant's SELECT;
-    sends back (columns, rows) or the refusal's message."""
+    sends back (columns, rows) of the value and subject columns, or the refusal's message."""
     _limit_process(timeout_s)
     try:
         with duckdb.connect(":memory:", config=SANDBOX_CONFIG) as sandbox:
-            for name, rows in tables.items():
-                sandbox.register("tenant_rows", rows)
+            for name, table in tables.items():
+                sandbox.register("tenant_rows", table)
                 sandbox.execute(f'create table "{name}" as select * from tenant_rows')
                 sandbox.unregister("tenant_rows")
             _locked(sandbox)
@@ -172,7 +192,8 @@ def _sandboxed(text: str, tables: dict[str, pa.Table], timeout_s: float, reply: 
             try:
                 cursor = sandbox.execute(text)
                 columns = [d[0].lower() for d in cursor.description or []]
-                result: tuple[str, Any] = ("rows", (columns, cursor.fetchmany(MAX_RESULT_ROWS + 1)))
+                rows = cursor.fetchmany(MAX_RESULT_ROWS + 1)
+                result: tuple[str, Any] = ("rows", _projected(columns, rows))
             except duckdb.InterruptException:
                 result = ("error", f"the metric ran over its {timeout_s:g} s limit")
             except duckdb.Error as exc:

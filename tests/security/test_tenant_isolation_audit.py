@@ -150,3 +150,13 @@ def test_a_metric_cannot_reach_duckdbs_temp_directory(
             conn.execute(
                 "select count(*) from (select random() r from range(30000000) order by r)"
             ).fetchall()
+
+
+def test_only_the_value_and_subject_of_a_metric_reach_the_caller() -> None:
+    """The sandbox's result crosses into the caller's process: other columns and long text
+    (up to DuckDB's 256 MB result, pickled twice) are left behind in the sandbox."""
+    columns, rows = sandbox._projected(
+        ["big", "value", "subject"], [("x" * 10_000, "y" * 10_000, "z" * 10_000), (None, 2, 1)]
+    )
+    assert columns == ["value", "subject"]
+    assert rows == [("y" * 200, "z" * 200), (2, 1)]

@@ -43,9 +43,10 @@ MAX_SOURCE_ROWS = 200_000
 MAX_RESULT_ROWS = 500
 TIMEOUT_S = 5.0
 MEMORY_LIMIT = "256MB"
-# the sandbox process's address space (the interpreter, DuckDB and the tenant's rows take
-# well under 1 GiB) and how long it may take to start before its own time limit counts
-PROCESS_MEMORY_BYTES = 2 * 1024**3
+# how much the tenant's query may grow the sandbox process (beyond the interpreter, DuckDB
+# and the tenant's rows), and how long the process may take to start and load the rows
+# before the query's own time limit counts
+QUERY_MEMORY_BYTES = 2 * 1024**3
 STARTUP_GRACE_S = 10.0
 MEMORY_MESSAGE = "the metric's process stopped: it used more memory or CPU than a metric may"
 # Refused up front with a clear message (the sandbox would refuse them anyway). query() and
@@ -146,12 +147,23 @@ def _tenant_rows(
     return tables
 
 
+def _address_space_bytes() -> int:
+    """This process's current virtual memory size."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[0]) * resource.getpagesize()
+
+
 def _limit_process(timeout_s: float) -> None:
-    """Caps for the sandbox's own process: DuckDB's memory_limit does not cover every
-    allocation (``repeat('x', 2000000000)`` took 4 GB past a 256 MB limit), nor does its
-    interrupt stop a single long function call, so the kernel bounds both."""
-    resource.setrlimit(resource.RLIMIT_AS, (PROCESS_MEMORY_BYTES, PROCESS_MEMORY_BYTES))
-    cpu = math.ceil(timeout_s) + 2
+    """Caps for the sandbox's own process, set once the tenant's rows are loaded (Arrow's
+    allocator crashes rather than fails when the cap hits it): DuckDB's memory_limit does
+    not cover every allocation (``repeat('x', 2000000000)`` took 4 GB past a 256 MB
+    limit), nor does its interrupt stop a single long function call, so the kernel bounds
+    both: the query may grow the process by QUERY_MEMORY_BYTES and use its time limit's
+    CPU plus two seconds."""
+    room = _address_space_bytes() + QUERY_MEMORY_BYTES
+    resource.setrlimit(resource.RLIMIT_AS, (room, room))
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = math.ceil(used.ru_utime + used.ru_stime + timeout_s) + 2
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
     with contextlib.suppress(OSError):
         os.nice(10)
@@ -179,7 +191,6 @@ def _projected(
 def _sandboxed(text: str, tables: dict[str, pa.Table], timeout_s: float, reply: Connection) -> None:
     """Runs in a child process: the sandbox holding ``tables``, then the tenant's SELECT;
     sends back (columns, rows) of the value and subject columns, or the refusal's message."""
-    _limit_process(timeout_s)
     try:
         with duckdb.connect(":memory:", config=SANDBOX_CONFIG) as sandbox:
             for name, table in tables.items():
@@ -187,6 +198,7 @@ def _sandboxed(text: str, tables: dict[str, pa.Table], timeout_s: float, reply: 
                 sandbox.execute(f'create table "{name}" as select * from tenant_rows')
                 sandbox.unregister("tenant_rows")
             _locked(sandbox)
+            _limit_process(timeout_s)
             timer = threading.Timer(timeout_s, sandbox.interrupt)
             timer.start()
             try:

@@ -160,3 +160,22 @@ def test_only_the_value_and_subject_of_a_metric_reach_the_caller() -> None:
     )
     assert columns == ["value", "subject"]
     assert rows == [("y" * 200, "z" * 200), (2, 1)]
+
+
+def test_a_tenant_with_the_most_rows_a_metric_may_read_still_gets_its_value(
+    tmp_path: Path,
+) -> None:
+    """The sandbox's memory cap is set once the rows are loaded: set before, Arrow's
+    allocator crashed the process (SIGSEGV) on a 57 MB mart of 200,000 rows (the most a
+    metric may read)."""
+    path = tmp_path / "big.duckdb"
+    with duckdb.connect(str(path)) as conn:
+        conn.execute(
+            "create table agent_sessions as select 's' || range as session_id, 'acme' as "
+            "tenant_id, 'succeeded' as status, random() as cost_usd, 'cap' || (range % 50) "
+            "as capability, repeat('p', 200) as prompt, now() as ended_at, range as a1, "
+            f"range::varchar as a2 from range({sandbox.MAX_SOURCE_ROWS})"
+        )
+    assert _run("select count(*) as value from agent_sessions", path) == [
+        float(sandbox.MAX_SOURCE_ROWS)
+    ]

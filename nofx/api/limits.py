@@ -45,6 +45,7 @@ class ApiLimits:
     key_mints_per_minute: float = 20.0
     max_agents_per_tenant: int = 1000
     max_sessions_in_flight: int = 500
+    max_learn_sessions: int = 10_000  # POST /workflows/learn reads this many recent sessions
     # one client address, before it has a valid key
     auth_failures_burst: float = 20.0
     auth_failures_per_minute: float = 30.0

@@ -8,11 +8,11 @@ from typing import Any
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, status
 from pydantic import BaseModel
 
+from nofx.api import history
 from nofx.api.deps import reader, writer
 from nofx.api.limits import json_depth
 from nofx.api.parsed import ParsedJsonRoute
 from nofx.bus import MessageBus
-from nofx.data_contract import StreamType
 from nofx.domain import Message
 from nofx.security import Principal
 
@@ -100,21 +100,14 @@ def breakers(request: Request, principal: Principal = Depends(reader)) -> list[B
     """From the BreakerTransitioned events every runtime writes; agents never tripped are closed."""
     store = request.app.state.services.store
     latest: dict[str, BreakerOut] = {}
-    after = 0
-    while True:
-        page = store.read_all(after_position=after, limit=5000, stream_type=StreamType.BREAKER)
-        for event in page:
-            if event.tenant_id != principal.tenant_id:
-                continue
-            p = event.payload
-            count = latest[p["agent_id"]].transitions + 1 if p["agent_id"] in latest else 1
-            latest[p["agent_id"]] = BreakerOut(
-                agent_id=p["agent_id"],
-                state=p["to"],
-                reason=p["reason"],
-                since=event.occurred_at,
-                transitions=count,
-            )
-        if len(page) < 5000:
-            return sorted(latest.values(), key=lambda b: b.agent_id)
-        after = page[-1].position
+    for event in history.breaker_events(store, principal.tenant_id):  # the tenant's agents'
+        p = event.payload
+        count = latest[p["agent_id"]].transitions + 1 if p["agent_id"] in latest else 1
+        latest[p["agent_id"]] = BreakerOut(
+            agent_id=p["agent_id"],
+            state=p["to"],
+            reason=p["reason"],
+            since=event.occurred_at,
+            transitions=count,
+        )
+    return sorted(latest.values(), key=lambda b: b.agent_id)

@@ -9,12 +9,11 @@ import anyio.to_thread
 from fastapi import APIRouter, Body, Depends, Query, Request
 from pydantic import BaseModel, Field
 
-from nofx.api import jobs
+from nofx.api import history, jobs
 from nofx.api.compute import AnalysisPool
 from nofx.api.deps import Services, reader, services, writer
 from nofx.api.limits import check_workflow_size
 from nofx.api.parsed import ParsedJsonRoute
-from nofx.data_contract import StreamType
 from nofx.domain import NewEvent
 from nofx.security import Principal
 from nofx.workflows import analyze, learning
@@ -105,25 +104,22 @@ def learn_estimates(
     principal: Principal = Depends(writer),
     svc: Services = Depends(services),
 ) -> dict[str, Any]:
-    """Folds every step outcome of the tenant's sessions (failures included) into p50/p90
-    duration, mean cost and success rate, records them as an EstimatesLearned event, and
-    returns them; /workflows/analyze then forecasts from them."""
-    outcomes, after = [], since_position
-    while True:
-        page = svc.store.read_all(
-            after_position=after, limit=10_000, stream_type=StreamType.SESSION
-        )
-        for event in page:
-            if event.tenant_id == principal.tenant_id and event.type in (
-                "StepCompleted",
-                "StepFailed",
-            ):
-                outcomes.append({**event.payload, "succeeded": event.type == "StepCompleted"})
-        if len(page) < 10_000:
-            break
-        after = page[-1].position
+    """Folds the step outcomes (failures included) of the tenant's most recent sessions
+    (at most ``NOFX_API_MAX_LEARN_SESSIONS``, 10,000 by default) into p50/p90 duration,
+    mean cost and success rate, records them as an EstimatesLearned event, and returns
+    them; /workflows/analyze then forecasts from them. Only the tenant's own rows are read,
+    so its cost is bounded by its own history."""
+    cap = svc.limits.max_learn_sessions
+    outcomes, sessions_read = history.step_outcomes(
+        svc.store, principal.tenant_id, after_position=since_position, max_sessions=cap
+    )
     stats = learning.learn(outcomes)
-    payload = {"stats": [s.as_dict() for s in stats], "outcomes": len(outcomes)}
+    payload = {
+        "stats": [s.as_dict() for s in stats],
+        "outcomes": len(outcomes),
+        "sessions": sessions_read,
+        "sessions_capped": sessions_read >= cap,
+    }
     svc.store.append(
         learning.stream_id(principal.tenant_id),
         learning.STREAM_TYPE,

@@ -72,6 +72,15 @@ def read_warehouse_url(env: dict[str, str]) -> str | None:
     return f"postgresql://{auth}@{host}:{port}/{db}"
 
 
+API_LIMIT_PREFIX = "NOFX_API_"
+# NOFX_API_* names that are settings of their own, not limits
+NOT_API_LIMITS = frozenset(
+    {"NOFX_API_URL", "NOFX_API_AUTH", "NOFX_API_PORT", "NOFX_API_CURSOR_SECRET"}
+)
+POLICY_PREFIX = "NOFX_POLICY_"
+POLICY_FILE = "NOFX_POLICY_FILE"
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -103,6 +112,20 @@ class Settings:
     alert_horizon_h: float = 24.0
     # API keys are required unless NOFX_API_AUTH=off (local experiments only)
     api_auth: bool = True
+    # the key that signs the API's page cursors (NOFX_API_CURSOR_SECRET; unset: a random
+    # key kept under the home, nofx/api/pagination.py)
+    cursor_secret: str | None = field(default=None, repr=False)
+    # the workflow planner: builtin, or llm (NOFX_PLANNER=llm) at NOFX_PLANNER_BASE_URL with
+    # NOFX_PLANNER_MODEL and NOFX_PLANNER_API_KEY (nofx/workflows/planner.py)
+    planner: str = "builtin"
+    planner_base_url: str | None = None
+    planner_model: str | None = None
+    planner_api_key: str = field(default="", repr=False)
+    # operator overrides that come as families, read here and parsed by their owners: the
+    # API's limits (NOFX_API_<LIMIT>, nofx/api/limits.py) and the provider policy
+    # (NOFX_POLICY_<SECTION>_<KEY>, nofx/security/policy/loading.py)
+    api_limit_overrides: dict[str, str] = field(default_factory=dict, hash=False)
+    policy_overrides: dict[str, str] = field(default_factory=dict, hash=False, repr=False)
 
     @property
     def warehouse_on_postgres(self) -> bool:
@@ -138,6 +161,19 @@ class Settings:
             alert_webhook_url=env.get("NOFX_ALERT_WEBHOOK_URL") or None,
             alert_horizon_h=read_float(env, "NOFX_ALERT_HORIZON_H", 24.0),
             api_auth=env.get("NOFX_API_AUTH", "keys").lower() not in ("off", "0", "false", "none"),
+            cursor_secret=env.get("NOFX_API_CURSOR_SECRET") or None,
+            planner=env.get("NOFX_PLANNER") or "builtin",
+            planner_base_url=env.get("NOFX_PLANNER_BASE_URL") or None,
+            planner_model=env.get("NOFX_PLANNER_MODEL") or None,
+            planner_api_key=env.get("NOFX_PLANNER_API_KEY", ""),
+            api_limit_overrides={
+                k: v
+                for k, v in env.items()
+                if k.startswith(API_LIMIT_PREFIX) and k not in NOT_API_LIMITS
+            },
+            policy_overrides={
+                k: v for k, v in env.items() if k.startswith(POLICY_PREFIX) and k != POLICY_FILE
+            },
         )
 
     def ensure_dirs(self) -> None:

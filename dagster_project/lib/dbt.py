@@ -25,7 +25,7 @@ from packaging import version
 from sqlalchemy.engine import make_url
 
 from dagster_project.lib.warehouse import column_schema
-from nofx.settings import Settings, read_dbt_target
+from nofx.settings import Settings
 from nofx.warehouse import mart_schema
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ DAILY_MODELS = ("agent_performance_daily",)
 
 def dbt_target(env: dict[str, str] | None = None) -> str:
     """The dbt target named by ``NOFX_DBT_TARGET`` (default duckdb); an unknown name is refused."""
-    return read_dbt_target(dict(os.environ if env is None else env))
+    return Settings.from_env(env).dbt_target
 
 
 def dbt_executable() -> str:

@@ -117,8 +117,8 @@ def create_app(
         settings.ensure_dirs()
         store = EventStore(settings.database_url)
     registry = AgentRegistry(store)
-    limits = limits or ApiLimits.from_env()
-    pagination.configure(settings.home)
+    limits = limits or ApiLimits.from_settings(settings)
+    pagination.configure(settings.home, settings.cursor_secret)
     app.state.services = Services(
         store=store,
         registry=registry,

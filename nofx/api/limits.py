@@ -9,15 +9,15 @@ once, when the app is built.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
 from nofx.errors import NofxError, ValidationError
 from nofx.security.inputs import json_depth
+from nofx.settings import API_LIMIT_PREFIX, Settings
 
-ENV_PREFIX = "NOFX_API_"
+ENV_PREFIX = API_LIMIT_PREFIX
 __all__ = ["ApiLimits", "BudgetExceeded", "QuotaExceeded", "TooBusy", "json_depth"]
 
 
@@ -52,11 +52,16 @@ class ApiLimits:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ApiLimits:
+        """The limits of the settings ``env`` gives (the process's environment by default)."""
+        return cls.from_settings(Settings.from_env(None if env is None else dict(env)))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ApiLimits:
         """Defaults, overridden by ``NOFX_API_<FIELD>`` (upper case); a bad value is an error."""
-        env = os.environ if env is None else env
+        overrides = settings.api_limit_overrides
         values: dict[str, Any] = {}
         for f in fields(cls):
-            raw = env.get(ENV_PREFIX + f.name.upper())
+            raw = overrides.get(ENV_PREFIX + f.name.upper())
             if raw is None or raw == "":
                 continue
             kind = int if f.type in ("int", int) else float

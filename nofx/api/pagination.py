@@ -33,12 +33,12 @@ _secret: bytes = secrets.token_bytes(32)  # replaced by configure(); tests use t
 Field = Callable[[Any], bool]
 
 
-def configure(home: Path | None, env: Mapping[str, str] | None = None) -> None:
-    """Load (or create once) the signing secret; called when the app is built."""
+def configure(home: Path | None, secret: str | None = None) -> None:
+    """Load (or create once) the signing secret; called when the app is built with the
+    operator's ``NOFX_API_CURSOR_SECRET`` (``Settings.cursor_secret``), if any."""
     global _secret
-    env = os.environ if env is None else env
-    if value := env.get(SECRET_ENV):
-        _secret = hashlib.sha256(value.encode()).digest()
+    if secret:
+        _secret = hashlib.sha256(secret.encode()).digest()
         return
     if home is None:
         return

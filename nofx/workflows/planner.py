@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -24,6 +23,7 @@ from typing import Any, Protocol
 import httpx
 
 from nofx.errors import ValidationError
+from nofx.settings import Settings
 from nofx.workflows.analysis import analyze
 from nofx.workflows.model import StepSpec, WorkflowSpec, validate
 from nofx.workflows.templates import list_templates, load_template, template_parameters
@@ -343,14 +343,18 @@ class LLMPlanner:
 
 
 def planner_from_env(env: dict[str, str] | None = None) -> Planner:
+    """The planner of the settings ``env`` gives (the process's environment by default)."""
+    return planner_from_settings(Settings.from_env(env))
+
+
+def planner_from_settings(settings: Settings) -> Planner:
     """The builtin planner unless NOFX_PLANNER=llm (then NOFX_PLANNER_BASE_URL and _MODEL)."""
-    env = dict(os.environ if env is None else env)
-    if env.get("NOFX_PLANNER", "builtin") != "llm":
+    if settings.planner != "llm":
         return BuiltinPlanner()
-    base_url, model = env.get("NOFX_PLANNER_BASE_URL"), env.get("NOFX_PLANNER_MODEL")
+    base_url, model = settings.planner_base_url, settings.planner_model
     if not base_url or not model:
         raise PlanningError(
             "NOFX_PLANNER=llm needs NOFX_PLANNER_BASE_URL and NOFX_PLANNER_MODEL",
             hint="set both, or unset NOFX_PLANNER for the builtin planner",
         )
-    return LLMPlanner(base_url, model, env.get("NOFX_PLANNER_API_KEY", ""))
+    return LLMPlanner(base_url, model, settings.planner_api_key)

@@ -14,6 +14,7 @@ from nofx.api.compute import AnalysisPool
 from nofx.api.limits import BudgetExceeded
 from nofx.api.routes.health import StoreProbe, StoreUnavailable
 from nofx.errors import ValidationError
+from nofx.settings import Settings
 from nofx.store import EventStore
 
 
@@ -83,13 +84,14 @@ def test_health_reads_the_store_at_most_once_per_interval(store: EventStore) -> 
 
 
 def test_the_cursor_secret_comes_from_the_env_or_one_file(tmp_path: Path) -> None:
-    pagination.configure(tmp_path, env={})
+    pagination.configure(tmp_path, Settings.from_env({}).cursor_secret)
     key = tmp_path / pagination.SECRET_FILE
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     cursor = pagination.encode({"after": "a"})
-    pagination.configure(tmp_path, env={})  # a second worker reads the same secret
+    pagination.configure(tmp_path)  # a second worker reads the same secret
     assert pagination.decode(cursor, pagination.AFTER_ID) == {"after": "a"}
-    pagination.configure(tmp_path, env={pagination.SECRET_ENV: "operator-secret"})
+    operator = Settings.from_env({pagination.SECRET_ENV: "operator-secret"})
+    pagination.configure(tmp_path, operator.cursor_secret)
     with pytest.raises(ValidationError, match="not issued by this server"):
         pagination.decode(cursor, pagination.AFTER_ID)
 

@@ -388,7 +388,7 @@ def test_the_cli_registers_local_agents_only_when_the_policy_allows_them(
 
 # -- loading the policy ----------------------------------------------------------------------
 def test_no_policy_file_means_deny_all(nofx_home: Path) -> None:
-    policy = load_policy(Settings.from_env().policy_file, env={})
+    policy = load_policy(Settings.from_env().policy_file, overrides={})
     assert policy == OperatorPolicy(source=policy.source)
     assert "deny all" in policy.source
 

@@ -211,13 +211,14 @@ def build_policy(document: Mapping[str, Any], *, source: str, base_dir: Path) ->
 
 
 def load_policy(
-    policy_file: Path | None = None, env: Mapping[str, str] | None = None
+    policy_file: Path | None = None, overrides: Mapping[str, str] | None = None
 ) -> OperatorPolicy:
-    """Read the operator policy: the YAML file (if any) with ``NOFX_POLICY_*`` overrides.
+    """Read the operator policy: the YAML file (if any) with the ``NOFX_POLICY_*``
+    ``overrides`` (by name, as ``Settings.policy_overrides`` holds them).
 
     With neither, the result denies every code-running provider and every outbound host.
     """
-    env = os.environ if env is None else env
+    env = {} if overrides is None else overrides
     document: dict[str, Any] = {}
     source = "default (deny all code-running providers and outbound hosts)"
     base_dir = Path.cwd()
@@ -244,5 +245,5 @@ def policy_from_settings(env: Mapping[str, str] | None = None) -> OperatorPolicy
     """The policy of this process's settings (``NOFX_POLICY_FILE`` / ``<NOFX_HOME>/policy.yaml``)."""
     from nofx.settings import Settings
 
-    env = dict(os.environ if env is None else env)
-    return load_policy(Settings.from_env(env).policy_file, env)
+    settings = Settings.from_env(None if env is None else dict(env))
+    return load_policy(settings.policy_file, settings.policy_overrides)

@@ -135,6 +135,15 @@ class Transaction:
             return
         self._later.setdefault(statement, []).append(params)
 
+    def later_many(self, statement: Any, rows: list[dict[str, Any]]) -> None:
+        """``later`` for many rows of one statement at once (one call a batch, not a row)."""
+        if not rows:
+            return
+        if not self.batching:
+            self._execute(statement, rows)
+            return
+        self._later.setdefault(statement, []).extend(rows)
+
     def run_later(self) -> None:
         """Execute what ``later`` queued (before a read that may need it, and before commit)."""
         pending, self._later = self._later, {}

@@ -123,19 +123,20 @@ class DriverStatement:
             found = self._prepared[dialect.name] = (sql, processors)
         return found
 
-    def execute(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    def execute(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> Any:
+        """Write ``rows``; on SQLite, the DB-API cursor that wrote them (else None)."""
         if not rows:
-            return
+            return None
         if conn.dialect.name == "postgresql":
             self._execute_pg(conn, rows)
-            return
+            return None
         if conn.dialect.name != "sqlite":
             names = self.columns if self.key is None else (*self.columns, f"b_{self.key}")
             conn.execute(
                 self.core,
                 [dict(zip(names, (r[c] for c in self._order), strict=True)) for r in rows],
             )
-            return
+            return None
         sql, processors = self._prepare(conn)
         values = self._values
         if len(self._order) == 1:
@@ -154,7 +155,10 @@ class DriverStatement:
                     last, made = value, proc(value)
                 converted.append(made)
             table[i] = converted
-        run_on_cursor(conn, sql, list(zip(*table, strict=True)), many=True)
+        params = list(zip(*table, strict=True))
+        if len(params) == 1:  # one row: ``execute``, which sets the cursor's ``lastrowid``
+            return run_on_cursor(conn, sql, params[0])
+        return run_on_cursor(conn, sql, params, many=True)
 
     # -- PostgreSQL ---------------------------------------------------------------------
     def _prepare_pg(self, conn: Connection) -> tuple[str, list[int]]:

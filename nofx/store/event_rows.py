@@ -54,7 +54,9 @@ def _insert_events(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
     if conn.dialect.name != "sqlite":
         returned: list[Any] = list(conn.execute(_INSERT_RETURNING, rows).scalars())
         return [int(p) for p in returned]
-    _INSERT.execute(conn, rows)
+    cursor = _INSERT.execute(conn, rows)
+    if len(rows) == 1 and cursor.lastrowid:  # a lone row's position: no second statement
+        return [int(cursor.lastrowid)]
     last = int(run_on_cursor(conn, "SELECT last_insert_rowid()").fetchall()[0][0] or 0)
     return list(range(last - len(rows) + 1, last + 1))
 

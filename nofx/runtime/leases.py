@@ -120,10 +120,11 @@ class Leases:
         expires = now + timedelta(seconds=self.config.lease_s)
         tx.run_later()  # the group's queued projection writes come before this read
         dialect = tx.conn.dialect
-        if dialect.name not in ("sqlite", "postgresql"):
+        if dialect.name not in ("sqlite", "postgresql") or not dialect.update_returning:
+            # another database, or a SQLite older than 3.35 (no RETURNING)
             return self._claim_core(tx, limit, session_ids, exclude, now, expires)
-        if limit <= 0 or session_ids == []:
-            return []  # what LIMIT 0 and an empty IN find, without a statement
+        if session_ids == []:
+            return []  # what an empty IN finds, without a statement
         excluded = sorted(exclude or ())
         convert = _time_processor(dialect)
         sql = claim_sql(

@@ -26,7 +26,7 @@ from nofx.data_contract import StreamType
 from nofx.domain import Event, Message, NewEvent, utcnow
 from nofx.errors import ConcurrencyError, ValidationError
 from nofx.security.inputs import MAX_JSON_DEPTH, json_depth
-from nofx.store.driver import DriverStatement
+from nofx.store.driver import DriverStatement, run_on_cursor
 from nofx.store.event_store import as_utc
 from nofx.store.schema import agent_communications as comms
 from nofx.store.writer import Append, Written
@@ -208,7 +208,10 @@ def batch_operation(messages: Sequence[Message], inline_limit: int) -> Append:
         results.clear()
         events: list[NewEvent] = []
         now = utcnow()
-        later = tx.later
+        rows: list[dict[str, Any]] = []
+        add_row = rows.append
+        new_event = NewEvent.__new__
+        set_attr = _set
         for message, raw in sized:
             message_id = message.message_id
             known = queued.get(message_id) or existing.get(message_id) or mine.get(message_id)
@@ -218,8 +221,7 @@ def batch_operation(messages: Sequence[Message], inline_limit: int) -> Append:
             last += 1
             large = len(raw) > inline_limit
             ref = blobstore.put_raw(tx.conn, message.body, raw) if large else None
-            later(
-                _INSERT_MESSAGE,
+            add_row(
                 {
                     "message_id": message_id,
                     "tenant_id": tenant_id,
@@ -238,8 +240,31 @@ def batch_operation(messages: Sequence[Message], inline_limit: int) -> Append:
             mine[message_id] = stored
             results.append(stored)
             # the same transaction records it for analytics (agent_communications mart):
-            # no message without its event, no event without its message
-            events.append(_published(message, channel, last, large, len(raw)))
+            # no message without its event, no event without its message. ``_published``
+            # written out: two calls less a message on the writer thread
+            event = new_event(NewEvent)
+            set_attr(
+                event,
+                "__dict__",
+                {
+                    "type": "MessagePublished",
+                    "payload": {
+                        "messaging.message.id": message_id,
+                        "messaging.destination.name": channel,
+                        "channel_seq": last,
+                        "session_id": message.session_id,
+                        "sender": message.sender,
+                        "body_bytes": len(raw),
+                        "stored_as_blob": large,
+                    },
+                    "idempotency_key": None,
+                },
+            )
+            set_attr(event, "__pydantic_fields_set__", set(_NEW_EVENT_FIELDS))
+            set_attr(event, "__pydantic_extra__", None)
+            set_attr(event, "__pydantic_private__", None)
+            events.append(event)
+        tx.later_many(_INSERT_MESSAGE, rows)
         if remember:
             tx.memo[seq_key] = last
             queued.update(mine)  # the group falls back as a whole if anything objects
@@ -260,10 +285,23 @@ def batch_operation(messages: Sequence[Message], inline_limit: int) -> Append:
 
 
 def _last_seq(conn: Connection, tenant_id: str, channel: str) -> int:
+    """The channel's last ``channel_seq`` (0 for a new channel), on the DB-API cursor: Core
+    built and compiled this select anew for every batch (~0.5 ms of the writer's CPU)."""
+    dialect = conn.dialect.name
+    if dialect in _LAST_SEQ_SQL:
+        found = run_on_cursor(conn, _LAST_SEQ_SQL[dialect], (tenant_id, channel)).fetchall()
+        return int(found[0][0] or 0)
     query = select(func.max(comms.c.channel_seq)).where(
         comms.c.tenant_id == tenant_id, comms.c.channel == channel
     )
     return int(conn.execute(query).scalar() or 0)
+
+
+_LAST_SEQ_SQL = {
+    "sqlite": "SELECT max(channel_seq) FROM agent_communications WHERE tenant_id = ? AND channel = ?",
+    "postgresql": "SELECT max(channel_seq) FROM agent_communications "
+    "WHERE tenant_id = %s::VARCHAR AND channel = %s::VARCHAR",
+}
 
 
 def _stored(conn: Connection, tenant_id: str, ids: list[str]) -> dict[str, StoredMessage]:

@@ -12,7 +12,7 @@ from nofx import data_contract
 from nofx.data_contract import column_names
 from nofx.domain import Event
 from nofx.store import schema
-from nofx.store.driver import DriverStatement, PgInsertReturning
+from nofx.store.driver import DriverStatement, PgInsertReturning, run_on_cursor
 
 KEY_CHUNK = 500  # stream ids per query
 
@@ -54,8 +54,10 @@ def _insert_events(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
     if conn.dialect.name != "sqlite":
         returned: list[Any] = list(conn.execute(_INSERT_RETURNING, rows).scalars())
         return [int(p) for p in returned]
-    _INSERT.execute(conn, rows)
-    last = int(conn.exec_driver_sql("SELECT last_insert_rowid()").scalar() or 0)
+    cursor = _INSERT.execute(conn, rows)
+    if len(rows) == 1 and cursor.lastrowid:  # a lone row's position: no second statement
+        return [int(cursor.lastrowid)]
+    last = int(run_on_cursor(conn, "SELECT last_insert_rowid()").fetchall()[0][0] or 0)
     return list(range(last - len(rows) + 1, last + 1))
 
 
@@ -71,9 +73,9 @@ def _stream_versions(conn: Connection, stream_ids: list[str]) -> dict[str, int]:
         chunk = stream_ids[start : start + KEY_CHUNK]
         if dialect == "sqlite":
             ids = ", ".join("(?)" for _ in chunk)
-            rows = conn.exec_driver_sql(_LAST_SEQ_SQLITE.format(ids=ids), tuple(chunk))
+            rows = run_on_cursor(conn, _LAST_SEQ_SQLITE.format(ids=ids), tuple(chunk)).fetchall()
         elif dialect == "postgresql":
-            rows = conn.exec_driver_sql(_LAST_SEQ_PG, (chunk,))
+            rows = run_on_cursor(conn, _LAST_SEQ_PG, (chunk,)).fetchall()
         else:
             col = schema.events.c
             rows = conn.execute(

@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
@@ -279,3 +280,42 @@ def test_many_rows_through_the_driver_store_what_core_stores(
         finally:
             store.dispose()
     assert results[0] == results[1]
+
+
+@given(json_values)
+def test_a_json_value_is_bound_as_cores_processor_binds_it(value: object) -> None:
+    from sqlalchemy import JSON
+    from sqlalchemy.dialects import sqlite
+
+    from nofx.store.driver import json_text
+
+    dialect = sqlite.dialect(json_serializer=dumps)
+    core = schema.events.c.payload.type.dialect_impl(dialect).bind_processor(dialect)
+    fast = json_text(core, dialect)
+    assert fast is not core  # the dict path is taken for this dialect
+    for bound in (value, {"v": value}, JSON.NULL):
+        assert fast(bound) == core(bound)
+
+
+def test_a_statement_on_the_cursor_fails_as_core_fails_and_begins_as_core_begins(
+    tmp_path: Path,
+) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    from nofx.store.driver import run_on_cursor
+
+    store = EventStore(f"sqlite:///{tmp_path / 'cursor.db'}")
+    insert_row = (
+        "INSERT INTO events (stream_id, stream_type, seq, type, tenant_id, occurred_at, payload)"
+        " VALUES ('s', 't', 1, 'E', 'default', '2026-01-01 00:00:00.000000', '{}')"
+    )
+    try:
+        with store.engine.connect() as conn:
+            run_on_cursor(conn, insert_row)
+            assert conn.in_transaction()  # autobegun, as Core would have
+            with pytest.raises(IntegrityError):
+                run_on_cursor(conn, insert_row)  # (stream_id, seq) is unique
+            conn.rollback()
+        assert store.count_events() == 0  # the autobegun transaction was rolled back
+    finally:
+        store.dispose()

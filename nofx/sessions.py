@@ -381,13 +381,14 @@ class SessionService:
             if request.workflow is not None:
                 self._check_request(request)
                 return
-            memo_key = ("registry.capabilities", request.tenant_id)
-            known = tx.memo.get(memo_key)
-            if known is None:
-                known = tx.memo[memo_key] = set(
-                    self.registry.capabilities(request.tenant_id, conn=tx.conn)
+            # asked once per tenant and capability in a commit group, through the index
+            memo_key = ("registry.offers", request.tenant_id, request.task.capability)
+            offered = tx.memo.get(memo_key)
+            if offered is None:
+                offered = tx.memo[memo_key] = self.registry.offers(
+                    tx.conn, request.tenant_id, request.task.capability
                 )
-            if request.task.capability not in known:
+            if not offered:
                 self.registry.require_capability(
                     request.task.capability, request.tenant_id, conn=tx.conn
                 )

@@ -79,6 +79,32 @@ def test_unknown_capability_suggests_the_nearest(registry: AgentRegistry) -> Non
 
 
 @pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_offers_answers_for_one_tenant_and_capability(
+    backend: str, registry: AgentRegistry, request: pytest.FixtureRequest
+) -> None:
+    """What every submission asks on the writer, on the DB-API cursor of either database."""
+    if backend == "postgres":
+        store = EventStore(request.getfixturevalue("pg_url"))
+        request.addfinalizer(store.dispose)
+        registry = AgentRegistry(store)
+    registry.register(spec())
+    registry.register(spec("reviewer", tenant_id="acme", capabilities=[{"name": "code.review"}]))
+    asked = [
+        ("default", "code.generate"),
+        ("default", "code.review"),  # another tenant's capability
+        ("acme", "code.review"),
+        ("acme", "code.generate"),
+        ("nobody", "code.generate"),
+    ]
+    with registry.store.engine.begin() as conn:
+        found = [AgentRegistry.offers(conn, tenant, cap) for tenant, cap in asked]
+    assert found == [True, False, True, False, False]
+    assert found == [cap in registry.capabilities(tenant) for tenant, cap in asked]
+
+
+@pytest.mark.parametrize(
     "bad, field",
     [
         ({"name": "x", "capabilities": []}, "capabilities"),

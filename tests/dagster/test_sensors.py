@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import json
+import time
 
 import dagster as dg
+import pytest
 
-from dagster_project.defs.ingest.sensors import new_events_sensor
+from dagster_project.defs.ingest.sensors import (
+    TELEMETRY_REFRESH_S,
+    new_events_sensor,
+    refresh_due,
+)
 from dagster_project.defs.sessions.sensors import requested_sessions_sensor, run_requested_sessions
 from dagster_project.lib.cursors import read_cursor
 from dagster_project.lib.resources import EventStoreResource
@@ -78,7 +84,7 @@ def test_new_events_sensor_tracks_the_last_position(
     last = store.last_position()
     first = evaluate(new_events_sensor, settings)
     assert isinstance(first, dg.SensorResult)
-    assert json.loads(first.cursor) == {"last_position": last}
+    assert json.loads(first.cursor)["last_position"] == last
     assert first.run_requests[0].run_key == f"events/{last}"
     quiet = evaluate(new_events_sensor, settings, cursor=first.cursor)
     assert isinstance(quiet, dg.SkipReason)
@@ -136,4 +142,39 @@ def test_the_refreshs_own_alert_events_do_not_start_another_refresh(
     quiet = evaluate(new_events_sensor, settings, cursor=first.cursor)
     assert isinstance(quiet, dg.SkipReason), "the refresh would trigger itself forever"
     submit(runtime, 1)  # a user's activity does
+    assert isinstance(evaluate(new_events_sensor, settings, cursor=first.cursor), dg.SensorResult)
+
+
+@pytest.mark.parametrize(
+    "activity, telemetry, seen, refreshed_at, now, due",
+    [
+        (11, 0, 10, 1000.0, 1001.0, True),  # the fleet did something: refresh
+        (10, 12, 10, 1000.0, 1001.0, False),  # API telemetry alone, just refreshed
+        (10, 12, 10, 1000.0, 1000.0 + TELEMETRY_REFRESH_S, True),  # ... 15 minutes later
+        (10, 12, 10, None, 1000.0, True),  # never refreshed (an old cursor)
+        (10, 10, 10, None, 1000.0, False),  # nothing new at all
+    ],
+)
+def test_refresh_is_due_on_activity_and_on_telemetry_only_now_and_then(
+    activity: int, telemetry: int, seen: int, refreshed_at: float | None, now: float, due: bool
+) -> None:
+    assert refresh_due(activity, telemetry, seen, refreshed_at, now) is due
+
+
+def test_api_telemetry_alone_does_not_refresh_every_minute(
+    settings: Settings, store: EventStore, fleet, runtime: Runtime
+) -> None:
+    from nofx.api.observability import latency_window_write
+
+    submit(runtime, 1)
+    first = evaluate(new_events_sensor, settings)
+    assert isinstance(first, dg.SensorResult)
+    # a health probe's latency window: the API's own telemetry, not the fleet's activity
+    store.writer.run(latency_window_write({"source": "test", "window_s": 60.0, "requests": 1}))
+    assert store.last_position() > json.loads(first.cursor)["last_position"]
+    quiet = evaluate(new_events_sensor, settings, cursor=first.cursor)
+    assert isinstance(quiet, dg.SkipReason) and "only API telemetry" in quiet.skip_message
+    stale = json.dumps({**json.loads(first.cursor), "refreshed_at": time.time() - 3600})
+    assert isinstance(evaluate(new_events_sensor, settings, cursor=stale), dg.SensorResult)
+    submit(runtime, 1)  # the fleet's activity refreshes at once
     assert isinstance(evaluate(new_events_sensor, settings, cursor=first.cursor), dg.SensorResult)

@@ -209,9 +209,6 @@ def batch_operation(messages: Sequence[Message], inline_limit: int) -> Append:
         events: list[NewEvent] = []
         now = utcnow()
         rows: list[dict[str, Any]] = []
-        add_row = rows.append
-        new_event = NewEvent.__new__
-        set_attr = _set
         for message, raw in sized:
             message_id = message.message_id
             known = queued.get(message_id) or existing.get(message_id) or mine.get(message_id)
@@ -221,7 +218,7 @@ def batch_operation(messages: Sequence[Message], inline_limit: int) -> Append:
             last += 1
             large = len(raw) > inline_limit
             ref = blobstore.put_raw(tx.conn, message.body, raw) if large else None
-            add_row(
+            rows.append(
                 {
                     "message_id": message_id,
                     "tenant_id": tenant_id,
@@ -240,30 +237,8 @@ def batch_operation(messages: Sequence[Message], inline_limit: int) -> Append:
             mine[message_id] = stored
             results.append(stored)
             # the same transaction records it for analytics (agent_communications mart):
-            # no message without its event, no event without its message. ``_published``
-            # written out: two calls less a message on the writer thread
-            event = new_event(NewEvent)
-            set_attr(
-                event,
-                "__dict__",
-                {
-                    "type": "MessagePublished",
-                    "payload": {
-                        "messaging.message.id": message_id,
-                        "messaging.destination.name": channel,
-                        "channel_seq": last,
-                        "session_id": message.session_id,
-                        "sender": message.sender,
-                        "body_bytes": len(raw),
-                        "stored_as_blob": large,
-                    },
-                    "idempotency_key": None,
-                },
-            )
-            set_attr(event, "__pydantic_fields_set__", set(_NEW_EVENT_FIELDS))
-            set_attr(event, "__pydantic_extra__", None)
-            set_attr(event, "__pydantic_private__", None)
-            events.append(event)
+            # no message without its event, no event without its message
+            events.append(_published(message, channel, last, large, len(raw)))
         tx.later_many(_INSERT_MESSAGE, rows)
         if remember:
             tx.memo[seq_key] = last

@@ -33,7 +33,6 @@ from nofx.routing.scoring import MIN_SUCCESS, WEIGHTS, Estimate
 
 # the first block fills the k best; later ones grow 8x, cut where no key can reach the guess
 FIRST_BLOCK = 64
-GROWTH = 8
 
 
 class Scored(NamedTuple):
@@ -291,7 +290,7 @@ def sampled_top(
             levels = draw(slots)
             drawn.append((slots, levels, reach(slots, levels) - negkeys[at:end]))
             count += end - at
-            at, block = end, GROWTH * block  # later blocks stop at the guess's cut anyway
+            at, block = end, 8 * block  # later blocks stop at the guess's cut anyway
         if drawn:
             if len(drawn) == 1:
                 slots, levels, bounds = drawn[0]

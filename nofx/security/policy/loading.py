@@ -218,7 +218,6 @@ def load_policy(
 
     With neither, the result denies every code-running provider and every outbound host.
     """
-    env = {} if overrides is None else overrides
     document: dict[str, Any] = {}
     source = "default (deny all code-running providers and outbound hosts)"
     base_dir = Path.cwd()
@@ -235,7 +234,7 @@ def load_policy(
         document = loaded or {}
         source = str(policy_file)
         base_dir = policy_file.parent
-    overridden = apply_env_overrides(document, env)
+    overridden = apply_env_overrides(document, overrides or {})
     if overridden != document:
         source += " + NOFX_POLICY_* environment overrides"
     return build_policy(overridden, source=source, base_dir=base_dir)
